@@ -1,0 +1,22 @@
+"""rnnspec: compile declarative recurrent-network specs (.rnn) to NumPy forward + BPTT code.
+
+Public API::
+
+    compile_source(text, dims=None, name="spec")  -> the generated module, imported
+    compile_file(path, dims=None)                  -> the same for a file
+    generate(text, dims=None, filename="spec.rnn") -> the generated source text
+    gradcheck(spec_or_module, ...)                 -> a GradcheckReport (what the CLI prints)
+    SpecError                                      -> every user error in a spec
+
+The stages, each a module with one entry function: parse.parse -> check.check ->
+graph.build_graph -> schedule.schedule -> codegen.generate_code; gradcheck.gradcheck checks
+the result.
+"""
+__version__ = "0.1.0"
+
+from .api import analyze, compile_file, compile_source, generate, load_module  # noqa: E402
+from .errors import SpecError  # noqa: E402
+from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
+
+__all__ = ["compile_source", "compile_file", "generate", "gradcheck", "GradcheckReport",
+           "SpecError", "analyze", "load_module", "__version__"]

@@ -1,0 +1,94 @@
+"""The Python API: spec text or file in, generated module (source or imported) out.
+
+In: spec text (or a path), optional dimension overrides.  Out: :func:`generate` returns the module
+source; :func:`compile_source`/:func:`compile_file` import it as a real module, registered with
+``linecache`` so that tracebacks and ``inspect.getsource`` show the generated lines.  Any user
+error raises :class:`SpecError`; nothing else escapes for bad spec text.
+"""
+from __future__ import annotations
+
+import hashlib
+import linecache
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional
+
+from .check import Model, check
+from .codegen import generate_code
+from .errors import SpecError
+from .graph import Graph, build_graph
+from .parse import parse
+from .schedule import Schedule, schedule
+
+
+@dataclass
+class Analysis:
+    model: Model
+    graph: Graph
+    schedule: Schedule
+
+
+def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<spec>"
+            ) -> Analysis:
+    """Parse, check, build the graph and schedule it (everything before code generation)."""
+    spec = parse(text, filename)
+    model = check(spec, dims)
+    graph = build_graph(model)
+    return Analysis(model, graph, schedule(graph))
+
+
+def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn") -> str:
+    """The generated module's source text for spec ``text``."""
+    a = analyze(text, dims, filename)
+    return generate_code(a.schedule, Path(filename).name)
+
+
+def load_module(source: str, name: str = "spec", filename: Optional[str] = None
+                ) -> types.ModuleType:
+    """Import generated ``source`` as module ``name`` (registered in linecache and sys.modules)."""
+    digest = hashlib.sha1(source.encode()).hexdigest()[:10]
+    filename = filename or f"<rnnspec {name} {digest}>"
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    code = compile(source, filename, "exec")
+    exec(code, module.__dict__)
+    sys.modules.setdefault(f"rnnspec_generated.{name}_{digest}", module)
+    return module
+
+
+def _module_name(name: str) -> str:
+    cleaned = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    return cleaned or "spec"
+
+
+def compile_source(text: str, dims: Optional[Dict[str, int]] = None, name: str = "spec"
+                   ) -> types.ModuleType:
+    """Compile spec ``text`` and return the generated module, imported."""
+    source = generate(text, dims, f"{name}.rnn")
+    return load_module(source, _module_name(name))
+
+
+def compile_file(path, dims: Optional[Dict[str, int]] = None) -> types.ModuleType:
+    """Compile the spec file at ``path`` and return the generated module, imported."""
+    path = Path(path)
+    text = read_spec(path)
+    source = generate(text, dims, str(path))
+    return load_module(source, _module_name(path.stem))
+
+
+def read_spec(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError.at(f"no such file: {path}", "", str(path), 1, 1,
+                           "check the path") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError.at(f"{path} is not UTF-8 text ({exc.reason})", "", str(path), 1, 1,
+                           "save the spec as UTF-8") from None
+    except OSError as exc:
+        raise SpecError.at(f"cannot read {path}: {exc.strerror}", "", str(path), 1, 1,
+                           "check the path and permissions") from None

@@ -1,0 +1,905 @@
+"""Stage 2, check: :class:`rnnspec.ast.Spec` -> :class:`Model` (a validated, typed network).
+
+In: the AST from :func:`rnnspec.parse.parse` and optional dimension overrides.  Out: a ``Model``
+holding the symbol table (dims, inputs, targets, parameters -- including those created by
+``affine``/``gate`` connections --, constants, states, values, losses), the type of every
+expression node, and the warnings.  Every user error (undefined or duplicate names, shape
+mismatches, references to future steps or to values with no initial value, cycles inside one
+time step, losses without targets, ...) is collected with its position; if there is any, a single
+:class:`SpecError` listing all of them is raised.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import networkx as nx
+
+from . import ast
+from .ast import unparse
+from .errors import Reporter
+from .sizes import Size
+
+UNARY_FUNCS = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
+VECTOR_FUNCS = ("softmax", "concat")
+CONNECTIONS = ("affine", "gate")
+LOSS_FUNCS = ("cross_entropy", "squared_error")
+FUNCTIONS = UNARY_FUNCS + VECTOR_FUNCS + CONNECTIONS
+INITIALIZERS = {  # name -> (takes an argument, needs a matrix)
+    "zeros": (False, False), "ones": (False, False), "constant": (True, False),
+    "normal": (True, False), "uniform": (True, False), "xavier": (False, True),
+    "glorot": (False, True), "orthogonal": (False, True),
+}
+STEP, STATIC, PARAM = 2, 1, 0  # "time kinds": per step (T, B, n), per sequence (B, n), shared
+
+
+@dataclass(frozen=True)
+class Ty:
+    """The type of an expression: shape ('scalar' | 'vec' | 'mat'), sizes, and time kind."""
+    shape: str
+    rows: Optional[Size] = None
+    cols: Optional[Size] = None
+    tk: int = PARAM
+
+    def describe(self) -> str:
+        if self.shape == "scalar":
+            return "a scalar"
+        if self.shape == "vec":
+            return f"a vector of size {self.rows}"
+        return f"a {self.rows}×{self.cols} matrix"
+
+
+@dataclass
+class InputInfo:
+    name: str
+    seq: bool
+    size: Size
+    decl: ast.InputDecl
+
+
+@dataclass
+class TargetInfo:
+    name: str
+    seq: bool
+    kind: str  # 'class' | 'real'
+    size: Size
+    decl: ast.TargetDecl
+
+
+@dataclass
+class ParamInfo:
+    name: str
+    shape: Tuple[Size, ...]
+    init: str
+    init_arg: Optional[float]
+    node: ast.Node  # where it is declared (a ParamDecl, or the connection's Call)
+    auto: bool = False  # created by a connection
+
+    @property
+    def kind(self) -> str:
+        return ("scalar", "vec", "mat")[len(self.shape)]
+
+
+@dataclass
+class StateInfo:
+    name: str
+    size: Size
+    init: str  # 'zeros' | 'given' | 'param' | 'input'
+    init_name: Optional[str]
+    decl: ast.StateDecl
+
+
+@dataclass
+class ValueInfo:
+    name: str
+    seq: bool
+    eq: ast.Equation
+    size: Optional[Size] = None
+    is_softmax: bool = False
+
+
+@dataclass
+class Connection:
+    """An ``affine``/``gate`` call: ``act(sum_i W_i @ source_i + b)``."""
+    prefix: str
+    weights: List[Tuple[str, ast.Expr]]
+    bias: Optional[str]
+    activation: Optional[str]  # 'sigmoid' for gate
+    size: Size
+
+
+@dataclass
+class LossInfo:
+    func: str  # 'cross_entropy' | 'squared_error'
+    pred: ast.Ref
+    target: ast.Ref
+    reduce: str
+    steps: Optional[Tuple[ast.Index, ...]]  # None: every step (for a per-step prediction)
+    node: ast.Loss
+
+
+@dataclass
+class Model:
+    spec: ast.Spec
+    dims: Dict[str, int]
+    axis: Optional[str]
+    inputs: Dict[str, InputInfo]
+    targets: Dict[str, TargetInfo]
+    params: Dict[str, ParamInfo]
+    consts: Dict[str, float]
+    states: Dict[str, StateInfo]
+    values: Dict[str, ValueInfo]
+    losses: List[LossInfo]
+    types: Dict[ast.Node, Ty]
+    connections: Dict[ast.Call, Connection]
+    references: List[Tuple[str, str, object]]  # (source, value, delay or 'whole'), per equation ref
+    warnings: list = field(default_factory=list)
+
+    @property
+    def filename(self) -> str:
+        return self.spec.filename
+
+    @property
+    def source(self) -> str:
+        return self.spec.source
+
+
+def check(spec: ast.Spec, dims: Optional[Dict[str, int]] = None) -> Model:
+    """Validate ``spec`` (with dimension overrides ``dims``) and return the typed :class:`Model`."""
+    return _Checker(spec, dims or {}).run()
+
+
+def _suggest(name: str, names) -> str:
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f"did you mean '{close[0]}'?" if close else ""
+
+
+class _Checker:
+    def __init__(self, spec: ast.Spec, overrides: Dict[str, int]):
+        self.spec = spec
+        self.overrides = dict(overrides)
+        self.rep = Reporter(spec.source, spec.filename)
+        self.dims: Dict[str, int] = {}
+        self.decl_at: Dict[str, ast.Node] = {}
+        self.kind_of: Dict[str, str] = {}
+        self.inputs: Dict[str, InputInfo] = {}
+        self.targets: Dict[str, TargetInfo] = {}
+        self.params: Dict[str, ParamInfo] = {}
+        self.consts: Dict[str, float] = {}
+        self.states: Dict[str, StateInfo] = {}
+        self.values: Dict[str, ValueInfo] = {}
+        self.losses: List[LossInfo] = []
+        self.types: Dict[ast.Node, Ty] = {}
+        self.connections: Dict[ast.Call, Connection] = {}
+        self.references: List[Tuple[str, str, object]] = []
+        self.used: set = set()
+        self.axis: Optional[str] = None
+        self.axis_node: Optional[ast.Node] = None
+        self._inferring: set = set()
+        self._typed_values: set = set()
+
+    # ----- entry -----------------------------------------------------------------------------
+    def run(self) -> Model:
+        stmts = self.spec.statements
+        for st in stmts:
+            if isinstance(st, ast.DimDecl):
+                self.declare_dim(st)
+        for name, value in self.overrides.items():
+            if name not in self.dims:
+                self.rep.error((1, 1), f"--dim {name}={value}: the spec has no dimension '{name}'",
+                               _suggest(name, self.dims) or f"its dimensions are: "
+                               f"{', '.join(self.dims) or 'none'}")
+            elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                self.rep.error((1, 1), f"--dim {name}={value}: a dimension must be a positive "
+                               f"integer", f"for example --dim {name}=8")
+            else:
+                self.dims[name] = value
+        for st in stmts:
+            if isinstance(st, ast.DimDecl):
+                continue
+            if isinstance(st, ast.InputDecl):
+                self.declare_input(st)
+            elif isinstance(st, ast.TargetDecl):
+                self.declare_target(st)
+            elif isinstance(st, ast.ParamDecl):
+                self.declare_param(st)
+            elif isinstance(st, ast.ConstDecl):
+                self.declare(st.name, st, "const")
+                self.consts[st.name] = st.value
+            elif isinstance(st, ast.StateDecl):
+                self.declare_state(st)
+            elif isinstance(st, ast.Equation):
+                self.declare_value(st)
+        for st in stmts:  # state initial values may name parameters/inputs declared later
+            if isinstance(st, ast.StateDecl) and st.name in self.states:
+                self.resolve_state_init(st)
+        for v in list(self.values.values()):
+            self.value_size(v.name, v.eq)
+        for st in stmts:
+            if isinstance(st, ast.Loss):
+                self.check_loss(st)
+        self.check_states()
+        self.check_cycles()
+        self.check_unused()
+        self.rep.raise_if_errors()
+        return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
+                     self.consts, self.states, self.values, self.losses, self.types,
+                     self.connections, self.references, self.rep.warnings)
+
+    # ----- declarations ----------------------------------------------------------------------
+    def declare(self, name: str, node: ast.Node, kind: str) -> bool:
+        if name in self.decl_at:
+            first = self.decl_at[name]
+            self.rep.error(node, f"'{name}' is already defined (as a {self.kind_of[name]} at "
+                           f"line {first.line})", "give each input, target, parameter, state "
+                           "and value its own name")
+            return False
+        self.decl_at[name] = node
+        self.kind_of[name] = kind
+        return True
+
+    def declare_dim(self, st: ast.DimDecl) -> None:
+        if st.name in self.dims:
+            self.rep.error(st, f"dimension '{st.name}' is already defined",
+                           "define each dimension once")
+            return
+        if st.value < 1:
+            self.rep.error(st, f"dimension '{st.name}' must be at least 1, not {st.value}",
+                           f"for example: dim {st.name} = 8")
+        self.dims[st.name] = st.value
+
+    def size(self, se: ast.SizeExpr) -> Optional[Size]:
+        acc = Size()
+        ok = True
+        for term in se.terms:
+            if term.dim is None:
+                acc = acc + Size((), term.coef)
+            elif term.dim not in self.dims:
+                self.rep.error(term, f"unknown dimension '{term.dim}'",
+                               _suggest(term.dim, self.dims)
+                               or f"declare it first: dim {term.dim} = 8")
+                ok = False
+            else:
+                acc = acc + Size(((term.dim, term.coef),), 0)
+        if ok and acc.terms == () and acc.const < 1:
+            self.rep.error(se, "a size must be at least 1", "use a dimension name or a positive "
+                           "integer")
+            return None
+        return acc if ok else None
+
+    def use_axis(self, name: str, node: ast.Node) -> None:
+        if self.axis is None:
+            self.axis = name
+            self.axis_node = node
+        elif name != self.axis:
+            self.rep.error(node, f"time index '{name}' differs from '{self.axis}' used at line "
+                           f"{self.axis_node.line}", f"this network has one time axis; write "
+                           f"[{self.axis}]")
+
+    def declare_input(self, st: ast.InputDecl) -> None:
+        if st.axis:
+            self.use_axis(st.axis, st)
+        size = self.size(st.size)
+        if self.declare(st.name, st, "sequence input" if st.axis else "static input") and size:
+            self.inputs[st.name] = InputInfo(st.name, st.axis is not None, size, st)
+
+    def declare_target(self, st: ast.TargetDecl) -> None:
+        if st.axis:
+            self.use_axis(st.axis, st)
+        size = self.size(st.size)
+        if self.declare(st.name, st, "target") and size:
+            self.targets[st.name] = TargetInfo(st.name, st.axis is not None, st.kind, size, st)
+
+    def declare_param(self, st: ast.ParamDecl) -> None:
+        shape = tuple(self.size(s) for s in st.shape)
+        init = st.init.name if st.init else ("xavier" if len(shape) == 2 else "zeros")
+        arg = st.init.arg if st.init else None
+        if st.init:
+            self.check_init(st.init, init, arg, len(shape))
+        if self.declare(st.name, st, "parameter") and all(s is not None for s in shape):
+            self.params[st.name] = ParamInfo(st.name, shape, init, arg, st)
+
+    def check_init(self, node: ast.Node, name: str, arg, ndim: int) -> None:
+        if name not in INITIALIZERS:
+            self.rep.error(node, f"unknown initializer '{name}'", _suggest(name, INITIALIZERS)
+                           or f"use one of: {', '.join(INITIALIZERS)}")
+            return
+        takes_arg, needs_matrix = INITIALIZERS[name]
+        if takes_arg and arg is None:
+            example = {"constant": "constant(0.5)", "normal": "normal(0.1)",
+                       "uniform": "uniform(0.1)"}[name]
+            self.rep.error(node, f"initializer '{name}' needs an argument",
+                           f"for example: {example}")
+        elif not takes_arg and arg is not None:
+            self.rep.error(node, f"initializer '{name}' takes no argument", f"write {name}")
+        elif name in ("normal", "uniform") and arg is not None and arg < 0:
+            self.rep.error(node, f"{name}({arg:g}): the scale must not be negative",
+                           f"for example {name}(0.1)")
+        if needs_matrix and ndim != 2:
+            self.rep.error(node, f"initializer '{name}' is for matrices",
+                           "use zeros, constant(c), normal(std) or uniform(a) for vectors and "
+                           "scalars")
+
+    def declare_state(self, st: ast.StateDecl) -> None:
+        size = self.size(st.size)
+        if not self.declare(st.name, st, "state") or size is None:
+            return
+        self.states[st.name] = StateInfo(st.name, size, "zeros", None, st)
+
+    def resolve_state_init(self, st: ast.StateDecl) -> None:
+        info = self.states[st.name]
+        pos = (st.init_line, st.init_column)
+        init = st.init or "zeros"
+        if init in ("zeros", "given"):
+            info.init = init
+            return
+        if init in self.params:
+            p = self.params[init]
+            self.used.add(init)
+            if p.shape != (info.size,):
+                shape = "×".join(s.text() for s in p.shape) or "scalar"
+                self.rep.error(pos, f"initial value of state '{st.name}': parameter '{init}' has "
+                               f"shape {shape}, but the state has size {info.size}",
+                               f"declare: param {init}: {info.size} = zeros")
+            info.init, info.init_name = "param", init
+        elif init in self.inputs:
+            inp = self.inputs[init]
+            self.used.add(init)
+            if inp.seq:
+                self.rep.error(pos, f"initial value of state '{st.name}': '{init}' is a "
+                               f"sequence input", f"declare it static: input {init}: {inp.size}")
+            elif inp.size != info.size:
+                self.rep.error(pos, f"initial value of state '{st.name}': input '{init}' has size "
+                               f"{inp.size}, but the state has size {info.size}",
+                               "the initial value must have the state's size")
+            info.init, info.init_name = "input", init
+        else:
+            self.rep.error(pos, f"unknown initial value '{init}' for state '{st.name}'",
+                           _suggest(init, list(self.params) + list(self.inputs))
+                           or "use zeros, given (passed in state0), a parameter, or a static "
+                           "input")
+
+    def declare_value(self, eq: ast.Equation) -> None:
+        if eq.axis:
+            self.use_axis(eq.axis, eq)
+        if eq.name in self.states:
+            st = self.states[eq.name]
+            if eq.name in self.values:
+                self.rep.error(eq, f"'{eq.name}' already has an equation (line "
+                               f"{self.values[eq.name].eq.line})", "define each value once")
+                return
+            if not eq.axis:
+                self.rep.error(eq, f"state '{eq.name}' needs a per-step equation",
+                               f"write {eq.name}[t] = ...")
+                return
+            self.values[eq.name] = ValueInfo(eq.name, True, eq, st.size)
+            self.check_annotation(eq, st.size)
+            return
+        if eq.name in self.values:
+            self.rep.error(eq, f"'{eq.name}' already has an equation (line "
+                           f"{self.values[eq.name].eq.line})", "define each value once")
+            return
+        if not self.declare(eq.name, eq, "value"):
+            return
+        size = self.size(eq.size) if eq.size else None
+        self.values[eq.name] = ValueInfo(eq.name, eq.axis is not None, eq, size)
+
+    def check_annotation(self, eq: ast.Equation, size: Size) -> None:
+        if eq.size is not None:
+            ann = self.size(eq.size)
+            if ann is not None and ann != size:
+                self.rep.error(eq.size, f"'{eq.name}' is declared with size {size} but "
+                               f"annotated {ann}", "make the sizes agree")
+
+    # ----- values and expressions ------------------------------------------------------------
+    def value_size(self, name: str, eq: ast.Equation) -> Optional[Size]:
+        info = self.values[name]
+        if name in self._typed_values:
+            return info.size
+        if name in self._inferring:
+            return info.size  # recursion through a (possibly illegal) cycle: use what is known
+        self._inferring.add(name)
+        ty = self.expr(eq.expr, info.seq, name, expected=info.size)
+        self._inferring.discard(name)
+        self._typed_values.add(name)
+        if ty is None:
+            return info.size
+        if ty.shape != "vec":
+            if ty.shape == "scalar" and info.size is None and ty.tk == PARAM:
+                self.rep.error(eq, f"'{name}' is a scalar expression of parameters and constants",
+                               "use a const or a scalar param instead of an equation")
+            elif ty.shape == "mat":
+                self.rep.error(eq, f"'{name}' would be a matrix; values of a network are vectors",
+                               "multiply it with a vector using @")
+            elif info.size is None:
+                self.rep.error(eq, f"cannot tell the size of '{name}': the right-hand side is a "
+                               f"scalar", f"annotate it: {name}[{eq.axis or 't'}]: hidden = ...")
+            return info.size
+        if info.size is not None and ty.rows != info.size:
+            self.rep.error(eq.expr, f"'{name}' has size {info.size} but its equation gives size "
+                           f"{ty.rows}", "make the sizes agree")
+        elif info.size is None:
+            info.size = ty.rows
+        if isinstance(eq.expr, ast.Call) and eq.expr.func == "softmax":
+            info.is_softmax = True
+        if info.seq and ty.tk != STEP:
+            self.rep.error(eq, f"'{name}[{eq.axis}]' does not depend on the step",
+                           f"make it a static value: {name} = ...")
+        if not info.seq and ty.tk == STEP:
+            self.rep.error(eq, f"static value '{name}' depends on step {self.axis}",
+                           f"write {name}[{self.axis}] = ... for a per-step value, or pick one "
+                           f"step with [end]")
+        return info.size
+
+    def note(self, node: ast.Node, ty: Ty) -> Ty:
+        self.types[node] = ty
+        return ty
+
+    def expr(self, e: ast.Expr, seq: bool, owner: str, expected: Optional[Size] = None
+             ) -> Optional[Ty]:
+        if isinstance(e, ast.Num):
+            return self.note(e, Ty("scalar"))
+        if isinstance(e, ast.Ref):
+            ty = self.ref(e, seq, owner)
+            return self.note(e, ty) if ty else None
+        if isinstance(e, ast.Unary):
+            ty = self.expr(e.operand, seq, owner, expected)
+            return self.note(e, ty) if ty else None
+        if isinstance(e, ast.Binary):
+            return self.binary(e, seq, owner, expected)
+        if isinstance(e, ast.Call):
+            return self.call(e, seq, owner, expected)
+        raise TypeError(e)  # pragma: no cover
+
+    def ref(self, r: ast.Ref, seq: bool, owner: str) -> Optional[Ty]:
+        name, ix = r.name, r.index
+        self.used.add(name)
+        if name in self.params or name in self.consts:
+            if ix is not None:
+                self.rep.error(ix, f"'{name}' is a {self.kind_of[name]}: it has no time index",
+                               f"write {name}")
+                return None
+            if name in self.consts:
+                return Ty("scalar")
+            p = self.params[name]
+            return Ty(p.kind, *(p.shape + (None, None))[:2], tk=PARAM)
+        if name in self.inputs:
+            inp = self.inputs[name]
+            if not inp.seq:
+                if ix is not None:
+                    self.rep.error(ix, f"'{name}' is a static input: it has no time index",
+                                   f"write {name}")
+                    return None
+                return Ty("vec", inp.size, tk=STATIC)
+            return self.seq_ref(r, inp.size, seq, owner, is_state=False, what="input")
+        if name in self.values:
+            info = self.values[name]
+            size = info.size if info.size is not None else self.value_size(name, info.eq)
+            if size is None:
+                if name in self._inferring:
+                    self.rep.error(r, f"cannot infer the size of '{name}' (it depends on itself)",
+                                   f"annotate it: {name}[{self.axis or 't'}]: hidden = ...")
+                return None
+            if not info.seq:
+                if ix is not None:
+                    self.rep.error(ix, f"'{name}' is a static value: it has no time index",
+                                   f"write {name}")
+                    return None
+                self.references.append((name, owner, 0))
+                return Ty("vec", size, tk=STATIC)
+            return self.seq_ref(r, size, seq, owner, is_state=name in self.states, what="value")
+        if name in self.targets:
+            self.rep.error(r, f"'{name}' is a target: targets can only be used in a loss",
+                           "feed a value, not a target, into the network")
+            return None
+        if name in self.dims:
+            self.rep.error(r, f"'{name}' is a dimension, not a value",
+                           f"use a const or a param for a number")
+            return None
+        if name in self.states:  # a state with no equation (reported in check_states)
+            return None
+        known = list(self.params) + list(self.inputs) + list(self.values) + list(self.consts)
+        self.rep.error(r, f"undefined name '{name}'", _suggest(name, known)
+                       or "declare it as an input, param, state, const or with an equation")
+        return None
+
+    def seq_ref(self, r: ast.Ref, size: Size, seq: bool, owner: str, is_state: bool,
+                what: str) -> Optional[Ty]:
+        name, ix = r.name, r.index
+        if ix is None:
+            self.rep.error(r, f"'{name}' is a sequence: say which step", f"write {name}"
+                           f"[{self.axis or 't'}], {name}[{self.axis or 't'}-1] or {name}[end]")
+            return None
+        if ix.kind in ("abs", "end"):
+            if ix.kind == "abs" and ix.offset < 1:
+                self.rep.error(ix, f"step {ix.offset} does not exist: steps are numbered from 1",
+                               f"write {name}[1] for the first step")
+                return None
+            self.references.append((name, owner, "whole"))
+            return Ty("vec", size, tk=STATIC)
+        if ix.var != self.axis:
+            self.rep.error(ix, f"unknown time index '{ix.var}'",
+                           f"the time index of this network is '{self.axis}'")
+            return None
+        if not seq:
+            self.rep.error(r, f"static value '{owner}' cannot depend on step {ix.var}",
+                           f"pick one step: {name}[end]")
+            return None
+        if ix.offset > 0:
+            self.rep.error(ix, f"'{name}[{ix.text()}]' refers to a future step; this network "
+                           f"runs forward in time", f"refer to {name}[{ix.var}] or earlier steps")
+            return None
+        if ix.offset < 0 and not is_state:
+            kind = "an input" if what == "input" else "not a state"
+            self.rep.error(ix, f"'{name}[{ix.text()}]' is a delayed reference, but '{name}' is "
+                           f"{kind} and has no initial value",
+                           f"declare it as a state with an initial value: state {name}: "
+                           f"{size} = zeros" if what != "input" else
+                           f"feed {name}[{ix.var}] into a state and delay that state instead")
+            return None
+        self.references.append((name, owner, -ix.offset))
+        return Ty("vec", size, tk=STEP)
+
+    def binary(self, e: ast.Binary, seq: bool, owner: str, expected) -> Optional[Ty]:
+        if e.op == "@":
+            a = self.expr(e.left, seq, owner)
+            b = self.expr(e.right, seq, owner)
+            if a is None or b is None:
+                return None
+            if a.shape != "mat":
+                self.rep.error(e, f"`{unparse(e)}`: the left side of @ must be a matrix, but "
+                               f"{unparse(e.left)} is {a.describe()}", "write W @ x with a "
+                               "matrix parameter W; use * for element-wise products")
+                return None
+            if b.shape != "vec":
+                self.rep.error(e, f"`{unparse(e)}`: the right side of @ must be a vector, but "
+                               f"{unparse(e.right)} is {b.describe()}", "@ multiplies a matrix "
+                               "with a vector")
+                return None
+            if a.cols != b.rows:
+                self.rep.error(e, f"`{unparse(e)}`: {unparse(e.left)} is {a.rows}×{a.cols} but "
+                               f"{unparse(e.right)} has size {b.rows}",
+                               f"{unparse(e.left)} needs {b.rows} columns, or the vector size "
+                               f"{a.cols}")
+                return None
+            return self.note(e, Ty("vec", a.rows, tk=max(a.tk, b.tk)))
+        a = self.expr(e.left, seq, owner, expected)
+        b = self.expr(e.right, seq, owner, expected)
+        if a is None or b is None:
+            return None
+        tk = max(a.tk, b.tk)
+        if a.shape == "scalar":
+            return self.note(e, Ty(b.shape, b.rows, b.cols, tk))
+        if b.shape == "scalar":
+            return self.note(e, Ty(a.shape, a.rows, a.cols, tk))
+        if a.shape != b.shape or a.rows != b.rows or a.cols != b.cols:
+            self.rep.error(e, f"`{unparse(e)}`: {unparse(e.left)} is {a.describe()} but "
+                           f"{unparse(e.right)} is {b.describe()}",
+                           f"element-wise {e.op} needs equal sizes (or a scalar)")
+            return None
+        return self.note(e, Ty(a.shape, a.rows, a.cols, tk))
+
+    def call(self, c: ast.Call, seq: bool, owner: str, expected) -> Optional[Ty]:
+        f = c.func
+        if f in LOSS_FUNCS:
+            self.rep.error(c, f"{f}(...) can only be used in a loss statement",
+                           f"write: loss = {f}(o[t], y[t])")
+            return None
+        if f in CONNECTIONS:
+            return self.connection(c, seq, owner, expected)
+        if f not in FUNCTIONS:
+            self.rep.error(c, f"unknown function '{f}'", _suggest(f, FUNCTIONS + LOSS_FUNCS)
+                           or f"functions: {', '.join(FUNCTIONS)}")
+            return None
+        if c.kwargs:
+            self.rep.error(c.kwargs[0], f"{f}() takes no keyword arguments",
+                           f"remove {c.kwargs[0].name}=")
+            return None
+        if f == "concat":
+            if not c.args:
+                self.rep.error(c, "concat() needs at least one vector", "concat(a[t], b[t])")
+                return None
+            tys = [self.expr(a, seq, owner) for a in c.args]
+            if any(t is None for t in tys):
+                return None
+            total = Size()
+            for a, t in zip(c.args, tys):
+                if t.shape != "vec":
+                    self.rep.error(a, f"concat() joins vectors, but {unparse(a)} is "
+                                   f"{t.describe()}", "pass vectors")
+                    return None
+                total = total + t.rows
+            return self.note(c, Ty("vec", total, tk=max(t.tk for t in tys)))
+        if len(c.args) != 1:
+            self.rep.error(c, f"{f}() takes one argument, got {len(c.args)}",
+                           f"write {f}(expression)")
+            return None
+        ty = self.expr(c.args[0], seq, owner, expected)
+        if ty is None:
+            return None
+        if f == "softmax" and ty.shape != "vec":
+            self.rep.error(c, f"softmax() normalizes a vector, but {unparse(c.args[0])} is "
+                           f"{ty.describe()}", "pass a vector")
+            return None
+        return self.note(c, ty)
+
+    def kw_size(self, kw: ast.KwArg) -> Optional[Size]:
+        def conv(e) -> Optional[Size]:
+            if isinstance(e, ast.Num) and float(e.value).is_integer() and e.value >= 1:
+                return Size((), int(e.value))
+            if isinstance(e, ast.Ref) and e.index is None and e.name in self.dims:
+                return Size.dim(e.name)
+            if isinstance(e, ast.Binary) and e.op == "+":
+                a, b = conv(e.left), conv(e.right)
+                return a + b if a and b else None
+            if (isinstance(e, ast.Binary) and e.op == "*" and isinstance(e.left, ast.Num)
+                    and isinstance(e.right, ast.Ref)):
+                d = conv(e.right)
+                k = e.left.value
+                if d and float(k).is_integer() and k >= 1:
+                    return Size(((e.right.name, int(k)),), 0)
+            return None
+        size = conv(kw.value)
+        if size is None:
+            self.rep.error(kw.value, f"size={unparse(kw.value)} is not a size",
+                           "write a dimension name such as size=hidden, or in + hidden")
+        return size
+
+    def connection(self, c: ast.Call, seq: bool, owner: str, expected) -> Optional[Ty]:
+        opts = {}
+        for kw in c.kwargs:
+            if kw.name not in ("size", "name", "bias", "init"):
+                self.rep.error(kw, f"{c.func}() has no option '{kw.name}'",
+                               "options: size=, name=, bias=, init=")
+                return None
+            opts[kw.name] = kw
+        if not c.args:
+            self.rep.error(c, f"{c.func}() needs at least one source", f"{c.func}(x[t], h[t-1])")
+            return None
+        size = expected
+        if "size" in opts:
+            size = self.kw_size(opts["size"])
+            if size is None:
+                return None
+            if expected is not None and size != expected:
+                self.rep.error(opts["size"], f"size={size} but '{owner}' has size {expected}",
+                               "make the sizes agree")
+                return None
+        if size is None:
+            self.rep.error(c, f"cannot tell the output size of {c.func}(...)",
+                           f"annotate the value ({owner}[t]: hidden = ...) or add size=hidden")
+            return None
+        prefix = owner
+        if "name" in opts:
+            v = opts["name"].value
+            if not (isinstance(v, ast.Ref) and v.index is None):
+                self.rep.error(v, "name= takes a plain name", "for example name=f")
+                return None
+            prefix = v.name
+        else:
+            taken = {cn.prefix for cn in self.connections.values()}
+            k = 1
+            while prefix in taken:
+                k += 1
+                prefix = f"{owner}{k}"
+        bias = True
+        if "bias" in opts:
+            v = opts["bias"].value
+            if isinstance(v, ast.Num) and v.value in (0, 1):
+                bias = bool(v.value)
+            elif isinstance(v, ast.Ref) and v.name in ("true", "false", "True", "False"):
+                bias = v.name.lower() == "true"
+            else:
+                self.rep.error(v, "bias= takes true or false", "bias=false")
+                return None
+        init, init_arg = "xavier", None
+        if "init" in opts:
+            v = opts["init"].value
+            if isinstance(v, ast.Ref) and v.index is None:
+                init = v.name
+            elif (isinstance(v, ast.Call) and len(v.args) == 1 and not v.kwargs
+                  and isinstance(v.args[0], (ast.Num, ast.Unary))):
+                init = v.func
+                a = v.args[0]
+                init_arg = -a.operand.value if isinstance(a, ast.Unary) else a.value
+            else:
+                self.rep.error(v, f"init={unparse(v)} is not an initializer",
+                               "for example init=orthogonal or init=normal(0.1)")
+                return None
+            self.check_init(opts["init"], init, init_arg, 2)
+        tys = [self.expr(a, seq, owner) for a in c.args]
+        if any(t is None for t in tys):
+            return None
+        labels = []
+        for i, (a, t) in enumerate(zip(c.args, tys)):
+            if t.shape != "vec":
+                self.rep.error(a, f"{c.func}() sources are vectors, but {unparse(a)} is "
+                               f"{t.describe()}", "pass vectors")
+                return None
+            labels.append(a.name if isinstance(a, ast.Ref) else str(i + 1))
+        for i, a in enumerate(c.args):
+            if labels.count(labels[i]) > 1 and isinstance(a, ast.Ref) and a.index is not None:
+                labels[i] = f"{a.name}{-a.index.offset}" if a.index.kind == "rel" else \
+                    f"{a.name}_{a.index.text().replace('-', '')}"
+        if len(set(labels)) != len(labels):
+            labels = [str(i + 1) for i in range(len(labels))]
+        weights = []
+        ok = True
+        new = [(f"W_{prefix}_{lab}", (size, t.rows), init, init_arg)
+               for lab, t in zip(labels, tys)]
+        if bias:
+            new.append((f"b_{prefix}", (size,), "zeros", None))
+        for pname, shape, pinit, parg in new:
+            if pname in self.decl_at:
+                self.rep.error(c, f"{c.func}(...) creates parameter '{pname}', but that name is "
+                               f"already used (line {self.decl_at[pname].line})",
+                               "give the connection its own prefix with name=...")
+                ok = False
+                continue
+            self.decl_at[pname] = c
+            self.kind_of[pname] = "parameter"
+            self.params[pname] = ParamInfo(pname, shape, pinit, parg, c, auto=True)
+            self.used.add(pname)
+        if not ok:
+            return None
+        weights = [(f"W_{prefix}_{lab}", a) for lab, a in zip(labels, c.args)]
+        self.connections[c] = Connection(prefix, weights, f"b_{prefix}" if bias else None,
+                                         "sigmoid" if c.func == "gate" else None, size)
+        return self.note(c, Ty("vec", size, tk=max(t.tk for t in tys)))
+
+    # ----- losses ----------------------------------------------------------------------------
+    def check_loss(self, st: ast.Loss) -> None:
+        c = st.expr
+        if not isinstance(c, ast.Call) or c.func not in LOSS_FUNCS:
+            self.rep.error(st.expr, "a loss is cross_entropy(...) or squared_error(...)",
+                           "write: loss = cross_entropy(o[t], y[t])")
+            return
+        if c.kwargs:
+            self.rep.error(c.kwargs[0], f"{c.func}() takes no keyword arguments",
+                           f"remove {c.kwargs[0].name}=")
+            return
+        if len(c.args) == 0:
+            self.rep.error(c, f"{c.func}() needs a prediction and a target",
+                           f"write {c.func}(o[t], y[t])")
+            return
+        pred = c.args[0]
+        if len(c.args) < 2:
+            self.rep.error(c, f"the loss has no target: {c.func}() needs a prediction and a "
+                           f"target", f"declare one (target y[t]: class(out)) and write "
+                           f"{c.func}({unparse(pred)}, y[t])")
+            return
+        if len(c.args) > 2:
+            self.rep.error(c.args[2], f"{c.func}() takes two arguments, got {len(c.args)}",
+                           f"{c.func}(prediction, target)")
+            return
+        target = c.args[1]
+        if not isinstance(pred, ast.Ref) or pred.name not in self.values:
+            if isinstance(pred, ast.Ref) and pred.name in self.targets:
+                self.rep.error(pred, f"'{pred.name}' is a target; the first argument of "
+                               f"{c.func}() is the prediction", f"{c.func}(o[t], {pred.name}...)")
+            else:
+                self.rep.error(pred, f"the prediction of a loss must be a named value, not "
+                               f"`{unparse(pred)}`", "name it with an equation, e.g. "
+                               "o[t] = softmax(...)")
+            return
+        if not isinstance(target, ast.Ref) or target.name not in self.targets:
+            what = f"'{target.name}' is not a target" if isinstance(target, ast.Ref) else \
+                f"`{unparse(target)}` is not a target"
+            self.rep.error(target, f"the loss has no target: {what}",
+                           "declare one: target y[t]: class(out), and pass it as the second "
+                           "argument")
+            return
+        self.used.add(pred.name)
+        info = self.values[pred.name]
+        tgt = self.targets[target.name]
+        pix, tix = pred.index, target.index
+        steps = None
+        if info.seq:
+            if pix is None:
+                self.rep.error(pred, f"'{pred.name}' is a sequence: say which step",
+                               f"write {pred.name}[{self.axis}] (every step) or "
+                               f"{pred.name}[end] (the last step)")
+                return
+            if pix.kind == "rel":
+                if pix.offset != 0 or pix.var != self.axis:
+                    self.rep.error(pix, f"a per-step loss uses {pred.name}[{self.axis}]",
+                                   f"write {pred.name}[{self.axis}]")
+                    return
+                if not tgt.seq or tix is None or tix.kind != "rel" or tix.offset != 0:
+                    self.rep.error(target, f"{pred.name}[{self.axis}] is compared at every step, "
+                                   f"so the target must be a sequence indexed [{self.axis}]",
+                                   f"declare target {target.name}[{self.axis}]: ... and write "
+                                   f"{target.name}[{self.axis}]")
+                    return
+                if st.select:
+                    if st.select.var != self.axis:
+                        self.rep.error(st.select, f"unknown time index '{st.select.var}'",
+                                       f"write at {self.axis} = ...")
+                        return
+                    for s in st.select.steps:
+                        if s.kind == "abs" and s.offset < 1:
+                            self.rep.error(s, "steps are numbered from 1", "write at t = 1, end")
+                            return
+                    steps = st.select.steps
+            else:
+                if tgt.seq:
+                    self.rep.error(target, f"{unparse(pred)} is one step, so the target must "
+                                   f"be static", f"declare target {target.name}: ...")
+                    return
+                steps = None
+        elif pix is not None:
+            self.rep.error(pix, f"'{pred.name}' is a static value: it has no time index",
+                           f"write {pred.name}")
+            return
+        if (not info.seq or (pix and pix.kind != "rel")):
+            if tgt.seq or tix is not None:
+                self.rep.error(target, f"the prediction is one vector per sequence, so the "
+                               f"target must be static", f"declare target {target.name}: ...")
+                return
+            if st.select:
+                self.rep.error(st.select, "'at' selects steps of a per-step loss",
+                               f"use {pred.name}[{self.axis}] with at, or drop it")
+                return
+        size = info.size
+        if size is None:
+            return
+        if c.func == "cross_entropy":
+            if tgt.kind != "class":
+                self.rep.error(target, f"cross_entropy needs class targets, but "
+                               f"'{target.name}' is a real vector", f"declare target "
+                               f"{target.name}...: class({tgt.size}), or use squared_error")
+                return
+            if not info.is_softmax:
+                self.rep.error(pred, f"cross_entropy needs probabilities from softmax, but "
+                               f"'{pred.name}' is not defined as softmax(...)",
+                               f"define {pred.name}[t] = softmax(...)")
+                return
+        elif tgt.kind != "real":
+            self.rep.error(target, f"squared_error needs real-valued targets, but "
+                           f"'{target.name}' holds class indices",
+                           f"declare target {target.name}...: {tgt.size}, or use cross_entropy")
+            return
+        if tgt.size != size:
+            self.rep.error(target, f"'{pred.name}' has size {size} but target '{target.name}' "
+                           f"has size {tgt.size}", "make the sizes agree")
+            return
+        self.used.add(target.name)
+        self.losses.append(LossInfo(c.func, pred, target, st.reduce, steps, st))
+
+    # ----- whole-network checks --------------------------------------------------------------
+    def check_states(self) -> None:
+        for name, st in self.states.items():
+            if name not in self.values:
+                self.rep.error(st.decl, f"state '{name}' has no equation",
+                               f"add one: {name}[{self.axis or 't'}] = ...")
+
+    def check_cycles(self) -> None:
+        g = nx.DiGraph()
+        for src, dst, delay in self.references:
+            if delay == 0 or delay == "whole":
+                if src in self.values and dst in self.values:
+                    g.add_edge(src, dst)
+        for cycle in nx.simple_cycles(g):
+            names = list(cycle)
+            first = min(names, key=lambda n: (self.values[n].eq.line, self.values[n].eq.column))
+            k = names.index(first)
+            names = names[k:] + names[:k]
+            path = " -> ".join(names + [names[0]])
+            if len(names) == 1:
+                msg = f"'{first}' depends on itself within one time step ({path})"
+            else:
+                msg = f"cycle within one time step: {path}"
+            self.rep.error(self.values[first].eq, msg, "break the cycle with a delay, e.g. "
+                           f"{names[-1]}[{self.axis or 't'}-1] (and declare it a state)")
+            break
+
+    def check_unused(self) -> None:
+        for name, p in self.params.items():
+            if name not in self.used and not p.auto:
+                self.rep.warning(p.node, f"parameter '{name}' is never used",
+                                 "remove it, or use it in an equation")
+        for name, inp in self.inputs.items():
+            if name not in self.used:
+                self.rep.warning(inp.decl, f"input '{name}' is never used",
+                                 "remove it, or use it in an equation")

@@ -1,0 +1,1023 @@
+"""Stage 5, codegen: :class:`rnnspec.schedule.Schedule` -> the source text of a NumPy module.
+
+In: a schedule (and through it the graph and the checked model).  Out: Python source that imports
+only numpy and defines ``DIMS``, ``PARAMS``, ``INPUTS``, ``TARGETS``, ``STATES``, ``OUTPUTS``,
+``init_params``, ``forward``, ``backward`` and ``loss_and_grad``.  The text is deterministic (same
+spec and dims, byte-identical output).
+
+How the code is laid out follows the schedule: ``pre`` ops are computed for all steps at once
+before the time loop, ``loop`` ops step by step, ``post`` ops for all steps at once after it.  An
+op whose value is used once, in the same phase, and not needed by the backward pass is inlined
+into its consumer's expression; every other op gets a named array.  A value read with a delay d
+is stored with d leading initial steps (``s[t + 1]`` holds s at step t when d = 1).
+
+The backward pass runs the same phases in reverse.  Gradients are *pulled* from consumers where
+the consumer is in an all-steps phase; inside the loop, same-step gradients are pulled and
+gradients through delayed references are *pushed* into the earlier step's buffer.  Gradients of
+loop-invariant arguments (weights, biases, hoisted input projections) are not accumulated step by
+step: the loop stores the per-step gradient of the op, and one product over all T*B rows after the
+loop gives the contribution.
+"""
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from . import __version__
+from .ast import Equation, Loss, unparse
+from .check import PARAM, STATIC, STEP
+from .errors import missing_rule
+from .ops import ATOM, HELPERS, PRODUCT, RULES, precedence, rule, wrap
+from .schedule import Schedule
+from .sizes import Size
+
+LEAVES = ("param", "input", "target", "const")
+RESERVED = set(keyword.kwlist) | {
+    "np", "t", "T", "B", "params", "inputs", "targets", "state0", "cache", "outputs", "grads",
+    "dims", "dtype", "d_outputs", "up", "d_loss", "loss", "steps", "seed", "rng", "float", "len",
+    "range", "reversed", "dict", "None", "True", "False", "int", "max", "min", "sum", "abs"}
+
+
+class Emitter:
+    """Lines of Python with indentation."""
+
+    def __init__(self):
+        self.lines: List[str] = []
+        self.level = 0
+
+    def __call__(self, text: str = "") -> None:
+        self.lines.append(("    " * self.level + text) if text else "")
+
+    def indent(self):
+        emitter = self
+
+        class _Block:
+            def __enter__(self):
+                emitter.level += 1
+
+            def __exit__(self, *exc):
+                emitter.level -= 1
+        return _Block()
+
+    def extend(self, lines: List[str]) -> None:
+        for line in lines:
+            self(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class Grad:
+    step: Optional[str]  # text of the gradient at step t (loop ops)
+    all: Optional[str]  # text of the gradient for all steps
+    cond: Optional[str] = None  # run-time condition under which it exists (None: always)
+
+
+@dataclass
+class Term:
+    text: str
+    cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
+    delay: int = 0
+    index: Optional[str] = None  # scatter into one index (or index array) of the buffer
+
+
+def generate_code(sched: Schedule, filename: str = "spec.rnn") -> str:
+    """Render the module for ``sched``; ``filename`` goes into the header."""
+    return _Codegen(sched, filename).module()
+
+
+def _atomic(text: str) -> bool:
+    return precedence(text) >= ATOM
+
+
+class _Codegen:
+    def __init__(self, sched: Schedule, filename: str):
+        self.s = sched
+        self.g = sched.graph
+        self.m = sched.graph.model
+        self.ops = self.g.ops
+        self.filename = filename
+        self.helpers: set = set()
+        self.dims_used: set = set()
+        self.pyname: Dict[int, str] = {}
+        self.taken: set = set(RESERVED)
+        self._assign_names()
+        self.inline = {i: self._inlinable(i) for i in self.ops}
+
+    # ----- names -----------------------------------------------------------------------------
+    def fresh(self, base: str) -> str:
+        base = re.sub(r"\W", "_", base)
+        if not base or base[0].isdigit():
+            base = "v_" + base
+        name = base
+        k = 2
+        while name in self.taken or name.startswith("_") and name in HELPERS:
+            name = f"{base}_{k}" if not base.endswith("_") else f"{base}{k}"
+            k += 1
+        self.taken.add(name)
+        return name
+
+    def _assign_names(self) -> None:
+        for i in sorted(self.ops, key=lambda i: (self.ops[i].name is None, i)):
+            op = self.ops[i]
+            if op.op == "const":
+                continue
+            base = op.name or op.label
+            if base in RESERVED:
+                base = base + "_"
+            self.pyname[i] = self.fresh(base)
+
+    def dim(self, size: Size) -> str:
+        parts = []
+        for d, c in size.terms:
+            self.dims_used.add(d)
+            parts.append(f"n_{d}" if c == 1 else f"{c} * n_{d}")
+        if size.const or not parts:
+            parts.append(str(size.const))
+        return " + ".join(parts)
+
+    # ----- inlining --------------------------------------------------------------------------
+    def _inlinable(self, i: int) -> bool:
+        op = self.ops[i]
+        if op.op in LEAVES or op.name or op.op in ("cross_entropy", "squared_error", "pick"):
+            return False
+        uses = self.s.consumers[i]
+        if len(uses) != 1:
+            return False
+        c, pos, delay = uses[0]
+        cop = self.ops[c]
+        if delay or self.s.phase[c] != self.s.phase[i] or cop.op in ("pick", "cross_entropy",
+                                                                      "squared_error"):
+            return False
+        if rule(op.op).needs_out or pos in rule(cop.op).needs_args:
+            return False
+        return True
+
+    # ----- value texts -----------------------------------------------------------------------
+    def pad(self, i: int) -> int:
+        return self.s.padding.get(i, 0)
+
+    def val(self, i: int, delay: int, mode: str) -> str:
+        """Text of op ``i`` read ``delay`` steps back, at step t (mode 'step') or for all steps."""
+        op = self.ops[i]
+        if op.op == "const":
+            v = op.attrs["value"]
+            return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
+        if self.inline[i]:
+            return self.expr(i, mode)
+        name = self.pyname[i]
+        if op.tk != STEP:
+            return name
+        D = self.pad(i)
+        start = D - delay
+        if mode == "step":
+            return f"{name}[t]" if start == 0 else f"{name}[t + {start}]"
+        if D == 0:
+            return name
+        if delay == 0:
+            return f"{name}[{D}:]"
+        if start == 0:
+            return f"{name}[:T]"
+        return f"{name}[{start}:T + {start}]"
+
+    def pick_index(self, i: int) -> str:
+        """Index of the chosen step of pick op ``i`` into its source's (padded) buffer."""
+        op = self.ops[i]
+        src = op.args[0][0]
+        ix = op.attrs["index"]
+        D = self.pad(src)
+        if ix.kind == "abs":
+            return str(D + ix.offset - 1)
+        c = D - 1 + ix.offset
+        return "T" if c == 0 else (f"T + {c}" if c > 0 else f"T - {-c}")
+
+    def expr(self, i: int, mode: str) -> str:
+        op = self.ops[i]
+        if op.op == "pick":
+            src = op.args[0][0]
+            return f"{self.pyname[src]}[{self.pick_index(i)}]"
+        r = rule(op.op)
+        self.helpers.update(r.helpers)
+        args = [self.val(a, d, mode) for a, d in op.args]
+        return r.forward(*args, **self.attrs(op))
+
+    def attrs(self, op) -> dict:
+        if op.op == "concat":
+            return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
+        return {}
+
+    # ----- comments --------------------------------------------------------------------------
+    def stmt_text(self, stmt) -> str:
+        if isinstance(stmt, Equation):
+            lhs = stmt.name + (f"[{stmt.axis}]" if stmt.axis else "")
+            return f"{lhs} = {unparse(stmt.expr)}"
+        if isinstance(stmt, Loss):
+            text = f"loss = {'mean ' if stmt.reduce == 'mean' else ''}{unparse(stmt.expr)}"
+            if stmt.select:
+                text += f" at {stmt.select.var} = " + ", ".join(s.text() for s in stmt.select.steps)
+            return text
+        return ""
+
+    def comment(self, em: Emitter, stmt, last: list, note: str = "") -> None:
+        if stmt is None or stmt is last[0]:
+            return
+        last[0] = stmt
+        em(f"# {self.stmt_text(stmt)}" + (f"  ({note})" if note else "") +
+           f"  [line {stmt.line}]")
+
+    # ----- forward ---------------------------------------------------------------------------
+    def loss_parts(self, i: int) -> Tuple[str, str]:
+        """(steps variable or '', scale text) of a loss op."""
+        op = self.ops[i]
+        steps = op.attrs["steps"]
+        sel = f"steps_{self.pyname[i]}" if steps else ""
+        if op.attrs["reduce"] == "mean" and op.attrs["tk"] == STEP:
+            scale = f"len({sel})" if steps else "T"
+        else:
+            scale = ""
+        return sel, scale
+
+    def steps_array(self, i: int) -> str:
+        items = []
+        for s in self.ops[i].attrs["steps"]:
+            items.append(str(s.offset - 1) if s.kind == "abs" else
+                         ("T - 1" if s.offset == 0 else f"T - {1 - s.offset}"))
+        return f"np.array([{', '.join(items)}])"
+
+    def forward(self) -> List[str]:
+        em = Emitter()
+        em("def forward(params, inputs, targets=None, state0=None, T=None):")
+        with em.indent():
+            em('"""Run the network on a batch; return (outputs, cache).')
+            em("")
+            em("params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,")
+            em("INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.")
+            em("T is needed only when no sequence is given.  outputs holds every named value,")
+            em("outputs['final'] the states after the last step, and 'loss' when targets are given.")
+            em('"""')
+            em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T)")
+            em("T, B, dtype = dims['T'], dims['B'], dims['dtype']")
+            body = Emitter()
+            body.level = em.level
+            self.forward_body(body)
+            dim_lines = [f"n_{d} = dims[{d!r}]" for d in sorted(self.dims_used)]
+            em.extend(dim_lines)
+            for name_i in self.leaf_ids("param"):
+                em(f"{self.pyname[name_i]} = params[{self.ops[name_i].name!r}]")
+            for name_i in self.leaf_ids("input"):
+                em(f"{self.pyname[name_i]} = inputs[{self.ops[name_i].name!r}]")
+            em.lines.extend(body.lines)
+        return em.lines
+
+    def leaf_ids(self, kind: str) -> List[int]:
+        return [i for i in self.s.order if self.ops[i].op == kind]
+
+    def alloc(self, i: int) -> str:
+        op = self.ops[i]
+        D = self.pad(i)
+        T = "T" if D == 0 else f"T + {D}"
+        return f"np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)"
+
+    def state_init(self, em: Emitter, i: int) -> None:
+        op = self.ops[i]
+        D = self.pad(i)
+        if op.name in self.m.states and D:
+            em(f"{self.pyname[i]}[:{D}] = state0[{op.name!r}]")
+
+    def forward_body(self, em: Emitter) -> None:
+        last = [None]
+        order = self.s.order
+        for i in self.s.in_phase("pre"):
+            self.forward_op(em, i, "all", last, "hoisted: all steps at once")
+        loop = self.s.in_phase("loop")
+        if loop:
+            em("")
+            em("# the time loop: only the recurrent part runs step by step")
+            for i in loop:
+                if not self.inline[i]:
+                    em(f"{self.pyname[i]} = {self.alloc(i)}")
+                    self.state_init(em, i)
+            em("for t in range(T):")
+            last = [None]
+            with em.indent():
+                for i in loop:
+                    self.forward_op(em, i, "step", last)
+            em("")
+        last = [None]
+        losses = []
+        for i in self.s.in_phase("post"):
+            if self.ops[i].op in ("cross_entropy", "squared_error") or self.loss_only(i):
+                losses.append(i)
+                continue
+            self.forward_op(em, i, "all", last)
+        named = [(n, i) for n, i in self.g.values.items()]
+        em("outputs = {")
+        with em.indent():
+            for n, i in named:
+                em(f"{n!r}: {self.val(i, 0, 'all')},")
+            if self.m.states:
+                finals = ", ".join(f"{n!r}: {self.pyname[self.g.values[n]]}[-1]"
+                                   for n in self.m.states)
+                em(f"'final': {{{finals}}},")
+        em("}")
+        cache_names = self.cache_names()
+        if self.g.losses:
+            em("if targets is not None:")
+            with em.indent():
+                for name_i in self.leaf_ids("target"):
+                    em(f"{self.pyname[name_i]} = targets[{self.ops[name_i].name!r}]")
+                last = [None]
+                for i in losses:
+                    self.forward_op(em, i, "all", last)
+                total = " + ".join(self.pyname[i] for i in self.g.losses)
+                em(f"outputs['loss'] = {total}")
+        em("cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],")
+        em("         'has_loss': 'loss' in outputs}")
+        for name in cache_names:
+            if name in self.target_names():
+                em(f"if targets is not None:")
+                with em.indent():
+                    em(f"cache[{name!r}] = {name}")
+            elif name.startswith("steps_"):
+                em(f"if targets is not None:")
+                with em.indent():
+                    em(f"cache[{name!r}] = {name}")
+            else:
+                em(f"cache[{name!r}] = {name}")
+        em("return outputs, cache")
+
+    def target_names(self) -> set:
+        return {self.pyname[i] for i in self.leaf_ids("target")}
+
+    def loss_only(self, i: int) -> bool:
+        """An op computed only for the loss (a picked step of the prediction)."""
+        cons = self.s.consumers[i]
+        return (self.ops[i].op == "pick" and not self.ops[i].name and cons and
+                all(self.ops[c].op in ("cross_entropy", "squared_error") for c, _, _ in cons))
+
+    def forward_op(self, em: Emitter, i: int, mode: str, last: list, note: str = "") -> None:
+        op = self.ops[i]
+        if op.op in LEAVES or self.inline[i]:
+            return
+        self.comment(em, op.stmt, last, note)
+        name = self.pyname[i]
+        if op.op in ("cross_entropy", "squared_error"):
+            sel, scale = self.loss_parts(i)
+            if sel:
+                em(f"{sel} = {self.steps_array(i)}")
+            args = [self.val(a, d, "all") for a, d in op.args]
+            if sel:
+                args = [f"{wrap(a, ATOM)}[{sel}]" for a in args]
+            r = rule(op.op)
+            self.helpers.update(r.helpers)
+            text = r.forward(*args)
+            em(f"{name} = {text}" + (f" / {scale}" if scale else ""))
+            return
+        text = self.expr(i, mode)
+        if mode == "step":
+            em(f"{self.val(i, 0, 'step')} = {text}")
+        elif op.tk == STEP and self.pad(i):
+            em(f"{name} = {self.alloc(i)}")
+            self.state_init(em, i)
+            em(f"{name}[{self.pad(i)}:] = {text}")
+        else:
+            em(f"{name} = {text}")
+
+    def cache_names(self) -> List[str]:
+        names = []
+        for i in self.s.order:
+            op = self.ops[i]
+            if op.op in ("const", "param", "cross_entropy", "squared_error") or self.inline[i]:
+                continue
+            names.append(self.pyname[i])
+        for i in self.g.losses:
+            if self.ops[i].attrs["steps"]:
+                names.append(f"steps_{self.pyname[i]}")
+        return names
+
+    # ----- backward --------------------------------------------------------------------------
+    def backward(self) -> List[str]:
+        self.grad: Dict[int, Optional[Grad]] = {}
+        self.bufname: Dict[int, str] = {}
+        body = Emitter()
+        body.level = 1
+        if self.g.losses:
+            body("d_loss = up.get('loss', 1.0) if cache['has_loss'] else None")
+        self.last = [None]
+        for i in reversed(self.s.in_phase("post")):
+            self.pull(body, i)
+        loop = self.s.in_phase("loop")
+        if loop:
+            self.backward_loop(body, loop)
+        self.last = [None]
+        for i in reversed(self.s.in_phase("pre")):
+            self.pull(body, i)
+        self.results(body)
+        text = "\n".join(body.lines)
+        used = set(re.findall(r"\b[A-Za-z_][A-Za-z_0-9]*\b", text))
+        em = Emitter()
+        em("def backward(params, cache, d_outputs=None):")
+        with em.indent():
+            em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
+            em("")
+            em("d_outputs may hold an upstream gradient for any named value (same shape as in")
+            em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
+            em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.")
+            em('"""')
+            em("up = _upstream(d_outputs, cache)")
+            em("dims = cache['dims']")
+            em("T, B, dtype = dims['T'], dims['B'], dims['dtype']")
+            for d in sorted(self.dims_used):
+                if f"n_{d}" in used:
+                    em(f"n_{d} = dims[{d!r}]")
+            for i in self.leaf_ids("param"):
+                if self.pyname[i] in used:
+                    em(f"{self.pyname[i]} = params[{self.ops[i].name!r}]")
+            for name in self.cache_names():
+                if name in used:
+                    em(f"{name} = cache[{name!r}]" if name not in self.target_names() and
+                       not name.startswith("steps_") else f"{name} = cache.get({name!r})")
+        em.lines.extend(body.lines)
+        return em.lines
+
+    def has_grad(self, i: int) -> bool:
+        return self.ops[i].op not in ("const", "target")
+
+    def terms_from(self, i: int, consumers, mode: str) -> List[Term]:
+        """Gradient contributions to op ``i`` from the given consumers, in ``mode``."""
+        terms = []
+        for c, pos, delay in consumers:
+            g = self.grad.get(c)
+            if g is None:
+                continue
+            gtext = g.step if mode == "step" else g.all
+            if gtext is None:
+                raise AssertionError(f"internal: no all-steps gradient for op {c}")
+            cond = g.cond
+            cop = self.ops[c]
+            if cop.op == "pick":
+                terms.append(Term(gtext, cond, index=self.pick_index(c)))
+                continue
+            r = RULES.get(cop.op)
+            if r is None:
+                raise missing_rule(cop.op)
+            self.helpers.update(r.helpers)
+            args = [self.val(a, d, mode) for a, d in cop.args]
+            out = self.val(c, 0, mode) if r.needs_out else None
+            index = None
+            if cop.op in ("cross_entropy", "squared_error"):
+                sel, scale = self.loss_parts(c)
+                if scale:
+                    gtext = f"{gtext} / {scale}"
+                if sel:
+                    args = [f"{wrap(a, ATOM)}[{sel}]" for a in args]
+                    D = self.pad(i)
+                    index = sel if D == 0 else f"{sel} + {D}"
+            text = r.backward(pos, gtext, out, args, **self.attrs(cop))
+            if text is None:
+                continue
+            if pos not in r.reduced and index is None:
+                text = self.reduce(text, cop.ty, self.ops[i].ty, mode)
+            terms.append(Term(text, cond, delay=delay, index=index))
+        return terms
+
+    def reduce(self, text: str, src, dst, mode: str) -> str:
+        src_tk = src.tk if mode == "all" else (STATIC if src.tk == STEP else src.tk)
+        dst_tk = dst.tk if mode == "all" else (STATIC if dst.tk == STEP else dst.tk)
+        if dst.shape == "scalar" and src.shape != "scalar":
+            return f"{wrap(text, ATOM)}.sum()"
+        if dst.shape == "scalar" and src_tk > PARAM:
+            return f"{wrap(text, ATOM)}.sum()"
+        k = src_tk - dst_tk
+        if k <= 0:
+            return text
+        axes = "0" if k == 1 else "(0, 1)"
+        return f"{wrap(text, ATOM)}.sum(axis={axes})"
+
+    def upstream_terms(self, i: int) -> List[Term]:
+        op = self.ops[i]
+        terms = []
+        if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
+            terms.append(Term(f"up[{op.name!r}]", f"{op.name!r} in up"))
+        if op.name in self.m.states and op.op not in ("param", "input"):
+            D = self.pad(i)
+            terms.append(Term(f"up['final'][{op.name!r}]", f"{op.name!r} in up['final']",
+                              index="-1"))
+        return terms
+
+    def gname(self, i: int) -> str:
+        if i not in self.bufname:
+            self.bufname[i] = self.fresh("d_" + self.pyname[i])
+        return self.bufname[i]
+
+    def full(self, i: int) -> str:
+        """Text of op i's whole (padded) stored array."""
+        return self.pyname[i]
+
+    def pull(self, em: Emitter, i: int, exclude_loop: bool = False) -> None:
+        """Emit the gradient of all-steps op ``i`` from all its consumers."""
+        op = self.ops[i]
+        if not self.has_grad(i):
+            return
+        cons = self.s.consumers[i]
+        if exclude_loop:
+            cons = [c for c in cons if self.s.phase[c[0]] != "loop"]
+        if op.op in ("cross_entropy", "squared_error"):
+            self.grad[i] = Grad(None, "d_loss", "d_loss is not None")
+            return
+        terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
+        last = self.last
+        if not terms:
+            self.grad[i] = None
+            return
+        D = self.pad(i)
+        scatter = any(t.index is not None or t.delay for t in terms) or D
+        if op.op not in LEAVES:
+            self.comment(em, op.stmt, last)
+        if scatter:
+            gn = self.gname(i)
+            em(f"{gn} = np.zeros_like({self.full(i)})")
+            for t in terms:
+                if t.index is not None:
+                    target = f"{gn}[{t.index}]"
+                elif op.tk == STEP and D:
+                    start = D - t.delay
+                    target = f"{gn}[{start}:]" if t.delay == 0 else (
+                        f"{gn}[:T]" if start == 0 else f"{gn}[{start}:T + {start}]")
+                else:
+                    target = gn
+                self.emit_cond(em, t.cond, f"{target} += {t.text}")
+            self.grad[i] = Grad(None, gn if not D else f"{gn}[{D}:]")
+            return
+        always = [t for t in terms if t.cond is None]
+        maybe = [t for t in terms if t.cond is not None]
+        if len(always) == 1 and not maybe and _atomic(always[0].text):
+            self.grad[i] = Grad(None, always[0].text)
+            return
+        if not always and len(maybe) == 1 and _atomic(maybe[0].text):
+            self.grad[i] = Grad(None, maybe[0].text, maybe[0].cond)
+            return
+        gn = self.gname(i)
+        if always:
+            em(f"{gn} = " + " + ".join(always[0:1][0].text if k == 0 else wrap(t.text, PRODUCT)
+                                      for k, t in enumerate(always)))
+            for t in maybe:
+                self.emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
+            self.grad[i] = Grad(None, gn)
+            return
+        if len(maybe) == 1:
+            em(f"{gn} = {maybe[0].text} if {maybe[0].cond} else None")
+        else:
+            em(f"{gn} = None")
+            for t in maybe:
+                self.emit_cond(em, t.cond, f"{gn} = {t.text} if {gn} is None else {gn} + "
+                                           f"{wrap(t.text, PRODUCT)}")
+        self.grad[i] = Grad(None, gn, f"{gn} is not None")
+
+    @staticmethod
+    def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
+        if cond:
+            em(f"if {cond}:")
+            with em.indent():
+                em(line)
+        else:
+            em(line)
+
+    def backward_loop(self, em: Emitter, loop: List[int]) -> None:
+        phase = self.s.phase
+        loopset = set(loop)
+        buffered = {}
+        for i in loop:
+            cons = self.s.consumers[i]
+            outside = [c for c in cons if phase[c[0]] != "loop"]
+            pushes = [c for c in cons if phase[c[0]] == "loop" and c[2]]
+            named = bool(self.upstream_terms(i))
+            buffered[i] = bool(outside or pushes or named)
+        em("")
+        em("# gradients flowing into the loop from after it, and buffers for the loop")
+        pre_lines = Emitter()
+        pre_lines.level = em.level
+        loop_lines = Emitter()
+        loop_lines.level = em.level + 1
+        for i in loop:
+            if buffered[i]:
+                gn = self.gname(i)
+                cons = [c for c in self.s.consumers[i] if phase[c[0]] != "loop"]
+                terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
+                D = self.pad(i)
+                pre_lines(f"{gn} = np.zeros_like({self.full(i)})")
+                for t in terms:
+                    if t.index is not None:
+                        target = f"{gn}[{t.index}]"
+                    else:
+                        start = D - t.delay
+                        target = gn if D == 0 else (f"{gn}[{start}:]" if t.delay == 0 else (
+                            f"{gn}[:T]" if start == 0 else f"{gn}[{start}:T + {start}]"))
+                    self.emit_cond(pre_lines, t.cond, f"{target} += {t.text}")
+        last = [None]
+        for i in reversed(loop):
+            op = self.ops[i]
+            same = [c for c in self.s.consumers[i] if phase[c[0]] == "loop" and not c[2]]
+            terms = self.terms_from(i, same, "step")
+            needs_all = any(phase[a] != "loop" and self.has_grad(a) and not
+                            (self.ops[a].op == "const") for a, _ in op.args)
+            D = self.pad(i)
+            if terms or buffered[i]:
+                self.comment(loop_lines, op.stmt, last)
+            total = " + ".join(t.text if k == 0 else wrap(t.text, PRODUCT)
+                               for k, t in enumerate(terms))
+            if buffered[i]:
+                gn = self.gname(i)
+                cur = f"{gn}[t]" if D == 0 else f"{gn}[t + {D}]"
+                if terms:
+                    loop_lines(f"{cur} += {total}")
+                self.grad[i] = Grad(cur, gn if D == 0 else f"{gn}[{D}:]")
+            elif not terms:
+                self.grad[i] = None
+                continue
+            elif len(terms) == 1 and _atomic(total) and self._alias_all(i, same):
+                self.grad[i] = Grad(total, self._alias_all(i, same))
+            elif needs_all:
+                gn = self.gname(i)
+                pre_lines(f"{gn} = np.empty(({'T'}, B, {self.dim(op.ty.rows)}), dtype)")
+                loop_lines(f"{gn}[t] = {total}")
+                self.grad[i] = Grad(f"{gn}[t]", gn)
+            else:
+                gn = self.gname(i)
+                loop_lines(f"{gn} = {total}")
+                self.grad[i] = Grad(gn, None)
+            # push gradients through delayed references into earlier steps
+            g = self.grad[i]
+            r = rule(op.op)
+            args = [self.val(a, d, "step") for a, d in op.args]
+            out = self.val(i, 0, "step") if r.needs_out else None
+            for pos, (a, d) in enumerate(op.args):
+                if a in loopset and d:
+                    text = r.backward(pos, g.step, out, args, **self.attrs(op))
+                    if text is None:
+                        continue
+                    A = self.pad(a)
+                    start = A - d
+                    idx = "t" if start == 0 else f"t + {start}"
+                    loop_lines(f"{self.gname(a)}[{idx}] += {text}")
+        em.lines.extend(pre_lines.lines)
+        em("for t in reversed(range(T)):")
+        if not loop_lines.lines:
+            loop_lines("pass")
+        em.lines.extend(loop_lines.lines)
+        em("")
+
+    def _alias_all(self, i: int, same) -> Optional[str]:
+        """All-steps text of op i's gradient when it is exactly its single consumer's."""
+        if len(same) != 1:
+            return None
+        c, pos, _ = same[0]
+        g = self.grad.get(c)
+        if g is None or g.all is None:
+            return None
+        cop = self.ops[c]
+        if pos in rule(cop.op).passthrough and cop.ty == self.ops[i].ty:
+            return g.all
+        return None
+
+    def results(self, em: Emitter) -> None:
+        em("")
+        em("# gradients of the initial states (and of what they were initialized from)")
+        em("d_state0 = {}")
+        for name, st in self.m.states.items():
+            i = self.g.values[name]
+            D = self.pad(i)
+            g = self.grad.get(i)
+            size = self.dim(st.size)
+            if D and g is not None and i in self.bufname:
+                em(f"d_state0[{name!r}] = {self.bufname[i]}[:{D}].sum(axis=0)")
+            else:
+                em(f"d_state0[{name!r}] = np.zeros((B, {size}), dtype)")
+        leaf_grads = {}
+        for i in self.leaf_ids("param") + self.leaf_ids("input"):
+            g = self.grad.get(i)
+            name = self.pyname[i]
+            zeros = f"np.zeros_like({name})" if self.ops[i].op == "param" else \
+                f"np.zeros_like(cache[{name!r}])"
+            if g is None:
+                leaf_grads[i] = zeros
+            elif g.cond:
+                leaf_grads[i] = f"{g.all} if {g.cond} else {zeros}"
+            else:
+                leaf_grads[i] = g.all
+        for name, st in self.m.states.items():
+            if st.init in ("param", "input"):
+                src = self.g.leaves[st.init_name]
+                gn = self.gname(src) if src not in self.bufname else self.bufname[src]
+                em(f"{gn} = {leaf_grads[src]}")
+                red = ".sum(axis=0)" if st.init == "param" else ""
+                em(f"if not cache['state0_given'][{name!r}]:")
+                with em.indent():
+                    em(f"{gn} = {gn} + d_state0[{name!r}]{red}")
+                leaf_grads[src] = gn
+        em("return {")
+        with em.indent():
+            params = ", ".join(f"{self.ops[i].name!r}: {leaf_grads[i]}"
+                               for i in self.leaf_ids("param"))
+            em(f"'params': {{{params}}},")
+            inputs = ", ".join(f"{self.ops[i].name!r}: {leaf_grads[i]}"
+                               for i in self.leaf_ids("input"))
+            em(f"'inputs': {{{inputs}}},")
+            em("'state0': d_state0,")
+        em("}")
+
+    # ----- module ----------------------------------------------------------------------------
+    def module(self) -> str:
+        fwd = self.forward()
+        bwd = self.backward()
+        m = self.m
+        src = m.source.replace('\\', '\\\\').replace('"""', '\\"\\"\\"')
+        em = Emitter()
+        em(f"# generated from {self.filename} by rnnspec {__version__} -- do not edit; "
+           f"edit the spec and recompile")
+        em(f'"""Forward pass and exact BPTT gradients for {self.filename}.')
+        em("")
+        em("The spec:")
+        em("")
+        for line in src.rstrip().splitlines():
+            em(f"    {line}" if line.strip() else "")
+        em('"""')
+        em("import numpy as np")
+        em("")
+        em(f"DIMS = {dict(m.dims)!r}")
+        em("PARAMS = {")
+        with em.indent():
+            for name, p in m.params.items():
+                em(f"{name!r}: {tuple(s.text() for s in p.shape)!r},")
+        em("}")
+        em("INITS = {")
+        with em.indent():
+            for name, p in m.params.items():
+                em(f"{name!r}: ({p.init!r}, {p.init_arg!r}),")
+        em("}")
+        em("INPUTS = {")
+        with em.indent():
+            for name, inp in m.inputs.items():
+                em(f"{name!r}: {{'size': {inp.size.text()!r}, 'kind': "
+                   f"{'sequence' if inp.seq else 'static'!r}}},")
+        em("}")
+        em("TARGETS = {")
+        with em.indent():
+            for name, tg in m.targets.items():
+                em(f"{name!r}: {{'size': {tg.size.text()!r}, 'kind': "
+                   f"{'sequence' if tg.seq else 'static'!r}, 'type': {tg.kind!r}}},")
+        em("}")
+        em("STATES = {")
+        with em.indent():
+            for name, st in m.states.items():
+                em(f"{name!r}: {{'size': {st.size.text()!r}, 'init': {st.init!r}, 'from': "
+                   f"{st.init_name!r}}},")
+        em("}")
+        em("OUTPUTS = {")
+        with em.indent():
+            for name, v in m.values.items():
+                em(f"{name!r}: {{'size': {v.size.text()!r}, 'kind': "
+                   f"{'sequence' if v.seq else 'static'!r}}},")
+        em("}")
+        em(f"MIN_T = {self.min_T()}")
+        em("")
+        helper_names = sorted(self.helpers)
+        for h in helper_names:
+            em.lines.extend(HELPERS[h].rstrip().split("\n"))
+            em("")
+        em.lines.extend(RUNTIME.strip("\n").split("\n"))
+        em("")
+        em("")
+        em.lines.extend(fwd)
+        em("")
+        em("")
+        em.lines.extend(bwd)
+        em("")
+        em("")
+        em.lines.extend(LOSS_AND_GRAD.strip("\n").split("\n"))
+        text = "\n".join(em.lines)
+        text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
+        return text.rstrip() + "\n"
+
+    def min_T(self) -> int:
+        need = 1
+        for op in self.ops.values():
+            if op.op == "pick" and op.attrs["index"].kind == "abs":
+                need = max(need, op.attrs["index"].offset)
+            elif op.op == "pick":
+                need = max(need, 1 - op.attrs["index"].offset)
+            if op.op in ("cross_entropy", "squared_error") and op.attrs["steps"]:
+                for s in op.attrs["steps"]:
+                    need = max(need, s.offset if s.kind == "abs" else 1 - s.offset)
+        return need
+
+
+RUNTIME = r'''
+def _size(expr, dims):
+    """Evaluate a size such as 'in + hidden' or '4*hidden' for the given dims."""
+    total = 0
+    for term in expr.split("+"):
+        coef, _, name = term.strip().rpartition("*")
+        value = int(name) if name.isdigit() else dims[name]
+        total += (int(coef) if coef else 1) * value
+    return total
+
+
+def _shape_text(expected, dims):
+    names = "(" + ", ".join(expected) + ")"
+    try:
+        return names + " = " + str(tuple(_size(e, dims) for e in expected))
+    except KeyError:
+        return names
+
+
+def _validate(params, inputs, targets, state0, T):
+    """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
+    for what, d in (("params", params), ("inputs", inputs)):
+        if not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict, got {type(d).__name__}")
+    for what, d in (("targets", targets), ("state0", state0)):
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict or None, got {type(d).__name__}")
+    missing = [n for n in PARAMS if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(PARAMS)}")
+    missing = [n for n in INPUTS if n not in inputs]
+    if missing:
+        raise ValueError(f"inputs is missing {missing}; expected {list(INPUTS)}")
+    for what, d, known in (("params", params, PARAMS), ("inputs", inputs, INPUTS),
+                           ("targets", targets or {}, TARGETS), ("state0", state0 or {}, STATES)):
+        unknown = [n for n in d if n not in known]
+        if unknown:
+            raise ValueError(f"{what} has unknown names {unknown}; expected {list(known)}")
+    if targets is not None:
+        missing = [n for n in TARGETS if n not in targets]
+        if missing:
+            raise ValueError(f"targets is missing {missing}; expected {list(TARGETS)}")
+    state0 = dict(state0 or {})
+    floats = [np.asarray(p) for p in params.values()]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    entries = []
+    for n, shape in PARAMS.items():
+        entries.append((f"params[{n!r}]", np.asarray(params[n], dtype=dtype), shape))
+    conv_inputs = {}
+    for n, info in INPUTS.items():
+        a = np.asarray(inputs[n], dtype=dtype)
+        conv_inputs[n] = a
+        lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+        entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
+    conv_targets = None
+    if targets is not None:
+        conv_targets = {}
+        for n, info in TARGETS.items():
+            lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+            if info["type"] == "class":
+                a = np.asarray(targets[n])
+                if a.size and not np.issubdtype(a.dtype, np.integer):
+                    if not np.all(np.mod(a, 1) == 0):
+                        raise ValueError(f"targets[{n!r}] must hold integer class indices")
+                    a = a.astype(np.int64)
+                entries.append((f"targets[{n!r}]", a, lead))
+            else:
+                a = np.asarray(targets[n], dtype=dtype)
+                entries.append((f"targets[{n!r}]", a, lead + (info["size"],)))
+            conv_targets[n] = a
+    for n in state0:
+        a = np.asarray(state0[n], dtype=dtype)
+        state0[n] = a
+        entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
+    dims = {}
+    if T is not None:
+        if int(T) != T or T < 1:
+            raise ValueError(f"T must be a positive integer, got {T!r}")
+        dims["T"] = int(T)
+    for label, a, shape in entries:
+        if a.ndim != len(shape):
+            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
+        for n, expr in zip(a.shape, shape):
+            if expr.isidentifier() and expr not in dims:
+                dims[expr] = n
+    for label, a, shape in entries:
+        if tuple(a.shape) != tuple(_size(e, dims) if all(
+                p.strip().rpartition("*")[2] in dims or p.strip().isdigit()
+                for p in e.split("+")) else -1 for e in shape):
+            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
+    for name, value in DIMS.items():
+        dims.setdefault(name, value)
+    if "T" not in dims:
+        raise ValueError("cannot tell the number of steps: no sequence was given; pass T=")
+    if dims["T"] < MIN_T:
+        raise ValueError(f"this network needs at least {MIN_T} steps, got T={dims['T']}")
+    dims.setdefault("B", 1)
+    if conv_targets is not None:
+        for n, info in TARGETS.items():
+            a = conv_targets[n]
+            if info["type"] == "class" and a.size:
+                k = _size(info["size"], dims)
+                if a.min() < 0 or a.max() >= k:
+                    raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+    given = {}
+    for n, info in STATES.items():
+        given[n] = n in state0
+        if n in state0:
+            continue
+        size = _size(info["size"], dims)
+        if info["init"] == "given":
+            raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
+                             f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+        if info["init"] == "param":
+            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
+                                        (dims["B"], size))
+        elif info["init"] == "input":
+            state0[n] = conv_inputs[info["from"]]
+        else:
+            state0[n] = np.zeros((dims["B"], size), dtype)
+    state0["given"] = given
+    dims["dtype"] = dtype
+    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
+    return params, conv_inputs, conv_targets, state0, dims
+
+
+def _upstream(d_outputs, cache):
+    """Validate the upstream gradients given to backward()."""
+    if d_outputs is None:
+        return {"final": {}}
+    if not isinstance(d_outputs, dict):
+        raise ValueError(f"d_outputs must be a dict, got {type(d_outputs).__name__}")
+    dims = cache["dims"]
+    up = {"final": {}}
+    for n, g in d_outputs.items():
+        if n == "loss":
+            if not cache["has_loss"]:
+                raise ValueError("d_outputs['loss'] given, but forward computed no loss "
+                                 "(call it with targets)")
+            up[n] = float(g)
+        elif n == "final":
+            for s, gs in dict(g).items():
+                if s not in STATES:
+                    raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
+                gs = np.asarray(gs, dtype=dims["dtype"])
+                shape = (dims["B"], _size(STATES[s]["size"], dims))
+                if gs.shape != shape:
+                    raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
+                                     f"expected (B, {STATES[s]['size']}) = {shape}")
+                up["final"][s] = gs
+        elif n in OUTPUTS:
+            info = OUTPUTS[n]
+            g = np.asarray(g, dtype=dims["dtype"])
+            lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+            shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
+            if g.shape != shape:
+                raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
+                                 f"{_shape_text(lead + (info['size'],), dims)}")
+            up[n] = g
+        else:
+            raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
+                             f"{list(OUTPUTS) + ['final', 'loss']}")
+    return up
+'''
+
+LOSS_AND_GRAD = r'''
+def loss_and_grad(params, inputs, targets, state0=None, T=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params
+'''

@@ -1,0 +1,112 @@
+"""Diagnostics: the one error type users see, and its rendering with a caret under the source.
+
+In: a message, a position, the source text and a hint.  Out: :class:`SpecError` (a ValueError
+carrying ``filename``, ``line``, ``column``, ``hint``) and :class:`Diagnostic` records that
+``str()`` as ``file:line:col: error: message`` followed by the source line, a caret and the hint.
+A :class:`SpecError` may hold several diagnostics (all semantic errors of a file are collected).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    filename: str
+    line: int
+    column: int
+    source_line: str = ""
+    hint: str = ""
+    severity: str = "error"  # or 'warning'
+
+    def render(self) -> str:
+        head = f"{self.filename}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        parts = [head]
+        if self.source_line:
+            text = self.source_line.rstrip("\n").expandtabs(1)
+            parts.append(f"    {text}")
+            parts.append("    " + " " * max(self.column - 1, 0) + "^")
+        if self.hint:
+            parts.append(f"  hint: {self.hint}")
+        return "\n".join(parts)
+
+    __str__ = render
+
+
+def source_line(source: str, line: int) -> str:
+    lines = source.splitlines()
+    if 1 <= line <= len(lines):
+        return lines[line - 1]
+    return ""
+
+
+def make_diagnostic(message: str, source: str, filename: str, line: int, column: int,
+                    hint: str = "", severity: str = "error") -> Diagnostic:
+    return Diagnostic(message, filename, line, column, source_line(source, line), hint, severity)
+
+
+class SpecError(ValueError):
+    """Every error a user can cause in a spec.  ``diagnostics`` lists all of them (at least one);
+    ``filename``, ``line``, ``column``, ``hint`` describe the first."""
+
+    def __init__(self, diagnostics: Sequence[Diagnostic]):
+        diagnostics = list(diagnostics)
+        if not diagnostics:
+            raise ValueError("SpecError needs at least one diagnostic")
+        self.diagnostics: List[Diagnostic] = diagnostics
+        first = diagnostics[0]
+        self.filename = first.filename
+        self.line = first.line
+        self.column = first.column
+        self.hint = first.hint
+        self.message = first.message
+        super().__init__("\n".join(d.render() for d in diagnostics))
+
+    @classmethod
+    def at(cls, message: str, source: str, filename: str, line: int, column: int,
+           hint: str = "") -> "SpecError":
+        return cls([make_diagnostic(message, source, filename, line, column, hint)])
+
+
+class Reporter:
+    """Collects diagnostics for one file; :meth:`raise_if_errors` raises them all at once."""
+
+    def __init__(self, source: str, filename: str):
+        self.source = source
+        self.filename = filename
+        self.errors: List[Diagnostic] = []
+        self.warnings: List[Diagnostic] = []
+
+    def error(self, node_or_pos, message: str, hint: str = "") -> None:
+        line, col = _pos(node_or_pos)
+        d = make_diagnostic(message, self.source, self.filename, line, col, hint)
+        if d not in self.errors:
+            self.errors.append(d)
+
+    def warning(self, node_or_pos, message: str, hint: str = "") -> None:
+        line, col = _pos(node_or_pos)
+        self.warnings.append(make_diagnostic(message, self.source, self.filename, line, col,
+                                             hint, "warning"))
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            self.errors.sort(key=lambda d: (d.line, d.column))
+            raise SpecError(self.errors)
+
+
+def _pos(node_or_pos) -> tuple:
+    if isinstance(node_or_pos, tuple):
+        return node_or_pos
+    return getattr(node_or_pos, "line", 0) or 1, getattr(node_or_pos, "column", 0) or 1
+
+
+class GeneratedCodeError(RuntimeError):
+    """An internal error of the compiler (a bug in rnnspec, never the user's fault)."""
+
+
+def missing_rule(op: str) -> "NotImplementedError":
+    return NotImplementedError(f"no derivative rule registered for op '{op}': add one to "
+                               f"rnnspec/ops.py (forward and backward side by side)")
+

@@ -1,0 +1,343 @@
+"""Stage 3, graph: :class:`rnnspec.check.Model` -> :class:`Graph` (the per-step cell graph).
+
+In: a checked model.  Out: a ``Graph`` whose ``ops`` are primitive operations in SSA form (one
+node per parameter, input, target, constant, and per operation of every equation, connections
+expanded into their matrix products and bias), and ``nx``, a networkx DiGraph over the op ids
+whose edges carry ``delay`` (0 for a same-step reference, d for ``h[t-d]``, ``'whole'`` for a
+reference to one chosen step such as ``h[end]``).  ``cell_graph`` gives the named-value graph
+(what ``rnnspec graph`` draws) and :func:`unroll` the DAG of ``(name, t)`` nodes for T steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple, Union
+
+import networkx as nx
+
+from . import ast
+from .check import PARAM, STATIC, STEP, Model, Ty
+from .sizes import Size
+
+Key = Union[int, Tuple[str, str]]  # an op id, or ('value', name) before resolution
+
+
+@dataclass
+class Op:
+    id: int
+    op: str  # 'param' 'input' 'target' 'const' or a rule name of rnnspec.ops, or a loss
+    args: List[Tuple[Key, int]]  # (op id, delay >= 0)
+    ty: Ty
+    stmt: Optional[ast.Node] = None  # the spec statement this op comes from
+    name: Optional[str] = None  # the spec name, for params, inputs, targets and values
+    label: str = "tmp"  # a base for the generated variable name
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def tk(self) -> int:
+        return self.ty.tk
+
+
+@dataclass
+class Graph:
+    model: Model
+    ops: Dict[int, Op]
+    nx: nx.DiGraph
+    values: Dict[str, int]  # spec value name -> op id
+    leaves: Dict[str, int]  # param/input/target name -> op id
+    losses: List[int]
+
+    def consumers(self, i: int) -> List[Tuple[int, int, int]]:
+        """(consumer id, arg position, delay) for every use of op ``i``."""
+        out = []
+        for c in self.nx.successors(i):
+            for pos, (a, d) in enumerate(self.ops[c].args):
+                if a == i:
+                    out.append((c, pos, d))
+        return sorted(set(out))
+
+    def cell_graph(self, params: bool = False) -> nx.MultiDiGraph:
+        """Named values, inputs (and optionally parameters) with edges labelled by delay."""
+        m = self.model
+        g = nx.MultiDiGraph()
+        for name, inp in m.inputs.items():
+            g.add_node(name, kind="input", seq=inp.seq)
+        for name, v in m.values.items():
+            g.add_node(name, kind="state" if name in m.states else "value", seq=v.seq)
+        seen = set()
+        for src, dst, delay in m.references:
+            if src not in g or (src, dst, delay) in seen:
+                continue
+            seen.add((src, dst, delay))
+            g.add_edge(src, dst, delay=delay)
+        for name, st in m.states.items():
+            if st.init in ("param", "input") and (params or st.init == "input"):
+                g.add_node(st.init_name, kind=st.init)
+                g.add_edge(st.init_name, name, delay="init")
+        if params:
+            for name in m.params:
+                g.add_node(name, kind="param")
+            for i, op in self.ops.items():
+                if op.op == "param":
+                    for c, _, _ in self.consumers(i):
+                        owner = _owner(self, c)
+                        if owner and not g.has_edge(op.name, owner):
+                            g.add_edge(op.name, owner, delay=0)
+        return g
+
+
+def _owner(g: Graph, i: int, seen=None) -> Optional[str]:
+    """The named value an op belongs to (follow consumers until a named value)."""
+    op = g.ops[i]
+    if op.op in ("cross_entropy", "squared_error"):
+        return None
+    if op.name and op.op not in ("param", "input", "target"):
+        return op.name
+    seen = seen or set()
+    for c, _, _ in g.consumers(i):
+        if c not in seen:
+            seen.add(c)
+            r = _owner(g, c, seen)
+            if r:
+                return r
+    return None
+
+
+def build_graph(model: Model) -> Graph:
+    """Lower every equation and loss of ``model`` into SSA ops and connect them in networkx."""
+    return _Lowering(model).run()
+
+
+class _Lowering:
+    def __init__(self, model: Model):
+        self.m = model
+        self.ops: Dict[int, Op] = {}
+        self.leaves: Dict[str, int] = {}
+        self.values: Dict[str, int] = {}
+        self.losses: List[int] = []
+        self.stmt: Optional[ast.Node] = None
+        self.owner = ""
+
+    def new(self, op: str, args, ty: Ty, label: str, name=None, **attrs) -> int:
+        i = len(self.ops)
+        self.ops[i] = Op(i, op, list(args), ty, self.stmt, name, label, attrs)
+        return i
+
+    def run(self) -> Graph:
+        m = self.m
+        for name, p in m.params.items():
+            self.leaves[name] = self.new("param", [], Ty(p.kind, *(p.shape + (None, None))[:2]),
+                                         name, name)
+        for name, inp in m.inputs.items():
+            self.leaves[name] = self.new("input", [], Ty("vec", inp.size,
+                                                         tk=STEP if inp.seq else STATIC),
+                                         name, name)
+        for name, tg in m.targets.items():
+            self.leaves[name] = self.new("target", [], Ty("vec", tg.size,
+                                                          tk=STEP if tg.seq else STATIC),
+                                         name, name)
+        for name, v in m.values.items():
+            self.stmt = v.eq
+            self.owner = name
+            key, delay = self.expr(v.eq.expr)
+            if delay or not isinstance(key, int) or self.ops[key].name is not None:
+                ty = self.ops[key].ty if isinstance(key, int) else Ty(
+                    "vec", v.size, tk=STEP if v.seq else STATIC)
+                key = self.new("identity", [(key, delay)], ty, name)
+            op = self.ops[key]
+            op.name = name
+            op.label = name
+            if v.seq and op.ty.tk != STEP:  # e.g. h[t] = W @ c (static): broadcast over steps
+                op.ty = Ty(op.ty.shape, op.ty.rows, op.ty.cols, STEP)
+            self.values[name] = key
+        self.resolve()
+        for loss in m.losses:
+            self.loss(loss)
+        g = nx.DiGraph()
+        for i, op in self.ops.items():
+            g.add_node(i)
+        for i, op in self.ops.items():
+            for a, d in op.args:
+                if g.has_edge(a, i):
+                    prev = g.edges[a, i]["delay"]
+                    g.edges[a, i]["delays"].add(d)
+                    g.edges[a, i]["delay"] = prev if prev == 0 else d
+                else:
+                    g.add_edge(a, i, delay=d, delays={d})
+        return Graph(m, self.ops, g, self.values, self.leaves, self.losses)
+
+    def resolve(self) -> None:
+        for op in self.ops.values():
+            op.args = [(self.values[k[1]] if isinstance(k, tuple) else k, d) for k, d in op.args]
+
+    # expressions return (key, delay)
+    def expr(self, e: ast.Expr) -> Tuple[Key, int]:
+        m = self.m
+        ty = m.types.get(e)
+        if isinstance(e, ast.Num):
+            return self.new("const", [], Ty("scalar"), "c", value=e.value), 0
+        if isinstance(e, ast.Ref):
+            return self.ref(e)
+        if isinstance(e, ast.Unary):
+            a = self.expr(e.operand)
+            return self.new("neg", [a], ty, f"{self.owner}_neg"), 0
+        if isinstance(e, ast.Binary):
+            if e.op == "@":
+                w, v = self.expr(e.left), self.expr(e.right)
+                label = f"{self.label_of(w)}_{self.label_of(v)}"
+                return self.new("matvec", [w, v], ty, label), 0
+            op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
+            a, b = self.expr(e.left), self.expr(e.right)
+            return self.new(op, [a, b], ty, f"{self.owner}_{op}"), 0
+        if isinstance(e, ast.Call):
+            if e.func in ("affine", "gate"):
+                return self.connection(e), 0
+            args = [self.expr(a) for a in e.args]
+            return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), 0
+        raise TypeError(e)  # pragma: no cover
+
+    def label_of(self, key_delay) -> str:
+        key, delay = key_delay
+        if isinstance(key, tuple):
+            return key[1] + (f"{delay}" if delay else "")
+        op = self.ops[key]
+        return (op.name or op.label) + (f"{delay}" if delay else "")
+
+    def ref(self, r: ast.Ref) -> Tuple[Key, int]:
+        m = self.m
+        name, ix = r.name, r.index
+        if name in m.consts:
+            return self.new("const", [], Ty("scalar"), name, value=m.consts[name]), 0
+        key: Key = self.leaves[name] if name in self.leaves else ("value", name)
+        if ix is None or ix.kind == "rel":
+            return key, (-ix.offset if ix else 0)
+        size = m.inputs[name].size if name in m.inputs else m.values[name].size
+        label = f"{name}_end" if ix.kind == "end" else f"{name}_{ix.offset}"
+        if ix.kind == "end" and ix.offset:
+            label = f"{name}_end{-ix.offset}"
+        return self.new("pick", [(key, 0)], Ty("vec", size, tk=STATIC), label, index=ix), 0
+
+    def connection(self, c: ast.Call) -> int:
+        conn = self.m.connections[c]
+        ty = self.m.types[c]
+        acc = None
+        for wname, src in conn.weights:
+            s = self.expr(src)
+            sty = self.m.types[src]
+            term = self.new("matvec", [(self.leaves[wname], 0), s],
+                            Ty("vec", conn.size, tk=sty.tk), f"{wname}_{self.label_of(s)}")
+            acc = term if acc is None else self.new(
+                "add", [(acc, 0), (term, 0)], Ty("vec", conn.size, tk=max(
+                    self.ops[acc].tk, sty.tk)), f"{conn.prefix}_sum")
+        if conn.bias:
+            acc = self.new("add", [(acc, 0), (self.leaves[conn.bias], 0)],
+                           Ty("vec", conn.size, tk=self.ops[acc].tk), f"a_{conn.prefix}")
+        if conn.activation:
+            acc = self.new(conn.activation, [(acc, 0)], ty, f"{conn.prefix}_gate")
+        return acc
+
+    def loss(self, loss) -> None:
+        m = self.m
+        self.stmt = loss.node
+        self.owner = "loss"
+        pred, target = loss.pred, loss.target
+        o = self.values[pred.name]
+        y = self.leaves[target.name]
+        picked = pred.index is not None and pred.index.kind != "rel"
+        tk = STATIC if picked or not m.values[pred.name].seq else STEP
+
+        def at(key: int) -> int:
+            if not picked:
+                return key
+            src = self.ops[key]
+            return self.new("pick", [(key, 0)], Ty("vec", src.ty.rows, tk=STATIC),
+                            f"{src.label}_end", index=pred.index)
+
+        attrs = dict(steps=loss.steps, reduce=loss.reduce, tk=tk)
+        if loss.func == "cross_entropy":
+            z, zdelay = self.ops[o].args[0]
+            if zdelay:
+                z = self.new("identity", [(z, zdelay)], self.ops[z].ty, f"{pred.name}_logits")
+            i = self.new("cross_entropy", [(at(z), 0), (at(o), 0), (y, 0)], Ty("scalar"),
+                         f"loss_{pred.name}", **attrs)
+        else:
+            i = self.new("squared_error", [(at(o), 0), (y, 0)], Ty("scalar"),
+                         f"loss_{pred.name}", **attrs)
+        self.losses.append(i)
+
+
+def unroll(graph: Graph, T: int) -> nx.DiGraph:
+    """The cell graph unrolled for ``T`` steps: nodes ``(name, t)`` for t = 1..T (and the initial
+    values ``(state, 0)``, ``(state, -1)``, ... that delayed references reach), static values as
+    ``(name, None)``.  The result is a DAG."""
+    if T < 1:
+        raise ValueError("unroll needs T >= 1")
+    m = graph.model
+    cell = graph.cell_graph()
+    g = nx.DiGraph()
+    seq = {n for n, d in cell.nodes(data=True) if d.get("seq")}
+    for n in cell.nodes:
+        if n in seq:
+            for t in range(1, T + 1):
+                g.add_node((n, t))
+        else:
+            g.add_node((n, None))
+    for src, dst, data in cell.edges(data=True):
+        delay = data["delay"]
+        if delay == "init":
+            g.add_edge((src, None), (dst, 0))
+            continue
+        if dst not in seq:
+            if src in seq:
+                for t in range(1, T + 1):  # a picked step: conservatively, all of them
+                    g.add_edge((src, t), (dst, None))
+            else:
+                g.add_edge((src, None), (dst, None))
+            continue
+        for t in range(1, T + 1):
+            if src not in seq:
+                g.add_edge((src, None), (dst, t))
+            elif delay == "whole":
+                for s in range(1, T + 1):
+                    g.add_edge((src, s), (dst, t))
+            else:
+                g.add_edge((src, t - delay), (dst, t))
+    for n in list(g.nodes):
+        name, t = n
+        if t is not None and t <= 0:
+            g.nodes[n]["initial"] = True
+    assert nx.is_directed_acyclic_graph(g), "unrolled graph has a cycle"
+    return g
+
+
+def to_dot(g: nx.DiGraph, title: str = "rnnspec") -> str:
+    """Graphviz DOT text for a cell graph (edges labelled with delays) or an unrolled graph."""
+    def nid(n) -> str:
+        if isinstance(n, tuple):
+            name, t = n
+            return f'"{name}" ' if t is None else f'"{name}[{t}]"'
+        return f'"{n}"'
+
+    lines = [f'digraph "{title}" {{', "  rankdir=LR;", '  node [fontname="Helvetica"];']
+    shapes = {"input": "box", "param": "note", "state": "doublecircle", "value": "ellipse"}
+    for n, data in sorted(g.nodes(data=True), key=lambda x: str(x[0])):
+        attrs = []
+        kind = data.get("kind")
+        if kind:
+            attrs.append(f"shape={shapes.get(kind, 'ellipse')}")
+        if data.get("initial"):
+            attrs.append("style=dashed")
+        lines.append(f"  {nid(n).strip()}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
+    for u, v, *rest in sorted(g.edges(data=True), key=lambda e: (str(e[0]), str(e[1]),
+                                                                  str(e[2].get("delay")))):
+        data = rest[0] if rest else {}
+        delay = data.get("delay")
+        label = ""
+        if delay not in (None, 0):
+            label = f' [label="{delay if delay in ("whole", "init") else "t-" + str(delay)}"' \
+                    f'{", style=dashed" if delay != "whole" else ""}]'
+        lines.append(f"  {nid(u).strip()} -> {nid(v).strip()}{label};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Graph", "Op", "build_graph", "unroll", "to_dot", "PARAM", "STATIC", "STEP", "Size"]

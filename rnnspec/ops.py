@@ -1,0 +1,225 @@
+"""Derivative rules: one per primitive op, forward and backward side by side.
+
+In: nothing at import time; codegen asks :func:`rule` for an op name.  Out: :class:`Rule`
+objects.  A rule renders Python/NumPy text: ``forward(args)`` is the op's value from the texts of
+its arguments; ``backward(i, g, out, args)`` is the vector-Jacobian product for argument ``i``
+given the text ``g`` of the upstream gradient (``None`` when the argument gets no gradient).
+Texts work both for one step (arrays ``(B, n)``) and for all steps at once (``(T, B, n)``): the
+leading axes broadcast.  Codegen sums the contribution over broadcast axes; a rule that already
+returns a reduced contribution lists the argument in ``reduced``.  ``needs_out``/``needs_args``
+say which values the backward pass reads, so codegen knows what to keep.
+
+Asking for an op without a rule raises ``NotImplementedError`` naming the op.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Dict, FrozenSet, List, Optional
+
+from .errors import missing_rule
+
+ATOM, UNARY, PRODUCT, SUM = 4, 3, 2, 1
+
+
+def precedence(text: str) -> int:
+    """The binding strength of a Python expression text: SUM < PRODUCT < UNARY < ATOM."""
+    depth = 0
+    level = ATOM
+    i = 0
+    if text.startswith("-"):
+        level = UNARY
+    while i < len(text):
+        ch = text[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif depth == 0 and ch == " " and i + 2 < len(text) and text[i + 2] == " ":
+            op = text[i + 1]
+            if op in "+-":
+                return SUM
+            if op in "*/@":
+                level = min(level, PRODUCT)
+        elif depth == 0 and text.startswith(" if ", i):
+            return 0
+        i += 1
+    return level
+
+
+def wrap(text: str, level: int) -> str:
+    """Parenthesize ``text`` if it binds less tightly than ``level``."""
+    return text if precedence(text) >= level else f"({text})"
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    forward: Callable[..., str]
+    backward: Callable[..., Optional[str]]
+    needs_out: bool = False
+    needs_args: FrozenSet[int] = frozenset()
+    reduced: FrozenSet[int] = frozenset()
+    passthrough: FrozenSet[int] = frozenset()  # backward(i) is exactly g
+    helpers: tuple = ()
+
+
+RULES: Dict[str, Rule] = {}
+
+
+def register(name: str, forward, backward, **kw) -> None:
+    kw = {k: frozenset(v) if k in ("needs_args", "reduced", "passthrough") else v
+          for k, v in kw.items()}
+    RULES[name] = Rule(name, forward, backward, **kw)
+
+
+def rule(name: str) -> Rule:
+    try:
+        return RULES[name]
+    except KeyError:
+        raise missing_rule(name) from None
+
+
+def _neg(g: str) -> str:
+    return f"-{wrap(g, UNARY + 1)}" if not g.startswith("-") else wrap(g[1:], UNARY)
+
+
+# ---- arithmetic ---------------------------------------------------------------------------------
+register("add",
+         lambda a, b, **_: f"{a} + {wrap(b, PRODUCT)}",
+         lambda i, g, out, args, **_: g,
+         passthrough={0, 1})
+register("sub",
+         lambda a, b, **_: f"{a} - {wrap(b, PRODUCT)}",
+         lambda i, g, out, args, **_: g if i == 0 else _neg(g),
+         passthrough={0})
+register("neg",
+         lambda a, **_: f"-{wrap(a, UNARY + 1)}",
+         lambda i, g, out, args, **_: _neg(g))
+register("mul",
+         lambda a, b, **_: f"{wrap(a, PRODUCT)} * {wrap(b, UNARY)}",
+         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {wrap(args[1 - i], UNARY)}",
+         needs_args={0, 1})
+register("div",
+         lambda a, b, **_: f"{wrap(a, PRODUCT)} / {wrap(b, UNARY)}",
+         lambda i, g, out, args, **_: (f"{wrap(g, PRODUCT)} / {wrap(args[1], UNARY)}" if i == 0
+                                       else f"-{wrap(g, UNARY + 1)} * {wrap(out, UNARY)} / "
+                                            f"{wrap(args[1], UNARY)}"),
+         needs_out=True, needs_args={1})
+# W @ v for a batch of row vectors v: v @ W.T; dW sums the outer products over all rows.
+register("matvec",
+         lambda W, v, **_: f"{wrap(v, PRODUCT)} @ {wrap(W, ATOM)}.T",
+         lambda i, g, out, args, **_: (f"_flat({g}).T @ _flat({args[1]})" if i == 0
+                                       else f"{wrap(g, PRODUCT)} @ {wrap(args[0], ATOM)}"),
+         needs_args={0, 1}, reduced={0}, helpers=("_flat",))
+
+# ---- element-wise functions ---------------------------------------------------------------------
+register("tanh",
+         lambda a, **_: f"np.tanh({a})",
+         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * (1 - {out} * {out})",
+         needs_out=True)
+register("sigmoid",
+         lambda a, **_: f"_sigmoid({a})",
+         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {out} * (1 - {out})",
+         needs_out=True, helpers=("_sigmoid",))
+register("relu",
+         lambda a, **_: f"np.maximum({a}, 0)",
+         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * ({out} > 0)",
+         needs_out=True)
+register("identity",
+         lambda a, **_: a,
+         lambda i, g, out, args, **_: g,
+         passthrough={0})
+register("exp",
+         lambda a, **_: f"np.exp({a})",
+         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {out}",
+         needs_out=True)
+register("log",
+         lambda a, **_: f"np.log({a})",
+         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} / {wrap(args[0], UNARY)}",
+         needs_args={0})
+
+# ---- vector functions ---------------------------------------------------------------------------
+register("softmax",
+         lambda a, **_: f"_softmax({a})",
+         lambda i, g, out, args, **_: (f"{out} * ({g} - ({wrap(g, PRODUCT)} * {out})"
+                                       f".sum(axis=-1, keepdims=True))"),
+         needs_out=True, helpers=("_softmax",))
+
+
+def _concat_backward(i, g, out, args, sizes: List[str], **_):
+    start = " + ".join(sizes[:i]) or "0"
+    stop = " + ".join(sizes[:i + 1])
+    lo = "" if start == "0" else start
+    return f"{wrap(g, ATOM)}[..., {lo}:{stop}]" if i < len(sizes) - 1 else \
+        f"{wrap(g, ATOM)}[..., {lo}:]"
+
+
+register("concat",
+         lambda *args, **_: f"_concat({', '.join(args)})",
+         _concat_backward,
+         helpers=("_concat",))
+
+
+# ---- time ---------------------------------------------------------------------------------------
+# pick(h, k): one chosen step of a sequence (h[end], h[3]); codegen renders the index and the
+# backward scatters the gradient into that step.
+register("pick",
+         lambda h, index, **_: f"{h}[{index}]",
+         lambda i, g, out, args, **_: g)
+
+# ---- losses (scalar; their gradients go to the logits / prediction) -----------------------------
+# cross_entropy(z, o, y): -log softmax(z)[y] computed stably from the logits z; o = softmax(z).
+register("cross_entropy",
+         lambda z, o, y, **_: f"_cross_entropy({z}, {y})",
+         lambda i, g, out, args, **_: (f"{wrap(g, PRODUCT)} * _cross_entropy_grad({args[1]}, "
+                                       f"{args[2]})" if i == 0 else None),
+         needs_args={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"))
+# squared_error(p, y): 0.5 * sum((p - y) ** 2)
+register("squared_error",
+         lambda p, y, **_: f"0.5 * float(np.square({p} - {y}).sum())",
+         lambda i, g, out, args, **_: (f"{wrap(g, PRODUCT)} * ({args[0]} - {args[1]})"
+                                       if i == 0 else None),
+         needs_args={0, 1})
+
+
+# ---- helper functions emitted into generated modules (only those used) -------------------------
+HELPERS: Dict[str, str] = {
+    "_flat": '''
+def _flat(a):
+    """All rows of a (..., n) array as one (rows, n) matrix."""
+    return a.reshape(-1, a.shape[-1])
+''',
+    "_sigmoid": '''
+def _sigmoid(a):
+    """Logistic sigmoid without overflow: 1 / (1 + exp(-a)) via exp(-|a|)."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1, e) / (1 + e)
+''',
+    "_softmax": '''
+def _softmax(a):
+    """Softmax over the last axis, shifted by the maximum for stability."""
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+''',
+    "_concat": '''
+def _concat(*parts):
+    """Concatenate along the last axis, broadcasting the leading (time, batch) axes."""
+    lead = np.broadcast_shapes(*(p.shape[:-1] for p in parts))
+    return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
+''',
+    "_cross_entropy": '''
+def _cross_entropy(z, y):
+    """Sum over all rows of -log softmax(z)[y], computed stably via log-sum-exp."""
+    m = z.max(axis=-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
+    return float((lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]).sum())
+''',
+    "_cross_entropy_grad": '''
+def _cross_entropy_grad(p, y):
+    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
+    g = p.copy()
+    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
+                      axis=-1)
+    return g
+''',
+}

@@ -1,0 +1,268 @@
+"""Stage 1, parse: spec text -> :class:`rnnspec.ast.Spec`.
+
+In: the text of a .rnn file and its file name.  Out: a ``Spec`` of frozen dataclasses, each node
+carrying the line and column where it starts.  A syntax error raises :class:`SpecError` with the
+position, the source line with a caret, and what was expected there.
+"""
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .errors import SpecError, make_diagnostic
+
+KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "class", "scalar",
+            "at", "end", "sum", "mean"}
+
+_TOKEN_NAMES = {
+    "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "LPAR": "'('",
+    "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "COLON": "':'",
+    "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "AT": "'@'", "REDUCE": "sum/mean",
+    "$END": "end of file",
+}
+
+
+def grammar_path() -> Path:
+    """The grammar: inside the installed package (wheel), else ``grammars/`` of the source tree."""
+    packaged = resources.files("rnnspec").joinpath("grammars/rnnspec.lark")
+    if packaged.is_file():
+        return Path(str(packaged))
+    source_tree = Path(__file__).resolve().parent.parent / "grammars" / "rnnspec.lark"
+    if source_tree.is_file():
+        return source_tree
+    raise FileNotFoundError("rnnspec grammar not found: neither rnnspec/grammars/rnnspec.lark "
+                            "(installed) nor grammars/rnnspec.lark (source tree) exists")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr",
+                propagate_positions=True, maybe_placeholders=False)
+
+
+def _pos(meta_or_tok) -> dict:
+    return {"line": getattr(meta_or_tok, "line", 1), "column": getattr(meta_or_tok, "column", 1)}
+
+
+def _number(text: str) -> float:
+    return float(text)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    def __init__(self, source: str, filename: str):
+        super().__init__()
+        self.source = source
+        self.filename = filename
+
+    # statements
+    def start(self, meta, items):
+        return ast.Spec(tuple(items), source=self.source, filename=self.filename, line=1, column=1)
+
+    def dim_decl(self, meta, items):
+        name, value = items
+        return ast.DimDecl(str(name), int(value), **_pos(meta))
+
+    def input_decl(self, meta, items):
+        name, *rest = items
+        axis = rest[0][1] if len(rest) == 2 else None
+        return ast.InputDecl(str(name), axis, rest[-1], **_pos(meta))
+
+    def target_decl(self, meta, items):
+        name, *rest = items
+        axis = rest[0][1] if len(rest) == 2 else None
+        kind, size = rest[-1]
+        return ast.TargetDecl(str(name), axis, kind, size, **_pos(meta))
+
+    def class_target(self, meta, items):
+        return ("class", items[0])
+
+    def real_target(self, meta, items):
+        return ("real", items[0])
+
+    def param_decl(self, meta, items):
+        name, shape, *rest = items
+        return ast.ParamDecl(str(name), shape, rest[0] if rest else None, **_pos(meta))
+
+    def state_decl(self, meta, items):
+        name, size, *rest = items
+        if rest:
+            tok = rest[0]
+            return ast.StateDecl(str(name), size, str(tok), tok.line, tok.column, **_pos(meta))
+        return ast.StateDecl(str(name), size, None, **_pos(meta))
+
+    def state_init(self, meta, items):
+        return items[0]
+
+    def const_decl(self, meta, items):
+        return ast.ConstDecl(str(items[0]), items[1].value, **_pos(meta))
+
+    def loss_stmt(self, meta, items):
+        reduce = "sum"
+        if isinstance(items[0], Token) and items[0].type == "REDUCE":
+            reduce = str(items[0])
+            items = items[1:]
+        expr = items[0]
+        select = items[1] if len(items) > 1 else None
+        return ast.Loss(reduce, expr, select, **_pos(meta))
+
+    def step_select(self, meta, items):
+        return ast.StepSelect(str(items[0]), tuple(items[1:]), **_pos(meta))
+
+    def step_abs(self, meta, items):
+        return ast.Index("abs", int(items[0]), **_pos(meta))
+
+    def step_end(self, meta, items):
+        return ast.Index("end", -int(items[0]) if items else 0, **_pos(meta))
+
+    def equation(self, meta, items):
+        name = items[0]
+        axis = None
+        size = None
+        rest = items[1:]
+        if rest and isinstance(rest[0], tuple) and rest[0][0] == "axis":
+            axis = rest[0][1]
+            rest = rest[1:]
+        if len(rest) == 2:
+            size = rest[0]
+        return ast.Equation(str(name), axis, size, rest[-1], **_pos(meta))
+
+    def axis(self, meta, items):
+        return ("axis", str(items[0]))
+
+    # shapes and sizes
+    def shape_scalar(self, meta, items):
+        return ()
+
+    def shape_vector(self, meta, items):
+        return (items[0],)
+
+    def shape_matrix(self, meta, items):
+        return (items[0], items[1])
+
+    def size(self, meta, items):
+        return ast.SizeExpr(tuple(items), **_pos(meta))
+
+    def size_int(self, meta, items):
+        return ast.SizeTerm(int(items[0]), None, **_pos(meta))
+
+    def size_dim(self, meta, items):
+        return ast.SizeTerm(1, str(items[0]), **_pos(meta))
+
+    def size_scaled(self, meta, items):
+        return ast.SizeTerm(int(items[0]), str(items[1]), **_pos(meta))
+
+    def init(self, meta, items):
+        return ast.Init(str(items[0]), items[1].value if len(items) > 1 else None, **_pos(meta))
+
+    # expressions
+    def number(self, meta, items):
+        return ast.Num(_number(str(items[0])), **_pos(meta))
+
+    def ref(self, meta, items):
+        return ast.Ref(str(items[0]), items[1] if len(items) > 1 else None, **_pos(meta))
+
+    def index(self, meta, items):
+        return items[0]
+
+    def ix_rel(self, meta, items):
+        return ast.Index("rel", 0, str(items[0]), **_pos(meta))
+
+    def ix_rel_minus(self, meta, items):
+        return ast.Index("rel", -int(items[1]), str(items[0]), **_pos(meta))
+
+    def ix_rel_plus(self, meta, items):
+        return ast.Index("rel", int(items[1]), str(items[0]), **_pos(meta))
+
+    def ix_abs(self, meta, items):
+        return ast.Index("abs", int(items[0]), **_pos(meta))
+
+    def ix_end(self, meta, items):
+        return ast.Index("end", -int(items[0]) if items else 0, **_pos(meta))
+
+    def _binary(op):
+        def build(self, meta, items):
+            return ast.Binary(op, items[0], items[1], **_pos(meta))
+        return build
+
+    add = _binary("+")
+    sub = _binary("-")
+    mul = _binary("*")
+    div = _binary("/")
+    matmul = _binary("@")
+
+    def neg(self, meta, items):
+        return ast.Unary("-", items[0], **_pos(meta))
+
+    def call(self, meta, items):
+        name, *args = items
+        args = [a for a in args if a is not None]
+        pos_args = tuple(a for a in args if not isinstance(a, ast.KwArg))
+        kwargs = tuple(a for a in args if isinstance(a, ast.KwArg))
+        return ast.Call(str(name), pos_args, kwargs, **_pos(meta))
+
+    def kwarg(self, meta, items):
+        return ast.KwArg(str(items[0]), items[1], **_pos(meta))
+
+
+def _describe_expected(expected) -> str:
+    names = sorted({_TOKEN_NAMES.get(e, repr(e.lower()) if e.isupper() else e) for e in expected})
+    if len(names) > 8:
+        names = names[:8] + ["..."]
+    return ", ".join(names)
+
+
+def parse(text: str, filename: str = "<spec>") -> ast.Spec:
+    """Parse spec text into a :class:`rnnspec.ast.Spec`; raise :class:`SpecError` on bad syntax."""
+    if not isinstance(text, str):
+        raise TypeError("parse() takes the spec text as a str")
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as exc:
+        raise _syntax_error(exc, text, filename) from None
+    except RecursionError:
+        raise SpecError.at("expression nested too deeply", text, filename, 1, 1,
+                           "split it into several equations") from None
+    try:
+        return _ToAst(text, filename).transform(tree)
+    except RecursionError:
+        raise SpecError.at("expression nested too deeply", text, filename, 1, 1,
+                           "split it into several equations") from None
+
+
+def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SpecError:
+    line = getattr(exc, "line", None) or 1
+    column = getattr(exc, "column", None) or 1
+    if line < 1:
+        line, column = 1, 1
+    if isinstance(exc, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        message = "unexpected end of file"
+        hint = f"expected {_describe_expected(exc.expected)}"
+    elif isinstance(exc, UnexpectedCharacters):
+        ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
+        message = f"unexpected character {ch!r}"
+        allowed = getattr(exc, "allowed", None) or set()
+        hint = f"expected {_describe_expected(allowed)}" if allowed else "remove it"
+    elif isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "$END":
+            lines = text.splitlines() or [""]
+            line, column = len(lines), len(lines[-1]) + 1
+            message = "unexpected end of file"
+        else:
+            word = str(tok)
+            message = f"unexpected {word!r}"
+            if word in KEYWORDS and "NAME" in exc.expected:
+                message += f" ('{word}' is a keyword and cannot be used as a name)"
+        hint = f"expected {_describe_expected(exc.expected)}"
+    else:  # pragma: no cover - lark has no other UnexpectedInput kinds
+        message, hint = "syntax error", ""
+    return SpecError([make_diagnostic(f"syntax error: {message}", text, filename, line, column,
+                                      hint)])
