@@ -4,7 +4,8 @@ In: the SSA op graph.  Out: a ``Schedule`` that says, for every op, *when* it is
 
 * ``pre``  -- does not depend on any recurrence: computed for all steps at once before the time
   loop (every input projection ``U @ x[t]`` becomes one matrix product over T*B rows);
-* ``loop`` -- recurrent (on a cycle through delayed edges): computed step by step in the loop;
+* ``loop`` -- recurrent (on a cycle through delayed edges), or between two recurrences (fed by
+  one, feeding another): computed step by step in the loop;
 * ``post`` -- depends on the recurrence but is not part of it: computed for all steps at once
   after the loop (for example the output softmax and the losses).
 
@@ -49,11 +50,15 @@ def schedule(graph: Graph) -> Schedule:
             if g.has_edge(n, n):
                 recurrent.add(n)
     downstream: Set[int] = set()
+    upstream: Set[int] = set()
     for n in recurrent:
         downstream |= nx.descendants(g, n)
+        upstream |= nx.ancestors(g, n)
+    # an op between two recurrences (downstream of one, feeding another) runs in the loop too
+    in_loop = recurrent | (downstream & upstream)
     phase = {}
     for n in g.nodes:
-        if n in recurrent:
+        if n in in_loop:
             phase[n] = "loop"
         elif n in downstream:
             phase[n] = "post"
@@ -62,7 +67,7 @@ def schedule(graph: Graph) -> Schedule:
     acyclic = nx.DiGraph()
     acyclic.add_nodes_from(g.nodes)
     for u, v, data in g.edges(data=True):
-        if u in recurrent and v in recurrent and 0 not in data["delays"]:
+        if u in in_loop and v in in_loop and 0 not in data["delays"]:
             continue
         acyclic.add_edge(u, v)
     rank = {"pre": 0, "loop": 1, "post": 2}
@@ -74,4 +79,4 @@ def schedule(graph: Graph) -> Schedule:
         delays = [d for _, _, d in consumers[n] if isinstance(d, int) and d > 0]
         if delays:
             padding[n] = max(delays)
-    return Schedule(graph, order, phase, recurrent, padding, consumers)
+    return Schedule(graph, order, phase, in_loop, padding, consumers)
