@@ -572,7 +572,8 @@ class _Codegen:
             em(f"{gn} = {maybe[0].text} if {maybe[0].cond} else None")
         else:
             em(f"{gn} = None")
-            for t in maybe:
+            self.emit_cond(em, maybe[0].cond, f"{gn} = {maybe[0].text}")
+            for t in maybe[1:]:
                 self.emit_cond(em, t.cond, f"{gn} = {t.text} if {gn} is None else {gn} + "
                                            f"{wrap(t.text, PRODUCT)}")
         self.grad[i] = Grad(None, gn, f"{gn} is not None")

@@ -1,0 +1,232 @@
+"""The generated module: golden files, determinism, standalone import, API and validation."""
+import ast as pyast
+import inspect
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rnnspec
+from conftest import ROOT, SPECS, spec_paths
+from rnnspec import ops
+
+GOLDEN = ROOT / "tests" / "golden"
+GOLDEN_SPECS = ["elman", "lstm", "gru", "many_to_one", "skip"]
+
+
+def gen(stem, dims=None):
+    path = SPECS / f"{stem}.rnn"
+    return rnnspec.generate(path.read_text(), dims, f"{stem}.rnn")
+
+
+@pytest.mark.parametrize("stem", GOLDEN_SPECS)
+def test_golden(stem, update_golden):
+    """Refresh with: pytest tests/test_codegen.py --update-golden"""
+    source = gen(stem)
+    golden = GOLDEN / f"{stem}.py"
+    if update_golden:
+        golden.write_text(source)
+    assert golden.exists(), f"missing {golden}; run pytest --update-golden"
+    assert source == golden.read_text(), f"generated code for {stem} changed; review the diff " \
+                                         "and refresh with --update-golden"
+
+
+@pytest.mark.parametrize("path", spec_paths(), ids=lambda p: p.stem)
+def test_deterministic_and_only_numpy(path):
+    a = rnnspec.generate(path.read_text(), None, path.name)
+    b = rnnspec.generate(path.read_text(), None, path.name)
+    assert a == b
+    assert a.startswith(f"# generated from {path.name}")
+    tree = pyast.parse(a)
+    imports = [n for n in pyast.walk(tree) if isinstance(n, (pyast.Import, pyast.ImportFrom))]
+    assert [alias.name for n in imports for alias in n.names] == ["numpy"]
+    assert path.read_text().splitlines()[-1].strip() in a  # the spec source is in the docstring
+
+
+def test_deterministic_across_processes():
+    code = ("import rnnspec,sys; sys.stdout.write(rnnspec.generate(open(sys.argv[1]).read(), "
+            "None, 'lstm.rnn'))")
+    outs = {subprocess.run([sys.executable, "-c", code, str(SPECS / "lstm.rnn")],
+                           capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+            for seed in (1, 2, 3)}
+    assert len(outs) == 1
+
+
+def test_dims_override_changes_defaults_only():
+    src = gen("lstm", {"hidden": 16})
+    assert "DIMS = {'in': 3, 'hidden': 16, 'out': 4}" in src
+    mod = rnnspec.load_module(src, "lstm16")
+    assert mod.init_params()["W_f_h"].shape == (16, 16)
+    # the code itself is shape-generic: sizes come from the arrays
+    p = mod.init_params({"hidden": 7})
+    out, _ = mod.forward(p, {"x": np.zeros((3, 2, 3))})
+    assert out["h"].shape == (3, 2, 7)
+
+
+def test_standalone_import_without_rnnspec(tmp_path):
+    (tmp_path / "elman_mod.py").write_text(gen("elman"))
+    script = textwrap.dedent("""
+        import sys
+
+        class BlockRnnspec:  # make rnnspec (and its dependencies) unimportable
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] in ('rnnspec', 'lark', 'networkx'):
+                    raise ImportError(f'{name} is blocked in this test')
+                return None
+
+        sys.meta_path.insert(0, BlockRnnspec())
+        try:
+            import rnnspec
+        except ImportError:
+            pass
+        else:
+            raise SystemExit("rnnspec must not be importable here")
+        sys.path.insert(0, '.')
+        import numpy as np, elman_mod
+        p = elman_mod.init_params(seed=0)
+        x = np.random.default_rng(0).normal(size=(4, 2, 3))
+        loss, g = elman_mod.loss_and_grad(p, {'x': x}, {'y': np.zeros((4, 2), int)})
+        print(round(loss, 6), sorted(g['params']), sorted(sys.modules.keys() & {'lark', 'networkx'}))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().endswith("[]")
+    assert "['U', 'V', 'W', 'ba', 'by']" in r.stdout
+
+
+def test_getsource_and_tracebacks_show_generated_lines():
+    mod = rnnspec.compile_file(SPECS / "elman.rnn")
+    src = inspect.getsource(mod.forward)
+    assert "for t in range(T):" in src
+    p = mod.init_params()
+    p["W"] = np.full((5, 5), np.nan)
+    with pytest.raises(ValueError) as info:
+        mod.forward(p, {"x": np.zeros((2, 1, 4))})
+    assert "inputs['x']" in str(info.value) and "(T, B, m)" in str(info.value)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda p, i: (p | {"W": np.zeros((5, 4))}, i), "params['W'] has shape (5, 4), expected (n, n)"),
+    (lambda p, i: ({k: v for k, v in p.items() if k != "U"}, i), "params is missing ['U']"),
+    (lambda p, i: (p, {"x": np.zeros((4, 2))}), "inputs['x'] has shape (4, 2), expected (T, B, m)"),
+    (lambda p, i: (p, {"x": np.zeros((4, 2, 7))}), "inputs['x'] has shape (4, 2, 7), expected "
+                                                   "(T, B, m) = (4, 2, 3)"),
+    (lambda p, i: (p, {}), "inputs is missing ['x']"),
+    (lambda p, i: (p, i | {"z": 1}), "inputs has unknown names ['z']"),
+])
+def test_bad_arrays_raise_valueerror_naming_argument_and_shape(bad, message):
+    mod = rnnspec.compile_file(SPECS / "elman.rnn")
+    p, i = bad(mod.init_params(), {"x": np.zeros((4, 2, 3))})
+    with pytest.raises(ValueError) as info:
+        mod.forward(p, i)
+    assert message in str(info.value)
+
+
+def test_bad_targets_state0_and_upstream():
+    mod = rnnspec.compile_file(SPECS / "elman.rnn")
+    p = mod.init_params()
+    x = {"x": np.zeros((4, 2, 3))}
+    with pytest.raises(ValueError, match=r"targets\['y'\] has shape \(4, 3\), expected \(T, B\)"):
+        mod.forward(p, x, {"y": np.zeros((4, 3), int)})
+    with pytest.raises(ValueError, match=r"class indices outside 0..2"):
+        mod.forward(p, x, {"y": np.full((4, 2), 3)})
+    with pytest.raises(ValueError, match=r"state0\['s'\] has shape \(2, 4\), expected \(B, n\)"):
+        mod.forward(p, x, state0={"s": np.zeros((2, 4))})
+    _, cache = mod.forward(p, x)
+    with pytest.raises(ValueError, match=r"d_outputs\['s'\] has shape \(4, 2, 4\)"):
+        mod.backward(p, cache, {"s": np.zeros((4, 2, 4))})
+    with pytest.raises(ValueError, match="forward computed no loss"):
+        mod.backward(p, cache, {"loss": 1.0})
+    with pytest.raises(ValueError, match="this network needs at least 1 steps|positive integer"):
+        mod.forward(p, {"x": np.zeros((0, 2, 3))})
+
+
+def test_no_sequence_input_needs_T():
+    mod = rnnspec.compile_file(SPECS / "one_to_many.rnn")
+    p = mod.init_params()
+    x = {"x": np.ones((2, 6))}
+    with pytest.raises(ValueError, match="pass T="):
+        mod.forward(p, x)
+    out, _ = mod.forward(p, x, T=7)
+    assert out["o"].shape == (7, 2, 4)
+    np.testing.assert_allclose(out["o"].sum(-1), 1.0)
+
+
+def test_state_init_from_parameter_and_given():
+    src = """
+        dim n = 3
+        input x[t]: n
+        param h0: n = normal(1.0)
+        state h: n = h0
+        state c: n = given
+        h[t] = tanh(x[t] + h[t-1] + c[t-1])
+        c[t] = h[t] * 0.5
+    """
+    mod = rnnspec.compile_source(src)
+    p = mod.init_params()
+    x = {"x": np.ones((2, 4, 3))}
+    with pytest.raises(ValueError, match=r"state0\['c'\] is required"):
+        mod.forward(p, x)
+    report = rnnspec.gradcheck(mod, T=3)
+    assert report.ok, report.table()
+    assert {r.label for r in report.rows} >= {"params.h0", "state0.c"}
+
+
+def test_missing_derivative_rule_fails_loudly(monkeypatch):
+    monkeypatch.delitem(ops.RULES, "tanh")
+    with pytest.raises(NotImplementedError, match="no derivative rule registered for op 'tanh'"):
+        gen("elman")
+
+
+def test_gradcheck_catches_a_wrong_derivative():
+    src = gen("elman").replace("(1 - s[t + 1] * s[t + 1])", "(1 - 0.999 * s[t + 1] * s[t + 1])")
+    assert "0.999" in src
+    mod = rnnspec.load_module(src, "elman_broken")
+    report = rnnspec.gradcheck(mod, T=4)
+    assert not report.ok
+    bad = {r.label for r in report.rows if not r.ok}
+    assert "params.W" in bad and "params.U" in bad
+    assert "FAILED" in report.table()
+
+
+def test_loss_variants_mean_and_selected_steps():
+    base = """
+        dim n = 3
+        dim k = 4
+        input x[t]: n
+        target y[t]: class(k)
+        param W: (k, n)
+        state h: n = zeros
+        h[t] = tanh(x[t] + h[t-1])
+        o[t] = softmax(W @ h[t])
+    """
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 2, 3))
+    y = rng.integers(0, 4, (5, 2))
+    full = rnnspec.compile_source(base + "loss = cross_entropy(o[t], y[t])")
+    mean = rnnspec.compile_source(base + "loss = mean cross_entropy(o[t], y[t])")
+    sel = rnnspec.compile_source(base + "loss = cross_entropy(o[t], y[t]) at t = 2, end")
+    p = full.init_params(seed=1)
+    out, _ = full.forward(p, {"x": x}, {"y": y})
+    nll = -np.log(np.take_along_axis(out["o"], y[..., None], -1)[..., 0])
+    assert np.isclose(out["loss"], nll.sum())
+    assert np.isclose(mean.forward(p, {"x": x}, {"y": y})[0]["loss"], nll.sum() / 5)
+    assert np.isclose(sel.forward(p, {"x": x}, {"y": y})[0]["loss"], nll[[1, 4]].sum())
+    for mod in (mean, sel):
+        report = rnnspec.gradcheck(mod, T=5)
+        assert report.ok, report.table()
+
+
+def test_stable_softmax_and_sigmoid_without_warnings():
+    mod = rnnspec.compile_file(SPECS / "lstm.rnn")
+    p = {k: v * 400 for k, v in mod.init_params(seed=0).items()}
+    x = np.random.default_rng(0).normal(size=(3, 2, 3)) * 100
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        out, cache = mod.forward(p, {"x": x}, {"y": np.zeros((3, 2), int)})
+        mod.backward(p, cache)
+    assert np.isfinite(out["loss"])
