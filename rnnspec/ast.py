@@ -180,7 +180,7 @@ def unparse(expr: Expr, prec: int = 0) -> str:
         return expr.name if expr.index is None else f"{expr.name}[{expr.index.text()}]"
     if isinstance(expr, Unary):
         text = "-" + unparse(expr.operand, 3)
-        return f"({text})" if prec > 2 else text
+        return f"({text})" if prec > 3 else text
     if isinstance(expr, Binary):
         p = _PREC[expr.op]
         text = f"{unparse(expr.left, p)} {expr.op} {unparse(expr.right, p + 1)}"

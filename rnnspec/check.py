@@ -718,8 +718,9 @@ class _Checker:
                                f"{t.describe()}", "pass vectors")
                 return None
             labels.append(a.name if isinstance(a, ast.Ref) else str(i + 1))
+        repeated = {lab for lab in labels if labels.count(lab) > 1}
         for i, a in enumerate(c.args):
-            if labels.count(labels[i]) > 1 and isinstance(a, ast.Ref) and a.index is not None:
+            if labels[i] in repeated and isinstance(a, ast.Ref) and a.index is not None:
                 labels[i] = f"{a.name}{-a.index.offset}" if a.index.kind == "rel" else \
                     f"{a.name}_{a.index.text().replace('-', '')}"
         if len(set(labels)) != len(labels):

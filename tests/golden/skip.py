@@ -28,7 +28,7 @@ DIMS = {'in': 3, 'hidden': 5, 'out': 4}
 PARAMS = {
     'W_h_x': ('hidden', 'in'),
     'W_h_h1': ('hidden', 'hidden'),
-    'W_h_h': ('hidden', 'hidden'),
+    'W_h_h3': ('hidden', 'hidden'),
     'b_h': ('hidden',),
     'W_o_h': ('out', 'hidden'),
     'b_o': ('out',),
@@ -36,7 +36,7 @@ PARAMS = {
 INITS = {
     'W_h_x': ('xavier', None),
     'W_h_h1': ('xavier', None),
-    'W_h_h': ('xavier', None),
+    'W_h_h3': ('xavier', None),
     'b_h': ('zeros', None),
     'W_o_h': ('xavier', None),
     'b_o': ('zeros', None),
@@ -261,7 +261,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     n_hidden = dims['hidden']
     W_h_x = params['W_h_x']
     W_h_h1 = params['W_h_h1']
-    W_h_h = params['W_h_h']
+    W_h_h3 = params['W_h_h3']
     b_h = params['b_h']
     W_o_h = params['W_o_h']
     b_o = params['b_o']
@@ -274,7 +274,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     h[:3] = state0['h']
     for t in range(T):
         # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
-        h[t + 3] = np.tanh(W_h_x_x[t] + h[t + 2] @ W_h_h1.T + h[t] @ W_h_h.T + b_h)
+        h[t + 3] = np.tanh(W_h_x_x[t] + h[t + 2] @ W_h_h1.T + h[t] @ W_h_h3.T + b_h)
 
     # o[t] = softmax(affine(h[t]))  [line 16]
     a_o = h[3:] @ W_o_h.T + b_o
@@ -314,7 +314,7 @@ def backward(params, cache, d_outputs=None):
     n_hidden = dims['hidden']
     W_h_x = params['W_h_x']
     W_h_h1 = params['W_h_h1']
-    W_h_h = params['W_h_h']
+    W_h_h3 = params['W_h_h3']
     b_h = params['b_h']
     W_o_h = params['W_o_h']
     b_o = params['b_o']
@@ -342,13 +342,13 @@ def backward(params, cache, d_outputs=None):
     for t in reversed(range(T)):
         # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
         d_a_h[t] = d_h[t + 3] * (1 - h[t + 3] * h[t + 3])
-        d_h[t] += d_a_h[t] @ W_h_h
+        d_h[t] += d_a_h[t] @ W_h_h3
         d_h[t + 2] += d_a_h[t] @ W_h_h1
 
     # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
     d_x = d_a_h @ W_h_x
     d_W_o_h = _flat(d_a_o).T @ _flat(h[3:]) if d_a_o is not None else None
-    d_W_h_h = _flat(d_a_h).T @ _flat(h[:T])
+    d_W_h_h3 = _flat(d_a_h).T @ _flat(h[:T])
     d_W_h_h1 = _flat(d_a_h).T @ _flat(h[2:T + 2])
     d_W_h_x = _flat(d_a_h).T @ _flat(x)
 
@@ -356,7 +356,7 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['h'] = d_h[:3].sum(axis=0)
     return {
-        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h': d_W_h_h, 'b_h': d_a_h.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
+        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_a_h.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
         'inputs': {'x': d_x},
         'state0': d_state0,
     }

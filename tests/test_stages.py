@@ -1,0 +1,180 @@
+"""Unit tests of the stages: parse -> check -> graph -> schedule, and the CLI."""
+import networkx as nx
+import pytest
+
+import rnnspec
+from conftest import SPECS
+from rnnspec import ast
+from rnnspec.api import analyze
+from rnnspec.cli import main
+from rnnspec.graph import to_dot, unroll
+from rnnspec.parse import parse
+from rnnspec.sizes import Size
+
+ELMAN = (SPECS / "elman.rnn").read_text()
+
+
+# ---- parse ----------------------------------------------------------------------------------
+def test_parse_positions_and_frozen_nodes():
+    spec = parse("dim n = 3\n  state h: n = zeros\nh[t] = tanh(h[t-2]\n  + 1)\n", "a.rnn")
+    dim, state, eq = spec.statements
+    assert (dim.line, dim.column) == (1, 1)
+    assert (state.line, state.column) == (2, 3)
+    assert isinstance(eq, ast.Equation) and eq.axis == "t"
+    call = eq.expr
+    assert call.func == "tanh" and (call.line, call.column) == (3, 8)
+    ref = call.args[0].left
+    assert ref.index == ast.Index("rel", -2, "t", line=3, column=15)
+    with pytest.raises(Exception):
+        eq.name = "g"  # frozen
+
+
+def test_parse_all_statement_forms():
+    text = """
+        dim in = 2
+        input x[t]: in
+        input s: 2*in + 1
+        target y[t]: class(in)
+        target r: in
+        param W: (in, in) = normal(0.1)
+        param a: scalar = constant(0.5)
+        const k = -1.5e-2
+        state h: in = given
+        h[t]: in = a * h[t-1] - -k * x[t] / 2
+        v = W @ h[end - 1]
+        loss = mean squared_error(v, r)
+        loss = sum cross_entropy(h[t], y[t]) at t = 1, end, end-2
+    """
+    kinds = [type(s).__name__ for s in parse(text).statements]
+    assert kinds == ["DimDecl", "InputDecl", "InputDecl", "TargetDecl", "TargetDecl",
+                     "ParamDecl", "ParamDecl", "ConstDecl", "StateDecl", "Equation", "Equation",
+                     "Loss", "Loss"]
+    st = parse(text).statements
+    assert st[2].size.terms[0] == ast.SizeTerm(2, "in", line=4, column=18)
+    assert st[7].value == -0.015
+    assert [s.text() for s in st[12].select.steps] == ["1", "end", "end-2"]
+
+
+def test_unparse_round_trips_precedence():
+    eq = parse("h[t] = (a - (b - c)) * -(d + e) @ f[t-1]").statements[0]
+    assert ast.unparse(eq.expr) == "(a - (b - c)) * -(d + e) @ f[t-1]"
+
+
+def test_grammar_file_is_used():
+    from rnnspec.parse import grammar_path
+    assert grammar_path().name == "rnnspec.lark"
+
+
+# ---- check ----------------------------------------------------------------------------------
+def test_check_infers_sizes_and_creates_connection_params():
+    a = analyze((SPECS / "lstm.rnn").read_text())
+    m = a.model
+    assert m.values["o"].size == Size.dim("out")
+    assert m.params["W_f_x"].shape == (Size.dim("hidden"), Size.dim("in"))
+    assert m.params["b_c"].shape == (Size.dim("hidden"),) and m.params["b_c"].auto
+    skip = analyze((SPECS / "skip.rnn").read_text()).model
+    assert {"W_h_x", "W_h_h1", "W_h_h3", "b_h", "W_o_h", "b_o"} == set(skip.params)
+
+
+def test_dims_override_and_sizes():
+    m = analyze(ELMAN, {"n": 64}).model
+    assert m.dims == {"m": 3, "n": 64}
+    assert (Size.dim("in") + Size.dim("hidden") + Size((), 2)).text() == "hidden + in + 2"
+    assert Size((("h", 4),), 0).evaluate({"h": 3}) == 12
+
+
+def test_warning_for_unused_param():
+    m = analyze(ELMAN + "\nparam Z: n\n").model
+    assert any("parameter 'Z' is never used" in w.message for w in m.warnings)
+
+
+# ---- graph and schedule ---------------------------------------------------------------------
+def test_cell_graph_has_delays():
+    g = analyze((SPECS / "skip.rnn").read_text()).graph.cell_graph()
+    delays = sorted(d["delay"] for u, v, d in g.edges(data=True) if u == v == "h")
+    assert delays == [1, 3]
+    assert g.nodes["h"]["kind"] == "state" and g.nodes["x"]["kind"] == "input"
+
+
+def test_zero_delay_subgraph_is_acyclic_and_unroll_is_a_dag():
+    for path in SPECS.glob("*.rnn"):
+        a = analyze(path.read_text())
+        g = a.graph.nx
+        zero = nx.DiGraph([(u, v) for u, v, d in g.edges(data=True) if 0 in d["delays"]])
+        assert nx.is_directed_acyclic_graph(zero), path
+        u = unroll(a.graph, 4)
+        assert nx.is_directed_acyclic_graph(u)
+
+
+def test_unroll_skip_connection_reaches_initial_values():
+    u = unroll(analyze((SPECS / "skip.rnn").read_text()).graph, 4)
+    assert set(u.predecessors(("h", 1))) == {("x", 1), ("h", 0), ("h", -2)}
+    assert set(u.predecessors(("h", 4))) == {("x", 4), ("h", 3), ("h", 1)}
+
+
+def test_schedule_hoists_input_projections_and_output_head():
+    a = analyze(ELMAN)
+    s, ops = a.schedule, a.graph.ops
+    by_label = {ops[i].label: i for i in ops}
+    assert s.phase[by_label["U_x"]] == "pre"       # U @ x[t]: one product before the loop
+    assert s.phase[by_label["W_s1"]] == "loop"     # W @ s[t-1]: the recurrence
+    assert s.phase[a.graph.values["s"]] == "loop"
+    assert s.phase[a.graph.values["o"]] == "post"  # softmax head: after the loop
+    assert s.padding[a.graph.values["s"]] == 1
+
+
+def test_schedule_deep_rnn_between_two_recurrences_is_in_the_loop():
+    a = analyze((SPECS / "deep.rnn").read_text())
+    by_label = {a.graph.ops[i].label: i for i in a.graph.ops}
+    assert a.schedule.phase[by_label["R_h"]] == "loop"
+
+
+def test_to_dot():
+    a = analyze((SPECS / "skip.rnn").read_text())
+    dot = to_dot(a.graph.cell_graph(), "skip")
+    assert '"h" -> "h" [label="t-3", style=dashed];' in dot
+    assert dot.startswith('digraph "skip" {')
+
+
+# ---- CLI ------------------------------------------------------------------------------------
+def test_cli_check_prints_parameter_table(capsys):
+    assert main(["check", str(SPECS / "lstm.rnn")]) == 0
+    out = capsys.readouterr().out
+    assert "W_f_x      hidden×in      15     xavier       auto" in out
+    assert "total: 204 parameters" in out
+
+
+def test_cli_compile_writes_checked_module(tmp_path, capsys):
+    out = tmp_path / "gru.py"
+    assert main(["compile", str(SPECS / "gru.rnn"), "-o", str(out), "--dim", "hidden=32"]) == 0
+    err = capsys.readouterr().err
+    assert "gradcheck ok" in err
+    mod = rnnspec.load_module(out.read_text(), "gru_cli")
+    assert mod.DIMS["hidden"] == 32
+
+
+def test_cli_gradcheck_table_and_exit_code(capsys):
+    assert main(["gradcheck", str(SPECS / "jordan.rnn"), "--T", "3", "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "params.W" in out and "PASSED" in out
+    assert main(["gradcheck", str(SPECS / "lstm.rnn"), "--directional", "--dim",
+                 "hidden=16"]) == 0
+
+
+def test_cli_graph(tmp_path, capsys):
+    out = tmp_path / "e.dot"
+    assert main(["graph", str(SPECS / "elman.rnn"), "--unroll", "3", "-o", str(out)]) == 0
+    assert '"s[2]" -> "s[3]";' in out.read_text()
+    assert main(["graph", str(SPECS / "lstm.rnn"), "--params"]) == 0
+    assert '"W_f_h" -> "f";' in capsys.readouterr().out
+
+
+def test_cli_help_has_examples(capsys):
+    for cmd in ("compile", "check", "gradcheck", "graph"):
+        with pytest.raises(SystemExit) as e:
+            main([cmd, "--help"])
+        assert e.value.code == 0
+        assert "example:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert rnnspec.__version__ in capsys.readouterr().out
