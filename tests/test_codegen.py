@@ -230,3 +230,30 @@ def test_stable_softmax_and_sigmoid_without_warnings():
         out, cache = mod.forward(p, {"x": x}, {"y": np.zeros((3, 2), int)})
         mod.backward(p, cache)
     assert np.isfinite(out["loss"])
+
+
+def test_every_op_gradchecks():
+    """Ops that no architecture spec uses: concat, relu, exp, log, /, unary -, identity,
+    fixed-step picks h[2] / h[end-1], const scalars, static values and static inputs."""
+    src = """
+        dim n = 3
+        dim k = 2
+        const half = 0.5
+        input x[t]: n
+        input ctx: k
+        target y: n
+        param W: (n, n + k)
+        param V: (n, 2*n)
+        param a: scalar = constant(0.3)
+        state h: n = zeros
+        u[t] = relu(W @ concat(h[t-1], ctx)) - half * x[t] / (1 + exp(-x[t]))
+        h[t] = tanh(identity(u[t]) * a + log(1 + exp(x[t])) - -h[t-1] * 0.1)
+        s = V @ concat(h[2], h[end-1])
+        loss = squared_error(s, y)
+    """
+    mod = rnnspec.compile_source(src, name="allops")
+    for T in (3, 6):
+        report = rnnspec.gradcheck(mod, T=T, seed=T)
+        assert report.ok, report.table()
+    with pytest.raises(ValueError, match="needs at least 2 steps"):
+        mod.forward(mod.init_params(), {"x": np.zeros((1, 1, 3)), "ctx": np.zeros((1, 2))})
