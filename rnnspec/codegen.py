@@ -541,15 +541,7 @@ class _Codegen:
             gn = self.gname(i)
             em(f"{gn} = np.zeros_like({self.full(i)})")
             for t in terms:
-                if t.index is not None:
-                    target = f"{gn}[{t.index}]"
-                elif op.tk == STEP and D:
-                    start = D - t.delay
-                    target = f"{gn}[{start}:]" if t.delay == 0 else (
-                        f"{gn}[:T]" if start == 0 else f"{gn}[{start}:T + {start}]")
-                else:
-                    target = gn
-                self.emit_cond(em, t.cond, f"{target} += {t.text}")
+                self.emit_cond(em, t.cond, f"{self.target(gn, t, D)} += {t.text}")
             self.grad[i] = Grad(None, gn if not D else f"{gn}[{D}:]")
             return
         always = [t for t in terms if t.cond is None]
@@ -577,6 +569,18 @@ class _Codegen:
                 self.emit_cond(em, t.cond, f"{gn} = {t.text} if {gn} is None else {gn} + "
                                            f"{wrap(t.text, PRODUCT)}")
         self.grad[i] = Grad(None, gn, f"{gn} is not None")
+
+    @staticmethod
+    def target(gn: str, term: Term, D: int) -> str:
+        """The part of gradient buffer ``gn`` (padded by D initial steps) that ``term`` adds to."""
+        if term.index is not None:
+            return f"{gn}[{term.index}]"
+        if D == 0:
+            return gn
+        start = D - term.delay
+        if term.delay == 0:
+            return f"{gn}[{start}:]"
+        return f"{gn}[:T]" if start == 0 else f"{gn}[{start}:T + {start}]"
 
     @staticmethod
     def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
@@ -611,13 +615,7 @@ class _Codegen:
                 D = self.pad(i)
                 pre_lines(f"{gn} = np.zeros_like({self.full(i)})")
                 for t in terms:
-                    if t.index is not None:
-                        target = f"{gn}[{t.index}]"
-                    else:
-                        start = D - t.delay
-                        target = gn if D == 0 else (f"{gn}[{start}:]" if t.delay == 0 else (
-                            f"{gn}[:T]" if start == 0 else f"{gn}[{start}:T + {start}]"))
-                    self.emit_cond(pre_lines, t.cond, f"{target} += {t.text}")
+                    self.emit_cond(pre_lines, t.cond, f"{self.target(gn, t, D)} += {t.text}")
         last = [None]
         for i in reversed(loop):
             op = self.ops[i]

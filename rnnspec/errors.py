@@ -25,7 +25,9 @@ class Diagnostic:
         head = f"{self.filename}:{self.line}:{self.column}: {self.severity}: {self.message}"
         parts = [head]
         if self.source_line:
-            text = self.source_line.rstrip("\n").expandtabs(1)
+            # one column per character, as the parser counts: tabs and other control characters
+            # (NUL, form feed, a lone carriage return) print as one space
+            text = "".join(ch if ch.isprintable() else " " for ch in self.source_line)
             parts.append(f"    {text}")
             parts.append("    " + " " * max(self.column - 1, 0) + "^")
         if self.hint:
@@ -36,9 +38,11 @@ class Diagnostic:
 
 
 def source_line(source: str, line: int) -> str:
-    lines = source.splitlines()
+    """Line ``line`` (1-based) as the parser counts lines: only ``\\n`` ends one (``\\r``, form
+    feed or U+2028 do not, unlike ``str.splitlines``)."""
+    lines = source.split("\n")
     if 1 <= line <= len(lines):
-        return lines[line - 1]
+        return lines[line - 1].removesuffix("\r")
     return ""
 
 

@@ -7,10 +7,12 @@ position, the source line with a caret, and what was expected there.
 from __future__ import annotations
 
 import functools
+import math
+import re
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
@@ -18,13 +20,15 @@ from .errors import SpecError, make_diagnostic
 
 KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "class", "scalar",
             "at", "end", "sum", "mean"}
+STATEMENT_KEYWORDS = {"DIM", "INPUT", "TARGET", "PARAM", "STATE", "CONST", "LOSS"}
+MAX_NESTING = 100  # deeper expressions are rejected: later stages (and Python) recurse on them
 
+# terminals defined by a pattern; those defined by a literal string are described by the string
 _TOKEN_NAMES = {
-    "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "LPAR": "'('",
-    "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "EQUAL": "'='", "COLON": "':'",
-    "PLUS": "'+'", "MINUS": "'-'", "STAR": "'*'", "SLASH": "'/'", "AT": "'@'", "REDUCE": "sum/mean",
+    "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "REDUCE": "sum/mean",
     "$END": "end of file",
 }
+_BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
 def grammar_path() -> Path:
@@ -210,17 +214,64 @@ class _ToAst(Transformer):
         return ast.KwArg(str(items[0]), items[1], **_pos(meta))
 
 
+@functools.lru_cache(maxsize=1)
+def _terminal_names() -> dict:
+    names = {t.name: repr(t.pattern.value) for t in _parser().terminals
+             if t.pattern.type == "str"}
+    names.update(_TOKEN_NAMES)
+    return names
+
+
 def _describe_expected(expected) -> str:
-    names = sorted({_TOKEN_NAMES.get(e, repr(e.lower()) if e.isupper() else e) for e in expected})
+    expected = {e for e in expected if e == "$END" or not e.islower()}  # terminals, not rules
+    statement = STATEMENT_KEYWORDS <= expected
+    if statement:  # the start of a statement: keywords or an equation's name
+        expected -= STATEMENT_KEYWORDS | {"NAME"}
+    known = _terminal_names()
+    names = sorted({known.get(e, repr(e.lower())) for e in expected})
+    if statement:
+        names.append("a new statement (dim, input, target, param, state, const, loss or "
+                     "an equation)")
     if len(names) > 8:
         names = names[:8] + ["..."]
     return ", ".join(names)
+
+
+def _expected_terminals(exc: UnexpectedInput) -> set:
+    """What the parser accepts where ``exc`` happened (the lexer's own set omits keywords)."""
+    state = getattr(exc, "state", None)
+    try:
+        return set(state.parse_conf.parse_table.states[state.position])
+    except (AttributeError, KeyError, TypeError):
+        return set(getattr(exc, "expected", None) or getattr(exc, "allowed", None) or ())
+
+
+def _line_col(text: str, pos: int) -> tuple:
+    line = text.count("\n", 0, pos) + 1
+    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+
+def _end_of_code(text: str) -> tuple:
+    """Line and column just after the last token (trailing blank lines and comments skipped)."""
+    lines = text.split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        code = lines[i].split("#", 1)[0].rstrip()
+        if code:
+            return i + 1, len(code) + 1
+    return 1, 1
 
 
 def parse(text: str, filename: str = "<spec>") -> ast.Spec:
     """Parse spec text into a :class:`rnnspec.ast.Spec`; raise :class:`SpecError` on bad syntax."""
     if not isinstance(text, str):
         raise TypeError("parse() takes the spec text as a str")
+    bad = _BAD_CHARACTER.search(text)
+    if bad:
+        line, column = _line_col(text, bad.start())
+        what = "NUL character" if bad.group() == "\x00" else \
+            f"character U+{ord(bad.group()):04X} (a lone surrogate, not valid Unicode)"
+        raise SpecError.at(f"syntax error: {what}", text, filename, line, column,
+                           "remove it: a spec is UTF-8 text (is this a binary file?)")
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as exc:
@@ -228,6 +279,9 @@ def parse(text: str, filename: str = "<spec>") -> ast.Spec:
     except RecursionError:
         raise SpecError.at("expression nested too deeply", text, filename, 1, 1,
                            "split it into several equations") from None
+    errors = _check_tree(tree, text, filename)
+    if errors:
+        raise SpecError(errors)
     try:
         return _ToAst(text, filename).transform(tree)
     except RecursionError:
@@ -235,33 +289,74 @@ def parse(text: str, filename: str = "<spec>") -> ast.Spec:
                            "split it into several equations") from None
 
 
+def _check_tree(tree: Tree, text: str, filename: str) -> list:
+    """What the grammar lets through but the language forbids: keywords as names, numbers too
+    large for a float, expressions nested deeper than :data:`MAX_NESTING` (iteratively: the
+    tree may be deep)."""
+    errors: list = []
+
+    def error(message: str, pos, hint: str) -> None:
+        errors.append(make_diagnostic(f"syntax error: {message}", text, filename,
+                                      pos.line, pos.column, hint))
+
+    for stmt in tree.children:
+        stack = [(stmt, 0)]
+        while stack:
+            node, depth = stack.pop()
+            if isinstance(node, Token):
+                word = str(node)
+                if node.type == "NAME" and word in KEYWORDS:
+                    error(f"unexpected {word!r} ('{word}' is a keyword and cannot be used as a "
+                          f"name)", node, f"expected a name that is not a keyword, e.g. "
+                          f"'{word}_'")
+                elif node.type == "SIGNED_NUMBER" and not math.isfinite(float(word)):
+                    error(f"number {word} is too large", node,
+                          "write a number below 1e308")
+                continue
+            if depth > MAX_NESTING:
+                meta = node.meta if not node.meta.empty else stmt.meta
+                error(f"expression nested too deeply (more than {MAX_NESTING} levels of "
+                      f"operators, calls and indices)", meta,
+                      "split it into several equations")
+                break
+            stack.extend((child, depth + 1) for child in reversed(node.children))
+    errors.sort(key=lambda d: (d.line, d.column))
+    return errors
+
+
 def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SpecError:
     line = getattr(exc, "line", None) or 1
     column = getattr(exc, "column", None) or 1
     if line < 1:
         line, column = 1, 1
+    expected = _expected_terminals(exc)
     if isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        line, column = len(lines), len(lines[-1]) + 1
+        line, column = _end_of_code(text)
         message = "unexpected end of file"
-        hint = f"expected {_describe_expected(exc.expected)}"
+        hint = f"expected {_describe_expected(expected)}"
     elif isinstance(exc, UnexpectedCharacters):
         ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
         message = f"unexpected character {ch!r}"
-        allowed = getattr(exc, "allowed", None) or set()
-        hint = f"expected {_describe_expected(allowed)}" if allowed else "remove it"
+        hint = f"expected {_describe_expected(expected)}" if expected else "remove it"
     elif isinstance(exc, UnexpectedToken):
         tok = exc.token
+        stack = getattr(getattr(exc, "state", None), "value_stack", None) or [None]
+        prev = stack[-1]
         if tok.type == "$END":
-            lines = text.splitlines() or [""]
-            line, column = len(lines), len(lines[-1]) + 1
+            line, column = _end_of_code(text)
             message = "unexpected end of file"
+        elif (isinstance(prev, Token) and prev.type in STATEMENT_KEYWORDS and tok.type == "LSQB"
+              and getattr(prev, "line", None)):  # `input[t] = ...`: a keyword as a value's name
+            word = str(prev)
+            line, column = prev.line, prev.column
+            message = f"unexpected {word!r} ('{word}' is a keyword and cannot be used as a name)"
+            expected = {"NAME"}
         else:
             word = str(tok)
             message = f"unexpected {word!r}"
-            if word in KEYWORDS and "NAME" in exc.expected:
+            if word in KEYWORDS and "NAME" in expected:
                 message += f" ('{word}' is a keyword and cannot be used as a name)"
-        hint = f"expected {_describe_expected(exc.expected)}"
+        hint = f"expected {_describe_expected(expected)}"
     else:  # pragma: no cover - lark has no other UnexpectedInput kinds
         message, hint = "syntax error", ""
     return SpecError([make_diagnostic(f"syntax error: {message}", text, filename, line, column,
