@@ -5,14 +5,15 @@ only numpy and defines ``DIMS``, ``PARAMS``, ``INPUTS``, ``TARGETS``, ``STATES``
 ``init_params``, ``forward``, ``backward`` and ``loss_and_grad``.  The text is deterministic (same
 spec and dims, byte-identical output).
 
-How the code is laid out follows the schedule: ``pre`` ops are computed for all steps at once
-before the time loop, ``loop`` ops step by step, ``post`` ops for all steps at once after it.  An
-op whose value is used once, in the same phase, and not needed by the backward pass is inlined
+How the code is laid out follows the schedule's stages: ops of an ``all`` block are computed
+for all steps at once, ops of a ``loop`` stage step by step (forward or backward in time).  An
+op whose value is used once, in the same stage, and not needed by the backward pass is inlined
 into its consumer's expression; every other op gets a named array.  A value read with a delay d
-is stored with d leading initial steps (``s[t + 1]`` holds s at step t when d = 1).
+is stored with d initial steps before step 1 (``s[t + 1]`` holds s at step t when d = 1); one
+read d steps ahead, with d initial steps after step T.
 
-The backward pass runs the same phases in reverse.  Gradients are *pulled* from consumers where
-the consumer is in an all-steps phase; inside the loop, same-step gradients are pulled and
+The backward pass runs the same stages in reverse.  Gradients are *pulled* from consumers where
+the consumer is in an all-steps block; inside a loop, same-step gradients are pulled and
 gradients through delayed references are *pushed* into the earlier step's buffer.  Gradients of
 loop-invariant arguments (weights, biases, hoisted input projections) are not accumulated step by
 step: the loop stores the per-step gradient of the op, and one product over all T*B rows after the
@@ -149,7 +150,7 @@ class _Codegen:
             return False
         c, pos, delay = uses[0]
         cop = self.ops[c]
-        if delay or self.s.phase[c] != self.s.phase[i] or cop.op in ("pick", "cross_entropy",
+        if delay or self.s.stage_of[c] != self.s.stage_of[i] or cop.op in ("pick", "cross_entropy",
                                                                       "squared_error"):
             return False
         if rule(op.op).needs_out or pos in rule(cop.op).needs_args:
@@ -158,7 +159,29 @@ class _Codegen:
 
     # ----- value texts -----------------------------------------------------------------------
     def pad(self, i: int) -> int:
-        return self.s.padding.get(i, 0)
+        """Steps stored before step 1 (the offset of step 1 in the buffer)."""
+        return self.s.padding.get(i, (0, 0))[0]
+
+    def extra(self, i: int) -> int:
+        """All initial steps stored (before step 1 and after step T)."""
+        before, after = self.s.padding.get(i, (0, 0))
+        return before + after
+
+    def window(self, name: str, i: int, delay: int) -> str:
+        """All T steps of op i's buffer read ``delay`` steps back (negative: ahead)."""
+        start = self.pad(i) - delay
+        if self.extra(i) == 0:
+            return name
+        if start == 0:
+            return f"{name}[:T]"
+        if start == self.extra(i):
+            return f"{name}[{start}:]"
+        return f"{name}[{start}:T + {start}]"
+
+    @staticmethod
+    def at_step(name: str, start: int) -> str:
+        return f"{name}[t]" if start == 0 else (f"{name}[t + {start}]" if start > 0
+                                                 else f"{name}[t - {-start}]")
 
     def val(self, i: int, delay: int, mode: str) -> str:
         """Text of op ``i`` read ``delay`` steps back, at step t (mode 'step') or for all steps."""
@@ -171,17 +194,9 @@ class _Codegen:
         name = self.pyname[i]
         if op.tk != STEP:
             return name
-        D = self.pad(i)
-        start = D - delay
         if mode == "step":
-            return f"{name}[t]" if start == 0 else f"{name}[t + {start}]"
-        if D == 0:
-            return name
-        if delay == 0:
-            return f"{name}[{D}:]"
-        if start == 0:
-            return f"{name}[:T]"
-        return f"{name}[{start}:T + {start}]"
+            return self.at_step(name, self.pad(i) - delay)
+        return self.window(name, i, delay)
 
     def pick_index(self, i: int) -> str:
         """Index of the chosen step of pick op ``i`` into its source's (padded) buffer."""
@@ -277,50 +292,72 @@ class _Codegen:
 
     def alloc(self, i: int) -> str:
         op = self.ops[i]
-        D = self.pad(i)
-        T = "T" if D == 0 else f"T + {D}"
+        E = self.extra(i)
+        T = "T" if E == 0 else f"T + {E}"
         return f"np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)"
 
     def state_init(self, em: Emitter, i: int) -> None:
+        """Fill the initial steps of a state's buffer (before step 1 and/or after step T)."""
         op = self.ops[i]
-        D = self.pad(i)
-        if op.name in self.m.states and D:
-            em(f"{self.pyname[i]}[:{D}] = state0[{op.name!r}]")
+        before, after = self.s.padding.get(i, (0, 0))
+        if op.name in self.m.states:
+            if before:
+                em(f"{self.pyname[i]}[:{before}] = state0[{op.name!r}]")
+            if after:
+                em(f"{self.pyname[i]}[T + {before}:] = state0[{op.name!r}]")
+
+    def final_index(self, name: str) -> str:
+        """Where the state after the last step of its recurrence is: step T, or step 1 for a
+        recurrence that runs backward in time."""
+        i = self.g.values[name]
+        start = self.pad(i)
+        if self.s.direction.get(i, 1) < 0:
+            return str(start)
+        return "-1" if self.s.padding.get(i, (0, 0))[1] == 0 else f"T + {start - 1}"
+
+    def stage_ops(self, k: int) -> List[int]:
+        return self.s.stages[k].ops
+
+    def loop_header(self, k: int, backward: bool = False) -> str:
+        forward_in_time = self.s.stages[k].direction > 0
+        if forward_in_time != backward:
+            return "for t in range(T):"
+        return "for t in reversed(range(T)):"
 
     def forward_body(self, em: Emitter) -> None:
-        last = [None]
-        order = self.s.order
-        for i in self.s.in_phase("pre"):
-            self.forward_op(em, i, "all", last, "hoisted: all steps at once")
-        loop = self.s.in_phase("loop")
-        if loop:
+        losses = []
+        n_loops = sum(st.kind == "loop" for st in self.s.stages)
+        for k, stage in enumerate(self.s.stages):
+            last = [None]
+            if stage.kind == "all":
+                note = "hoisted: all steps at once" if k < len(self.s.stages) - 1 else ""
+                for i in stage.ops:
+                    if self.ops[i].op in ("cross_entropy", "squared_error") or self.loss_only(i):
+                        losses.append(i)
+                        continue
+                    self.forward_op(em, i, "all", last, note)
+                continue
             em("")
-            em("# the time loop: only the recurrent part runs step by step")
-            for i in loop:
+            way = "forward" if stage.direction > 0 else "backward"
+            which = f" {k // 2 + 1} of {n_loops}" if n_loops > 1 else ""
+            em(f"# time loop{which} ({way} in time): only the recurrent part runs step by step")
+            for i in stage.ops:
                 if not self.inline[i]:
                     em(f"{self.pyname[i]} = {self.alloc(i)}")
                     self.state_init(em, i)
-            em("for t in range(T):")
-            last = [None]
+            em(self.loop_header(k))
             with em.indent():
-                for i in loop:
+                for i in stage.ops:
                     self.forward_op(em, i, "step", last)
             em("")
-        last = [None]
-        losses = []
-        for i in self.s.in_phase("post"):
-            if self.ops[i].op in ("cross_entropy", "squared_error") or self.loss_only(i):
-                losses.append(i)
-                continue
-            self.forward_op(em, i, "all", last)
         named = [(n, i) for n, i in self.g.values.items()]
         em("outputs = {")
         with em.indent():
             for n, i in named:
                 em(f"{n!r}: {self.val(i, 0, 'all')},")
             if self.m.states:
-                finals = ", ".join(f"{n!r}: {self.pyname[self.g.values[n]]}[-1]"
-                                   for n in self.m.states)
+                finals = ", ".join(f"{n!r}: {self.pyname[self.g.values[n]]}"
+                                   f"[{self.final_index(n)}]" for n in self.m.states)
                 em(f"'final': {{{finals}}},")
         em("}")
         cache_names = self.cache_names()
@@ -379,10 +416,10 @@ class _Codegen:
         text = self.expr(i, mode)
         if mode == "step":
             em(f"{self.val(i, 0, 'step')} = {text}")
-        elif op.tk == STEP and self.pad(i):
+        elif op.tk == STEP and self.extra(i):
             em(f"{name} = {self.alloc(i)}")
             self.state_init(em, i)
-            em(f"{name}[{self.pad(i)}:] = {text}")
+            em(f"{self.window(name, i, 0)} = {text}")
         else:
             em(f"{name} = {text}")
 
@@ -406,15 +443,13 @@ class _Codegen:
         body.level = 1
         if self.g.losses:
             body("d_loss = up.get('loss', 1.0) if cache['has_loss'] else None")
-        self.last = [None]
-        for i in reversed(self.s.in_phase("post")):
-            self.pull(body, i)
-        loop = self.s.in_phase("loop")
-        if loop:
-            self.backward_loop(body, loop)
-        self.last = [None]
-        for i in reversed(self.s.in_phase("pre")):
-            self.pull(body, i)
+        for k in reversed(range(len(self.s.stages))):
+            self.last = [None]
+            if self.s.stages[k].kind == "loop":
+                self.backward_loop(body, k)
+            else:
+                for i in reversed(self.stage_ops(k)):
+                    self.pull(body, i)
         self.results(body)
         text = "\n".join(body.lines)
         used = set(re.findall(r"\b[A-Za-z_][A-Za-z_0-9]*\b", text))
@@ -503,9 +538,8 @@ class _Codegen:
         if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
             terms.append(Term(f"up[{op.name!r}]", f"{op.name!r} in up"))
         if op.name in self.m.states and op.op not in ("param", "input"):
-            D = self.pad(i)
             terms.append(Term(f"up['final'][{op.name!r}]", f"{op.name!r} in up['final']",
-                              index="-1"))
+                              index=self.final_index(op.name)))
         return terms
 
     def gname(self, i: int) -> str:
@@ -517,14 +551,12 @@ class _Codegen:
         """Text of op i's whole (padded) stored array."""
         return self.pyname[i]
 
-    def pull(self, em: Emitter, i: int, exclude_loop: bool = False) -> None:
+    def pull(self, em: Emitter, i: int) -> None:
         """Emit the gradient of all-steps op ``i`` from all its consumers."""
         op = self.ops[i]
         if not self.has_grad(i):
             return
         cons = self.s.consumers[i]
-        if exclude_loop:
-            cons = [c for c in cons if self.s.phase[c[0]] != "loop"]
         if op.op in ("cross_entropy", "squared_error"):
             self.grad[i] = Grad(None, "d_loss", "d_loss is not None")
             return
@@ -533,16 +565,15 @@ class _Codegen:
         if not terms:
             self.grad[i] = None
             return
-        D = self.pad(i)
-        scatter = any(t.index is not None or t.delay for t in terms) or D
+        scatter = any(t.index is not None or t.delay for t in terms) or self.extra(i)
         if op.op not in LEAVES:
             self.comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)
             em(f"{gn} = np.zeros_like({self.full(i)})")
             for t in terms:
-                self.emit_cond(em, t.cond, f"{self.target(gn, t, D)} += {t.text}")
-            self.grad[i] = Grad(None, gn if not D else f"{gn}[{D}:]")
+                self.emit_cond(em, t.cond, f"{self.target(gn, t, i)} += {t.text}")
+            self.grad[i] = Grad(None, self.window(gn, i, 0))
             return
         always = [t for t in terms if t.cond is None]
         maybe = [t for t in terms if t.cond is not None]
@@ -570,17 +601,11 @@ class _Codegen:
                                            f"{wrap(t.text, PRODUCT)}")
         self.grad[i] = Grad(None, gn, f"{gn} is not None")
 
-    @staticmethod
-    def target(gn: str, term: Term, D: int) -> str:
-        """The part of gradient buffer ``gn`` (padded by D initial steps) that ``term`` adds to."""
+    def target(self, gn: str, term: Term, i: int) -> str:
+        """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
         if term.index is not None:
             return f"{gn}[{term.index}]"
-        if D == 0:
-            return gn
-        start = D - term.delay
-        if term.delay == 0:
-            return f"{gn}[{start}:]"
-        return f"{gn}[:T]" if start == 0 else f"{gn}[{start}:T + {start}]"
+        return self.window(gn, i, term.delay)
 
     @staticmethod
     def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
@@ -591,14 +616,16 @@ class _Codegen:
         else:
             em(line)
 
-    def backward_loop(self, em: Emitter, loop: List[int]) -> None:
-        phase = self.s.phase
+    def backward_loop(self, em: Emitter, k: int) -> None:
+        """BPTT through loop stage k: the loop's steps in the opposite order."""
+        loop = self.stage_ops(k)
+        stage_of = self.s.stage_of
         loopset = set(loop)
         buffered = {}
         for i in loop:
             cons = self.s.consumers[i]
-            outside = [c for c in cons if phase[c[0]] != "loop"]
-            pushes = [c for c in cons if phase[c[0]] == "loop" and c[2]]
+            outside = [c for c in cons if stage_of[c[0]] != k]
+            pushes = [c for c in cons if stage_of[c[0]] == k and c[2]]
             named = bool(self.upstream_terms(i))
             buffered[i] = bool(outside or pushes or named)
         em("")
@@ -610,30 +637,27 @@ class _Codegen:
         for i in loop:
             if buffered[i]:
                 gn = self.gname(i)
-                cons = [c for c in self.s.consumers[i] if phase[c[0]] != "loop"]
+                cons = [c for c in self.s.consumers[i] if stage_of[c[0]] != k]
                 terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
-                D = self.pad(i)
                 pre_lines(f"{gn} = np.zeros_like({self.full(i)})")
                 for t in terms:
-                    self.emit_cond(pre_lines, t.cond, f"{self.target(gn, t, D)} += {t.text}")
+                    self.emit_cond(pre_lines, t.cond, f"{self.target(gn, t, i)} += {t.text}")
         last = [None]
         for i in reversed(loop):
             op = self.ops[i]
-            same = [c for c in self.s.consumers[i] if phase[c[0]] == "loop" and not c[2]]
+            same = [c for c in self.s.consumers[i] if stage_of[c[0]] == k and not c[2]]
             terms = self.terms_from(i, same, "step")
-            needs_all = any(phase[a] != "loop" and self.has_grad(a) and not
-                            (self.ops[a].op == "const") for a, _ in op.args)
-            D = self.pad(i)
+            needs_all = any(stage_of[a] != k and self.has_grad(a) for a, _ in op.args)
             if terms or buffered[i]:
                 self.comment(loop_lines, op.stmt, last)
             total = " + ".join(t.text if k == 0 else wrap(t.text, PRODUCT)
                                for k, t in enumerate(terms))
             if buffered[i]:
                 gn = self.gname(i)
-                cur = f"{gn}[t]" if D == 0 else f"{gn}[t + {D}]"
+                cur = self.at_step(gn, self.pad(i))
                 if terms:
                     loop_lines(f"{cur} += {total}")
-                self.grad[i] = Grad(cur, gn if D == 0 else f"{gn}[{D}:]")
+                self.grad[i] = Grad(cur, self.window(gn, i, 0))
             elif not terms:
                 self.grad[i] = None
                 continue
@@ -648,7 +672,7 @@ class _Codegen:
                 gn = self.gname(i)
                 loop_lines(f"{gn} = {total}")
                 self.grad[i] = Grad(gn, None)
-            # push gradients through delayed references into earlier steps
+            # push gradients through delayed references into the steps they read
             g = self.grad[i]
             r = rule(op.op)
             args = [self.val(a, d, "step") for a, d in op.args]
@@ -658,12 +682,9 @@ class _Codegen:
                     text = r.backward(pos, g.step, out, args, **self.attrs(op))
                     if text is None:
                         continue
-                    A = self.pad(a)
-                    start = A - d
-                    idx = "t" if start == 0 else f"t + {start}"
-                    loop_lines(f"{self.gname(a)}[{idx}] += {text}")
+                    loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d)} += {text}")
         em.lines.extend(pre_lines.lines)
-        em("for t in reversed(range(T)):")
+        em(self.loop_header(k, backward=True))
         if not loop_lines.lines:
             loop_lines("pass")
         em.lines.extend(loop_lines.lines)
@@ -688,11 +709,14 @@ class _Codegen:
         em("d_state0 = {}")
         for name, st in self.m.states.items():
             i = self.g.values[name]
-            D = self.pad(i)
+            before, after = self.s.padding.get(i, (0, 0))
             g = self.grad.get(i)
             size = self.dim(st.size)
-            if D and g is not None and i in self.bufname:
-                em(f"d_state0[{name!r}] = {self.bufname[i]}[:{D}].sum(axis=0)")
+            if (before or after) and g is not None and i in self.bufname:
+                gn = self.bufname[i]
+                parts = ([f"{gn}[:{before}].sum(axis=0)"] if before else []) + \
+                    ([f"{gn}[T + {before}:].sum(axis=0)"] if after else [])
+                em(f"d_state0[{name!r}] = {' + '.join(parts)}")
             else:
                 em(f"d_state0[{name!r}] = np.zeros((B, {size}), dtype)")
         leaf_grads = {}

@@ -1,17 +1,23 @@
 """Stage 4, schedule: :class:`rnnspec.graph.Graph` -> :class:`Schedule`.
 
-In: the SSA op graph.  Out: a ``Schedule`` that says, for every op, *when* it is computed:
+In: the SSA op graph (edges carry signed delays: +d for ``h[t-d]``, -d for ``h[t+d]``).
+Out: a ``Schedule``: the computation as a sequence of *stages*, alternating
 
-* ``pre``  -- does not depend on any recurrence: computed for all steps at once before the time
-  loop (every input projection ``U @ x[t]`` becomes one matrix product over T*B rows);
-* ``loop`` -- recurrent (on a cycle through delayed edges), or between two recurrences (fed by
-  one, feeding another): computed step by step in the loop;
-* ``post`` -- depends on the recurrence but is not part of it: computed for all steps at once
-  after the loop (for example the output softmax and the losses).
+* ``all`` blocks -- ops computed for all steps at once (every input projection ``U @ x[t]`` is
+  one matrix product over T*B rows; the output softmax and the losses after the loops), and
+* ``loop`` stages -- recurrences computed step by step, each with a direction: +1 (forward in
+  time, for ``h[t-d]``) or -1 (backward in time, for ``g[t+d]``).
 
-It also gives a topological ``order`` (delayed edges inside the loop removed), the ``padding`` of
-every value that is read with a delay (how many initial steps its buffer holds), and the
-consumers of every op.  Later issues extend this with backward-running loops.
+A recurrence is a strongly connected component of the graph (a cycle must go through a delay).
+Its direction comes from the sign of its delays; both signs in one cycle is an error.  Each
+recurrence joins the previous loop when that loop runs in the same direction (so an LSTM's gates
+and a deep RNN's two layers share one loop), otherwise it opens a new loop (a bidirectional
+layer: a forward loop, then a backward loop).  An op that is not recurrent is computed in the
+earliest block after everything it reads, except when it sits between a loop and a recurrence
+of that same loop: then it runs inside the loop.
+
+It also gives ``padding`` (how many initial steps a value's buffer holds before step 1 and after
+step T: the largest past and future delay it is read with) and the consumers of every op.
 """
 from __future__ import annotations
 
@@ -20,63 +26,123 @@ from typing import Dict, List, Set, Tuple
 
 import networkx as nx
 
+from .errors import SpecError
 from .graph import Graph
 
-PHASES = ("pre", "loop", "post")
+
+@dataclass
+class Stage:
+    kind: str  # 'all' or 'loop'
+    direction: int  # +1 forward, -1 backward (loops); 0 for blocks
+    ops: List[int]
 
 
 @dataclass
 class Schedule:
     graph: Graph
-    order: List[int]
-    phase: Dict[int, str]
+    stages: List[Stage]
+    stage_of: Dict[int, int]
     recurrent: Set[int]
-    padding: Dict[int, int]
+    padding: Dict[int, Tuple[int, int]]  # op -> (steps before 1, steps after T)
     consumers: Dict[int, List[Tuple[int, int, int]]]
+    direction: Dict[int, int]  # recurrent op -> direction of its loop
 
-    def in_phase(self, phase: str) -> List[int]:
-        return [i for i in self.order if self.phase[i] == phase]
+    @property
+    def order(self) -> List[int]:
+        return [i for s in self.stages for i in s.ops]
+
+    def in_loop(self, i: int) -> bool:
+        return self.stages[self.stage_of[i]].kind == "loop"
+
+
+def _delays(data) -> Set[int]:
+    return {d for d in data["delays"] if isinstance(d, int)}
 
 
 def schedule(graph: Graph) -> Schedule:
-    """Classify every op as pre-loop, loop or post-loop and order them."""
+    """Split the op graph into all-at-once blocks and time loops, in execution order."""
     g = graph.nx
-    recurrent: Set[int] = set()
-    for comp in nx.strongly_connected_components(g):
-        if len(comp) > 1:
-            recurrent |= comp
+    cond = nx.condensation(g)
+    members = cond.graph["mapping"]  # op -> scc id
+    scc_ops: Dict[int, List[int]] = {c: sorted(cond.nodes[c]["members"]) for c in cond.nodes}
+    direction_of_scc: Dict[int, int] = {}
+    for c, ops in scc_ops.items():
+        opset = set(ops)
+        signs = set()
+        for u in ops:
+            for v in g.successors(u):
+                if v in opset:
+                    signs |= {1 if d > 0 else -1 for d in _delays(g.edges[u, v]) if d}
+        if len(ops) > 1 or g.has_edge(ops[0], ops[0]):
+            if len(signs) > 1:
+                _mixed_direction_error(graph, ops)
+            direction_of_scc[c] = signs.pop() if signs else 1
+    # positions: block k -> 2k, loop k -> 2k + 1
+    topo = list(nx.lexicographical_topological_sort(cond, key=lambda c: min(scc_ops[c])))
+    pos: Dict[int, int] = {}
+    loop_dirs: List[int] = []
+    for c in topo:
+        preds = [pos[p] for p in cond.predecessors(c)]
+        earliest = max([p + 1 if p % 2 else p for p in preds], default=0)
+        if c in direction_of_scc:
+            d = direction_of_scc[c]
+            if loop_dirs and loop_dirs[-1] == d and earliest <= 2 * len(loop_dirs):
+                pos[c] = 2 * len(loop_dirs) - 1
+            else:
+                loop_dirs.append(d)
+                pos[c] = 2 * len(loop_dirs) - 1
         else:
-            (n,) = comp
-            if g.has_edge(n, n):
-                recurrent.add(n)
-    downstream: Set[int] = set()
-    upstream: Set[int] = set()
-    for n in recurrent:
-        downstream |= nx.descendants(g, n)
-        upstream |= nx.ancestors(g, n)
-    # an op between two recurrences (downstream of one, feeding another) runs in the loop too
-    in_loop = recurrent | (downstream & upstream)
-    phase = {}
-    for n in g.nodes:
-        if n in in_loop:
-            phase[n] = "loop"
-        elif n in downstream:
-            phase[n] = "post"
-        else:
-            phase[n] = "pre"
-    acyclic = nx.DiGraph()
-    acyclic.add_nodes_from(g.nodes)
-    for u, v, data in g.edges(data=True):
-        if u in in_loop and v in in_loop and 0 not in data["delays"]:
+            pos[c] = earliest
+    for c in reversed(topo):  # ops between a loop and a later member of that loop join it
+        if c in direction_of_scc:
             continue
-        acyclic.add_edge(u, v)
-    rank = {"pre": 0, "loop": 1, "post": 2}
-    order = list(nx.lexicographical_topological_sort(acyclic, key=lambda n: (rank[phase[n]], n)))
-    order.sort(key=lambda n: rank[phase[n]])  # stable: keeps topological order inside a phase
+        for s in cond.successors(c):
+            if pos[s] % 2 and pos[c] > pos[s]:
+                pos[c] = pos[s]
+    n_loops = len(loop_dirs)
+    stages = []
+    for k in range(2 * n_loops + 1):
+        if k % 2:
+            stages.append(Stage("loop", loop_dirs[k // 2], []))
+        else:
+            stages.append(Stage("all", 0, []))
+    order = list(nx.lexicographical_topological_sort(_acyclic(g, members, pos), key=lambda n: n))
+    stage_of = {}
+    for n in order:
+        k = pos[members[n]]
+        stages[k].ops.append(n)
+        stage_of[n] = k
+    recurrent = {n for n in g.nodes if stages[stage_of[n]].kind == "loop"}
+    direction = {n: stages[stage_of[n]].direction for n in recurrent}
     consumers = {n: graph.consumers(n) for n in g.nodes}
     padding = {}
     for n in g.nodes:
-        delays = [d for _, _, d in consumers[n] if isinstance(d, int) and d > 0]
-        if delays:
-            padding[n] = max(delays)
-    return Schedule(graph, order, phase, in_loop, padding, consumers)
+        past = [d for _, _, d in consumers[n] if isinstance(d, int) and d > 0]
+        future = [-d for _, _, d in consumers[n] if isinstance(d, int) and d < 0]
+        if past or future:
+            padding[n] = (max(past, default=0), max(future, default=0))
+    return Schedule(graph, stages, stage_of, recurrent, padding, consumers, direction)
+
+
+def _acyclic(g: nx.DiGraph, members, pos) -> nx.DiGraph:
+    """The op graph without the delayed edges inside a loop (what a topological order needs)."""
+    a = nx.DiGraph()
+    a.add_nodes_from(g.nodes)
+    for u, v, data in g.edges(data=True):
+        same_loop = pos[members[u]] == pos[members[v]] and pos[members[u]] % 2
+        if same_loop and 0 not in data["delays"]:
+            continue
+        a.add_edge(u, v)
+    return a
+
+
+def _mixed_direction_error(graph: Graph, ops: List[int]) -> None:
+    m = graph.model
+    named = [graph.ops[i] for i in ops if graph.ops[i].name and graph.ops[i].stmt is not None]
+    first = min(named or [graph.ops[ops[0]]], key=lambda o: (o.stmt.line, o.stmt.column))
+    names = sorted({o.name for o in named})
+    raise SpecError.at(
+        f"the recurrence through {', '.join(names)} depends on both earlier steps (t-d) and "
+        f"later steps (t+d)", m.source, m.filename, first.stmt.line, first.stmt.column,
+        "a recurrence runs either forward or backward in time: split it into a forward and a "
+        "backward state")

@@ -116,17 +116,19 @@ def test_schedule_hoists_input_projections_and_output_head():
     a = analyze(ELMAN)
     s, ops = a.schedule, a.graph.ops
     by_label = {ops[i].label: i for i in ops}
-    assert s.phase[by_label["U_x"]] == "pre"       # U @ x[t]: one product before the loop
-    assert s.phase[by_label["W_s1"]] == "loop"     # W @ s[t-1]: the recurrence
-    assert s.phase[a.graph.values["s"]] == "loop"
-    assert s.phase[a.graph.values["o"]] == "post"  # softmax head: after the loop
-    assert s.padding[a.graph.values["s"]] == 1
+    assert [(st.kind, st.direction) for st in s.stages] == [("all", 0), ("loop", 1), ("all", 0)]
+    assert s.stage_of[by_label["U_x"]] == 0            # U @ x[t]: one product before the loop
+    assert s.stage_of[by_label["W_s1"]] == 1           # W @ s[t-1]: the recurrence
+    assert s.stage_of[a.graph.values["s"]] == 1
+    assert s.stage_of[a.graph.values["o"]] == 2        # softmax head: after the loop
+    assert s.padding[a.graph.values["s"]] == (1, 0)
 
 
 def test_schedule_deep_rnn_between_two_recurrences_is_in_the_loop():
     a = analyze((SPECS / "deep.rnn").read_text())
     by_label = {a.graph.ops[i].label: i for i in a.graph.ops}
-    assert a.schedule.phase[by_label["R_h"]] == "loop"
+    assert a.schedule.in_loop(by_label["R_h"])
+    assert sum(st.kind == "loop" for st in a.schedule.stages) == 1
 
 
 def test_to_dot():

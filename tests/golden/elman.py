@@ -274,7 +274,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
     U_x = x @ U.T
 
-    # the time loop: only the recurrent part runs step by step
+    # time loop (forward in time): only the recurrent part runs step by step
     s = np.empty((T + 1, B, n_n), dtype)
     s[:1] = state0['s']
     for t in range(T):

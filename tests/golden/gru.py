@@ -312,7 +312,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
     h_add = b + x @ U.T
 
-    # the time loop: only the recurrent part runs step by step
+    # time loop (forward in time): only the recurrent part runs step by step
     z = np.empty((T, B, n_hidden), dtype)
     r = np.empty((T, B, n_hidden), dtype)
     h_sub = np.empty((T, B, n_hidden), dtype)

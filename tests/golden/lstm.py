@@ -320,7 +320,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
     W_c_x_x = x @ W_c_x.T
 
-    # the time loop: only the recurrent part runs step by step
+    # time loop (forward in time): only the recurrent part runs step by step
     f = np.empty((T, B, n_hidden), dtype)
     g = np.empty((T, B, n_hidden), dtype)
     q = np.empty((T, B, n_hidden), dtype)

@@ -274,7 +274,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  (hoisted: all steps at once)  [line 23]
     U_x = x @ U.T
 
-    # the time loop: only the recurrent part runs step by step
+    # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 1, B, n_hidden), dtype)
     h[:1] = state0['h']
     for t in range(T):

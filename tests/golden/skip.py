@@ -269,7 +269,7 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  (hoisted: all steps at once)  [line 15]
     W_h_x_x = x @ W_h_x.T
 
-    # the time loop: only the recurrent part runs step by step
+    # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 3, B, n_hidden), dtype)
     h[:3] = state0['h']
     for t in range(T):
