@@ -206,8 +206,9 @@ class _Codegen:
         D = self.pad(src)
         if ix.kind == "abs":
             return str(D + ix.offset - 1)
-        c = D - 1 + ix.offset
-        return "T" if c == 0 else (f"T + {c}" if c > 0 else f"T - {-c}")
+        c = D + ix.offset
+        return "last, batch" if c == 0 else (f"last + {c}, batch" if c > 0 else
+                                             f"last - {-c}, batch")
 
     def expr(self, i: int, mode: str) -> str:
         op = self.ops[i]
@@ -222,6 +223,8 @@ class _Codegen:
     def attrs(self, op) -> dict:
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
+        if op.op in ("cross_entropy", "squared_error"):
+            return {"w": self.weights(op.id)}
         return {}
 
     # ----- comments --------------------------------------------------------------------------
@@ -244,42 +247,45 @@ class _Codegen:
            f"  [line {stmt.line}]")
 
     # ----- forward ---------------------------------------------------------------------------
-    def loss_parts(self, i: int) -> Tuple[str, str]:
-        """(steps variable or '', scale text) of a loss op."""
-        op = self.ops[i]
-        steps = op.attrs["steps"]
-        sel = f"steps_{self.pyname[i]}" if steps else ""
-        if op.attrs["reduce"] == "mean" and op.attrs["tk"] == STEP:
-            scale = f"len({sel})" if steps else "T"
-        else:
-            scale = ""
-        return sel, scale
+    def weights(self, i: int) -> Optional[str]:
+        """The variable holding a per-step loss's weights over (T, B), None for one per sequence."""
+        return f"w_{self.pyname[i]}" if self.ops[i].attrs["tk"] == STEP else None
 
-    def steps_array(self, i: int) -> str:
-        items = []
-        for s in self.ops[i].attrs["steps"]:
-            items.append(str(s.offset - 1) if s.kind == "abs" else
-                         ("T - 1" if s.offset == 0 else f"T - {1 - s.offset}"))
-        return f"np.array([{', '.join(items)}])"
+    def weights_call(self, i: int) -> str:
+        op = self.ops[i]
+        args = ["dims"]
+        if op.attrs["steps"]:
+            steps = [(s.kind, s.offset) for s in op.attrs["steps"]]
+            args.append(f"steps={steps!r}")
+        if op.attrs["reduce"] == "mean":
+            args.append("mean=True")
+        return f"_loss_weights({', '.join(args)})"
 
     def forward(self) -> List[str]:
         em = Emitter()
-        em("def forward(params, inputs, targets=None, state0=None, T=None):")
+        em("def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):")
         with em.indent():
             em('"""Run the network on a batch; return (outputs, cache).')
             em("")
             em("params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,")
             em("INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.")
-            em("T is needed only when no sequence is given.  outputs holds every named value,")
-            em("outputs['final'] the states after the last step, and 'loss' when targets are given.")
+            em("T is needed only when no sequence is given; lengths (B,) gives each sequence's own")
+            em("length in a padded batch.  outputs holds every named value, outputs['final'] the")
+            em("states after the last step, and 'loss' when targets are given.")
             em('"""')
-            em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T)")
+            em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, "
+               "T, lengths)")
             em("T, B, dtype = dims['T'], dims['B'], dims['dtype']")
             body = Emitter()
             body.level = em.level
             self.forward_body(body)
             dim_lines = [f"n_{d} = dims[{d!r}]" for d in sorted(self.dims_used)]
             em.extend(dim_lines)
+            text = "\n".join(body.lines)
+            if re.search(r"\bmask\b", text):
+                em("mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length")
+            if re.search(r"\blast\b", text):
+                em("last, batch = dims['last'], np.arange(B)  # each sequence's last step")
             for name_i in self.leaf_ids("param"):
                 em(f"{self.pyname[name_i]} = params[{self.ops[name_i].name!r}]")
             for name_i in self.leaf_ids("input"):
@@ -378,7 +384,7 @@ class _Codegen:
                 em(f"if targets is not None:")
                 with em.indent():
                     em(f"cache[{name!r}] = {name}")
-            elif name.startswith("steps_"):
+            elif name.startswith("w_"):
                 em(f"if targets is not None:")
                 with em.indent():
                     em(f"cache[{name!r}] = {name}")
@@ -402,20 +408,23 @@ class _Codegen:
         self.comment(em, op.stmt, last, note)
         name = self.pyname[i]
         if op.op in ("cross_entropy", "squared_error"):
-            sel, scale = self.loss_parts(i)
-            if sel:
-                em(f"{sel} = {self.steps_array(i)}")
+            w = self.weights(i)
+            if w:
+                em(f"{w} = {self.weights_call(i)}")
             args = [self.val(a, d, "all") for a, d in op.args]
-            if sel:
-                args = [f"{wrap(a, ATOM)}[{sel}]" for a in args]
             r = rule(op.op)
             self.helpers.update(r.helpers)
-            text = r.forward(*args)
-            em(f"{name} = {text}" + (f" / {scale}" if scale else ""))
+            em(f"{name} = {r.forward(*args, w=w)}")
             return
         text = self.expr(i, mode)
         if mode == "step":
-            em(f"{self.val(i, 0, 'step')} = {text}")
+            cur = self.val(i, 0, "step")
+            em(f"{cur} = {text}")
+            prev = self.carried(i)
+            if prev:
+                em("if mask is not None:  # past its end, a sequence keeps its state")
+                with em.indent():
+                    em(f"{cur} = np.where(mask[t], {cur}, {prev})")
         elif op.tk == STEP and self.extra(i):
             em(f"{name} = {self.alloc(i)}")
             self.state_init(em, i)
@@ -431,9 +440,22 @@ class _Codegen:
                 continue
             names.append(self.pyname[i])
         for i in self.g.losses:
-            if self.ops[i].attrs["steps"]:
-                names.append(f"steps_{self.pyname[i]}")
+            if self.weights(i):
+                names.append(self.weights(i))
         return names
+
+    def carried(self, i: int) -> Optional[str]:
+        """For a state in a loop: the text of its previous step in the loop's direction (what it
+        keeps past the end of a shorter sequence); None for other ops."""
+        op = self.ops[i]
+        k = self.s.stage_of[i]
+        if op.name not in self.m.states or self.s.stages[k].kind != "loop":
+            return None
+        d = self.s.stages[k].direction
+        before, after = self.s.padding.get(i, (0, 0))
+        if (before if d > 0 else after) < 1:
+            return None
+        return self.val(i, d, "step")
 
     # ----- backward --------------------------------------------------------------------------
     def backward(self) -> List[str]:
@@ -465,6 +487,10 @@ class _Codegen:
             em("up = _upstream(d_outputs, cache)")
             em("dims = cache['dims']")
             em("T, B, dtype = dims['T'], dims['B'], dims['dtype']")
+            if "mask" in used:
+                em("mask = _step_mask(dims)")
+            if "last" in used:
+                em("last, batch = dims['last'], np.arange(B)")
             for d in sorted(self.dims_used):
                 if f"n_{d}" in used:
                     em(f"n_{d} = dims[{d!r}]")
@@ -474,7 +500,7 @@ class _Codegen:
             for name in self.cache_names():
                 if name in used:
                     em(f"{name} = cache[{name!r}]" if name not in self.target_names() and
-                       not name.startswith("steps_") else f"{name} = cache.get({name!r})")
+                       not name.startswith("w_") else f"{name} = cache.get({name!r})")
         em.lines.extend(body.lines)
         return em.lines
 
@@ -502,21 +528,12 @@ class _Codegen:
             self.helpers.update(r.helpers)
             args = [self.val(a, d, mode) for a, d in cop.args]
             out = self.val(c, 0, mode) if r.needs_out else None
-            index = None
-            if cop.op in ("cross_entropy", "squared_error"):
-                sel, scale = self.loss_parts(c)
-                if scale:
-                    gtext = f"{gtext} / {scale}"
-                if sel:
-                    args = [f"{wrap(a, ATOM)}[{sel}]" for a in args]
-                    D = self.pad(i)
-                    index = sel if D == 0 else f"{sel} + {D}"
             text = r.backward(pos, gtext, out, args, **self.attrs(cop))
             if text is None:
                 continue
-            if pos not in r.reduced and index is None:
+            if pos not in r.reduced:
                 text = self.reduce(text, cop.ty, self.ops[i].ty, mode)
-            terms.append(Term(text, cond, delay=delay, index=index))
+            terms.append(Term(text, cond, delay=delay))
         return terms
 
     def reduce(self, text: str, src, dst, mode: str) -> str:
@@ -657,6 +674,12 @@ class _Codegen:
                 cur = self.at_step(gn, self.pad(i))
                 if terms:
                     loop_lines(f"{cur} += {total}")
+                if self.carried(i):
+                    d = self.s.stages[k].direction
+                    prev = self.at_step(gn, self.pad(i) - d)
+                    loop_lines("if mask is not None:  # past its end, the state was carried over")
+                    loop_lines(f"    {prev} += ~mask[t] * {cur}")
+                    loop_lines(f"    {cur} *= mask[t]")
                 self.grad[i] = Grad(cur, self.window(gn, i, 0))
             elif not terms:
                 self.grad[i] = None
@@ -834,7 +857,7 @@ class _Codegen:
                 need = max(need, 1 - op.attrs["index"].offset)
             if op.op in ("cross_entropy", "squared_error") and op.attrs["steps"]:
                 for s in op.attrs["steps"]:
-                    need = max(need, s.offset if s.kind == "abs" else 1 - s.offset)
+                    need = max(need, s.offset if s.kind == "abs" else 1)
         return need
 
 
@@ -857,7 +880,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T):
+def _validate(params, inputs, targets, state0, T, lengths=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -936,7 +959,21 @@ def _validate(params, inputs, targets, state0, T):
         raise ValueError("cannot tell the number of steps: no sequence was given; pass T=")
     if dims["T"] < MIN_T:
         raise ValueError(f"this network needs at least {MIN_T} steps, got T={dims['T']}")
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if "B" in dims and lengths.shape != (dims["B"],) or lengths.ndim != 1:
+            raise ValueError(f"lengths has shape {lengths.shape}, expected (B,) = "
+                             f"({dims.get('B', len(lengths))},)")
+        if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError("lengths must hold integers")
+        if lengths.size and (lengths.min() < 1 or lengths.max() > dims["T"]):
+            raise ValueError(f"lengths must be between 1 and T = {dims['T']}, got "
+                             f"{lengths.min()}..{lengths.max()}")
+        dims.setdefault("B", len(lengths))
     dims.setdefault("B", 1)
+    dims["lengths"] = lengths
+    dims["last"] = (np.full(dims["B"], dims["T"] - 1) if lengths is None
+                    else lengths.astype(np.int64) - 1)
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -964,6 +1001,33 @@ def _validate(params, inputs, targets, state0, T):
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
+
+
+def _step_mask(dims):
+    """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
+    if dims["lengths"] is None:
+        return None
+    return (np.arange(dims["T"])[:, None] <= dims["last"][None, :])[..., None]
+
+
+def _loss_weights(dims, steps=None, mean=False):
+    """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
+    sequence's own length), divided by their number for a mean.  None: every step counts once."""
+    T, B, last = dims["T"], dims["B"], dims["last"]
+    if steps is None and dims["lengths"] is None and not mean:
+        return None
+    if steps is None:
+        w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
+    else:
+        w = np.zeros((T, B), dims["dtype"])
+        batch = np.arange(B)
+        for kind, k in steps:  # ('abs', k): step k; ('end', -j): each sequence's end - j
+            row = np.full(B, k - 1) if kind == "abs" else last + k
+            ok = (row >= 0) & (row <= last)
+            w[row[ok], batch[ok]] = 1
+    if mean:
+        w = w / np.maximum(w.sum(axis=0), 1)
+    return w
 
 
 def _upstream(d_outputs, cache):
@@ -998,6 +1062,8 @@ def _upstream(d_outputs, cache):
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
+            if info["kind"] == "sequence" and dims["lengths"] is not None:
+                g = g * _step_mask(dims)  # steps past a sequence's end get no gradient
             up[n] = g
         else:
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
@@ -1006,9 +1072,9 @@ def _upstream(d_outputs, cache):
 '''
 
 LOSS_AND_GRAD = r'''
-def loss_and_grad(params, inputs, targets, state0=None, T=None):
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
     """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T)
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
     if "loss" not in outputs:
         raise ValueError("this network has no loss")
     return outputs["loss"], backward(params, cache)

@@ -87,8 +87,9 @@ def _module_for(spec, dims) -> types.ModuleType:
     return compile_source(spec, dims)
 
 
-def random_problem(mod, dims=None, T=5, batch=3, seed=0):
-    """Seeded random params, inputs, targets, initial states and upstream gradients."""
+def random_problem(mod, dims=None, T=5, batch=3, seed=0, lengths=None):
+    """Seeded random params, inputs, targets, initial states and upstream gradients (zero past
+    each sequence's end when ``lengths`` is given: those steps have no defined value)."""
     rng = np.random.default_rng(seed)
     d = {**mod.DIMS, **(dims or {}), "T": T, "B": batch}
     size = lambda expr: mod._size(expr, d)  # noqa: E731
@@ -113,6 +114,8 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0):
     for n, info in mod.OUTPUTS.items():
         lead = (T, batch) if info["kind"] == "sequence" else (batch,)
         upstream[n] = rng.normal(0.0, 1.0, lead + (size(info["size"]),))
+        if lengths is not None and info["kind"] == "sequence":
+            upstream[n] *= (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[..., None]
     upstream["final"] = {n: rng.normal(0.0, 1.0, (batch, size(info["size"])))
                          for n, info in mod.STATES.items()}
     return params, inputs, targets or None, state0, upstream
@@ -120,15 +123,17 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0):
 
 def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str, int]] = None,
               T: int = 5, batch: int = 3, seed: int = 0, directional: bool = False,
-              directions: int = 3, eps: float = 1e-5, rtol: float = 1e-6, atol: float = 1e-8
-              ) -> GradcheckReport:
-    """Check the analytic gradients of ``spec`` (a module, a .rnn path or spec text)."""
+              directions: int = 3, eps: float = 1e-5, rtol: float = 1e-6, atol: float = 1e-8,
+              lengths=None) -> GradcheckReport:
+    """Check the analytic gradients of ``spec`` (a module, a .rnn path or spec text); with
+    ``lengths`` (batch,), as a padded batch of sequences of those lengths."""
     mod = _module_for(spec, dims)
-    params, inputs, targets, state0, upstream = random_problem(mod, dims, T, batch, seed)
+    params, inputs, targets, state0, upstream = random_problem(mod, dims, T, batch, seed,
+                                                               lengths)
     has_loss = bool(mod.TARGETS) and targets is not None
 
     def objective(p, x, s0) -> float:
-        out, _ = mod.forward(p, x, targets, s0, T)
+        out, _ = mod.forward(p, x, targets, s0, T, lengths)
         total = float(out["loss"]) if has_loss and "loss" in out else 0.0
         for n, g in upstream.items():
             if n == "final":
@@ -138,7 +143,7 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
                 total += float(np.sum(g * out[n]))
         return total
 
-    out, cache = mod.forward(params, inputs, targets, state0, T)
+    out, cache = mod.forward(params, inputs, targets, state0, T, lengths)
     grads = mod.backward(params, cache, upstream)
     noise = 32 * np.finfo(np.float64).eps * max(abs(objective(params, inputs, state0)), 1.0) / eps
     tol = atol + noise

@@ -168,18 +168,26 @@ register("pick",
          lambda i, g, out, args, **_: g)
 
 # ---- losses (scalar; their gradients go to the logits / prediction) -----------------------------
+# A per-step loss is weighted by w (T, B): which steps count (selected steps, each sequence's own
+# length) and 1/count for a mean; w is None when every step counts once.
+def _w(w):
+    return f", {w}" if w else ""
+
+
 # cross_entropy(z, o, y): -log softmax(z)[y] computed stably from the logits z; o = softmax(z).
 register("cross_entropy",
-         lambda z, o, y, **_: f"_cross_entropy({z}, {y})",
-         lambda i, g, out, args, **_: (f"{wrap(g, PRODUCT)} * _cross_entropy_grad({args[1]}, "
-                                       f"{args[2]})" if i == 0 else None),
+         lambda z, o, y, w=None, **_: f"_cross_entropy({z}, {y}{_w(w)})",
+         lambda i, g, out, args, w=None, **_: (
+             f"{wrap(g, PRODUCT)} * _cross_entropy_grad({args[1]}, {args[2]}{_w(w)})"
+             if i == 0 else None),
          needs_args={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"))
-# squared_error(p, y): 0.5 * sum((p - y) ** 2)
+# squared_error(p, y): 1/2 |p - y|^2
 register("squared_error",
-         lambda p, y, **_: f"0.5 * float(np.square({p} - {y}).sum())",
-         lambda i, g, out, args, **_: (f"{wrap(g, PRODUCT)} * ({args[0]} - {args[1]})"
-                                       if i == 0 else None),
-         needs_args={0, 1})
+         lambda p, y, w=None, **_: f"_squared_error({p}, {y}{_w(w)})",
+         lambda i, g, out, args, w=None, **_: (
+             f"{wrap(g, PRODUCT)} * _squared_error_grad({args[0]}, {args[1]}{_w(w)})"
+             if i == 0 else None),
+         needs_args={0, 1}, helpers=("_squared_error", "_squared_error_grad"))
 
 
 # ---- helper functions emitted into generated modules (only those used) -------------------------
@@ -208,18 +216,30 @@ def _concat(*parts):
     return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
 ''',
     "_cross_entropy": '''
-def _cross_entropy(z, y):
-    """Sum over all rows of -log softmax(z)[y], computed stably via log-sum-exp."""
+def _cross_entropy(z, y, w=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
     m = z.max(axis=-1, keepdims=True)
     lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    return float((lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]).sum())
+    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    return float(nll.sum() if w is None else (w * nll).sum())
 ''',
     "_cross_entropy_grad": '''
-def _cross_entropy_grad(p, y):
+def _cross_entropy_grad(p, y, w=None):
     """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
     g = p.copy()
     np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
                       axis=-1)
-    return g
+    return g if w is None else g * w[..., None]
+''',
+    "_squared_error": '''
+def _squared_error(p, y, w=None):
+    """Sum over all rows of 1/2 |p - y|^2 (weighted by w)."""
+    se = 0.5 * np.square(p - y).sum(axis=-1)
+    return float(se.sum() if w is None else (w * se).sum())
+''',
+    "_squared_error_grad": '''
+def _squared_error_grad(p, y, w=None):
+    """Gradient of _squared_error with respect to p."""
+    return p - y if w is None else (p - y) * w[..., None]
 ''',
 }

@@ -88,19 +88,20 @@ OUTPUTS = {
 MIN_T = 1
 
 
-def _cross_entropy(z, y):
-    """Sum over all rows of -log softmax(z)[y], computed stably via log-sum-exp."""
+def _cross_entropy(z, y, w=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
     m = z.max(axis=-1, keepdims=True)
     lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    return float((lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]).sum())
+    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    return float(nll.sum() if w is None else (w * nll).sum())
 
 
-def _cross_entropy_grad(p, y):
+def _cross_entropy_grad(p, y, w=None):
     """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
     g = p.copy()
     np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
                       axis=-1)
-    return g
+    return g if w is None else g * w[..., None]
 
 
 def _flat(a):
@@ -137,7 +138,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T):
+def _validate(params, inputs, targets, state0, T, lengths=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -216,7 +217,21 @@ def _validate(params, inputs, targets, state0, T):
         raise ValueError("cannot tell the number of steps: no sequence was given; pass T=")
     if dims["T"] < MIN_T:
         raise ValueError(f"this network needs at least {MIN_T} steps, got T={dims['T']}")
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if "B" in dims and lengths.shape != (dims["B"],) or lengths.ndim != 1:
+            raise ValueError(f"lengths has shape {lengths.shape}, expected (B,) = "
+                             f"({dims.get('B', len(lengths))},)")
+        if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError("lengths must hold integers")
+        if lengths.size and (lengths.min() < 1 or lengths.max() > dims["T"]):
+            raise ValueError(f"lengths must be between 1 and T = {dims['T']}, got "
+                             f"{lengths.min()}..{lengths.max()}")
+        dims.setdefault("B", len(lengths))
     dims.setdefault("B", 1)
+    dims["lengths"] = lengths
+    dims["last"] = (np.full(dims["B"], dims["T"] - 1) if lengths is None
+                    else lengths.astype(np.int64) - 1)
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -244,6 +259,33 @@ def _validate(params, inputs, targets, state0, T):
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
+
+
+def _step_mask(dims):
+    """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
+    if dims["lengths"] is None:
+        return None
+    return (np.arange(dims["T"])[:, None] <= dims["last"][None, :])[..., None]
+
+
+def _loss_weights(dims, steps=None, mean=False):
+    """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
+    sequence's own length), divided by their number for a mean.  None: every step counts once."""
+    T, B, last = dims["T"], dims["B"], dims["last"]
+    if steps is None and dims["lengths"] is None and not mean:
+        return None
+    if steps is None:
+        w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
+    else:
+        w = np.zeros((T, B), dims["dtype"])
+        batch = np.arange(B)
+        for kind, k in steps:  # ('abs', k): step k; ('end', -j): each sequence's end - j
+            row = np.full(B, k - 1) if kind == "abs" else last + k
+            ok = (row >= 0) & (row <= last)
+            w[row[ok], batch[ok]] = 1
+    if mean:
+        w = w / np.maximum(w.sum(axis=0), 1)
+    return w
 
 
 def _upstream(d_outputs, cache):
@@ -278,6 +320,8 @@ def _upstream(d_outputs, cache):
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
+            if info["kind"] == "sequence" and dims["lengths"] is not None:
+                g = g * _step_mask(dims)  # steps past a sequence's end get no gradient
             up[n] = g
         else:
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
@@ -285,17 +329,19 @@ def _upstream(d_outputs, cache):
     return up
 
 
-def forward(params, inputs, targets=None, state0=None, T=None):
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     """Run the network on a batch; return (outputs, cache).
 
     params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
     INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
-    T is needed only when no sequence is given.  outputs holds every named value,
-    outputs['final'] the states after the last step, and 'loss' when targets are given.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch.  outputs holds every named value, outputs['final'] the
+    states after the last step, and 'loss' when targets are given.
     """
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T)
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
     W_f_x = params['W_f_x']
     W_f_h = params['W_f_h']
     b_f = params['b_f']
@@ -340,9 +386,13 @@ def forward(params, inputs, targets=None, state0=None, T=None):
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
         C_tanh[t] = np.tanh(W_c_x_x[t] + h[t] @ W_c_h.T + b_c)
         C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
+        if mask is not None:  # past its end, a sequence keeps its state
+            C[t + 1] = np.where(mask[t], C[t + 1], C[t])
         # h[t] = tanh(C[t]) * q[t]  [line 25]
         h_tanh[t] = np.tanh(C[t + 1])
         h[t + 1] = h_tanh[t] * q[t]
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(affine(h[t]))  [line 26]
     a_o = h[1:] @ W_o_h.T + b_o
@@ -359,7 +409,8 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     if targets is not None:
         y = targets['y']
         # loss = cross_entropy(o[t], y[t])  [line 28]
-        loss_o = _cross_entropy(a_o, y)
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(a_o, y, w_loss_o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
              'has_loss': 'loss' in outputs}
@@ -379,6 +430,8 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     cache['h'] = h
     cache['a_o'] = a_o
     cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
     return outputs, cache
 
 
@@ -392,6 +445,7 @@ def backward(params, cache, d_outputs=None):
     up = _upstream(d_outputs, cache)
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
     n_hidden = dims['hidden']
     W_f_x = params['W_f_x']
     W_f_h = params['W_f_h']
@@ -417,13 +471,14 @@ def backward(params, cache, d_outputs=None):
     h_tanh = cache['h_tanh']
     h = cache['h']
     o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(affine(h[t]))  [line 26]
     d_a_o = None
     if 'o' in up:
         d_a_o = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
     if d_loss is not None:
-        d_a_o = d_loss * _cross_entropy_grad(o, y) if d_a_o is None else d_a_o + d_loss * _cross_entropy_grad(o, y)
+        d_a_o = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_a_o is None else d_a_o + d_loss * _cross_entropy_grad(o, y, w_loss_o)
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_f = np.zeros_like(f)
@@ -453,9 +508,15 @@ def backward(params, cache, d_outputs=None):
     d_a_f = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(C[t]) * q[t]  [line 25]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t] += ~mask[t] * d_h[t + 1]
+            d_h[t + 1] *= mask[t]
         d_h_tanh = d_h[t + 1] * q[t]
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
         d_C[t + 1] += d_h_tanh * (1 - h_tanh[t] * h_tanh[t])
+        if mask is not None:  # past its end, the state was carried over
+            d_C[t] += ~mask[t] * d_C[t + 1]
+            d_C[t + 1] *= mask[t]
         d_C_tanh = d_C[t + 1] * g[t]
         d_a_c[t] = d_C_tanh * (1 - C_tanh[t] * C_tanh[t])
         d_h[t] += d_a_c[t] @ W_c_h
@@ -499,9 +560,9 @@ def backward(params, cache, d_outputs=None):
     }
 
 
-def loss_and_grad(params, inputs, targets, state0=None, T=None):
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
     """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T)
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
     if "loss" not in outputs:
         raise ValueError("this network has no loss")
     return outputs["loss"], backward(params, cache)

@@ -63,19 +63,20 @@ OUTPUTS = {
 MIN_T = 1
 
 
-def _cross_entropy(z, y):
-    """Sum over all rows of -log softmax(z)[y], computed stably via log-sum-exp."""
+def _cross_entropy(z, y, w=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
     m = z.max(axis=-1, keepdims=True)
     lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    return float((lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]).sum())
+    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    return float(nll.sum() if w is None else (w * nll).sum())
 
 
-def _cross_entropy_grad(p, y):
+def _cross_entropy_grad(p, y, w=None):
     """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
     g = p.copy()
     np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
                       axis=-1)
-    return g
+    return g if w is None else g * w[..., None]
 
 
 def _flat(a):
@@ -106,7 +107,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T):
+def _validate(params, inputs, targets, state0, T, lengths=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -185,7 +186,21 @@ def _validate(params, inputs, targets, state0, T):
         raise ValueError("cannot tell the number of steps: no sequence was given; pass T=")
     if dims["T"] < MIN_T:
         raise ValueError(f"this network needs at least {MIN_T} steps, got T={dims['T']}")
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if "B" in dims and lengths.shape != (dims["B"],) or lengths.ndim != 1:
+            raise ValueError(f"lengths has shape {lengths.shape}, expected (B,) = "
+                             f"({dims.get('B', len(lengths))},)")
+        if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError("lengths must hold integers")
+        if lengths.size and (lengths.min() < 1 or lengths.max() > dims["T"]):
+            raise ValueError(f"lengths must be between 1 and T = {dims['T']}, got "
+                             f"{lengths.min()}..{lengths.max()}")
+        dims.setdefault("B", len(lengths))
     dims.setdefault("B", 1)
+    dims["lengths"] = lengths
+    dims["last"] = (np.full(dims["B"], dims["T"] - 1) if lengths is None
+                    else lengths.astype(np.int64) - 1)
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -213,6 +228,33 @@ def _validate(params, inputs, targets, state0, T):
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
+
+
+def _step_mask(dims):
+    """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
+    if dims["lengths"] is None:
+        return None
+    return (np.arange(dims["T"])[:, None] <= dims["last"][None, :])[..., None]
+
+
+def _loss_weights(dims, steps=None, mean=False):
+    """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
+    sequence's own length), divided by their number for a mean.  None: every step counts once."""
+    T, B, last = dims["T"], dims["B"], dims["last"]
+    if steps is None and dims["lengths"] is None and not mean:
+        return None
+    if steps is None:
+        w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
+    else:
+        w = np.zeros((T, B), dims["dtype"])
+        batch = np.arange(B)
+        for kind, k in steps:  # ('abs', k): step k; ('end', -j): each sequence's end - j
+            row = np.full(B, k - 1) if kind == "abs" else last + k
+            ok = (row >= 0) & (row <= last)
+            w[row[ok], batch[ok]] = 1
+    if mean:
+        w = w / np.maximum(w.sum(axis=0), 1)
+    return w
 
 
 def _upstream(d_outputs, cache):
@@ -247,6 +289,8 @@ def _upstream(d_outputs, cache):
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
+            if info["kind"] == "sequence" and dims["lengths"] is not None:
+                g = g * _step_mask(dims)  # steps past a sequence's end get no gradient
             up[n] = g
         else:
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
@@ -254,17 +298,20 @@ def _upstream(d_outputs, cache):
     return up
 
 
-def forward(params, inputs, targets=None, state0=None, T=None):
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     """Run the network on a batch; return (outputs, cache).
 
     params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
     INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
-    T is needed only when no sequence is given.  outputs holds every named value,
-    outputs['final'] the states after the last step, and 'loss' when targets are given.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch.  outputs holds every named value, outputs['final'] the
+    states after the last step, and 'loss' when targets are given.
     """
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T)
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
     U = params['U']
     W = params['W']
     V = params['V']
@@ -280,9 +327,11 @@ def forward(params, inputs, targets=None, state0=None, T=None):
     for t in range(T):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
         h[t + 1] = np.tanh(b + h[t] @ W.T + U_x[t])
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o = softmax(c + V @ h[end])  [line 24]
-    h_end = h[T]
+    h_end = h[last + 1, batch]
     o_add = c + h_end @ V.T
     o = _softmax(o_add)
     outputs = {
@@ -318,6 +367,8 @@ def backward(params, cache, d_outputs=None):
     up = _upstream(d_outputs, cache)
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
     U = params['U']
     W = params['W']
@@ -341,7 +392,7 @@ def backward(params, cache, d_outputs=None):
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
     if d_h_end is not None:
-        d_h[T] += d_h_end
+        d_h[last + 1, batch] += d_h_end
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
@@ -349,6 +400,9 @@ def backward(params, cache, d_outputs=None):
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t] += ~mask[t] * d_h[t + 1]
+            d_h[t + 1] *= mask[t]
         d_h_add_2[t] = d_h[t + 1] * (1 - h[t + 1] * h[t + 1])
         d_h[t] += d_h_add_2[t] @ W
 
@@ -368,9 +422,9 @@ def backward(params, cache, d_outputs=None):
     }
 
 
-def loss_and_grad(params, inputs, targets, state0=None, T=None):
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
     """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T)
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
     if "loss" not in outputs:
         raise ValueError("this network has no loss")
     return outputs["loss"], backward(params, cache)
