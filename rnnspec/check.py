@@ -11,6 +11,7 @@ time step, losses without targets, ...) is collected with its position; if there
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -151,7 +152,12 @@ def check(spec: ast.Spec, dims: Optional[Dict[str, int]] = None) -> Model:
 
 
 def _suggest(name: str, names) -> str:
-    close = difflib.get_close_matches(name, list(names), n=1)
+    return _closest(name, tuple(names))
+
+
+@functools.lru_cache(maxsize=256)  # a name misspelt many times is looked up once
+def _closest(name: str, names: Tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
     return f"did you mean '{close[0]}'?" if close else ""
 
 
@@ -415,6 +421,9 @@ class _Checker:
             elif info.size is None:
                 self.rep.error(eq, f"cannot tell the size of '{name}': the right-hand side is a "
                                f"scalar", f"annotate it: {name}[{eq.axis or 't'}]: hidden = ...")
+            elif info.seq and ty.tk != STEP:  # as for a vector below (a scalar never depends on t)
+                self.rep.error(eq, f"'{name}[{eq.axis}]' does not depend on the step",
+                               f"make it a static value: {name}: {info.size} = ...")
             return info.size
         if info.size is not None and ty.rows != info.size:
             self.rep.error(eq.expr, f"'{name}' has size {info.size} but its equation gives size "
@@ -477,9 +486,14 @@ class _Checker:
             info = self.values[name]
             size = info.size if info.size is not None else self.value_size(name, info.eq)
             if size is None:
-                if name in self._inferring:
-                    self.rep.error(r, f"cannot infer the size of '{name}' (it depends on itself)",
-                                   f"annotate it: {name}[{self.axis or 't'}]: hidden = ...")
+                if ix is not None and ix.kind == "rel" and ix.offset != 0:
+                    # a delayed or future reference to a value that is not a state (states have
+                    # a size): wrong whatever the size, seq_ref says why
+                    return self.seq_ref(r, size, seq, owner, is_state=False, what="value")
+                # a same-step reference to a value being inferred (or that could not be, for the
+                # same reason): a cycle, reported with its path by check_cycles
+                self.references.append((name, owner, 0 if ix is None or ix.kind == "rel"
+                                        else "whole"))
                 return None
             if not info.seq:
                 if ix is not None:
@@ -535,7 +549,7 @@ class _Checker:
             self.rep.error(ix, f"'{name}[{ix.text()}]' is a delayed reference, but '{name}' is "
                            f"{kind} and has no initial value",
                            f"declare it as a state with an initial value: state {name}: "
-                           f"{size} = zeros" if what != "input" else
+                           f"{size or 'SIZE'} = zeros" if what != "input" else
                            f"feed {name}[{ix.var}] into a state and delay that state instead")
             return None
         self.references.append((name, owner, -ix.offset))
@@ -877,10 +891,15 @@ class _Checker:
 
     def check_cycles(self) -> None:
         g = nx.DiGraph()
+        full = nx.DiGraph()  # with the delayed references too
+        picked = []  # (src, dst): dst reads src at a chosen step, e.g. src[end]
         for src, dst, delay in self.references:
-            if delay == 0 or delay == "whole":
-                if src in self.values and dst in self.values:
+            if src in self.values and dst in self.values:
+                if delay == 0:
                     g.add_edge(src, dst)
+                full.add_edge(src, dst)
+                if delay == "whole" and (src, dst) not in picked:
+                    picked.append((src, dst))
         for cycle in nx.simple_cycles(g):
             names = list(cycle)
             first = min(names, key=lambda n: (self.values[n].eq.line, self.values[n].eq.column))
@@ -891,9 +910,25 @@ class _Checker:
                 msg = f"'{first}' depends on itself within one time step ({path})"
             else:
                 msg = f"cycle within one time step: {path}"
-            self.rep.error(self.values[first].eq, msg, "break the cycle with a delay, e.g. "
-                           f"{names[-1]}[{self.axis or 't'}-1] (and declare it a state)")
-            break
+            static = [n for n in names if not self.values[n].seq]
+            hint = ("break the cycle with a delay, e.g. "
+                    f"{names[-1]}[{self.axis or 't'}-1] (and declare it a state)") if not static \
+                else (f"'{static[0]}' is static (one value per sequence), so it cannot be "
+                      f"delayed: compute it from values outside the cycle")
+            self.rep.error(self.values[first].eq, msg, hint)
+            return
+        # src[end] is known only after the last step: nothing src depends on, even through
+        # delays, can read it
+        for src, dst in picked:
+            if nx.has_path(full, dst, src):
+                path = " -> ".join([src] + nx.shortest_path(full, dst, src))
+                what = "itself at a fixed step" if src == dst else \
+                    f"'{src}' at a fixed step, but '{src}' depends on '{dst}'"
+                self.rep.error(self.values[dst].eq, f"cycle through a chosen step: '{dst}' "
+                               f"reads {what} ({path})",
+                               f"{src}[end] (or {src}[1], ...) is known only after the time "
+                               f"loop: compute '{dst}' without it")
+                return
 
     def check_unused(self) -> None:
         for name, p in self.params.items():

@@ -7,6 +7,7 @@ A :class:`SpecError` may hold several diagnostics (all semantic errors of a file
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import List, Sequence
 
@@ -25,11 +26,12 @@ class Diagnostic:
         head = f"{self.filename}:{self.line}:{self.column}: {self.severity}: {self.message}"
         parts = [head]
         if self.source_line:
+            text, caret = _window(self.source_line, max(self.column - 1, 0))
             # one column per character, as the parser counts: tabs and other control characters
             # (NUL, form feed, a lone carriage return) print as one space
-            text = "".join(ch if ch.isprintable() else " " for ch in self.source_line)
+            text = "".join(ch if ch.isprintable() else " " for ch in text)
             parts.append(f"    {text}")
-            parts.append("    " + " " * max(self.column - 1, 0) + "^")
+            parts.append("    " + " " * caret + "^")
         if self.hint:
             parts.append(f"  hint: {self.hint}")
         return "\n".join(parts)
@@ -37,10 +39,32 @@ class Diagnostic:
     __str__ = render
 
 
+WINDOW = 100  # a longer source line is shown as an excerpt around the caret
+
+
+def _window(text: str, offset: int) -> tuple:
+    """``text`` cut to about :data:`WINDOW` characters around ``offset``, and the caret's offset
+    in the excerpt."""
+    if len(text) <= WINDOW:
+        return text, offset
+    start = min(max(offset - WINDOW // 2, 0), max(len(text) - WINDOW, 0))
+    excerpt = text[start:start + WINDOW]
+    if start > 0:
+        excerpt, offset = "..." + excerpt, offset - start + 3
+    if start + WINDOW < len(text):
+        excerpt += "..."
+    return excerpt, offset
+
+
+@functools.lru_cache(maxsize=4)
+def _lines(source: str) -> tuple:
+    return tuple(source.split("\n"))
+
+
 def source_line(source: str, line: int) -> str:
     """Line ``line`` (1-based) as the parser counts lines: only ``\\n`` ends one (``\\r``, form
     feed or U+2028 do not, unlike ``str.splitlines``)."""
-    lines = source.split("\n")
+    lines = _lines(source)
     if 1 <= line <= len(lines):
         return lines[line - 1].removesuffix("\r")
     return ""
@@ -82,11 +106,13 @@ class Reporter:
         self.filename = filename
         self.errors: List[Diagnostic] = []
         self.warnings: List[Diagnostic] = []
+        self._seen: set = set()
 
     def error(self, node_or_pos, message: str, hint: str = "") -> None:
         line, col = _pos(node_or_pos)
         d = make_diagnostic(message, self.source, self.filename, line, col, hint)
-        if d not in self.errors:
+        if d not in self._seen:
+            self._seen.add(d)
             self.errors.append(d)
 
     def warning(self, node_or_pos, message: str, hint: str = "") -> None:

@@ -267,8 +267,8 @@ class _Lowering:
 
 def unroll(graph: Graph, T: int) -> nx.DiGraph:
     """The cell graph unrolled for ``T`` steps: nodes ``(name, t)`` for t = 1..T (and the initial
-    values ``(state, 0)``, ``(state, -1)``, ... that delayed references reach), static values as
-    ``(name, None)``.  The result is a DAG."""
+    values that delayed references reach: ``(h, 0)``, ``(h, -1)``, ... for a forward state,
+    ``(g, T + 1)``, ... for a backward one), static values as ``(name, None)``.  A DAG."""
     if T < 1:
         raise ValueError("unroll needs T >= 1")
     m = graph.model
@@ -303,7 +303,7 @@ def unroll(graph: Graph, T: int) -> nx.DiGraph:
                 g.add_edge((src, t - delay), (dst, t))
     for n in list(g.nodes):
         name, t = n
-        if t is not None and t <= 0:
+        if t is not None and (t <= 0 or t > T):  # initial values, before 1 or after T
             g.nodes[n]["initial"] = True
     assert nx.is_directed_acyclic_graph(g), "unrolled graph has a cycle"
     return g
@@ -333,8 +333,9 @@ def to_dot(g: nx.DiGraph, title: str = "rnnspec") -> str:
         delay = data.get("delay")
         label = ""
         if delay not in (None, 0):
-            label = f' [label="{delay if delay in ("whole", "init") else "t-" + str(delay)}"' \
-                    f'{", style=dashed" if delay != "whole" else ""}]'
+            text = delay if delay in ("whole", "init") else (
+                f"t-{delay}" if delay > 0 else f"t+{-delay}")
+            label = f' [label="{text}"{", style=dashed" if delay != "whole" else ""}]'
         lines.append(f"  {nid(u).strip()} -> {nid(v).strip()}{label};")
     lines.append("}")
     return "\n".join(lines) + "\n"

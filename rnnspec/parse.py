@@ -22,6 +22,8 @@ KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "class"
             "at", "end", "sum", "mean"}
 STATEMENT_KEYWORDS = {"DIM", "INPUT", "TARGET", "PARAM", "STATE", "CONST", "LOSS"}
 MAX_NESTING = 100  # deeper expressions are rejected: later stages (and Python) recurse on them
+MAX_ARGUMENTS = 100  # a call with more is rejected: later stages chain its arguments
+MAX_INT = 10 ** 9  # larger integers are rejected (and int() refuses more than 4300 digits)
 
 # terminals defined by a pattern; those defined by a literal string are described by the string
 _TOKEN_NAMES = {
@@ -289,10 +291,14 @@ def parse(text: str, filename: str = "<spec>") -> ast.Spec:
                            "split it into several equations") from None
 
 
+def _short(word: str) -> str:
+    return word if len(word) <= 24 else word[:20] + "..."
+
+
 def _check_tree(tree: Tree, text: str, filename: str) -> list:
     """What the grammar lets through but the language forbids: keywords as names, numbers too
-    large for a float, expressions nested deeper than :data:`MAX_NESTING` (iteratively: the
-    tree may be deep)."""
+    large, calls with more than :data:`MAX_ARGUMENTS` arguments, expressions nested deeper than
+    :data:`MAX_NESTING` (checked iteratively: the tree may be deep)."""
     errors: list = []
 
     def error(message: str, pos, hint: str) -> None:
@@ -310,9 +316,17 @@ def _check_tree(tree: Tree, text: str, filename: str) -> list:
                           f"name)", node, f"expected a name that is not a keyword, e.g. "
                           f"'{word}_'")
                 elif node.type == "SIGNED_NUMBER" and not math.isfinite(float(word)):
-                    error(f"number {word} is too large", node,
+                    error(f"number {_short(word)} is too large", node,
                           "write a number below 1e308")
+                elif node.type == "INT" and (len(word) > 10 or int(word) > MAX_INT):
+                    error(f"integer {_short(word)} is too large", node,
+                          f"sizes, steps and delays are at most {MAX_INT}")
                 continue
+            if node.data == "call" and len(node.children) - 1 > MAX_ARGUMENTS:
+                error(f"{_short(node.children[0])}() has {len(node.children) - 1} arguments, "
+                      f"more than {MAX_ARGUMENTS}", node.meta, "join vectors with concat(...) in "
+                      "separate equations, and pass fewer arguments")
+                break
             if depth > MAX_NESTING:
                 meta = node.meta if not node.meta.empty else stmt.meta
                 error(f"expression nested too deeply (more than {MAX_NESTING} levels of "
@@ -330,6 +344,7 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SpecError:
     if line < 1:
         line, column = 1, 1
     expected = _expected_terminals(exc)
+    hint = ""
     if isinstance(exc, UnexpectedEOF):
         line, column = _end_of_code(text)
         message = "unexpected end of file"
@@ -350,13 +365,13 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SpecError:
             word = str(prev)
             line, column = prev.line, prev.column
             message = f"unexpected {word!r} ('{word}' is a keyword and cannot be used as a name)"
-            expected = {"NAME"}
+            hint = f"expected a name that is not a keyword, e.g. '{word}_'"
         else:
             word = str(tok)
             message = f"unexpected {word!r}"
             if word in KEYWORDS and "NAME" in expected:
                 message += f" ('{word}' is a keyword and cannot be used as a name)"
-        hint = f"expected {_describe_expected(expected)}"
+        hint = hint or f"expected {_describe_expected(expected)}"
     else:  # pragma: no cover - lark has no other UnexpectedInput kinds
         message, hint = "syntax error", ""
     return SpecError([make_diagnostic(f"syntax error: {message}", text, filename, line, column,
