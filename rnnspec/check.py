@@ -191,14 +191,17 @@ class _Checker:
         for st in stmts:
             if isinstance(st, ast.DimDecl):
                 self.declare_dim(st)
+        dim_decls = {st.name: st for st in stmts if isinstance(st, ast.DimDecl)}
         for name, value in self.overrides.items():
+            if isinstance(value, str) and value.strip().lstrip("+").isdigit():
+                value = int(value)
             if name not in self.dims:
                 self.rep.error((1, 1), f"--dim {name}={value}: the spec has no dimension '{name}'",
                                _suggest(name, self.dims) or f"its dimensions are: "
                                f"{', '.join(self.dims) or 'none'}")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                self.rep.error((1, 1), f"--dim {name}={value}: a dimension must be a positive "
-                               f"integer", f"for example --dim {name}=8")
+                self.rep.error(dim_decls[name], f"--dim {name}={value}: a dimension must be a "
+                               f"positive integer", f"for example --dim {name}=8")
             else:
                 self.dims[name] = value
         for st in stmts:

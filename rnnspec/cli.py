@@ -31,16 +31,14 @@ class UsageError(Exception):
     pass
 
 
-def parse_dims(items: Optional[List[str]]) -> Dict[str, int]:
-    dims: Dict[str, int] = {}
+def parse_dims(items: Optional[List[str]]) -> Dict[str, str]:
+    """NAME=VALUE pairs; the values are checked against the spec (errors at its dim lines)."""
+    dims: Dict[str, str] = {}
     for item in items or []:
         name, eq, value = item.partition("=")
         if not eq or not name.strip():
             raise UsageError(f"--dim {item}: expected NAME=VALUE, for example --dim hidden=64")
-        try:
-            dims[name.strip()] = int(value)
-        except ValueError:
-            raise UsageError(f"--dim {item}: '{value}' is not an integer") from None
+        dims[name.strip()] = value.strip()
     return dims
 
 
@@ -189,6 +187,7 @@ def cmd_gradcheck(args) -> int:
         raise UsageError("--eps must be positive")
     a = analyze(text, dims, str(path))
     _warn(a)
+    dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
     mod = load_module(generate(text, dims, str(path)), path.stem)
     report = gradcheck(mod, dims, T=args.T, batch=args.batch, seed=args.seed,
                        directional=args.directional, directions=args.directions, eps=args.eps,

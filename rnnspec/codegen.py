@@ -862,14 +862,36 @@ class _Codegen:
 
 
 RUNTIME = r'''
-def _size(expr, dims):
-    """Evaluate a size such as 'in + hidden' or '4*hidden' for the given dims."""
-    total = 0
+def _terms(expr):
+    """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
+    out = []
     for term in expr.split("+"):
         coef, _, name = term.strip().rpartition("*")
-        value = int(name) if name.isdigit() else dims[name]
-        total += (int(coef) if coef else 1) * value
-    return total
+        out.append((int(coef) if coef else 1, name))
+    return out
+
+
+def _size(expr, dims):
+    """Evaluate a size for the given dims."""
+    return sum(c * (int(n) if n.isdigit() else dims[n]) for c, n in _terms(expr))
+
+
+def _solve_dims(entries, dims):
+    """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    changed = True
+    while changed:
+        changed = False
+        for _, a, shape in entries:
+            for n, expr in zip(a.shape, shape):
+                terms = _terms(expr)
+                unknown = [(c, d) for c, d in terms if not d.isdigit() and d not in dims]
+                if len(unknown) == 1:
+                    coef, name = unknown[0]
+                    rest = sum(c * (int(d) if d.isdigit() else dims[d]) for c, d in terms
+                               if d != name)
+                    if (n - rest) % coef == 0 and (n - rest) // coef >= 1:
+                        dims[name] = (n - rest) // coef
+                        changed = True
 
 
 def _shape_text(expected, dims):
@@ -948,10 +970,10 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         for n, expr in zip(a.shape, shape):
             if expr.isidentifier() and expr not in dims:
                 dims[expr] = n
+    _solve_dims(entries, dims)
     for label, a, shape in entries:
         if tuple(a.shape) != tuple(_size(e, dims) if all(
-                p.strip().rpartition("*")[2] in dims or p.strip().isdigit()
-                for p in e.split("+")) else -1 for e in shape):
+                d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
             raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
     for name, value in DIMS.items():
         dims.setdefault(name, value)

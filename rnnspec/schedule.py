@@ -80,24 +80,30 @@ def schedule(graph: Graph) -> Schedule:
     # positions: block k -> 2k, loop k -> 2k + 1
     topo = list(nx.lexicographical_topological_sort(cond, key=lambda c: min(scc_ops[c])))
     pos: Dict[int, int] = {}
+    # hard[c]: a position c can never be earlier than: after a chosen step (h[end]) of a loop,
+    # that loop must have finished, so nothing depending on it can join it
+    hard: Dict[int, int] = {}
     loop_dirs: List[int] = []
     for c in topo:
         preds = [pos[p] for p in cond.predecessors(c)]
         earliest = max([p + 1 if p % 2 else p for p in preds], default=0)
+        hard[c] = max([hard[p] for p in cond.predecessors(c)], default=0)
         if c in direction_of_scc:
             d = direction_of_scc[c]
-            if loop_dirs and loop_dirs[-1] == d and earliest <= 2 * len(loop_dirs):
+            if loop_dirs and loop_dirs[-1] == d and hard[c] < 2 * len(loop_dirs):
                 pos[c] = 2 * len(loop_dirs) - 1
             else:
                 loop_dirs.append(d)
                 pos[c] = 2 * len(loop_dirs) - 1
         else:
             pos[c] = earliest
+            if graph.ops[scc_ops[c][0]].op == "pick":
+                hard[c] = max(hard[c], earliest)
     for c in reversed(topo):  # ops between a loop and a later member of that loop join it
         if c in direction_of_scc:
             continue
         for s in cond.successors(c):
-            if pos[s] % 2 and pos[c] > pos[s]:
+            if pos[s] % 2 and pos[c] > pos[s] >= hard[c]:
                 pos[c] = pos[s]
     n_loops = len(loop_dirs)
     stages = []
