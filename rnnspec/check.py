@@ -543,9 +543,14 @@ class _Checker:
             self.rep.error(r, f"static value '{owner}' cannot depend on step {ix.var}",
                            f"pick one step: {name}[end]")
             return None
-        if ix.offset > 0:
-            self.rep.error(ix, f"'{name}[{ix.text()}]' refers to a future step; this network "
-                           f"runs forward in time", f"refer to {name}[{ix.var}] or earlier steps")
+        if ix.offset > 0 and not is_state:
+            kind = "an input" if what == "input" else "not a state"
+            self.rep.error(ix, f"'{name}[{ix.text()}]' refers to a later step, but '{name}' is "
+                           f"{kind} and has no value after the last step",
+                           f"for a recurrence running backward in time, declare a state: state "
+                           f"{name}: {size or 'SIZE'} = zeros" if what != "input" else
+                           f"feed {name}[{ix.var}] into a state that runs backward in time "
+                           f"(g[{ix.var}] = f(g[{ix.var}+1], {name}[{ix.var}]))")
             return None
         if ix.offset < 0 and not is_state:
             kind = "an input" if what == "input" else "not a state"

@@ -310,7 +310,8 @@ class _Codegen:
             if before:
                 em(f"{self.pyname[i]}[:{before}] = state0[{op.name!r}]")
             if after:
-                em(f"{self.pyname[i]}[T + {before}:] = state0[{op.name!r}]")
+                end = f"T + {before}" if before else "T"
+                em(f"{self.pyname[i]}[{end}:] = state0[{op.name!r}]")
 
     def final_index(self, name: str) -> str:
         """Where the state after the last step of its recurrence is: step T, or step 1 for a
@@ -583,7 +584,7 @@ class _Codegen:
             self.grad[i] = None
             return
         scatter = any(t.index is not None or t.delay for t in terms) or self.extra(i)
-        if op.op not in LEAVES:
+        if op.op not in LEAVES and (scatter or len(terms) > 1 or not _atomic(terms[0].text)):
             self.comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)

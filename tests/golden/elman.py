@@ -426,7 +426,6 @@ def backward(params, cache, d_outputs=None):
         d_s_add_2[t] = d_s[t + 1] * (1 - s[t + 1] * s[t + 1])
         d_s[t] += d_s_add_2[t] @ W
 
-    # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
     d_x = d_s_add_2 @ U
     d_V = _flat(d_o_add).T @ _flat(s[1:]) if d_o_add is not None else None
     d_W = _flat(d_s_add_2).T @ _flat(s[:T])

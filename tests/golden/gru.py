@@ -516,9 +516,6 @@ def backward(params, cache, d_outputs=None):
         d_z_add_2[t] = d_z[t] * z[t] * (1 - z[t])
         d_h[t] += d_z_add_2[t] @ Wz
 
-    # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
-    # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
     d_x = d_z_add_2 @ Uz + d_r_add_2 @ Ur + d_h_add_2 @ U
     d_V = _flat(d_o_add).T @ _flat(h[1:]) if d_o_add is not None else None
     d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)

@@ -556,10 +556,6 @@ def backward(params, cache, d_outputs=None):
         d_a_f[t] = d_f[t] * f[t] * (1 - f[t])
         d_h[t] += d_a_f[t] @ W_f_h
 
-    # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-    # q[t] = gate(x[t], h[t-1])  [line 23]
-    # g[t] = gate(x[t], h[t-1])  [line 22]
-    # f[t] = gate(x[t], h[t-1])  [line 21]
     d_x = d_a_f @ W_f_x + d_a_g @ W_g_x + d_a_q @ W_q_x + d_a_c @ W_c_x
     d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
     d_W_c_h = _flat(d_a_c).T @ _flat(h[:T])

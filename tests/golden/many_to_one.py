@@ -428,7 +428,6 @@ def backward(params, cache, d_outputs=None):
         d_h_add_2[t] = d_h[t + 1] * (1 - h[t + 1] * h[t + 1])
         d_h[t] += d_h_add_2[t] @ W
 
-    # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
     d_x = d_h_add_2 @ U
     d_V = _flat(d_o_add).T @ _flat(h_end) if d_o_add is not None else None
     d_W = _flat(d_h_add_2).T @ _flat(h[:T])

@@ -423,7 +423,6 @@ def backward(params, cache, d_outputs=None):
         d_h[t] += d_a_h[t] @ W_h_h3
         d_h[t + 2] += d_a_h[t] @ W_h_h1
 
-    # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
     d_x = d_a_h @ W_h_x
     d_W_o_h = _flat(d_a_o).T @ _flat(h[3:]) if d_a_o is not None else None
     d_W_h_h3 = _flat(d_a_h).T @ _flat(h[:T])
