@@ -42,6 +42,7 @@ class Ty:
     rows: Optional[Size] = None
     cols: Optional[Size] = None
     tk: int = PARAM
+    axis: Optional[str] = None  # the time axis of a per-step value
 
     def describe(self) -> str:
         if self.shape == "scalar":
@@ -58,6 +59,10 @@ class InputInfo:
     size: Size
     decl: ast.InputDecl
 
+    @property
+    def axis(self) -> Optional[str]:
+        return self.decl.axis
+
 
 @dataclass
 class TargetInfo:
@@ -66,6 +71,10 @@ class TargetInfo:
     kind: str  # 'class' | 'real'
     size: Size
     decl: ast.TargetDecl
+
+    @property
+    def axis(self) -> Optional[str]:
+        return self.decl.axis
 
 
 @dataclass
@@ -98,6 +107,10 @@ class ValueInfo:
     eq: ast.Equation
     size: Optional[Size] = None
     is_softmax: bool = False
+
+    @property
+    def axis(self) -> Optional[str]:
+        return self.eq.axis
 
 
 @dataclass
@@ -132,6 +145,7 @@ class Model:
     states: Dict[str, StateInfo]
     values: Dict[str, ValueInfo]
     losses: List[LossInfo]
+    axes: List[str]  # time axes in order of first use; the first is the main one
     types: Dict[ast.Node, Ty]
     connections: Dict[ast.Call, Connection]
     references: List[Tuple[str, str, object]]  # (source, value, delay or 'whole'), per equation ref
@@ -180,8 +194,9 @@ class _Checker:
         self.connections: Dict[ast.Call, Connection] = {}
         self.references: List[Tuple[str, str, object]] = []
         self.used: set = set()
-        self.axis: Optional[str] = None
-        self.axis_node: Optional[ast.Node] = None
+        self.axis: Optional[str] = None  # the main (first) time axis
+        self.axes: List[str] = []
+        self.cur_axis: Optional[str] = None  # the axis of the equation being typed
         self._inferring: set = set()
         self._typed_values: set = set()
 
@@ -233,7 +248,7 @@ class _Checker:
         self.check_unused()
         self.rep.raise_if_errors()
         return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
-                     self.consts, self.states, self.values, self.losses, self.types,
+                     self.consts, self.states, self.values, self.losses, self.axes, self.types,
                      self.connections, self.references, self.rep.warnings)
 
     # ----- declarations ----------------------------------------------------------------------
@@ -278,13 +293,11 @@ class _Checker:
         return acc if ok else None
 
     def use_axis(self, name: str, node: ast.Node) -> None:
+        """Sequences may run over several time axes (a source t = 1..Tx, a target i = 1..Ty)."""
         if self.axis is None:
             self.axis = name
-            self.axis_node = node
-        elif name != self.axis:
-            self.rep.error(node, f"time index '{name}' differs from '{self.axis}' used at line "
-                           f"{self.axis_node.line}", f"this network has one time axis; write "
-                           f"[{self.axis}]")
+        if name not in self.axes:
+            self.axes.append(name)
 
     def declare_input(self, st: ast.InputDecl) -> None:
         if st.axis:
@@ -409,7 +422,9 @@ class _Checker:
         if name in self._inferring:
             return info.size  # recursion through a (possibly illegal) cycle: use what is known
         self._inferring.add(name)
+        outer, self.cur_axis = self.cur_axis, info.axis
         ty = self.expr(eq.expr, info.seq, name, expected=info.size)
+        self.cur_axis = outer
         self._inferring.discard(name)
         self._typed_values.add(name)
         if ty is None:
@@ -439,8 +454,8 @@ class _Checker:
             self.rep.error(eq, f"'{name}[{eq.axis}]' does not depend on the step",
                            f"make it a static value: {name} = ...")
         if not info.seq and ty.tk == STEP:
-            self.rep.error(eq, f"static value '{name}' depends on step {self.axis}",
-                           f"write {name}[{self.axis}] = ... for a per-step value, or pick one "
+            self.rep.error(eq, f"static value '{name}' depends on step {ty.axis}",
+                           f"write {name}[{ty.axis}] = ... for a per-step value, or pick one "
                            f"step with [end]")
         return info.size
 
@@ -484,7 +499,8 @@ class _Checker:
                                    f"write {name}")
                     return None
                 return Ty("vec", inp.size, tk=STATIC)
-            return self.seq_ref(r, inp.size, seq, owner, is_state=False, what="input")
+            return self.seq_ref(r, inp.size, seq, owner, is_state=False, what="input",
+                                axis=inp.axis)
         if name in self.values:
             info = self.values[name]
             size = info.size if info.size is not None else self.value_size(name, info.eq)
@@ -492,7 +508,8 @@ class _Checker:
                 if ix is not None and ix.kind == "rel" and ix.offset != 0:
                     # a delayed or future reference to a value that is not a state (states have
                     # a size): wrong whatever the size, seq_ref says why
-                    return self.seq_ref(r, size, seq, owner, is_state=False, what="value")
+                    return self.seq_ref(r, size, seq, owner, is_state=False, what="value",
+                                        axis=info.axis)
                 # a same-step reference to a value being inferred (or that could not be, for the
                 # same reason): a cycle, reported with its path by check_cycles
                 self.references.append((name, owner, 0 if ix is None or ix.kind == "rel"
@@ -505,7 +522,8 @@ class _Checker:
                     return None
                 self.references.append((name, owner, 0))
                 return Ty("vec", size, tk=STATIC)
-            return self.seq_ref(r, size, seq, owner, is_state=name in self.states, what="value")
+            return self.seq_ref(r, size, seq, owner, is_state=name in self.states, what="value",
+                                axis=info.axis)
         if name in self.targets:
             self.rep.error(r, f"'{name}' is a target: targets can only be used in a loss",
                            "feed a value, not a target, into the network")
@@ -522,11 +540,12 @@ class _Checker:
         return None
 
     def seq_ref(self, r: ast.Ref, size: Size, seq: bool, owner: str, is_state: bool,
-                what: str) -> Optional[Ty]:
+                what: str, axis: Optional[str] = None) -> Optional[Ty]:
         name, ix = r.name, r.index
+        ax = axis or self.axis or "t"
         if ix is None:
             self.rep.error(r, f"'{name}' is a sequence: say which step", f"write {name}"
-                           f"[{self.axis or 't'}], {name}[{self.axis or 't'}-1] or {name}[end]")
+                           f"[{ax}], {name}[{ax}-1] or {name}[end] (or attend over it)")
             return None
         if ix.kind in ("abs", "end"):
             if ix.kind == "abs" and ix.offset < 1:
@@ -535,9 +554,21 @@ class _Checker:
                 return None
             self.references.append((name, owner, "whole"))
             return Ty("vec", size, tk=STATIC)
-        if ix.var != self.axis:
-            self.rep.error(ix, f"unknown time index '{ix.var}'",
-                           f"the time index of this network is '{self.axis}'")
+        if ix.var != ax:
+            if ix.var in self.axes:
+                self.rep.error(ix, f"'{name}' runs over steps {ax}, not {ix.var}",
+                               f"write {name}[{ax}]" + (f", or use {name}[end] or attend({name})"
+                                                         f" from the steps of {ix.var}"
+                                                         if self.cur_axis != ax else ""))
+            else:
+                self.rep.error(ix, f"unknown time index '{ix.var}'",
+                               f"the time index of '{name}' is '{ax}'")
+            return None
+        if seq and self.cur_axis != ax:
+            self.rep.error(r, f"'{name}[{ix.text()}]' runs over steps {ax}, but "
+                           f"'{owner}' is computed at each step {self.cur_axis}",
+                           f"a different sequence can be read as {name}[end] or through "
+                           f"attend(..., {name})")
             return None
         if not seq:
             self.rep.error(r, f"static value '{owner}' cannot depend on step {ix.var}",
@@ -561,7 +592,7 @@ class _Checker:
                            f"feed {name}[{ix.var}] into a state and delay that state instead")
             return None
         self.references.append((name, owner, -ix.offset))
-        return Ty("vec", size, tk=STEP)
+        return Ty("vec", size, tk=STEP, axis=ax)
 
     def binary(self, e: ast.Binary, seq: bool, owner: str, expected) -> Optional[Ty]:
         if e.op == "@":
@@ -585,22 +616,26 @@ class _Checker:
                                f"{unparse(e.left)} needs {b.rows} columns, or the vector size "
                                f"{a.cols}")
                 return None
-            return self.note(e, Ty("vec", a.rows, tk=max(a.tk, b.tk)))
+            return self.note(e, self.ty("vec", a.rows, None, max(a.tk, b.tk)))
         a = self.expr(e.left, seq, owner, expected)
         b = self.expr(e.right, seq, owner, expected)
         if a is None or b is None:
             return None
         tk = max(a.tk, b.tk)
         if a.shape == "scalar":
-            return self.note(e, Ty(b.shape, b.rows, b.cols, tk))
+            return self.note(e, self.ty(b.shape, b.rows, b.cols, tk))
         if b.shape == "scalar":
-            return self.note(e, Ty(a.shape, a.rows, a.cols, tk))
+            return self.note(e, self.ty(a.shape, a.rows, a.cols, tk))
         if a.shape != b.shape or a.rows != b.rows or a.cols != b.cols:
             self.rep.error(e, f"`{unparse(e)}`: {unparse(e.left)} is {a.describe()} but "
                            f"{unparse(e.right)} is {b.describe()}",
                            f"element-wise {e.op} needs equal sizes (or a scalar)")
             return None
-        return self.note(e, Ty(a.shape, a.rows, a.cols, tk))
+        return self.note(e, self.ty(a.shape, a.rows, a.cols, tk))
+
+    def ty(self, shape: str, rows, cols, tk: int) -> Ty:
+        """A type in the equation being checked (every per-step part of it is on its axis)."""
+        return Ty(shape, rows, cols, tk, self.cur_axis if tk == STEP else None)
 
     def call(self, c: ast.Call, seq: bool, owner: str, expected) -> Optional[Ty]:
         f = c.func
@@ -632,7 +667,7 @@ class _Checker:
                                    f"{t.describe()}", "pass vectors")
                     return None
                 total = total + t.rows
-            return self.note(c, Ty("vec", total, tk=max(t.tk for t in tys)))
+            return self.note(c, self.ty("vec", total, None, max(t.tk for t in tys)))
         if len(c.args) != 1:
             self.rep.error(c, f"{f}() takes one argument, got {len(c.args)}",
                            f"write {f}(expression)")
@@ -769,7 +804,7 @@ class _Checker:
         weights = [(f"W_{prefix}_{lab}", a) for lab, a in zip(labels, c.args)]
         self.connections[c] = Connection(prefix, weights, f"b_{prefix}" if bias else None,
                                          "sigmoid" if c.func == "gate" else None, size)
-        return self.note(c, Ty("vec", size, tk=max(t.tk for t in tys)))
+        return self.note(c, self.ty("vec", size, None, max(t.tk for t in tys)))
 
     # ----- losses ----------------------------------------------------------------------------
     def check_loss(self, st: ast.Loss) -> None:
@@ -818,27 +853,28 @@ class _Checker:
         tgt = self.targets[target.name]
         pix, tix = pred.index, target.index
         steps = None
+        ax = info.axis
         if info.seq:
             if pix is None:
                 self.rep.error(pred, f"'{pred.name}' is a sequence: say which step",
-                               f"write {pred.name}[{self.axis}] (every step) or "
+                               f"write {pred.name}[{ax}] (every step) or "
                                f"{pred.name}[end] (the last step)")
                 return
             if pix.kind == "rel":
-                if pix.offset != 0 or pix.var != self.axis:
-                    self.rep.error(pix, f"a per-step loss uses {pred.name}[{self.axis}]",
-                                   f"write {pred.name}[{self.axis}]")
+                if pix.offset != 0 or pix.var != ax:
+                    self.rep.error(pix, f"a per-step loss uses {pred.name}[{ax}]",
+                                   f"write {pred.name}[{ax}]")
                     return
                 if not tgt.seq or tix is None or tix.kind != "rel" or tix.offset != 0:
-                    self.rep.error(target, f"{pred.name}[{self.axis}] is compared at every step, "
-                                   f"so the target must be a sequence indexed [{self.axis}]",
-                                   f"declare target {target.name}[{self.axis}]: ... and write "
-                                   f"{target.name}[{self.axis}]")
+                    self.rep.error(target, f"{pred.name}[{ax}] is compared at every step, "
+                                   f"so the target must be a sequence indexed [{ax}]",
+                                   f"declare target {target.name}[{ax}]: ... and write "
+                                   f"{target.name}[{ax}]")
                     return
                 if st.select:
-                    if st.select.var != self.axis:
+                    if st.select.var != ax:
                         self.rep.error(st.select, f"unknown time index '{st.select.var}'",
-                                       f"write at {self.axis} = ...")
+                                       f"write at {ax} = ...")
                         return
                     for s in st.select.steps:
                         if s.kind == "abs" and s.offset < 1:
@@ -862,7 +898,7 @@ class _Checker:
                 return
             if st.select:
                 self.rep.error(st.select, "'at' selects steps of a per-step loss",
-                               f"use {pred.name}[{self.axis}] with at, or drop it")
+                               f"use {pred.name}[{ax}] with at, or drop it")
                 return
         size = info.size
         if size is None:

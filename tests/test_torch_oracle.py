@@ -1,18 +1,26 @@
-"""Cross-check of specs/torch_lstm.rnn and specs/torch_gru.rnn against PyTorch, a test-only oracle.
+"""Cross-check of specs/torch_{lstm,gru,bilstm,bigru}.rnn against PyTorch, a test-only oracle.
 
-torch.nn.LSTM / nn.GRU (one layer, float64, fixed seed) lend their weights to the generated
-module, split per gate in torch's order (LSTM: i, f, g, o; GRU: r, z, n). Both are run on the
-same random inputs and initial states; the per-step output h and the final states must agree,
-and so must the gradients (of every weight, re-assembled into torch's stacked layout, of x and
-of the initial states) of
+torch.nn.LSTM / nn.GRU (float64, fixed seed; one layer, or two bidirectional layers for the
+torch_bi*.rnn specs) lend their weights to the generated module, split per gate in torch's order
+(LSTM: i, f, g, o; GRU: r, z, n) and per layer and direction (torch's weight_*_l0, _l0_reverse,
+_l1, _l1_reverse <-> the spec's *_l0, *_l0r, *_l1, *_l1r). Both are run on the same random
+inputs and initial states (torch's h_0/c_0, (layers * directions, B, H), split into the spec's
+states hl0, hl0r, ...); the per-step output (h, or y = [hl1; hl1r]) and the final states must
+agree -- for a reverse direction torch's h_n is the state after step 1, as is the spec's final
+state -- and so must the gradients (of every weight, re-assembled into torch's stacked layout,
+of x and of the initial states) of
 
     sum(out * G_out) + sum(h_n * G_hn) [+ sum(c_n * G_cn)]
 
-for random upstream gradients G: all to 1e-10. A last check runs the generated module in
-float32 and compares it with its own float64 results.
+for random upstream gradients G: all to 1e-10. Variable-length batches are checked the same
+way against torch.nn.utils.rnn.pack_padded_sequence: only steps before each sequence's end
+count (G_out is zero past it, x holds random garbage there and gets exactly zero gradient), a
+forward direction ends at each sequence's own last step and a reverse one starts there.
+A last check runs the generated module in float32 and compares it with its own float64 results.
 """
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -27,9 +35,9 @@ F64 = torch.float64      # passed explicitly everywhere: torch's default dtype i
 ORACLE_TOL = dict(rtol=0, atol=1e-10)
 FLOAT32_TOL = dict(rtol=1e-4, atol=1e-4)
 
-# torch's stacked tensor -> the prefix of the spec's per-gate names cut from it
-TORCH_TO_SPEC = {"weight_ih_l0": "W_i", "weight_hh_l0": "W_h",
-                 "bias_ih_l0": "b_i", "bias_hh_l0": "b_h"}
+# torch's stacked tensor (less its layer/direction suffix) -> the prefix of the spec's
+# per-gate names cut from it
+TORCH_TO_SPEC = {"weight_ih": "W_i", "weight_hh": "W_h", "bias_ih": "b_i", "bias_hh": "b_h"}
 
 
 @dataclass(frozen=True)
@@ -37,48 +45,97 @@ class Cell:
     spec: str
     torch_cls: type
     gates: tuple     # torch's gate order, the order of the chunks of its stacked tensors
-    states: tuple    # names of the spec's states, in torch's order: (h,) or (h, c)
+    kinds: tuple     # torch's states, in its order: (h,) or (h, c)
+    output: str      # the spec's value that is torch's output
+    num_layers: int = 1
+    bidirectional: bool = False
+
+    @property
+    def layers(self):
+        """(torch's suffix, the spec's suffix) of every layer and direction, in torch's order
+        (that of the first axis of h_0 and h_n): _l0, _l0_reverse, _l1, ... <-> l0, l0r, l1, ...
+        A one-layer, one-direction spec has no suffix: W_ir, h."""
+        if self.num_layers == 1 and not self.bidirectional:
+            return (("_l0", ""),)
+        directions = (("", ""), ("_reverse", "r"))[:1 + self.bidirectional]
+        return tuple((f"_l{layer}{t}", f"l{layer}{s}")
+                     for layer in range(self.num_layers) for t, s in directions)
+
+    @property
+    def states(self):
+        """Names of the spec's states: kind + suffix, e.g. hl0r."""
+        return tuple(k + sfx for k in self.kinds for _, sfx in self.layers)
+
+    @property
+    def torch_params(self):
+        """(torch's parameter name, prefix and suffix of the spec's per-gate names cut from it)."""
+        return [(name + torch_sfx, prefix, f"_{sfx}" if sfx else "")
+                for torch_sfx, sfx in self.layers for name, prefix in TORCH_TO_SPEC.items()]
+
+    def to_torch(self, states):
+        """{spec state: (B, H)} -> {kind: (layers * directions, B, H)}, torch's layout."""
+        return {k: np.stack([states[k + sfx] for _, sfx in self.layers]) for k in self.kinds}
+
+    def from_torch(self, per_kind):
+        """The inverse of to_torch."""
+        return {k + sfx: per_kind[k][i] for k in self.kinds
+                for i, (_, sfx) in enumerate(self.layers)}
 
     def pack(self, tensors):
         """The states as torch takes and returns them: a tensor for one, a tuple for more."""
-        return tuple(tensors) if len(self.states) > 1 else tensors[0]
+        return tuple(tensors) if len(self.kinds) > 1 else tensors[0]
 
     def unpack(self, packed):
-        return dict(zip(self.states, packed if len(self.states) > 1 else (packed,)))
+        return dict(zip(self.kinds, packed if len(self.kinds) > 1 else (packed,)))
 
 
-LSTM = Cell("torch_lstm.rnn", torch.nn.LSTM, ("i", "f", "g", "o"), ("h", "c"))
-GRU = Cell("torch_gru.rnn", torch.nn.GRU, ("r", "z", "n"), ("h",))
+LSTM = Cell("torch_lstm.rnn", torch.nn.LSTM, ("i", "f", "g", "o"), ("h", "c"), output="h")
+GRU = Cell("torch_gru.rnn", torch.nn.GRU, ("r", "z", "n"), ("h",), output="h")
+BILSTM = Cell("torch_bilstm.rnn", torch.nn.LSTM, LSTM.gates, LSTM.kinds, output="y",
+              num_layers=2, bidirectional=True)
+BIGRU = Cell("torch_bigru.rnn", torch.nn.GRU, GRU.gates, GRU.kinds, output="y",
+             num_layers=2, bidirectional=True)
 CELLS = [pytest.param(LSTM, id="lstm"), pytest.param(GRU, id="gru")]
+BICELLS = [pytest.param(BILSTM, id="bilstm"), pytest.param(BIGRU, id="bigru")]
 DIMS = [pytest.param(None, id="spec-dims"),
         pytest.param({"hidden": 8, "in": 6}, id="in6-hidden8")]
 LENGTHS = [(1, 1), (7, 3), (50, 4)]    # (T, B)
+BILENGTHS = [(1, 1), (6, 3), (30, 2)]
+# a padded batch: (T, each sequence's length); in the second no sequence reaches T
+PADDED = [(6, (6, 2, 4, 1)), (8, (3, 7, 1, 5, 2))]
 
 
 # ----- weights: torch's stacked layout <-> the spec's per-gate params ----------------------------
-def split_gates(stacked, prefix, gates):
-    """A stacked (len(gates) * hidden, ...) array -> {prefix + gate: (hidden, ...) chunk}."""
-    return {prefix + g: chunk for g, chunk in zip(gates, np.split(stacked, len(gates), axis=0))}
+def split_gates(stacked, prefix, gates, suffix=""):
+    """A stacked (len(gates) * hidden, ...) array -> {prefix + gate + suffix: (hidden, ...)
+    chunk}."""
+    return {prefix + g + suffix: chunk
+            for g, chunk in zip(gates, np.split(stacked, len(gates), axis=0))}
 
 
-def join_gates(per_gate, prefix, gates):
+def join_gates(per_gate, prefix, gates, suffix=""):
     """The inverse of split_gates."""
-    return np.concatenate([per_gate[prefix + g] for g in gates], axis=0)
+    return np.concatenate([per_gate[prefix + g + suffix] for g in gates], axis=0)
 
 
-def spec_params_from_torch(rnn, gates):
+def spec_params_from_torch(rnn, cell):
     """The spec's params holding a copy of the torch module's weights."""
     params = {}
-    for torch_name, prefix in TORCH_TO_SPEC.items():
+    for torch_name, prefix, suffix in cell.torch_params:
         stacked = getattr(rnn, torch_name).detach().numpy().copy()
-        params.update(split_gates(stacked, prefix, gates))
+        params.update(split_gates(stacked, prefix, cell.gates, suffix))
     return params
 
 
-def torch_layout(per_gate, gates):
+def torch_layout(per_gate, cell):
     """Per-gate arrays keyed by the spec's names -> torch's stacked arrays, keyed by its names."""
-    return {torch_name: join_gates(per_gate, prefix, gates)
-            for torch_name, prefix in TORCH_TO_SPEC.items()}
+    return {torch_name: join_gates(per_gate, prefix, cell.gates, suffix)
+            for torch_name, prefix, suffix in cell.torch_params}
+
+
+def valid_steps(lengths, T):
+    """(T, B, 1) booleans, True before each sequence's end."""
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[..., None]
 
 
 # ----- nested dicts of arrays ---------------------------------------------------------------------
@@ -118,52 +175,87 @@ class Problem:
     params: dict          # the spec's params, copied from rnn
     x: np.ndarray         # (T, B, in)
     state0: dict          # {state: (B, hidden)}
-    d_outputs: dict       # {'h': G_out (T, B, hidden), 'final': {state: (B, hidden)}}
+    d_outputs: dict       # {output: G_out (T, B, out), 'final': {state: (B, hidden)}}
+    lengths: Optional[np.ndarray] = None   # (B,): a padded batch; x is random garbage past
+                                           # each end, G_out zero
 
 
-def make_problem(cell, mod, T, B, seed=0):
+def make_problem(cell, mod, T, B, seed=0, lengths=None):
     n_in, n_hidden = mod.DIMS["in"], mod.DIMS["hidden"]
+    n_out = n_hidden * (1 + cell.bidirectional)
     with torch.random.fork_rng(devices=[]):      # a fixed seed without touching the global RNG
         torch.manual_seed(seed)
-        rnn = cell.torch_cls(n_in, n_hidden, num_layers=1, dtype=F64)
+        rnn = cell.torch_cls(n_in, n_hidden, num_layers=cell.num_layers,
+                             bidirectional=cell.bidirectional, dtype=F64)
     rng = np.random.default_rng(seed)
     normal = lambda *shape: rng.standard_normal(shape)   # noqa: E731
-    return Problem(
+    prob = Problem(
         rnn=rnn,
-        params=spec_params_from_torch(rnn, cell.gates),
+        params=spec_params_from_torch(rnn, cell),
         x=normal(T, B, n_in),
         state0={s: normal(B, n_hidden) for s in cell.states},
-        d_outputs={"h": normal(T, B, n_hidden),
+        d_outputs={cell.output: normal(T, B, n_out),
                    "final": {s: normal(B, n_hidden) for s in cell.states}},
     )
+    if lengths is not None:
+        prob.lengths = np.asarray(lengths, dtype=np.int64)
+        valid = valid_steps(prob.lengths, T)
+        prob.x = np.where(valid, prob.x, 10 * normal(T, B, n_in))   # garbage past each end
+        prob.d_outputs[cell.output] *= valid
+    return prob
 
 
-def run_spec(mod, params, x, state0, d_outputs):
+def run_spec(mod, params, x, state0, d_outputs, lengths=None):
     """outputs and grads of the generated module."""
-    outputs, cache = mod.forward(params, {"x": x}, state0=state0)
+    outputs, cache = mod.forward(params, {"x": x}, state0=state0, lengths=lengths)
     return outputs, mod.backward(params, cache, d_outputs)
 
 
 def run_torch(cell, prob):
-    """torch's {'h', 'final'} and the gradients of sum(out * G_out) + sum(final * G_final),
-    shaped like the generated module's (params keyed by torch's names)."""
+    """torch's {output, 'final'} and the gradients of sum(out * G_out) + sum(final * G_final),
+    shaped like the generated module's (params keyed by torch's names). A padded batch goes
+    through pack_padded_sequence / pad_packed_sequence."""
     rnn = prob.rnn
     rnn.zero_grad()
     x = torch.tensor(prob.x, dtype=F64, requires_grad=True)
-    state0 = {s: torch.tensor(v[None], dtype=F64, requires_grad=True)   # (1 layer, B, H)
-              for s, v in prob.state0.items()}
-    out, final = rnn(x, cell.pack([state0[s] for s in cell.states]))
+    state0 = {k: torch.tensor(v, dtype=F64, requires_grad=True)   # (layers * directions, B, H)
+              for k, v in cell.to_torch(prob.state0).items()}
+    packed = x if prob.lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
+        x, torch.as_tensor(prob.lengths), enforce_sorted=False)
+    out, final = rnn(packed, cell.pack([state0[k] for k in cell.kinds]))
+    if prob.lengths is not None:
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=len(prob.x))
     final = cell.unpack(final)
-    d_final = prob.d_outputs["final"]
-    objective = (out * torch.tensor(prob.d_outputs["h"], dtype=F64)).sum() + sum(
-        (final[s] * torch.tensor(d_final[s][None], dtype=F64)).sum() for s in cell.states)
+    d_final = cell.to_torch(prob.d_outputs["final"])
+    objective = (out * torch.tensor(prob.d_outputs[cell.output], dtype=F64)).sum() + sum(
+        (final[k] * torch.tensor(d_final[k], dtype=F64)).sum() for k in cell.kinds)
     objective.backward()
-    outputs = {"h": out.detach().numpy(),
-               "final": {s: final[s].detach().numpy()[0] for s in cell.states}}
+    outputs = {cell.output: out.detach().numpy(),
+               "final": cell.from_torch({k: final[k].detach().numpy() for k in cell.kinds})}
     grads = {"params": {name: p.grad.numpy() for name, p in rnn.named_parameters()},
              "inputs": {"x": x.grad.numpy()},
-             "state0": {s: state0[s].grad.numpy()[0] for s in cell.states}}
+             "state0": cell.from_torch({k: state0[k].grad.numpy() for k in cell.kinds})}
     return outputs, grads
+
+
+def assert_matches_torch(cell, mod, prob):
+    """The generated module's outputs (before each sequence's end) and gradients are torch's."""
+    assert set(prob.params) == set(mod.PARAMS), "every spec param must come from torch"
+    outputs, grads = run_spec(mod, prob.params, prob.x, prob.state0, prob.d_outputs,
+                              prob.lengths)
+    ref_outputs, ref_grads = run_torch(cell, prob)
+
+    outputs = {cell.output: outputs[cell.output], "final": outputs["final"]}
+    if prob.lengths is not None:    # past each end: ours is left undefined, torch pads with 0
+        valid = valid_steps(prob.lengths, len(prob.x))
+        outputs[cell.output] = np.where(valid, outputs[cell.output], 0)
+        ref_outputs[cell.output] = np.where(valid, ref_outputs[cell.output], 0)
+        dx_past_end = np.where(valid, 0, grads["inputs"]["x"])
+        assert not dx_past_end.any(), "dx must be exactly zero past each sequence's end"
+    assert_trees_close(outputs, ref_outputs, **ORACLE_TOL)
+    assert set(grads["params"]) == set(mod.PARAMS)
+    grads = {**grads, "params": torch_layout(grads["params"], cell)}
+    assert_trees_close(grads, ref_grads, **ORACLE_TOL)
 
 
 # ----- the tests -----------------------------------------------------------------------------------
@@ -172,17 +264,24 @@ def run_torch(cell, prob):
 @pytest.mark.parametrize("cell", CELLS)
 def test_forward_and_backward_match_torch(cell, dims, T, B):
     mod = compile_spec(cell, dims)
-    prob = make_problem(cell, mod, T, B)
-    assert set(prob.params) == set(mod.PARAMS), "every spec param must come from torch"
+    assert_matches_torch(cell, mod, make_problem(cell, mod, T, B))
 
-    outputs, grads = run_spec(mod, prob.params, prob.x, prob.state0, prob.d_outputs)
-    ref_outputs, ref_grads = run_torch(cell, prob)
 
-    assert_trees_close({"h": outputs["h"], "final": outputs["final"]}, ref_outputs,
-                       **ORACLE_TOL)
-    assert set(grads["params"]) == set(mod.PARAMS)
-    grads = {**grads, "params": torch_layout(grads["params"], cell.gates)}
-    assert_trees_close(grads, ref_grads, **ORACLE_TOL)
+@pytest.mark.parametrize("T,B", BILENGTHS, ids=[f"T{T}-B{B}" for T, B in BILENGTHS])
+@pytest.mark.parametrize("cell", BICELLS)
+def test_two_layer_bidirectional_matches_torch(cell, T, B):
+    mod = compile_spec(cell, None)
+    assert_matches_torch(cell, mod, make_problem(cell, mod, T, B))
+
+
+@pytest.mark.parametrize("T,lengths", PADDED, ids=[f"T{T}-len{'-'.join(map(str, n))}"
+                                                   for T, n in PADDED])
+@pytest.mark.parametrize("cell", BICELLS + CELLS)
+def test_padded_batch_matches_packed_sequence(cell, T, lengths):
+    assert min(lengths) < T, "a reverse direction must start before the padded end"
+    mod = compile_spec(cell, None)
+    prob = make_problem(cell, mod, T, len(lengths), seed=1, lengths=lengths)
+    assert_matches_torch(cell, mod, prob)
 
 
 @pytest.mark.parametrize("T,B", [(7, 3), (50, 4)], ids=["T7-B3", "T50-B4"])
