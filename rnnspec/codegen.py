@@ -105,8 +105,26 @@ class _Codegen:
         self.dims_used: set = set()
         self.pyname: Dict[int, str] = {}
         self.taken: set = set(RESERVED)
+        self.main = self.m.axes[0] if self.m.axes else "t"
+        self.taken |= {self.tvar(a) for a in self.m.axes}
         self._assign_names()
         self.inline = {i: self._inlinable(i) for i in self.ops}
+
+    # ----- time axes -------------------------------------------------------------------------
+    def sfx(self, axis: Optional[str]) -> str:
+        """'' for the main axis, '_i' for another axis i (T_i, mask_i, last_i)."""
+        return "" if axis in (None, self.main) else f"_{axis}"
+
+    def tsym(self, axis: Optional[str]) -> str:
+        return "T" + self.sfx(axis)
+
+    def tvar(self, axis: Optional[str]) -> str:
+        """The loop variable of an axis: its own name (t, i, ...)."""
+        axis = axis or self.main
+        return axis if axis.isidentifier() and axis not in RESERVED - {"t"} else f"t_{axis}"
+
+    def axis_of(self, i: int) -> Optional[str]:
+        return self.ops[i].ty.axis
 
     # ----- names -----------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
@@ -170,18 +188,20 @@ class _Codegen:
     def window(self, name: str, i: int, delay: int) -> str:
         """All T steps of op i's buffer read ``delay`` steps back (negative: ahead)."""
         start = self.pad(i) - delay
+        T = self.tsym(self.axis_of(i))
         if self.extra(i) == 0:
             return name
         if start == 0:
-            return f"{name}[:T]"
+            return f"{name}[:{T}]"
         if start == self.extra(i):
             return f"{name}[{start}:]"
-        return f"{name}[{start}:T + {start}]"
+        return f"{name}[{start}:{T} + {start}]"
 
-    @staticmethod
-    def at_step(name: str, start: int) -> str:
-        return f"{name}[t]" if start == 0 else (f"{name}[t + {start}]" if start > 0
-                                                 else f"{name}[t - {-start}]")
+    def at_step(self, name: str, start: int, i: int) -> str:
+        """Op i's buffer ``name`` at the loop's current step, shifted by ``start``."""
+        t = self.tvar(self.axis_of(i))
+        return f"{name}[{t}]" if start == 0 else (f"{name}[{t} + {start}]" if start > 0
+                                                   else f"{name}[{t} - {-start}]")
 
     def val(self, i: int, delay: int, mode: str) -> str:
         """Text of op ``i`` read ``delay`` steps back, at step t (mode 'step') or for all steps."""
@@ -195,7 +215,7 @@ class _Codegen:
         if op.tk != STEP:
             return name
         if mode == "step":
-            return self.at_step(name, self.pad(i) - delay)
+            return self.at_step(name, self.pad(i) - delay, i)
         return self.window(name, i, delay)
 
     def pick_index(self, i: int) -> str:
@@ -207,8 +227,9 @@ class _Codegen:
         if ix.kind == "abs":
             return str(D + ix.offset - 1)
         c = D + ix.offset
-        return "last, batch" if c == 0 else (f"last + {c}, batch" if c > 0 else
-                                             f"last - {-c}, batch")
+        last = "last" + self.sfx(op.attrs["axis"])
+        return f"{last}, batch" if c == 0 else (f"{last} + {c}, batch" if c > 0 else
+                                                f"{last} - {-c}, batch")
 
     def expr(self, i: int, mode: str) -> str:
         op = self.ops[i]
@@ -254,6 +275,8 @@ class _Codegen:
     def weights_call(self, i: int) -> str:
         op = self.ops[i]
         args = ["dims"]
+        if self.sfx(op.attrs["axis"]):
+            args.append(f"{op.attrs['axis']!r}")
         if op.attrs["steps"]:
             steps = [(s.kind, s.offset) for s in op.attrs["steps"]]
             args.append(f"steps={steps!r}")
@@ -270,22 +293,19 @@ class _Codegen:
             em("params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,")
             em("INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.")
             em("T is needed only when no sequence is given; lengths (B,) gives each sequence's own")
-            em("length in a padded batch.  outputs holds every named value, outputs['final'] the")
-            em("states after the last step, and 'loss' when targets are given.")
+            em("length in a padded batch (with several time axes, both are dicts keyed by axis).")
+            em("outputs holds every named value, outputs['final'] the states after the last step,")
+            em("and 'loss' when targets are given.")
             em('"""')
             em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, "
                "T, lengths)")
-            em("T, B, dtype = dims['T'], dims['B'], dims['dtype']")
+            em(self.dims_line())
             body = Emitter()
             body.level = em.level
             self.forward_body(body)
             dim_lines = [f"n_{d} = dims[{d!r}]" for d in sorted(self.dims_used)]
             em.extend(dim_lines)
-            text = "\n".join(body.lines)
-            if re.search(r"\bmask\b", text):
-                em("mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length")
-            if re.search(r"\blast\b", text):
-                em("last, batch = dims['last'], np.arange(B)  # each sequence's last step")
+            self.mask_lines(em, "\n".join(body.lines), comments=True)
             for name_i in self.leaf_ids("param"):
                 em(f"{self.pyname[name_i]} = params[{self.ops[name_i].name!r}]")
             for name_i in self.leaf_ids("input"):
@@ -296,10 +316,27 @@ class _Codegen:
     def leaf_ids(self, kind: str) -> List[int]:
         return [i for i in self.s.order if self.ops[i].op == kind]
 
+    def dims_line(self) -> str:
+        names = ["T" + self.sfx(a) for a in (self.m.axes or [self.main])] + ["B", "dtype"]
+        return f"{', '.join(names)} = {', '.join(f'dims[{n!r}]' for n in names)}"
+
+    def mask_lines(self, em: Emitter, text: str, comments: bool = False) -> None:
+        """Bind the per-axis masks and last steps that ``text`` uses."""
+        for a in self.m.axes:
+            sfx = self.sfx(a)
+            if re.search(rf"\bmask{sfx}\b", text):
+                note = f"  # ({self.tsym(a)}, B, 1): True up to each sequence's length" \
+                    if comments else ""
+                em(f"mask{sfx} = _step_mask(dims{', ' + repr(a) if sfx else ''}){note}")
+            if re.search(rf"\blast{sfx}\b", text):
+                note = "  # each sequence's last step" if comments else ""
+                em(f"last{sfx}, batch = dims['last{sfx}'], np.arange(B){note}")
+
     def alloc(self, i: int) -> str:
         op = self.ops[i]
         E = self.extra(i)
-        T = "T" if E == 0 else f"T + {E}"
+        T = self.tsym(self.axis_of(i))
+        T = T if E == 0 else f"{T} + {E}"
         return f"np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)"
 
     def state_init(self, em: Emitter, i: int) -> None:
@@ -310,7 +347,8 @@ class _Codegen:
             if before:
                 em(f"{self.pyname[i]}[:{before}] = state0[{op.name!r}]")
             if after:
-                end = f"T + {before}" if before else "T"
+                T = self.tsym(self.axis_of(i))
+                end = f"{T} + {before}" if before else T
                 em(f"{self.pyname[i]}[{end}:] = state0[{op.name!r}]")
 
     def final_index(self, name: str) -> str:
@@ -320,16 +358,19 @@ class _Codegen:
         start = self.pad(i)
         if self.s.direction.get(i, 1) < 0:
             return str(start)
-        return "-1" if self.s.padding.get(i, (0, 0))[1] == 0 else f"T + {start - 1}"
+        if self.s.padding.get(i, (0, 0))[1] == 0:
+            return "-1"
+        return f"{self.tsym(self.axis_of(i))} + {start - 1}"
 
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
 
     def loop_header(self, k: int, backward: bool = False) -> str:
-        forward_in_time = self.s.stages[k].direction > 0
-        if forward_in_time != backward:
-            return "for t in range(T):"
-        return "for t in reversed(range(T)):"
+        stage = self.s.stages[k]
+        t, T = self.tvar(stage.axis), self.tsym(stage.axis)
+        if (stage.direction > 0) != backward:
+            return f"for {t} in range({T}):"
+        return f"for {t} in reversed(range({T})):"
 
     def forward_body(self, em: Emitter) -> None:
         losses = []
@@ -423,9 +464,10 @@ class _Codegen:
             em(f"{cur} = {text}")
             prev = self.carried(i)
             if prev:
-                em("if mask is not None:  # past its end, a sequence keeps its state")
+                mask, t = "mask" + self.sfx(self.axis_of(i)), self.tvar(self.axis_of(i))
+                em(f"if {mask} is not None:  # past its end, a sequence keeps its state")
                 with em.indent():
-                    em(f"{cur} = np.where(mask[t], {cur}, {prev})")
+                    em(f"{cur} = np.where({mask}[{t}], {cur}, {prev})")
         elif op.tk == STEP and self.extra(i):
             em(f"{name} = {self.alloc(i)}")
             self.state_init(em, i)
@@ -487,11 +529,8 @@ class _Codegen:
             em('"""')
             em("up = _upstream(d_outputs, cache)")
             em("dims = cache['dims']")
-            em("T, B, dtype = dims['T'], dims['B'], dims['dtype']")
-            if "mask" in used:
-                em("mask = _step_mask(dims)")
-            if "last" in used:
-                em("last, batch = dims['last'], np.arange(B)")
+            em(self.dims_line())
+            self.mask_lines(em, text)
             for d in sorted(self.dims_used):
                 if f"n_{d}" in used:
                     em(f"n_{d} = dims[{d!r}]")
@@ -672,15 +711,17 @@ class _Codegen:
                                for k, t in enumerate(terms))
             if buffered[i]:
                 gn = self.gname(i)
-                cur = self.at_step(gn, self.pad(i))
+                cur = self.at_step(gn, self.pad(i), i)
                 if terms:
                     loop_lines(f"{cur} += {total}")
                 if self.carried(i):
                     d = self.s.stages[k].direction
-                    prev = self.at_step(gn, self.pad(i) - d)
-                    loop_lines("if mask is not None:  # past its end, the state was carried over")
-                    loop_lines(f"    {prev} += ~mask[t] * {cur}")
-                    loop_lines(f"    {cur} *= mask[t]")
+                    prev = self.at_step(gn, self.pad(i) - d, i)
+                    mask = f"mask{self.sfx(self.axis_of(i))}[{self.tvar(self.axis_of(i))}]"
+                    mvar = mask.split("[")[0]
+                    loop_lines(f"if {mvar} is not None:  # past its end, the state was carried over")
+                    loop_lines(f"    {prev} += ~{mask} * {cur}")
+                    loop_lines(f"    {cur} *= {mask}")
                 self.grad[i] = Grad(cur, self.window(gn, i, 0))
             elif not terms:
                 self.grad[i] = None
@@ -689,9 +730,10 @@ class _Codegen:
                 self.grad[i] = Grad(total, self._alias_all(i, same))
             elif needs_all:
                 gn = self.gname(i)
-                pre_lines(f"{gn} = np.empty(({'T'}, B, {self.dim(op.ty.rows)}), dtype)")
-                loop_lines(f"{gn}[t] = {total}")
-                self.grad[i] = Grad(f"{gn}[t]", gn)
+                T, t = self.tsym(self.axis_of(i)), self.tvar(self.axis_of(i))
+                pre_lines(f"{gn} = np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)")
+                loop_lines(f"{gn}[{t}] = {total}")
+                self.grad[i] = Grad(f"{gn}[{t}]", gn)
             else:
                 gn = self.gname(i)
                 loop_lines(f"{gn} = {total}")
@@ -706,7 +748,7 @@ class _Codegen:
                     text = r.backward(pos, g.step, out, args, **self.attrs(op))
                     if text is None:
                         continue
-                    loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d)} += {text}")
+                    loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d, a)} += {text}")
         em.lines.extend(pre_lines.lines)
         em(self.loop_header(k, backward=True))
         if not loop_lines.lines:
@@ -739,7 +781,7 @@ class _Codegen:
             if (before or after) and g is not None and i in self.bufname:
                 gn = self.bufname[i]
                 parts = ([f"{gn}[:{before}].sum(axis=0)"] if before else []) + \
-                    ([f"{gn}[T + {before}:].sum(axis=0)"] if after else [])
+                    ([f"{gn}[{self.tsym(self.axis_of(i))} + {before}:].sum(axis=0)"] if after else [])
                 em(f"d_state0[{name!r}] = {' + '.join(parts)}")
             else:
                 em(f"d_state0[{name!r}] = np.zeros((B, {size}), dtype)")
@@ -795,6 +837,8 @@ class _Codegen:
         em("import numpy as np")
         em("")
         em(f"DIMS = {dict(m.dims)!r}")
+        axes = {a: self.tsym(a) for a in (m.axes or [self.main])}
+        em(f"AXES = {axes!r}  # time axis -> its number of steps in dims (the first is the main one)")
         em("PARAMS = {")
         with em.indent():
             for name, p in m.params.items():
@@ -809,13 +853,14 @@ class _Codegen:
         with em.indent():
             for name, inp in m.inputs.items():
                 em(f"{name!r}: {{'size': {inp.size.text()!r}, 'kind': "
-                   f"{'sequence' if inp.seq else 'static'!r}}},")
+                   f"{'sequence' if inp.seq else 'static'!r}{self.axis_meta(inp)}}},")
         em("}")
         em("TARGETS = {")
         with em.indent():
             for name, tg in m.targets.items():
                 em(f"{name!r}: {{'size': {tg.size.text()!r}, 'kind': "
-                   f"{'sequence' if tg.seq else 'static'!r}, 'type': {tg.kind!r}}},")
+                   f"{'sequence' if tg.seq else 'static'!r}, 'type': {tg.kind!r}"
+                   f"{self.axis_meta(tg)}}},")
         em("}")
         em("STATES = {")
         with em.indent():
@@ -827,7 +872,7 @@ class _Codegen:
         with em.indent():
             for name, v in m.values.items():
                 em(f"{name!r}: {{'size': {v.size.text()!r}, 'kind': "
-                   f"{'sequence' if v.seq else 'static'!r}}},")
+                   f"{'sequence' if v.seq else 'static'!r}{self.axis_meta(v)}}},")
         em("}")
         em(f"MIN_T = {self.min_T()}")
         em("")
@@ -849,16 +894,20 @@ class _Codegen:
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
 
-    def min_T(self) -> int:
-        need = 1
+    def axis_meta(self, info) -> str:
+        return f", 'axis': {info.axis!r}" if info.seq else ""
+
+    def min_T(self) -> dict:
+        """The fewest steps each axis needs (for h[3], h[end-2], loss at t = 5)."""
+        need = {self.tsym(a): 1 for a in (self.m.axes or [self.main])}
         for op in self.ops.values():
-            if op.op == "pick" and op.attrs["index"].kind == "abs":
-                need = max(need, op.attrs["index"].offset)
-            elif op.op == "pick":
-                need = max(need, 1 - op.attrs["index"].offset)
+            if op.op == "pick":
+                ix, key = op.attrs["index"], self.tsym(op.attrs["axis"])
+                need[key] = max(need[key], ix.offset if ix.kind == "abs" else 1 - ix.offset)
             if op.op in ("cross_entropy", "squared_error") and op.attrs["steps"]:
+                key = self.tsym(op.attrs["axis"])
                 for s in op.attrs["steps"]:
-                    need = max(need, s.offset if s.kind == "abs" else 1)
+                    need[key] = max(need[key], s.offset if s.kind == "abs" else 1)
         return need
 
 
@@ -938,13 +987,13 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
     for n, info in INPUTS.items():
         a = np.asarray(inputs[n], dtype=dtype)
         conv_inputs[n] = a
-        lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+        lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
         entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
     conv_targets = None
     if targets is not None:
         conv_targets = {}
         for n, info in TARGETS.items():
-            lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
             if info["type"] == "class":
                 a = np.asarray(targets[n])
                 if a.size and not np.issubdtype(a.dtype, np.integer):
@@ -961,10 +1010,15 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
     dims = {}
-    if T is not None:
-        if int(T) != T or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
-        dims["T"] = int(T)
+    main = next(iter(AXES))
+    for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+        if n is None:
+            continue
+        if axis not in AXES:
+            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"T must be a positive integer, got {n!r}")
+        dims[AXES[axis]] = int(n)
     for label, a, shape in entries:
         if a.ndim != len(shape):
             raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
@@ -978,25 +1032,36 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
             raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
     for name, value in DIMS.items():
         dims.setdefault(name, value)
-    if "T" not in dims:
-        raise ValueError("cannot tell the number of steps: no sequence was given; pass T=")
-    if dims["T"] < MIN_T:
-        raise ValueError(f"this network needs at least {MIN_T} steps, got T={dims['T']}")
-    if lengths is not None:
-        lengths = np.asarray(lengths)
-        if "B" in dims and lengths.shape != (dims["B"],) or lengths.ndim != 1:
-            raise ValueError(f"lengths has shape {lengths.shape}, expected (B,) = "
-                             f"({dims.get('B', len(lengths))},)")
-        if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
-            raise ValueError("lengths must hold integers")
-        if lengths.size and (lengths.min() < 1 or lengths.max() > dims["T"]):
-            raise ValueError(f"lengths must be between 1 and T = {dims['T']}, got "
-                             f"{lengths.min()}..{lengths.max()}")
-        dims.setdefault("B", len(lengths))
+    for axis, key in AXES.items():
+        if key not in dims:
+            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over {axis} "
+                             f"was given; pass {how}")
+        if dims[key] < MIN_T[key]:
+            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                             f"{key}={dims[key]}")
+    if lengths is not None and not isinstance(lengths, dict):
+        lengths = {main: lengths}
+    for axis, n in (lengths or {}).items():
+        if axis not in AXES:
+            raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        n = np.asarray(n)
+        key = AXES[axis]
+        label = "lengths" if axis == main else f"lengths[{axis!r}]"
+        if n.ndim != 1 or "B" in dims and n.shape != (dims["B"],):
+            raise ValueError(f"{label} has shape {n.shape}, expected (B,) = "
+                             f"({dims.get('B', n.size)},)")
+        if n.size and not np.issubdtype(n.dtype, np.integer):
+            raise ValueError(f"{label} must hold integers")
+        if n.size and (n.min() < 1 or n.max() > dims[key]):
+            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
+                             f"{n.min()}..{n.max()}")
+        dims.setdefault("B", len(n))
+        dims["lengths" + key[1:]] = n.astype(np.int64)
     dims.setdefault("B", 1)
-    dims["lengths"] = lengths
-    dims["last"] = (np.full(dims["B"], dims["T"] - 1) if lengths is None
-                    else lengths.astype(np.int64) - 1)
+    for axis, key in AXES.items():
+        n = dims.setdefault("lengths" + key[1:], None)
+        dims["last" + key[1:]] = np.full(dims["B"], dims[key] - 1) if n is None else n - 1
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -1026,18 +1091,20 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
     return params, conv_inputs, conv_targets, state0, dims
 
 
-def _step_mask(dims):
+def _step_mask(dims, axis=None):
     """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
-    if dims["lengths"] is None:
+    key = AXES[axis or next(iter(AXES))]
+    if dims["lengths" + key[1:]] is None:
         return None
-    return (np.arange(dims["T"])[:, None] <= dims["last"][None, :])[..., None]
+    return (np.arange(dims[key])[:, None] <= dims["last" + key[1:]][None, :])[..., None]
 
 
-def _loss_weights(dims, steps=None, mean=False):
+def _loss_weights(dims, axis=None, steps=None, mean=False):
     """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
     sequence's own length), divided by their number for a mean.  None: every step counts once."""
-    T, B, last = dims["T"], dims["B"], dims["last"]
-    if steps is None and dims["lengths"] is None and not mean:
+    key = AXES[axis or next(iter(AXES))]
+    T, B, last = dims[key], dims["B"], dims["last" + key[1:]]
+    if steps is None and dims["lengths" + key[1:]] is None and not mean:
         return None
     if steps is None:
         w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
@@ -1080,13 +1147,15 @@ def _upstream(d_outputs, cache):
         elif n in OUTPUTS:
             info = OUTPUTS[n]
             g = np.asarray(g, dtype=dims["dtype"])
-            lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
             shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
-            if info["kind"] == "sequence" and dims["lengths"] is not None:
-                g = g * _step_mask(dims)  # steps past a sequence's end get no gradient
+            if info["kind"] == "sequence":
+                mask = _step_mask(dims, info["axis"])
+                if mask is not None:
+                    g = g * mask  # steps past a sequence's end get no gradient
             up[n] = g
         else:
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "

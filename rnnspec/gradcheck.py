@@ -91,17 +91,23 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0, lengths=None):
     """Seeded random params, inputs, targets, initial states and upstream gradients (zero past
     each sequence's end when ``lengths`` is given: those steps have no defined value)."""
     rng = np.random.default_rng(seed)
-    d = {**mod.DIMS, **(dims or {}), "T": T, "B": batch}
+    d = {**mod.DIMS, **(dims or {})}
     size = lambda expr: mod._size(expr, d)  # noqa: E731
+    steps = per_axis(mod, T)
+    main = next(iter(mod.AXES))
+    if lengths is not None and not isinstance(lengths, dict):
+        lengths = {main: lengths}
+
+    def lead_of(info):
+        return (steps[info["axis"]], batch) if info["kind"] == "sequence" else (batch,)
     params = mod.init_params(dims, seed=seed)
     params = {k: v + rng.normal(0.0, 0.1, v.shape) for k, v in params.items()}
     inputs = {}
     for n, info in mod.INPUTS.items():
-        lead = (T, batch) if info["kind"] == "sequence" else (batch,)
-        inputs[n] = rng.normal(0.0, 1.0, lead + (size(info["size"]),))
+        inputs[n] = rng.normal(0.0, 1.0, lead_of(info) + (size(info["size"]),))
     targets = {}
     for n, info in mod.TARGETS.items():
-        lead = (T, batch) if info["kind"] == "sequence" else (batch,)
+        lead = lead_of(info)
         if info["type"] == "class":
             targets[n] = rng.integers(0, size(info["size"]), lead)
         else:
@@ -112,13 +118,25 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0, lengths=None):
             state0[n] = rng.normal(0.0, 0.5, (batch, size(info["size"])))
     upstream = {}
     for n, info in mod.OUTPUTS.items():
-        lead = (T, batch) if info["kind"] == "sequence" else (batch,)
+        lead = lead_of(info)
         upstream[n] = rng.normal(0.0, 1.0, lead + (size(info["size"]),))
-        if lengths is not None and info["kind"] == "sequence":
-            upstream[n] *= (np.arange(T)[:, None] < np.asarray(lengths)[None, :])[..., None]
+        if lengths and info["kind"] == "sequence" and info["axis"] in lengths:
+            n_ax = np.asarray(lengths[info["axis"]])
+            upstream[n] *= (np.arange(lead[0])[:, None] < n_ax[None, :])[..., None]
     upstream["final"] = {n: rng.normal(0.0, 1.0, (batch, size(info["size"])))
                          for n, info in mod.STATES.items()}
     return params, inputs, targets or None, state0, upstream
+
+
+def per_axis(mod, T) -> Dict[str, int]:
+    """Steps per time axis: ``T`` is an int (every axis) or a dict {axis: steps}."""
+    if isinstance(T, dict):
+        unknown = set(T) - set(mod.AXES)
+        if unknown:
+            raise ValueError(f"T has unknown time axes {sorted(unknown)}; the axes are "
+                             f"{list(mod.AXES)}")
+        return {a: int(T.get(a, 5)) for a in mod.AXES}
+    return {a: int(T) for a in mod.AXES}
 
 
 def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str, int]] = None,
@@ -126,8 +144,11 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
               directions: int = 3, eps: float = 1e-5, rtol: float = 1e-6, atol: float = 1e-8,
               lengths=None) -> GradcheckReport:
     """Check the analytic gradients of ``spec`` (a module, a .rnn path or spec text); with
-    ``lengths`` (batch,), as a padded batch of sequences of those lengths."""
+    ``lengths`` (batch,), as a padded batch of sequences of those lengths.  ``T`` is the number
+    of steps of every time axis, or a dict {axis: steps}."""
     mod = _module_for(spec, dims)
+    T = {mod.AXES[a]: n for a, n in per_axis(mod, T).items()}  # keyed like dims: T, T_i
+    T = {a: T[key] for a, key in mod.AXES.items()}
     params, inputs, targets, state0, upstream = random_problem(mod, dims, T, batch, seed,
                                                                lengths)
     has_loss = bool(mod.TARGETS) and targets is not None
@@ -193,4 +214,5 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     return GradcheckReport(name, rows, rtol, atol, eps,
                            "directional" if directional else "every entry", noise,
                            {**{k: v for k, v in {**mod.DIMS, **(dims or {})}.items()},
-                            "T": T, "batch": batch, "seed": seed})
+                            **{mod.AXES[a]: n for a, n in T.items()}, "batch": batch,
+                            "seed": seed})

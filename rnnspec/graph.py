@@ -129,25 +129,23 @@ class _Lowering:
                                          name, name)
         for name, inp in m.inputs.items():
             self.leaves[name] = self.new("input", [], Ty("vec", inp.size,
-                                                         tk=STEP if inp.seq else STATIC),
-                                         name, name)
+                                                         tk=STEP if inp.seq else STATIC,
+                                                         axis=inp.axis), name, name)
         for name, tg in m.targets.items():
             self.leaves[name] = self.new("target", [], Ty("vec", tg.size,
-                                                          tk=STEP if tg.seq else STATIC),
-                                         name, name)
+                                                          tk=STEP if tg.seq else STATIC,
+                                                          axis=tg.axis), name, name)
         for name, v in m.values.items():
             self.stmt = v.eq
             self.owner = name
             key, delay = self.expr(v.eq.expr)
             if delay or not isinstance(key, int) or self.ops[key].name is not None:
                 ty = self.ops[key].ty if isinstance(key, int) else Ty(
-                    "vec", v.size, tk=STEP if v.seq else STATIC)
+                    "vec", v.size, tk=STEP if v.seq else STATIC, axis=v.axis)
                 key = self.new("identity", [(key, delay)], ty, name)
             op = self.ops[key]
             op.name = name
             op.label = name
-            if v.seq and op.ty.tk != STEP:  # e.g. h[t] = W @ c (static): broadcast over steps
-                op.ty = Ty(op.ty.shape, op.ty.rows, op.ty.cols, STEP)
             self.values[name] = key
         self.resolve()
         for loss in m.losses:
@@ -214,7 +212,9 @@ class _Lowering:
         label = f"{name}_end" if ix.kind == "end" else f"{name}_{ix.offset}"
         if ix.kind == "end" and ix.offset:
             label = f"{name}_end{-ix.offset}"
-        return self.new("pick", [(key, 0)], Ty("vec", size, tk=STATIC), label, index=ix), 0
+        axis = m.inputs[name].axis if name in m.inputs else m.values[name].axis
+        return self.new("pick", [(key, 0)], Ty("vec", size, tk=STATIC), label, index=ix,
+                        axis=axis), 0
 
     def connection(self, c: ast.Call) -> int:
         conn = self.m.connections[c]
@@ -224,13 +224,14 @@ class _Lowering:
             s = self.expr(src)
             sty = self.m.types[src]
             term = self.new("matvec", [(self.leaves[wname], 0), s],
-                            Ty("vec", conn.size, tk=sty.tk), f"{wname}_{self.label_of(s)}")
+                            Ty("vec", conn.size, tk=sty.tk, axis=sty.axis),
+                            f"{wname}_{self.label_of(s)}")
             acc = term if acc is None else self.new(
-                "add", [(acc, 0), (term, 0)], Ty("vec", conn.size, tk=max(
-                    self.ops[acc].tk, sty.tk)), f"{conn.prefix}_sum")
+                "add", [(acc, 0), (term, 0)], Ty("vec", conn.size, tk=ty.tk, axis=ty.axis),
+                f"{conn.prefix}_sum")
         if conn.bias:
             acc = self.new("add", [(acc, 0), (self.leaves[conn.bias], 0)],
-                           Ty("vec", conn.size, tk=self.ops[acc].tk), f"a_{conn.prefix}")
+                           Ty("vec", conn.size, tk=ty.tk, axis=ty.axis), f"a_{conn.prefix}")
         if conn.activation:
             acc = self.new(conn.activation, [(acc, 0)], ty, f"{conn.prefix}_gate")
         return acc
@@ -250,9 +251,9 @@ class _Lowering:
                 return key
             src = self.ops[key]
             return self.new("pick", [(key, 0)], Ty("vec", src.ty.rows, tk=STATIC),
-                            f"{src.label}_end", index=pred.index)
+                            f"{src.label}_end", index=pred.index, axis=src.ty.axis)
 
-        attrs = dict(steps=loss.steps, reduce=loss.reduce, tk=tk)
+        attrs = dict(steps=loss.steps, reduce=loss.reduce, tk=tk, axis=m.values[pred.name].axis)
         if loss.func == "cross_entropy":
             z, zdelay = self.ops[o].args[0]
             if zdelay:

@@ -10,7 +10,8 @@ Out: a ``Schedule``: the computation as a sequence of *stages*, alternating
 
 A recurrence is a strongly connected component of the graph (a cycle must go through a delay).
 Its direction comes from the sign of its delays; both signs in one cycle is an error.  Each
-recurrence joins the previous loop when that loop runs in the same direction (so an LSTM's gates
+recurrence joins the previous loop when that loop runs over the same time axis in the same
+direction (so an LSTM's gates
 and a deep RNN's two layers share one loop), otherwise it opens a new loop (a bidirectional
 layer: a forward loop, then a backward loop).  An op that is not recurrent is computed in the
 earliest block after everything it reads, except when it sits between a loop and a recurrence
@@ -22,7 +23,7 @@ step T: the largest past and future delay it is read with) and the consumers of 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Set, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 import networkx as nx
 
@@ -35,6 +36,7 @@ class Stage:
     kind: str  # 'all' or 'loop'
     direction: int  # +1 forward, -1 backward (loops); 0 for blocks
     ops: List[int]
+    axis: Optional[str] = None  # the time axis a loop runs over
 
 
 @dataclass
@@ -76,14 +78,15 @@ def schedule(graph: Graph) -> Schedule:
         if len(ops) > 1 or g.has_edge(ops[0], ops[0]):
             if len(signs) > 1:
                 _mixed_direction_error(graph, ops)
-            direction_of_scc[c] = signs.pop() if signs else 1
+            axis = next((graph.ops[i].ty.axis for i in ops if graph.ops[i].ty.axis), None)
+            direction_of_scc[c] = (axis, signs.pop() if signs else 1)
     # positions: block k -> 2k, loop k -> 2k + 1
     topo = list(nx.lexicographical_topological_sort(cond, key=lambda c: min(scc_ops[c])))
     pos: Dict[int, int] = {}
     # hard[c]: a position c can never be earlier than: after a chosen step (h[end]) of a loop,
     # that loop must have finished, so nothing depending on it can join it
     hard: Dict[int, int] = {}
-    loop_dirs: List[int] = []
+    loop_dirs: List[Tuple[Optional[str], int]] = []  # (axis, direction) of each loop
     for c in topo:
         preds = [pos[p] for p in cond.predecessors(c)]
         earliest = max([p + 1 if p % 2 else p for p in preds], default=0)
@@ -109,7 +112,8 @@ def schedule(graph: Graph) -> Schedule:
     stages = []
     for k in range(2 * n_loops + 1):
         if k % 2:
-            stages.append(Stage("loop", loop_dirs[k // 2], []))
+            axis, direction = loop_dirs[k // 2]
+            stages.append(Stage("loop", direction, [], axis))
         else:
             stages.append(Stage("all", 0, []))
     order = list(nx.lexicographical_topological_sort(_acyclic(g, members, pos), key=lambda n: n))

@@ -33,6 +33,7 @@ The spec:
 import numpy as np
 
 DIMS = {'in': 3, 'hidden': 5, 'classes': 4}
+AXES = {'t': 'T'}  # time axis -> its number of steps in dims (the first is the main one)
 PARAMS = {
     'U': ('hidden', 'in'),
     'W': ('hidden', 'hidden'),
@@ -48,7 +49,7 @@ INITS = {
     'c': ('zeros', None),
 }
 INPUTS = {
-    'x': {'size': 'in', 'kind': 'sequence'},
+    'x': {'size': 'in', 'kind': 'sequence', 'axis': 't'},
 }
 TARGETS = {
     'y': {'size': 'classes', 'kind': 'static', 'type': 'class'},
@@ -57,10 +58,10 @@ STATES = {
     'h': {'size': 'hidden', 'init': 'zeros', 'from': None},
 }
 OUTPUTS = {
-    'h': {'size': 'hidden', 'kind': 'sequence'},
+    'h': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
     'o': {'size': 'classes', 'kind': 'static'},
 }
-MIN_T = 1
+MIN_T = {'T': 1}
 
 
 def _cross_entropy(z, y, w=None):
@@ -164,13 +165,13 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
     for n, info in INPUTS.items():
         a = np.asarray(inputs[n], dtype=dtype)
         conv_inputs[n] = a
-        lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+        lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
         entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
     conv_targets = None
     if targets is not None:
         conv_targets = {}
         for n, info in TARGETS.items():
-            lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
             if info["type"] == "class":
                 a = np.asarray(targets[n])
                 if a.size and not np.issubdtype(a.dtype, np.integer):
@@ -187,10 +188,15 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
     dims = {}
-    if T is not None:
-        if int(T) != T or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T!r}")
-        dims["T"] = int(T)
+    main = next(iter(AXES))
+    for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+        if n is None:
+            continue
+        if axis not in AXES:
+            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"T must be a positive integer, got {n!r}")
+        dims[AXES[axis]] = int(n)
     for label, a, shape in entries:
         if a.ndim != len(shape):
             raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
@@ -204,25 +210,36 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
             raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
     for name, value in DIMS.items():
         dims.setdefault(name, value)
-    if "T" not in dims:
-        raise ValueError("cannot tell the number of steps: no sequence was given; pass T=")
-    if dims["T"] < MIN_T:
-        raise ValueError(f"this network needs at least {MIN_T} steps, got T={dims['T']}")
-    if lengths is not None:
-        lengths = np.asarray(lengths)
-        if "B" in dims and lengths.shape != (dims["B"],) or lengths.ndim != 1:
-            raise ValueError(f"lengths has shape {lengths.shape}, expected (B,) = "
-                             f"({dims.get('B', len(lengths))},)")
-        if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
-            raise ValueError("lengths must hold integers")
-        if lengths.size and (lengths.min() < 1 or lengths.max() > dims["T"]):
-            raise ValueError(f"lengths must be between 1 and T = {dims['T']}, got "
-                             f"{lengths.min()}..{lengths.max()}")
-        dims.setdefault("B", len(lengths))
+    for axis, key in AXES.items():
+        if key not in dims:
+            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over {axis} "
+                             f"was given; pass {how}")
+        if dims[key] < MIN_T[key]:
+            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                             f"{key}={dims[key]}")
+    if lengths is not None and not isinstance(lengths, dict):
+        lengths = {main: lengths}
+    for axis, n in (lengths or {}).items():
+        if axis not in AXES:
+            raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        n = np.asarray(n)
+        key = AXES[axis]
+        label = "lengths" if axis == main else f"lengths[{axis!r}]"
+        if n.ndim != 1 or "B" in dims and n.shape != (dims["B"],):
+            raise ValueError(f"{label} has shape {n.shape}, expected (B,) = "
+                             f"({dims.get('B', n.size)},)")
+        if n.size and not np.issubdtype(n.dtype, np.integer):
+            raise ValueError(f"{label} must hold integers")
+        if n.size and (n.min() < 1 or n.max() > dims[key]):
+            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
+                             f"{n.min()}..{n.max()}")
+        dims.setdefault("B", len(n))
+        dims["lengths" + key[1:]] = n.astype(np.int64)
     dims.setdefault("B", 1)
-    dims["lengths"] = lengths
-    dims["last"] = (np.full(dims["B"], dims["T"] - 1) if lengths is None
-                    else lengths.astype(np.int64) - 1)
+    for axis, key in AXES.items():
+        n = dims.setdefault("lengths" + key[1:], None)
+        dims["last" + key[1:]] = np.full(dims["B"], dims[key] - 1) if n is None else n - 1
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -252,18 +269,20 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
     return params, conv_inputs, conv_targets, state0, dims
 
 
-def _step_mask(dims):
+def _step_mask(dims, axis=None):
     """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
-    if dims["lengths"] is None:
+    key = AXES[axis or next(iter(AXES))]
+    if dims["lengths" + key[1:]] is None:
         return None
-    return (np.arange(dims["T"])[:, None] <= dims["last"][None, :])[..., None]
+    return (np.arange(dims[key])[:, None] <= dims["last" + key[1:]][None, :])[..., None]
 
 
-def _loss_weights(dims, steps=None, mean=False):
+def _loss_weights(dims, axis=None, steps=None, mean=False):
     """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
     sequence's own length), divided by their number for a mean.  None: every step counts once."""
-    T, B, last = dims["T"], dims["B"], dims["last"]
-    if steps is None and dims["lengths"] is None and not mean:
+    key = AXES[axis or next(iter(AXES))]
+    T, B, last = dims[key], dims["B"], dims["last" + key[1:]]
+    if steps is None and dims["lengths" + key[1:]] is None and not mean:
         return None
     if steps is None:
         w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
@@ -306,13 +325,15 @@ def _upstream(d_outputs, cache):
         elif n in OUTPUTS:
             info = OUTPUTS[n]
             g = np.asarray(g, dtype=dims["dtype"])
-            lead = ("T", "B") if info["kind"] == "sequence" else ("B",)
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
             shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
-            if info["kind"] == "sequence" and dims["lengths"] is not None:
-                g = g * _step_mask(dims)  # steps past a sequence's end get no gradient
+            if info["kind"] == "sequence":
+                mask = _step_mask(dims, info["axis"])
+                if mask is not None:
+                    g = g * mask  # steps past a sequence's end get no gradient
             up[n] = g
         else:
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
@@ -326,8 +347,9 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
     INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
     T is needed only when no sequence is given; lengths (B,) gives each sequence's own
-    length in a padded batch.  outputs holds every named value, outputs['final'] the
-    states after the last step, and 'loss' when targets are given.
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.
     """
     params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
