@@ -376,11 +376,17 @@ class _Checker:
                                f"{inp.size}, but the state has size {info.size}",
                                "the initial value must have the state's size")
             info.init, info.init_name = "input", init
+        elif init in self.values and init not in self.states:
+            # a static value computed by the network, e.g. an encoder's context C = h[end]
+            self.used.add(init)
+            info.init, info.init_name = "value", init
+            self.references.append((init, st.name, "init"))
         else:
             self.rep.error(pos, f"unknown initial value '{init}' for state '{st.name}'",
-                           _suggest(init, list(self.params) + list(self.inputs))
-                           or "use zeros, given (passed in state0), a parameter, or a static "
-                           "input")
+                           _suggest(init, list(self.params) + list(self.inputs) +
+                                    list(self.values))
+                           or "use zeros, given (passed in state0), a parameter, a static "
+                           "input or a static value")
 
     def declare_value(self, eq: ast.Equation) -> None:
         if eq.axis:
@@ -932,6 +938,16 @@ class _Checker:
             if name not in self.values:
                 self.rep.error(st.decl, f"state '{name}' has no equation",
                                f"add one: {name}[{self.axis or 't'}] = ...")
+            if st.init == "value":
+                v = self.values[st.init_name]
+                pos = (st.decl.init_line, st.decl.init_column)
+                if v.seq:
+                    self.rep.error(pos, f"initial value of state '{name}': '{v.name}' is a "
+                                   f"sequence", f"pick one step: {v.name} = ...[end]")
+                elif v.size is not None and v.size != st.size:
+                    self.rep.error(pos, f"initial value of state '{name}': '{v.name}' has size "
+                                   f"{v.size}, but the state has size {st.size}",
+                                   "the initial value must have the state's size")
 
     def check_cycles(self) -> None:
         g = nx.DiGraph()
@@ -942,7 +958,7 @@ class _Checker:
                 if delay == 0:
                     g.add_edge(src, dst)
                 full.add_edge(src, dst)
-                if delay == "whole" and (src, dst) not in picked:
+                if delay in ("whole", "init") and (src, dst) not in picked:
                     picked.append((src, dst))
         for cycle in nx.simple_cycles(g):
             names = list(cycle)

@@ -344,12 +344,16 @@ class _Codegen:
         op = self.ops[i]
         before, after = self.s.padding.get(i, (0, 0))
         if op.name in self.m.states:
+            st = self.m.states[op.name]
+            init = f"state0[{op.name!r}]"
+            if st.init == "value":  # computed by the network, unless state0 overrides it
+                init = f"state0.get({op.name!r}, {self.pyname[self.g.values[st.init_name]]})"
             if before:
-                em(f"{self.pyname[i]}[:{before}] = state0[{op.name!r}]")
+                em(f"{self.pyname[i]}[:{before}] = {init}")
             if after:
                 T = self.tsym(self.axis_of(i))
                 end = f"{T} + {before}" if before else T
-                em(f"{self.pyname[i]}[{end}:] = state0[{op.name!r}]")
+                em(f"{self.pyname[i]}[{end}:] = {init}")
 
     def final_index(self, name: str) -> str:
         """Where the state after the last step of its recurrence is: step T, or step 1 for a
@@ -599,6 +603,21 @@ class _Codegen:
                               index=self.final_index(op.name)))
         return terms
 
+    def init_terms(self, i: int) -> List[Term]:
+        """Gradients into a static value that initializes states (s[0] = C)."""
+        terms = []
+        for name, st in self.m.states.items():
+            s = self.g.values[name]
+            if st.init != "value" or self.g.values[st.init_name] != i or s not in self.bufname:
+                continue
+            before, after = self.s.padding.get(s, (0, 0))
+            gn, T = self.bufname[s], self.tsym(self.axis_of(s))
+            parts = ([f"{gn}[:{before}].sum(axis=0)"] if before else []) + \
+                ([f"{gn}[{T} + {before}:].sum(axis=0)"] if after else [])
+            if parts:
+                terms.append(Term(" + ".join(parts), f"not cache['state0_given'][{name!r}]"))
+        return terms
+
     def gname(self, i: int) -> str:
         if i not in self.bufname:
             self.bufname[i] = self.fresh("d_" + self.pyname[i])
@@ -617,7 +636,7 @@ class _Codegen:
         if op.op in ("cross_entropy", "squared_error"):
             self.grad[i] = Grad(None, "d_loss", "d_loss is not None")
             return
-        terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
+        terms = self.terms_from(i, cons, "all") + self.upstream_terms(i) + self.init_terms(i)
         last = self.last
         if not terms:
             self.grad[i] = None
@@ -1078,6 +1097,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         if info["init"] == "given":
             raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
                              f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+        if info["init"] == "value":  # computed by the network in forward
+            continue
         if info["init"] == "param":
             state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
                                         (dims["B"], size))

@@ -70,7 +70,7 @@ class Graph:
             seen.add((src, dst, delay))
             g.add_edge(src, dst, delay=delay)
         for name, st in m.states.items():
-            if st.init in ("param", "input") and (params or st.init == "input"):
+            if st.init in ("param", "input", "value") and (params or st.init != "param"):
                 g.add_node(st.init_name, kind=st.init)
                 g.add_edge(st.init_name, name, delay="init")
         if params:
@@ -153,6 +153,10 @@ class _Lowering:
         g = nx.DiGraph()
         for i, op in self.ops.items():
             g.add_node(i)
+        for name, st in m.states.items():  # s[0] = C: C must be computed before s's loop
+            if st.init == "value":
+                g.add_edge(self.values[st.init_name], self.values[name], delay="init",
+                           delays={"init"})
         for i, op in self.ops.items():
             for a, d in op.args:
                 if g.has_edge(a, i):

@@ -11,11 +11,15 @@ from rnnspec.gradcheck import random_problem
 SEQ_SPECS = [p for p in spec_paths() if "[t]" in p.read_text()]
 
 
+LENGTHS = [np.array([7, 3, 1, 5]), np.array([2, 7, 4, 1])]  # per time axis, in order
+
+
 def _slice(mod, arrays, kinds, b, n):
+    """Sequence b alone, cut to its own lengths n (a dict axis -> length)."""
     out = {}
     for name, a in arrays.items():
-        kind = kinds[name]["kind"] if name in kinds else "static"
-        out[name] = a[:n, b:b + 1] if kind == "sequence" else a[b:b + 1]
+        info = kinds.get(name, {"kind": "static"})
+        out[name] = a[:n[info["axis"]], b:b + 1] if info["kind"] == "sequence" else a[b:b + 1]
     return out
 
 
@@ -24,13 +28,14 @@ def test_padded_batch_equals_sequences_one_by_one(path):
     mod = rnnspec.compile_file(path)
     T, B = 7, 4
     params, inputs, targets, state0, up = random_problem(mod, T=T, batch=B, seed=5)
-    lengths = np.array([7, 3, 1, 5])
+    lengths = dict(zip(mod.AXES, LENGTHS))
     final_up = up.pop("final")
     out, cache = mod.forward(params, inputs, targets, state0, lengths=lengths)
     grads = mod.backward(params, cache, {**up, "final": final_up})
     total_loss = 0.0
     summed = {k: np.zeros_like(v) for k, v in params.items()}
-    for b, n in enumerate(lengths):
+    for b in range(B):
+        n = {axis: int(lens[b]) for axis, lens in lengths.items()}
         xs = _slice(mod, inputs, mod.INPUTS, b, n)
         ys = _slice(mod, targets, mod.TARGETS, b, n) if targets else None
         s0 = {k: v[b:b + 1] for k, v in state0.items()}
@@ -39,9 +44,11 @@ def test_padded_batch_equals_sequences_one_by_one(path):
         u1["final"] = {k: v[b:b + 1] for k, v in final_up.items()}
         g1 = mod.backward(params, c1, u1)
         for name, info in mod.OUTPUTS.items():
-            got = out[name][:n, b] if info["kind"] == "sequence" else out[name][b]
-            np.testing.assert_allclose(got, o1[name][:, 0] if info["kind"] == "sequence"
-                                       else o1[name][0], atol=1e-12, err_msg=name)
+            if info["kind"] == "sequence":
+                got, want = out[name][:n[info["axis"]], b], o1[name][:, 0]
+            else:
+                got, want = out[name][b], o1[name][0]
+            np.testing.assert_allclose(got, want, atol=1e-12, err_msg=name)
         for s in mod.STATES:
             np.testing.assert_allclose(out["final"][s][b], o1["final"][s][0], atol=1e-12,
                                        err_msg=f"final {s}")
@@ -52,8 +59,9 @@ def test_padded_batch_equals_sequences_one_by_one(path):
         for name, info in mod.INPUTS.items():
             g = grads["inputs"][name]
             if info["kind"] == "sequence":
-                np.testing.assert_allclose(g[:n, b], g1["inputs"][name][:, 0], atol=1e-11)
-                assert not g[n:, b].any(), f"gradient past the end of sequence {b}"
+                m = n[info["axis"]]
+                np.testing.assert_allclose(g[:m, b], g1["inputs"][name][:, 0], atol=1e-11)
+                assert not g[m:, b].any(), f"gradient past the end of sequence {b}"
             else:
                 np.testing.assert_allclose(g[b], g1["inputs"][name][0], atol=1e-11)
         for s in state0:

@@ -287,6 +287,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         if info["init"] == "given":
             raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
                              f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+        if info["init"] == "value":  # computed by the network in forward
+            continue
         if info["init"] == "param":
             state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
                                         (dims["B"], size))
