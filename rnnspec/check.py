@@ -25,8 +25,10 @@ from .sizes import Size
 UNARY_FUNCS = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
 VECTOR_FUNCS = ("softmax", "concat")
 CONNECTIONS = ("affine", "gate")
+ATTENTION = ("attend",)
+SCORES = ("dot", "scaled", "cosine", "general", "concat")
 LOSS_FUNCS = ("cross_entropy", "squared_error")
-FUNCTIONS = UNARY_FUNCS + VECTOR_FUNCS + CONNECTIONS
+FUNCTIONS = UNARY_FUNCS + VECTOR_FUNCS + CONNECTIONS + ATTENTION
 INITIALIZERS = {  # name -> (takes an argument, needs a matrix)
     "zeros": (False, False), "ones": (False, False), "constant": (True, False),
     "normal": (True, False), "uniform": (True, False), "xavier": (False, True),
@@ -124,6 +126,20 @@ class Connection:
 
 
 @dataclass
+class Attention:
+    """``attend(query, keys, values)``: a softmax over the steps of a whole sequence of the
+    scores score(query, keys[t]), and the sum of values[t] weighted by it."""
+    score: str
+    keys: str  # the name of a sequence (input or value)
+    values: str
+    key_axis: str
+    params: Dict[str, str]  # role ('W', 'v', 'Wp', 'vp') -> parameter name
+    window: Optional[float]  # d of local attention's Gaussian window
+    causal: bool  # only keys up to the query's own step (masked self-attention)
+    owner: str
+
+
+@dataclass
 class LossInfo:
     func: str  # 'cross_entropy' | 'squared_error'
     pred: ast.Ref
@@ -148,6 +164,7 @@ class Model:
     axes: List[str]  # time axes in order of first use; the first is the main one
     types: Dict[ast.Node, Ty]
     connections: Dict[ast.Call, Connection]
+    attentions: Dict[ast.Call, Attention]
     references: List[Tuple[str, str, object]]  # (source, value, delay or 'whole'), per equation ref
     warnings: list = field(default_factory=list)
 
@@ -192,6 +209,7 @@ class _Checker:
         self.losses: List[LossInfo] = []
         self.types: Dict[ast.Node, Ty] = {}
         self.connections: Dict[ast.Call, Connection] = {}
+        self.attentions: Dict[ast.Call, Attention] = {}
         self.references: List[Tuple[str, str, object]] = []
         self.used: set = set()
         self.axis: Optional[str] = None  # the main (first) time axis
@@ -249,7 +267,7 @@ class _Checker:
         self.rep.raise_if_errors()
         return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
                      self.consts, self.states, self.values, self.losses, self.axes, self.types,
-                     self.connections, self.references, self.rep.warnings)
+                     self.connections, self.attentions, self.references, self.rep.warnings)
 
     # ----- declarations ----------------------------------------------------------------------
     def declare(self, name: str, node: ast.Node, kind: str) -> bool:
@@ -651,6 +669,8 @@ class _Checker:
             return None
         if f in CONNECTIONS:
             return self.connection(c, seq, owner, expected)
+        if f in ATTENTION:
+            return self.attention(c, seq, owner)
         if f not in FUNCTIONS:
             self.rep.error(c, f"unknown function '{f}'", _suggest(f, FUNCTIONS + LOSS_FUNCS)
                            or f"functions: {', '.join(FUNCTIONS)}")
@@ -811,6 +831,137 @@ class _Checker:
         self.connections[c] = Connection(prefix, weights, f"b_{prefix}" if bias else None,
                                          "sigmoid" if c.func == "gate" else None, size)
         return self.note(c, self.ty("vec", size, None, max(t.tk for t in tys)))
+
+    def whole_sequence(self, e: ast.Expr, what: str) -> Optional[Tuple[str, Size, str]]:
+        """(name, size, axis) of a bare reference to a whole sequence, for attention."""
+        if not isinstance(e, ast.Ref):
+            self.rep.error(e, f"attention runs over a sequence: the {what} must be the name of "
+                           f"one, not `{unparse(e)}`", "name it with an equation, e.g. k[t] = ...")
+            return None
+        name = e.name
+        info = self.inputs.get(name) or self.values.get(name)
+        if info is None:
+            known = list(self.inputs) + list(self.values)
+            self.rep.error(e, f"undefined name '{name}'" if name not in self.decl_at else
+                           f"attention over '{name}', which is not a sequence",
+                           _suggest(name, known) or "attend over an input or a value with a time "
+                           "index, such as h")
+            return None
+        if not info.seq:
+            self.rep.error(e, f"attention over '{name}', which is not a sequence (one vector per "
+                           f"sequence)", "attend over a per-step value such as h[t]")
+            return None
+        if e.index is not None:
+            self.rep.error(e.index, f"attention runs over all steps of '{name}': write {name}, "
+                           f"not {unparse(e)}", f"attend(query, {name})")
+            return None
+        size = info.size if info.size is not None else self.value_size(name, info.eq)
+        if size is None:
+            return None
+        self.used.add(name)
+        return name, size, info.axis
+
+    def attention(self, c: ast.Call, seq: bool, owner: str) -> Optional[Ty]:
+        opts = {}
+        for kw in c.kwargs:
+            if kw.name not in ("score", "size", "name", "window", "mask"):
+                self.rep.error(kw, f"attend() has no option '{kw.name}'",
+                               "options: score=, size=, name=, window=, mask=")
+                return None
+            opts[kw.name] = kw
+        if len(c.args) not in (2, 3):
+            self.rep.error(c, f"attend() takes a query, keys and optionally values, got "
+                           f"{len(c.args)} arguments", "attend(s[i-1], h) or attend(q[t], k, v)")
+            return None
+        score = "dot"
+        if "score" in opts:
+            v = opts["score"].value
+            score = v.name if isinstance(v, ast.Ref) and v.index is None else unparse(v)
+            if score not in SCORES:
+                self.rep.error(v, f"unknown attention score '{score}'", _suggest(score, SCORES)
+                               or f"scores: {', '.join(SCORES)}")
+                return None
+        q = self.expr(c.args[0], seq, owner)
+        keys = self.whole_sequence(c.args[1], "keys")
+        values = self.whole_sequence(c.args[2], "values") if len(c.args) == 3 else keys
+        if q is None or keys is None or values is None:
+            return None
+        if q.shape != "vec":
+            self.rep.error(c.args[0], f"the query of attend() is a vector, but "
+                           f"{unparse(c.args[0])} is {q.describe()}", "pass a vector")
+            return None
+        kname, ksize, kaxis = keys
+        vname, vsize, vaxis = values
+        if vaxis != kaxis:
+            self.rep.error(c.args[2], f"keys '{kname}' run over steps {kaxis} but values "
+                           f"'{vname}' over steps {vaxis}", "keys and values are steps of one "
+                           "sequence")
+            return None
+        if score in ("dot", "scaled", "cosine") and q.rows != ksize:
+            self.rep.error(c, f"score={score} compares the query with each key, but the query "
+                           f"{unparse(c.args[0])} has size {q.rows} and the keys '{kname}' size "
+                           f"{ksize}", "make the sizes equal, or use score=general (a matrix "
+                           "between them) or score=concat")
+            return None
+        att = q.rows
+        if "size" in opts:
+            att = self.kw_size(opts["size"])
+            if att is None:
+                return None
+        window = None
+        if "window" in opts:
+            v = opts["window"].value
+            if not isinstance(v, ast.Num) or v.value <= 0:
+                self.rep.error(v, "window= is the width d of local attention's Gaussian, a "
+                               "positive number", "for example window=2")
+                return None
+            window = float(v.value)
+        causal = False
+        if "mask" in opts:
+            v = opts["mask"].value
+            if not (isinstance(v, ast.Ref) and v.name == "causal" and v.index is None):
+                self.rep.error(v, f"unknown mask {unparse(v)}", "mask=causal: only keys up to the "
+                               "query's own step")
+                return None
+            if q.tk != STEP or q.axis != kaxis:
+                self.rep.error(v, "mask=causal needs queries and keys on the same time axis",
+                               f"use it for self-attention: attend(q[{kaxis}], k, v, mask=causal)")
+                return None
+            causal = True
+        prefix = owner
+        if "name" in opts:
+            v = opts["name"].value
+            if not (isinstance(v, ast.Ref) and v.index is None):
+                self.rep.error(v, "name= takes a plain name", "for example name=att")
+                return None
+            prefix = v.name
+        shapes = {}
+        if score == "general":
+            shapes["W"] = (f"Wa_{prefix}", (q.rows, ksize), "xavier")
+        if score == "concat":
+            shapes["W"] = (f"Wa_{prefix}", (att, q.rows + ksize), "xavier")
+            shapes["v"] = (f"va_{prefix}", (att,), "normal")
+        if window is not None:
+            shapes["Wp"] = (f"Wp_{prefix}", (att, q.rows), "xavier")
+            shapes["vp"] = (f"vp_{prefix}", (att,), "normal")
+        params = {}
+        for role, (pname, shape, init) in shapes.items():
+            if pname in self.decl_at:
+                self.rep.error(c, f"attend(...) creates parameter '{pname}', but that name is "
+                               f"already used (line {self.decl_at[pname].line})",
+                               "give the attention its own prefix with name=...")
+                return None
+            self.decl_at[pname] = c
+            self.kind_of[pname] = "parameter"
+            self.params[pname] = ParamInfo(pname, shape, init, 0.1 if init == "normal" else None,
+                                           c, auto=True)
+            self.used.add(pname)
+            params[role] = pname
+        for name in {kname, vname}:
+            self.references.append((name, owner, "whole"))
+        self.attentions[c] = Attention(score, kname, vname, kaxis, params, window, causal, owner)
+        tk = STEP if q.tk == STEP else STATIC
+        return self.note(c, self.ty("vec", vsize, None, tk))
 
     # ----- losses ----------------------------------------------------------------------------
     def check_loss(self, st: ast.Loss) -> None:

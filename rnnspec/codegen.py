@@ -214,6 +214,8 @@ class _Codegen:
         name = self.pyname[i]
         if op.tk != STEP:
             return name
+        if delay == "all":  # the whole sequence (attention's keys and values)
+            return self.window(name, i, 0)
         if mode == "step":
             return self.at_step(name, self.pad(i) - delay, i)
         return self.window(name, i, delay)
@@ -239,9 +241,14 @@ class _Codegen:
         r = rule(op.op)
         self.helpers.update(r.helpers)
         args = [self.val(a, d, mode) for a, d in op.args]
-        return r.forward(*args, **self.attrs(op))
+        return r.forward(*args, **self.attrs(op, mode))
 
-    def attrs(self, op) -> dict:
+    def attrs(self, op, mode: str = "all") -> dict:
+        if op.op == "attn_weights":
+            a = op.attrs
+            qpos = f"{self.tvar(op.ty.axis)}" if mode == "step" else "'all'"
+            return {"score": a["score"], "roles": a["roles"], "window": a["window"],
+                    "causal": a["causal"], "qpos": qpos, "last": "last" + self.sfx(a["key_axis"])}
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op in ("cross_entropy", "squared_error"):
@@ -411,6 +418,11 @@ class _Codegen:
                 finals = ", ".join(f"{n!r}: {self.pyname[self.g.values[n]]}"
                                    f"[{self.final_index(n)}]" for n in self.m.states)
                 em(f"'final': {{{finals}}},")
+            attention = [(op.label.rsplit("_weights", 1)[0], self.val(i, 0, "all"))
+                         for i, op in self.ops.items() if op.op == "attn_weights"]
+            if attention:
+                weights = ", ".join(f"{n!r}: {v}" for n, v in attention)
+                em(f"'attention': {{{weights}}},  # weights over the attended steps")
         em("}")
         cache_names = self.cache_names()
         if self.g.losses:
@@ -572,12 +584,12 @@ class _Codegen:
             self.helpers.update(r.helpers)
             args = [self.val(a, d, mode) for a, d in cop.args]
             out = self.val(c, 0, mode) if r.needs_out else None
-            text = r.backward(pos, gtext, out, args, **self.attrs(cop))
+            text = r.backward(pos, gtext, out, args, **self.attrs(cop, mode))
             if text is None:
                 continue
             if pos not in r.reduced:
                 text = self.reduce(text, cop.ty, self.ops[i].ty, mode)
-            terms.append(Term(text, cond, delay=delay))
+            terms.append(Term(text, cond, delay=delay if isinstance(delay, int) else 0))
         return terms
 
     def reduce(self, text: str, src, dst, mode: str) -> str:
@@ -701,7 +713,7 @@ class _Codegen:
         for i in loop:
             cons = self.s.consumers[i]
             outside = [c for c in cons if stage_of[c[0]] != k]
-            pushes = [c for c in cons if stage_of[c[0]] == k and c[2]]
+            pushes = [c for c in cons if stage_of[c[0]] == k and isinstance(c[2], int) and c[2]]
             named = bool(self.upstream_terms(i))
             buffered[i] = bool(outside or pushes or named)
         em("")
@@ -721,7 +733,7 @@ class _Codegen:
         last = [None]
         for i in reversed(loop):
             op = self.ops[i]
-            same = [c for c in self.s.consumers[i] if stage_of[c[0]] == k and not c[2]]
+            same = [c for c in self.s.consumers[i] if stage_of[c[0]] == k and c[2] == 0]
             terms = self.terms_from(i, same, "step")
             needs_all = any(stage_of[a] != k and self.has_grad(a) for a, _ in op.args)
             if terms or buffered[i]:
@@ -763,8 +775,8 @@ class _Codegen:
             args = [self.val(a, d, "step") for a, d in op.args]
             out = self.val(i, 0, "step") if r.needs_out else None
             for pos, (a, d) in enumerate(op.args):
-                if a in loopset and d:
-                    text = r.backward(pos, g.step, out, args, **self.attrs(op))
+                if a in loopset and isinstance(d, int) and d:
+                    text = r.backward(pos, g.step, out, args, **self.attrs(op, "step"))
                     if text is None:
                         continue
                     loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d, a)} += {text}")

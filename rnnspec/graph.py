@@ -193,6 +193,8 @@ class _Lowering:
         if isinstance(e, ast.Call):
             if e.func in ("affine", "gate"):
                 return self.connection(e), 0
+            if e.func == "attend":
+                return self.attention(e), 0
             args = [self.expr(a) for a in e.args]
             return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), 0
         raise TypeError(e)  # pragma: no cover
@@ -239,6 +241,24 @@ class _Lowering:
         if conn.activation:
             acc = self.new(conn.activation, [(acc, 0)], ty, f"{conn.prefix}_gate")
         return acc
+
+    def attention(self, c: ast.Call) -> int:
+        """attend(q, K, V) as two ops: the weights over K's steps, and the weighted sum of V."""
+        m = self.m
+        att = m.attentions[c]
+        ty = m.types[c]
+        q = self.expr(c.args[0])
+        main = m.axes[0]
+        steps = Size.dim("T" if att.key_axis == main else f"T_{att.key_axis}")
+        params = [(self.leaves[p], 0) for p in att.params.values()]
+        weights = self.new("attn_weights", [q, (("value", att.keys) if att.keys in m.values else
+                                                self.leaves[att.keys], "all")] + params,
+                           Ty("vec", steps, tk=ty.tk, axis=ty.axis), f"{att.owner}_weights",
+                           score=att.score, roles=list(att.params), window=att.window,
+                           causal=att.causal, key_axis=att.key_axis)
+        values = ("value", att.values) if att.values in m.values else self.leaves[att.values]
+        return self.new("attn_context", [(weights, 0), (values, "all")], ty,
+                        f"{att.owner}_context")
 
     def loss(self, loss) -> None:
         m = self.m

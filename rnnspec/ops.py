@@ -167,6 +167,42 @@ register("pick",
          lambda h, index, **_: f"{h}[{index}]",
          lambda i, g, out, args, **_: g)
 
+# ---- attention ----------------------------------------------------------------------------------
+# attn_weights(q, K, *params): softmax over the steps of K of score(q, K[t]) -- one row per query
+# step; attn_context(a, V): the weighted sum of V's steps.  K and V are whole sequences, so their
+# gradients (and the parameters') are already summed over the query steps.
+def _attention_options(score, roles, window, causal, qpos, last, **_):
+    opts = [repr(score)]
+    opts += [f"{role}={{{k}}}" for k, role in enumerate(roles)]
+    if window is not None:
+        opts.append(f"d={window!r}")
+    opts.append(f"last={last}")
+    if causal:
+        opts.append(f"qpos={qpos}")
+    return opts
+
+
+def _attention_forward(q, K, *params, **attrs):
+    opts = [o.format(*params) for o in _attention_options(**attrs)]
+    return f"_attention({q}, {K}, {', '.join(opts)})"
+
+
+def _attention_backward(i, g, out, args, roles, **attrs):
+    q, K, params = args[0], args[1], args[2:]
+    opts = [o.format(*params) for o in _attention_options(roles=roles, **attrs)]
+    wrt = ("q", "K")[i] if i < 2 else roles[i - 2]
+    return f"_attention_grad({g}, {out}, {q}, {K}, {', '.join(opts)})[{wrt!r}]"
+
+
+register("attn_weights", _attention_forward, _attention_backward,
+         needs_out=True, needs_args=range(8), reduced=range(1, 8),
+         helpers=("_attention", "_attention_grad", "_flat"))
+register("attn_context",
+         lambda a, V, **_: f"_context({a}, {V})",
+         lambda i, g, out, args, **_: (f"_context_grad_weights({g}, {args[1]})" if i == 0 else
+                                       f"_context_grad_values({g}, {args[0]})"),
+         needs_args={0, 1}, reduced={1}, helpers=("_context",))
+
 # ---- losses (scalar; their gradients go to the logits / prediction) -----------------------------
 # A per-step loss is weighted by w (T, B): which steps count (selected steps, each sequence's own
 # length) and 1/count for a mean; w is None when every step counts once.
@@ -192,6 +228,124 @@ register("squared_error",
 
 # ---- helper functions emitted into generated modules (only those used) -------------------------
 HELPERS: Dict[str, str] = {
+    "_context": '''
+def _context(a, V):
+    """Attention context: the weights a (..., B, Tk) times the steps of V (Tk, B, n)."""
+    return np.einsum("...bt,tbn->...bn", a, V)
+
+
+def _context_grad_weights(g, V):
+    return np.einsum("...bn,tbn->...bt", g, V)
+
+
+def _context_grad_values(g, a):
+    """Summed over all query steps."""
+    B = g.shape[-2]
+    return np.einsum("qbt,qbn->tbn", a.reshape(-1, B, a.shape[-1]), g.reshape(-1, B, g.shape[-1]))
+''',
+    "_attention": '''
+def _attention_parts(q, K, score, W=None, v=None, Wp=None, vp=None, d=None, last=None, qpos=None):
+    """Scores of the query q (..., B, nq) against every step of K (Tk, B, nk), as in 004 4.5:
+    dot q.k, scaled q.k/sqrt(n), cosine, general q^T W k, concat v^T tanh(W [q; k]); with
+    window d, local attention's Gaussian around p = Tk sigmoid(vp . tanh(Wp q)); steps past a
+    key sequence's length (and, with qpos, after the query's own step) are masked out."""
+    Kb = K.transpose(1, 0, 2)  # (B, Tk, nk)
+    Tk = Kb.shape[1]
+    parts = {"Kb": Kb}
+    if score in ("dot", "scaled"):
+        e = np.einsum("...bn,btn->...bt", q, Kb)
+        if score == "scaled":
+            e = e / np.sqrt(Kb.shape[-1])
+    elif score == "cosine":
+        qn = np.sqrt((q * q).sum(axis=-1, keepdims=True))
+        kn = np.sqrt((Kb * Kb).sum(axis=-1, keepdims=True))
+        parts.update(qn=qn, kn=kn)
+        e = np.einsum("...bn,btn->...bt", q / qn, Kb / kn)
+    elif score == "general":
+        e = np.einsum("...bm,btm->...bt", q @ W, Kb)
+    else:  # concat
+        nq = q.shape[-1]
+        U = np.tanh((q @ W[:, :nq].T)[..., None, :] + Kb @ W[:, nq:].T)  # (..., B, Tk, att)
+        parts["U"] = U
+        e = U @ v
+    parts["score"] = e
+    steps = np.arange(1, Tk + 1)
+    length = np.full(Kb.shape[0], Tk) if last is None else last + 1  # (B,)
+    if d is not None:
+        r = np.tanh(q @ Wp.T)
+        p = length * (1 / (1 + np.exp(-(r @ vp))))  # (..., B)
+        G = np.exp(-(steps - p[..., None]) ** 2 / (2 * d * d))
+        parts.update(r=r, p=p, G=G, length=length)
+        e = e * G
+    valid = steps <= length[:, None]  # (B, Tk)
+    if qpos is not None:  # causal: keys up to the query's own step
+        qsteps = np.arange(q.shape[0]) if qpos == "all" else qpos
+        valid = valid & (steps <= np.asarray(qsteps)[..., None, None] + 1)
+    e = np.where(valid, e, -np.inf)
+    e = np.exp(e - e.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True), parts
+
+
+def _attention(q, K, score, **options):
+    """The attention weights (..., B, Tk): a softmax over the steps of K."""
+    return _attention_parts(q, K, score, **options)[0]
+''',
+    "_attention_grad": '''
+def _attention_grad(g, a, q, K, score, W=None, v=None, Wp=None, vp=None, d=None, last=None,
+                    qpos=None):
+    """Gradients of _attention given g = d(weights): {'q', 'K', 'W', 'v', 'Wp', 'vp'}; those of
+    K and of the parameters are summed over all query steps."""
+    _, parts = _attention_parts(q, K, score, W, v, Wp, vp, d, last, qpos)
+    Kb = parts["Kb"]
+    B = Kb.shape[0]
+    de = a * (g - (g * a).sum(axis=-1, keepdims=True))  # through the softmax
+    out = {}
+    if d is not None:  # through the Gaussian window
+        G, p, r, length = parts["G"], parts["p"], parts["r"], parts["length"]
+        steps = np.arange(1, Kb.shape[1] + 1)
+        dp = (de * parts["score"] * G * (steps - p[..., None]) / (d * d)).sum(axis=-1)
+        du = dp * p * (1 - p / length)
+        out["vp"] = _flat(r).T @ du.reshape(-1)
+        da = du[..., None] * vp * (1 - r * r)
+        out["Wp"] = _flat(da).T @ _flat(q)
+        dq_local = da @ Wp
+        de = de * G
+    flat_de = de.reshape(-1, B, de.shape[-1])
+    flat_q = q.reshape(-1, B, q.shape[-1])
+    if score in ("dot", "scaled"):
+        if score == "scaled":
+            de = de / np.sqrt(Kb.shape[-1])
+            flat_de = flat_de / np.sqrt(Kb.shape[-1])
+        out["q"] = np.einsum("...bt,btn->...bn", de, Kb)
+        out["K"] = np.einsum("qbt,qbn->tbn", flat_de, flat_q)
+    elif score == "cosine":
+        qn, kn = parts["qn"], parts["kn"]
+        e = parts["score"]
+        out["q"] = (np.einsum("...bt,btn->...bn", de, Kb / kn)
+                    - (de * e).sum(axis=-1, keepdims=True) * q / qn) / qn
+        dkn = np.einsum("qbt,qbn->btn", flat_de, flat_q / qn.reshape(-1, B, 1))  # d(K / |K|)
+        khat = Kb / kn
+        out["K"] = ((dkn - (dkn * khat).sum(axis=-1, keepdims=True) * khat) / kn
+                    ).transpose(1, 0, 2)
+    elif score == "general":
+        out["q"] = np.einsum("...bt,btm->...bm", de, Kb) @ W.T
+        qW = flat_q @ W
+        out["K"] = np.einsum("qbt,qbm->tbm", flat_de, qW)
+        out["W"] = _flat(flat_q).T @ _flat(np.einsum("qbt,btm->qbm", flat_de, Kb))
+    else:  # concat
+        nq = q.shape[-1]
+        U = parts["U"]
+        dpre = de[..., None] * v * (1 - U * U)  # (..., B, Tk, att)
+        out["v"] = (de[..., None] * U).reshape(-1, U.shape[-1]).sum(axis=0)
+        dA = dpre.sum(axis=-2)  # (..., B, att)
+        dBk = dpre.reshape((-1,) + dpre.shape[-3:]).sum(axis=0)  # (B, Tk, att)
+        out["q"] = dA @ W[:, :nq]
+        out["K"] = (dBk @ W[:, nq:]).transpose(1, 0, 2)
+        out["W"] = np.concatenate([_flat(dA).T @ _flat(q), _flat(dBk).T @ _flat(Kb)], axis=1)
+    if d is not None:
+        out["q"] = out["q"] + dq_local
+    return out
+''',
     "_flat": '''
 def _flat(a):
     """All rows of a (..., n) array as one (rows, n) matrix."""

@@ -91,6 +91,11 @@ def schedule(graph: Graph) -> Schedule:
         preds = [pos[p] for p in cond.predecessors(c)]
         earliest = max([p + 1 if p % 2 else p for p in preds], default=0)
         hard[c] = max([hard[p] for p in cond.predecessors(c)], default=0)
+        for u in scc_ops[c]:  # reading a whole sequence (attention): after it is complete
+            for p in g.predecessors(u):
+                if "all" in g.edges[p, u]["delays"]:
+                    pp = pos[members[p]]
+                    hard[c] = max(hard[c], pp + 1 if pp % 2 else pp)
         if c in direction_of_scc:
             d = direction_of_scc[c]
             if loop_dirs and loop_dirs[-1] == d and hard[c] < 2 * len(loop_dirs):
