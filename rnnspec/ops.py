@@ -269,8 +269,8 @@ def _attention_parts(q, K, score, W=None, v=None, Wp=None, vp=None, d=None, last
         parts["U"] = U
         e = U @ v
     parts["score"] = e
-    steps = np.arange(1, Tk + 1)
-    length = np.full(Kb.shape[0], Tk) if last is None else last + 1  # (B,)
+    steps = np.arange(1, Tk + 1, dtype=q.dtype)  # float, so that float32 stays float32
+    length = (np.full(Kb.shape[0], Tk) if last is None else last + 1).astype(q.dtype)  # (B,)
     if d is not None:
         r = np.tanh(q @ Wp.T)
         p = length * (1 / (1 + np.exp(-(r @ vp))))  # (..., B)
@@ -302,7 +302,7 @@ def _attention_grad(g, a, q, K, score, W=None, v=None, Wp=None, vp=None, d=None,
     out = {}
     if d is not None:  # through the Gaussian window
         G, p, r, length = parts["G"], parts["p"], parts["r"], parts["length"]
-        steps = np.arange(1, Kb.shape[1] + 1)
+        steps = np.arange(1, Kb.shape[1] + 1, dtype=q.dtype)
         dp = (de * parts["score"] * G * (steps - p[..., None]) / (d * d)).sum(axis=-1)
         du = dp * p * (1 - p / length)
         out["vp"] = _flat(r).T @ du.reshape(-1)
