@@ -255,7 +255,7 @@ def _attention_parts(q, K, score, W=None, v=None, Wp=None, vp=None, d=None, last
     if score in ("dot", "scaled"):
         e = np.einsum("...bn,btn->...bt", q, Kb)
         if score == "scaled":
-            e = e / np.sqrt(Kb.shape[-1])
+            e = e / Kb.shape[-1] ** 0.5
     elif score == "cosine":
         qn = np.sqrt((q * q).sum(axis=-1, keepdims=True))
         kn = np.sqrt((Kb * Kb).sum(axis=-1, keepdims=True))
@@ -314,8 +314,8 @@ def _attention_grad(g, a, q, K, score, W=None, v=None, Wp=None, vp=None, d=None,
     flat_q = q.reshape(-1, B, q.shape[-1])
     if score in ("dot", "scaled"):
         if score == "scaled":
-            de = de / np.sqrt(Kb.shape[-1])
-            flat_de = flat_de / np.sqrt(Kb.shape[-1])
+            de = de / Kb.shape[-1] ** 0.5
+            flat_de = flat_de / Kb.shape[-1] ** 0.5
         out["q"] = np.einsum("...bt,btn->...bn", de, Kb)
         out["K"] = np.einsum("qbt,qbn->tbn", flat_de, flat_q)
     elif score == "cosine":
