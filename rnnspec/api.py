@@ -42,7 +42,10 @@ def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<
 def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn") -> str:
     """The generated module's source text for spec ``text``."""
     a = analyze(text, dims, filename)
-    return generate_code(a.schedule, Path(filename).name)
+    variants = None
+    if a.model.feedbacks:  # teacher forcing, free-running and generation: three schedules
+        variants = {mode: schedule(build_graph(a.model, mode)) for mode in ("free", "sample")}
+    return generate_code(a.schedule, Path(filename).name, variants)
 
 
 def load_module(source: str, name: str = "spec", filename: Optional[str] = None

@@ -107,6 +107,7 @@ class TargetDecl(Node):
     axis: Optional[str]
     kind: str  # 'class' or 'real'
     size: SizeExpr
+    start: Optional[int] = None  # the class of y[0] (a start token), for feeding y[t-1] back
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,10 @@ UNARY_FUNCS = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
 VECTOR_FUNCS = ("softmax", "concat")
 CONNECTIONS = ("affine", "gate")
 ATTENTION = ("attend",)
+FEEDBACK = ("feedback", "onehot")
 SCORES = ("dot", "scaled", "cosine", "general", "concat")
 LOSS_FUNCS = ("cross_entropy", "squared_error")
-FUNCTIONS = UNARY_FUNCS + VECTOR_FUNCS + CONNECTIONS + ATTENTION
+FUNCTIONS = UNARY_FUNCS + VECTOR_FUNCS + CONNECTIONS + ATTENTION + FEEDBACK
 INITIALIZERS = {  # name -> (takes an argument, needs a matrix)
     "zeros": (False, False), "ones": (False, False), "constant": (True, False),
     "normal": (True, False), "uniform": (True, False), "xavier": (False, True),
@@ -165,6 +166,7 @@ class Model:
     types: Dict[ast.Node, Ty]
     connections: Dict[ast.Call, Connection]
     attentions: Dict[ast.Call, Attention]
+    feedbacks: List[ast.Call]  # feedback(teacher, free) calls: training vs free-running inputs
     references: List[Tuple[str, str, object]]  # (source, value, delay or 'whole'), per equation ref
     warnings: list = field(default_factory=list)
 
@@ -210,6 +212,8 @@ class _Checker:
         self.types: Dict[ast.Node, Ty] = {}
         self.connections: Dict[ast.Call, Connection] = {}
         self.attentions: Dict[ast.Call, Attention] = {}
+        self.feedbacks: List[ast.Call] = []
+        self.teacher_side = False  # typing the first argument of feedback()
         self.references: List[Tuple[str, str, object]] = []
         self.used: set = set()
         self.axis: Optional[str] = None  # the main (first) time axis
@@ -267,7 +271,8 @@ class _Checker:
         self.rep.raise_if_errors()
         return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
                      self.consts, self.states, self.values, self.losses, self.axes, self.types,
-                     self.connections, self.attentions, self.references, self.rep.warnings)
+                     self.connections, self.attentions, self.feedbacks, self.references,
+                     self.rep.warnings)
 
     # ----- declarations ----------------------------------------------------------------------
     def declare(self, name: str, node: ast.Node, kind: str) -> bool:
@@ -328,6 +333,9 @@ class _Checker:
         if st.axis:
             self.use_axis(st.axis, st)
         size = self.size(st.size)
+        if st.start is not None and (st.kind != "class" or not st.axis):
+            self.rep.error(st, f"only a sequence of class targets has a start value "
+                           f"({st.name}[0])", f"remove '= {st.start}'")
         if self.declare(st.name, st, "target") and size:
             self.targets[st.name] = TargetInfo(st.name, st.axis is not None, st.kind, size, st)
 
@@ -671,6 +679,10 @@ class _Checker:
             return self.connection(c, seq, owner, expected)
         if f in ATTENTION:
             return self.attention(c, seq, owner)
+        if f == "feedback":
+            return self.feedback(c, seq, owner, expected)
+        if f == "onehot":
+            return self.onehot(c, owner)
         if f not in FUNCTIONS:
             self.rep.error(c, f"unknown function '{f}'", _suggest(f, FUNCTIONS + LOSS_FUNCS)
                            or f"functions: {', '.join(FUNCTIONS)}")
@@ -831,6 +843,66 @@ class _Checker:
         self.connections[c] = Connection(prefix, weights, f"b_{prefix}" if bias else None,
                                          "sigmoid" if c.func == "gate" else None, size)
         return self.note(c, self.ty("vec", size, None, max(t.tk for t in tys)))
+
+    def feedback(self, c: ast.Call, seq: bool, owner: str, expected) -> Optional[Ty]:
+        """feedback(teacher, free): the teacher side (from targets, e.g. onehot(y[t-1])) when
+        training with teacher forcing, the free side (the model's own output, e.g. o[t-1]) when
+        running free, and a chosen class of it when generating."""
+        if c.kwargs or len(c.args) != 2:
+            self.rep.error(c, "feedback() takes two arguments: what to feed when training and "
+                           "when running free", "feedback(onehot(y[t-1]), o[t-1])")
+            return None
+        if not seq:
+            self.rep.error(c, "feedback() feeds a step's input: use it in a per-step equation",
+                           f"{owner}[t] = feedback(onehot(y[t-1]), o[t-1])")
+            return None
+        self.teacher_side = True
+        a = self.expr(c.args[0], seq, owner, expected)
+        self.teacher_side = False
+        b = self.expr(c.args[1], seq, owner, expected)
+        if a is None or b is None:
+            return None
+        if a.shape != "vec" or b.shape != "vec" or a.rows != b.rows:
+            self.rep.error(c, f"feedback(): the teacher side is {a.describe()} but the free side "
+                           f"is {b.describe()}", "feed vectors of one size, e.g. "
+                           "onehot(y[t-1]) and a softmax output o[t-1]")
+            return None
+        self.feedbacks.append(c)
+        return self.note(c, self.ty("vec", a.rows, None, STEP))
+
+    def onehot(self, c: ast.Call, owner: str) -> Optional[Ty]:
+        """onehot(y[t-d]): class targets as vectors, on the teacher side of feedback()."""
+        if c.kwargs or len(c.args) != 1:
+            self.rep.error(c, "onehot() takes one class target", "onehot(y[t-1])")
+            return None
+        r = c.args[0]
+        if not (isinstance(r, ast.Ref) and r.name in self.targets):
+            self.rep.error(r, f"onehot() turns class targets into vectors, but `{unparse(r)}` is "
+                           f"not a target", "onehot(y[t-1]) with target y[t]: class(K)")
+            return None
+        tgt = self.targets[r.name]
+        if not self.teacher_side:
+            self.rep.error(c, f"targets are fed to the network only on the teacher side of "
+                           f"feedback()", f"feedback(onehot({r.name}[t-1]), o[t-1])")
+            return None
+        ix = r.index
+        if tgt.kind != "class" or not tgt.seq or ix is None or ix.kind != "rel" or \
+                ix.var != self.cur_axis or ix.offset > 0:
+            self.rep.error(r, f"onehot() takes a class target at an earlier step, such as "
+                           f"{r.name}[{self.cur_axis}-1]", f"onehot({r.name}[{self.cur_axis}-1])")
+            return None
+        if ix.offset < 0:
+            if tgt.decl.start is None:
+                self.rep.error(r, f"'{unparse(r)}' reads before the first step, but target "
+                               f"'{r.name}' has no start value", f"declare the start token: "
+                               f"target {r.name}[{tgt.axis}]: class({tgt.size}) = 0")
+                return None
+            if tgt.decl.start >= tgt.size.evaluate(self.dims):
+                self.rep.error(tgt.decl, f"start class {tgt.decl.start} of '{r.name}' is not "
+                               f"below {tgt.size} = {tgt.size.evaluate(self.dims)}",
+                               "use a class index of the target")
+        self.used.add(r.name)
+        return self.note(c, self.ty("vec", tgt.size, None, STEP))
 
     def whole_sequence(self, e: ast.Expr, what: str) -> Optional[Tuple[str, Size, str]]:
         """(name, size, axis) of a bare reference to a whole sequence, for attention."""

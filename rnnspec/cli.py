@@ -21,6 +21,9 @@ EXAMPLES = {
     "check": "example:\n  rnnspec check specs/gru.rnn",
     "gradcheck": "example:\n  rnnspec gradcheck specs/elman.rnn --T 8 --batch 2 --seed 1\n"
                  "  rnnspec gradcheck specs/lstm.rnn --dim hidden=64 --directional",
+    "sample": "example:\n  rnnspec sample specs/generate.rnn --params trained.npz --T 20 "
+              "--seed-class 0 --end 4\n  rnnspec sample specs/teacher_forcing.rnn --inputs x.npz "
+              "--sample --seed 3",
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
@@ -79,6 +82,23 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (1e-5)")
     g.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (1e-6)")
     g.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (1e-8)")
+    sm = cmd("sample", "generate sequences from a spec with feedback(...), feeding back its own "
+                       "choices")
+    sm.add_argument("--params", metavar="FILE.npz",
+                    help="trained parameters (np.savez(FILE, **params)); default: the spec's "
+                         "initializers with --init-seed")
+    sm.add_argument("--init-seed", type=int, default=0, help="seed of init_params without --params")
+    sm.add_argument("--inputs", metavar="FILE.npz", help="the spec's inputs, if it has any")
+    sm.add_argument("--T", type=int, default=20, help="steps to generate (default 20)")
+    sm.add_argument("--batch", type=int, default=1, help="sequences to generate (default 1)")
+    sm.add_argument("--sample", action="store_true",
+                    help="draw each class at random from the output (default: greedy, the most "
+                         "likely class)")
+    sm.add_argument("--seed", type=int, default=0, help="random seed for --sample (default 0)")
+    sm.add_argument("--seed-class", type=int, metavar="K",
+                    help="the class fed at the first step (the initial value of the fed-back "
+                         "state, one-hot)")
+    sm.add_argument("--end", type=int, metavar="K", help="stop a sequence at this class")
     gr = cmd("graph", "write the cell graph (edges labelled with delays) as Graphviz DOT")
     gr.add_argument("--unroll", type=int, metavar="T", help="unroll the graph for T steps")
     gr.add_argument("--params", action="store_true", help="also draw the parameters")
@@ -217,8 +237,57 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def _load_npz(path: str, what: str) -> dict:
+    import numpy as np
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise UsageError(f"--{what} {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--{what} {path}: not a NumPy .npz file ({exc})") from None
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    path, text, dims = _load(args)
+    a = analyze(text, dims, str(path))
+    _warn(a)
+    if not a.model.feedbacks:
+        raise SpecError.at(f"{path.name} has no feedback(...): there is nothing to feed back "
+                           f"when generating", a.model.source, str(path), 1, 1,
+                           "write the step's input as feedback(onehot(y[t-1]), o[t-1])")
+    for flag in ("T", "batch"):
+        if getattr(args, flag) < 1:
+            raise UsageError(f"--{flag} must be at least 1")
+    dims = {k: a.model.dims[k] for k in dims}
+    mod = load_module(generate(text, dims, str(path)), path.stem)
+    params = _load_npz(args.params, "params") if args.params else \
+        mod.init_params(dims, seed=args.init_seed)
+    inputs = _load_npz(args.inputs, "inputs") if args.inputs else {}
+    state0 = {}
+    if args.seed_class is not None:
+        source = mod.FEEDBACK["from"]
+        k = mod._size(mod.STATES[source]["size"], {**mod.DIMS, **dims}) if source in \
+            mod.STATES else 0
+        if not 0 <= args.seed_class < k:
+            raise UsageError(f"--seed-class {args.seed_class}: classes are 0..{k - 1}")
+        state0[source] = np.zeros((args.batch, k))
+        state0[source][:, args.seed_class] = 1
+    try:
+        tokens, lengths, _ = mod.generate(params, inputs, T=args.T, state0=state0 or None,
+                                          seed=args.seed, greedy=not args.sample, end=args.end)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    how = "sampled" if args.sample else "greedy"
+    print(f"{path}: {tokens.shape[1]} sequence(s), {how}, up to {tokens.shape[0]} steps")
+    for b in range(tokens.shape[1]):
+        print(" ".join(str(t) for t in tokens[:lengths[b], b]))
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "check": cmd_check, "gradcheck": cmd_gradcheck,
-            "graph": cmd_graph}
+            "graph": cmd_graph, "sample": cmd_sample}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

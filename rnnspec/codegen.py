@@ -85,9 +85,15 @@ class Term:
     index: Optional[str] = None  # scatter into one index (or index array) of the buffer
 
 
-def generate_code(sched: Schedule, filename: str = "spec.rnn") -> str:
-    """Render the module for ``sched``; ``filename`` goes into the header."""
-    return _Codegen(sched, filename).module()
+def generate_code(sched: Schedule, filename: str = "spec.rnn",
+                  variants: Optional[Dict[str, Schedule]] = None) -> str:
+    """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
+    ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
+    and 'sample' to the free-running and generation schedules."""
+    if not variants:
+        return _Codegen(sched, filename).module()
+    main = _Codegen(sched, filename, "teacher")
+    return main.module([_Codegen(s, filename, mode) for mode, s in variants.items()])
 
 
 def _atomic(text: str) -> bool:
@@ -95,7 +101,8 @@ def _atomic(text: str) -> bool:
 
 
 class _Codegen:
-    def __init__(self, sched: Schedule, filename: str):
+    def __init__(self, sched: Schedule, filename: str, variant: Optional[str] = None):
+        self.variant = variant  # None, or the feedback mode: 'teacher', 'free', 'sample'
         self.s = sched
         self.g = sched.graph
         self.m = sched.graph.model
@@ -251,6 +258,8 @@ class _Codegen:
                     "causal": a["causal"], "qpos": qpos, "last": "last" + self.sfx(a["key_axis"])}
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
+        if op.op == "onehot":
+            return {"size": self.dim(op.ty.rows), **op.attrs}
         if op.op in ("cross_entropy", "squared_error"):
             return {"w": self.weights(op.id)}
         return {}
@@ -291,9 +300,20 @@ class _Codegen:
             args.append("mean=True")
         return f"_loss_weights({', '.join(args)})"
 
+    def fname(self, base: str) -> str:
+        return f"_{base}_{self.variant}" if self.variant else base
+
+    def fed_targets(self) -> List[int]:
+        """Target leaves that the network reads (teacher forcing), not only its losses."""
+        return [i for i in self.leaf_ids("target")
+                if any(self.ops[c].op not in ("cross_entropy", "squared_error")
+                       for c, _, _ in self.s.consumers[i])]
+
     def forward(self) -> List[str]:
         em = Emitter()
-        em("def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):")
+        extra = ", rng=None, greedy=True" if self.variant == "sample" else ""
+        em(f"def {self.fname('forward')}(params, inputs, targets=None, state0=None, T=None, "
+           f"lengths=None{extra}):")
         with em.indent():
             em('"""Run the network on a batch; return (outputs, cache).')
             em("")
@@ -307,6 +327,11 @@ class _Codegen:
             em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, "
                "T, lengths)")
             em(self.dims_line())
+            if self.fed_targets():
+                em("if targets is None:")
+                with em.indent():
+                    em("raise ValueError('teacher forcing feeds the targets back: pass targets, "
+                       "or run with mode=\"free\"')")
             body = Emitter()
             body.level = em.level
             self.forward_body(body)
@@ -317,6 +342,8 @@ class _Codegen:
                 em(f"{self.pyname[name_i]} = params[{self.ops[name_i].name!r}]")
             for name_i in self.leaf_ids("input"):
                 em(f"{self.pyname[name_i]} = inputs[{self.ops[name_i].name!r}]")
+            for name_i in self.fed_targets():
+                em(f"{self.pyname[name_i]} = targets[{self.ops[name_i].name!r}]")
             em.lines.extend(body.lines)
         return em.lines
 
@@ -369,9 +396,8 @@ class _Codegen:
         start = self.pad(i)
         if self.s.direction.get(i, 1) < 0:
             return str(start)
-        if self.s.padding.get(i, (0, 0))[1] == 0:
-            return "-1"
-        return f"{self.tsym(self.axis_of(i))} + {start - 1}"
+        last = "last" + self.sfx(self.axis_of(i))  # each sequence's own last step
+        return f"{last}, batch" if start == 0 else f"{last} + {start}, batch"
 
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
@@ -429,14 +455,16 @@ class _Codegen:
             em("if targets is not None:")
             with em.indent():
                 for name_i in self.leaf_ids("target"):
-                    em(f"{self.pyname[name_i]} = targets[{self.ops[name_i].name!r}]")
+                    if name_i not in self.fed_targets():
+                        em(f"{self.pyname[name_i]} = targets[{self.ops[name_i].name!r}]")
                 last = [None]
                 for i in losses:
                     self.forward_op(em, i, "all", last)
                 total = " + ".join(self.pyname[i] for i in self.g.losses)
                 em(f"outputs['loss'] = {total}")
         em("cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],")
-        em("         'has_loss': 'loss' in outputs}")
+        em(f"         'has_loss': 'loss' in outputs" +
+           (f", 'mode': {self.variant!r}}}" if self.variant else "}"))
         for name in cache_names:
             if name in self.target_names():
                 em(f"if targets is not None:")
@@ -535,7 +563,7 @@ class _Codegen:
         text = "\n".join(body.lines)
         used = set(re.findall(r"\b[A-Za-z_][A-Za-z_0-9]*\b", text))
         em = Emitter()
-        em("def backward(params, cache, d_outputs=None):")
+        em(f"def {self.fname('backward')}(params, cache, d_outputs=None):")
         with em.indent():
             em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
             em("")
@@ -850,9 +878,14 @@ class _Codegen:
         em("}")
 
     # ----- module ----------------------------------------------------------------------------
-    def module(self) -> str:
+    def module(self, variants: Optional[List["_Codegen"]] = None) -> str:
         fwd = self.forward()
         bwd = self.backward()
+        for v in variants or []:
+            fwd += ["", ""] + v.forward()
+            if v.variant != "sample":
+                bwd += ["", ""] + v.backward()
+            self.helpers |= v.helpers
         m = self.m
         src = m.source.replace('\\', '\\\\').replace('"""', '\\"\\"\\"')
         em = Emitter()
@@ -920,10 +953,25 @@ class _Codegen:
         em.lines.extend(bwd)
         em("")
         em("")
+        if variants:
+            em.lines.extend(self.feedback_api())
+            em("")
+            em("")
         em.lines.extend(LOSS_AND_GRAD.strip("\n").split("\n"))
         text = "\n".join(em.lines)
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
+
+    def feedback_api(self) -> List[str]:
+        """forward(mode=...), backward and generate() for a spec with feedback(teacher, free)."""
+        from .ast import Ref
+        call = self.m.feedbacks[0]
+        owner = next(v.name for v in self.m.values.values() if call in _calls(v.eq.expr))
+        free = call.args[1]
+        source = free.name if isinstance(free, Ref) and free.index is not None and \
+            free.index.kind == "rel" and free.index.offset == -1 else None
+        text = FEEDBACK_API.replace("{OWNER}", repr(owner)).replace("{SOURCE}", repr(source))
+        return text.strip("\n").split("\n")
 
     def axis_meta(self, info) -> str:
         return f", 'axis': {info.axis!r}" if info.seq else ""
@@ -940,6 +988,70 @@ class _Codegen:
                 for s in op.attrs["steps"]:
                     need[key] = max(need[key], s.offset if s.kind == "abs" else 1)
         return need
+
+
+def _calls(expr) -> list:
+    """Every call node inside an expression."""
+    from .ast import Binary, Call, Unary
+    if isinstance(expr, Call):
+        return [expr] + [c for a in expr.args for c in _calls(a)] + \
+            [c for k in expr.kwargs for c in _calls(k.value)]
+    if isinstance(expr, Binary):
+        return _calls(expr.left) + _calls(expr.right)
+    if isinstance(expr, Unary):
+        return _calls(expr.operand)
+    return []
+
+
+FEEDBACK_API = r'''
+FEEDBACK = {"value": {OWNER}, "from": {SOURCE}}  # what generate() chooses from, one step back
+
+
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None, mode="teacher"):
+    """Run the network on a batch; return (outputs, cache).
+
+    mode="teacher" (teacher forcing, 004 2.2): each feedback(...) is its teacher side, computed
+    from the targets' earlier steps -- pass targets.  mode="free": its free side, the model's own
+    earlier outputs.  See _forward_teacher for the arguments.
+    """
+    if mode == "teacher":
+        return _forward_teacher(params, inputs, targets, state0, T, lengths)
+    if mode == "free":
+        return _forward_free(params, inputs, targets, state0, T, lengths)
+    raise ValueError(f"mode must be 'teacher' or 'free', not {mode!r}")
+
+
+def backward(params, cache, d_outputs=None):
+    """BPTT for the mode forward ran in; see _backward_teacher."""
+    if cache["mode"] == "teacher":
+        return _backward_teacher(params, cache, d_outputs)
+    return _backward_free(params, cache, d_outputs)
+
+
+def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=None):
+    """Generate sequences from the model itself (004 1.2.1): at every step the class chosen from
+    the previous output -- the most likely one (greedy) or one drawn at random -- is fed back.
+    The first step reads the initial value of the fed-back state (a seed, e.g. a one-hot start
+    token in state0).  Returns (tokens (T, B) ints, lengths (B,), outputs); with `end`, a
+    sequence stops at its first end token (its length counts it; later tokens repeat it)."""
+    if FEEDBACK["from"] is None:
+        raise ValueError("generate() needs feedback(..., v[t-1]): the free side must be a value "
+                         "one step back")
+    rng = np.random.default_rng(seed)
+    outputs, _ = _forward_sample(params, inputs or {}, None, state0, T, None, rng=rng,
+                                 greedy=greedy)
+    chosen = outputs[FEEDBACK["value"]].argmax(axis=-1)  # step t reads the class chosen after t-1
+    last = _choose(outputs[FEEDBACK["from"]][-1], rng, greedy).argmax(axis=-1)
+    tokens = np.concatenate([chosen[1:], last[None]], axis=0)
+    T, B = tokens.shape
+    lengths = np.full(B, T)
+    if end is not None:
+        hit = tokens == end
+        first = np.where(hit.any(axis=0), hit.argmax(axis=0), T - 1)
+        lengths = first + 1
+        tokens = np.where(np.arange(T)[:, None] > first[None, :], end, tokens)
+    return tokens, lengths, outputs
+'''
 
 
 RUNTIME = r'''

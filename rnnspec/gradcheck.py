@@ -142,10 +142,11 @@ def per_axis(mod, T) -> Dict[str, int]:
 def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str, int]] = None,
               T: int = 5, batch: int = 3, seed: int = 0, directional: bool = False,
               directions: int = 3, eps: float = 1e-5, rtol: float = 1e-6, atol: float = 1e-8,
-              lengths=None) -> GradcheckReport:
+              lengths=None, mode: Optional[str] = None) -> GradcheckReport:
     """Check the analytic gradients of ``spec`` (a module, a .rnn path or spec text); with
     ``lengths`` (batch,), as a padded batch of sequences of those lengths.  ``T`` is the number
-    of steps of every time axis, or a dict {axis: steps}."""
+    of steps of every time axis, or a dict {axis: steps}.  ``mode`` ('teacher' or 'free') is
+    passed to the forward of a spec with feedback()."""
     mod = _module_for(spec, dims)
     T = {mod.AXES[a]: n for a, n in per_axis(mod, T).items()}  # keyed like dims: T, T_i
     T = {a: T[key] for a, key in mod.AXES.items()}
@@ -154,7 +155,7 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     has_loss = bool(mod.TARGETS) and targets is not None
 
     def objective(p, x, s0) -> float:
-        out, _ = mod.forward(p, x, targets, s0, T, lengths)
+        out, _ = mod.forward(p, x, targets, s0, T, lengths, **how)
         total = float(out["loss"]) if has_loss and "loss" in out else 0.0
         for n, g in upstream.items():
             if n == "final":
@@ -164,7 +165,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
                 total += float(np.sum(g * out[n]))
         return total
 
-    out, cache = mod.forward(params, inputs, targets, state0, T, lengths)
+    how = {"mode": mode} if mode else {}
+    out, cache = mod.forward(params, inputs, targets, state0, T, lengths, **how)
     grads = mod.backward(params, cache, upstream)
     noise = 32 * np.finfo(np.float64).eps * max(abs(objective(params, inputs, state0)), 1.0) / eps
     tol = atol + noise

@@ -102,14 +102,22 @@ def _owner(g: Graph, i: int, seen=None) -> Optional[str]:
     return None
 
 
-def build_graph(model: Model) -> Graph:
-    """Lower every equation and loss of ``model`` into SSA ops and connect them in networkx."""
-    return _Lowering(model).run()
+MODES = ("teacher", "free", "sample")
+
+
+def build_graph(model: Model, mode: str = "teacher") -> Graph:
+    """Lower every equation and loss of ``model`` into SSA ops and connect them in networkx.
+    ``mode`` picks the side of every ``feedback(teacher, free)``: the teacher side (teacher
+    forcing), the free side (free-running), or a class chosen from the free side (generation)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    return _Lowering(model, mode).run()
 
 
 class _Lowering:
-    def __init__(self, model: Model):
+    def __init__(self, model: Model, mode: str = "teacher"):
         self.m = model
+        self.mode = mode
         self.ops: Dict[int, Op] = {}
         self.leaves: Dict[str, int] = {}
         self.values: Dict[str, int] = {}
@@ -195,6 +203,18 @@ class _Lowering:
                 return self.connection(e), 0
             if e.func == "attend":
                 return self.attention(e), 0
+            if e.func == "feedback":
+                if self.mode == "teacher":
+                    return self.expr(e.args[0])
+                free = self.expr(e.args[1])
+                if self.mode == "free":
+                    return free
+                return self.new("choose", [free], ty, f"{self.owner}_chosen"), 0
+            if e.func == "onehot":
+                r = e.args[0]
+                tgt = m.targets[r.name]
+                return self.new("onehot", [(self.leaves[r.name], 0)], ty, f"{r.name}_onehot",
+                                delay=-r.index.offset, start=tgt.decl.start or 0), 0
             args = [self.expr(a) for a in e.args]
             return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), 0
         raise TypeError(e)  # pragma: no cover

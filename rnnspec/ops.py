@@ -203,6 +203,19 @@ register("attn_context",
                                        f"_context_grad_values({g}, {args[0]})"),
          needs_args={0, 1}, reduced={1}, helpers=("_context",))
 
+# ---- teacher forcing and generation ------------------------------------------------------------
+# onehot(y[t-d]): class targets as one-hot vectors, d steps later (the start class before step 1);
+# no gradient flows into targets.  choose(p): a class drawn from the distribution p (or its most
+# likely class), as a one-hot vector -- generation only, it has no derivative.
+register("onehot",
+         lambda y, size, delay, start, **_: f"_onehot({y}, {size}, {delay}, {start}, dtype)",
+         lambda i, g, out, args, **_: None,
+         helpers=("_onehot",))
+register("choose",
+         lambda p, **_: f"_choose({p}, rng, greedy)",
+         lambda i, g, out, args, **_: None,
+         helpers=("_choose",))
+
 # ---- losses (scalar; their gradients go to the logits / prediction) -----------------------------
 # A per-step loss is weighted by w (T, B): which steps count (selected steps, each sequence's own
 # length) and 1/count for a mean; w is None when every step counts once.
@@ -228,6 +241,25 @@ register("squared_error",
 
 # ---- helper functions emitted into generated modules (only those used) -------------------------
 HELPERS: Dict[str, str] = {
+    "_onehot": '''
+def _onehot(y, k, delay, start, dtype):
+    """One-hot vectors (T, B, k) of the classes y[t - delay] (the start class before step 1)."""
+    if delay:
+        y = np.concatenate([np.full((delay,) + y.shape[1:], start, y.dtype), y[:len(y) - delay]])
+    return np.eye(k, dtype=dtype)[y]
+''',
+    "_choose": '''
+def _choose(p, rng, greedy):
+    """A class per row of the distributions p (B, k), as one-hot vectors: the most likely one
+    (greedy) or one drawn at random."""
+    if greedy:
+        chosen = p.argmax(axis=-1)
+    else:
+        cum = np.cumsum(p, axis=-1)
+        chosen = (rng.random(p.shape[:-1] + (1,)) * cum[..., -1:] > cum).sum(axis=-1)
+        chosen = np.minimum(chosen, p.shape[-1] - 1)
+    return np.eye(p.shape[-1], dtype=p.dtype)[chosen]
+''',
     "_context": '''
 def _context(a, V):
     """Attention context: the weights a (..., B, Tk) times the steps of V (Tk, B, n)."""

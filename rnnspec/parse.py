@@ -81,9 +81,12 @@ class _ToAst(Transformer):
 
     def target_decl(self, meta, items):
         name, *rest = items
+        start = None
+        if rest and isinstance(rest[-1], Token) and rest[-1].type == "INT":
+            start = int(rest.pop())
         axis = rest[0][1] if len(rest) == 2 else None
         kind, size = rest[-1]
-        return ast.TargetDecl(str(name), axis, kind, size, **_pos(meta))
+        return ast.TargetDecl(str(name), axis, kind, size, start, **_pos(meta))
 
     def class_target(self, meta, items):
         return ("class", items[0])

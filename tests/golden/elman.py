@@ -357,6 +357,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     n_n = dims['n']
     mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
     U = params['U']
     W = params['W']
     V = params['V']
@@ -381,7 +382,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     outputs = {
         's': s[1:],
         'o': o,
-        'final': {'s': s[-1]},
+        'final': {'s': s[last + 1, batch]},
     }
     if targets is not None:
         y = targets['y']
@@ -414,6 +415,7 @@ def backward(params, cache, d_outputs=None):
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
     n_n = dims['n']
     U = params['U']
     W = params['W']
@@ -440,7 +442,7 @@ def backward(params, cache, d_outputs=None):
     if 's' in up:
         d_s[1:] += up['s']
     if 's' in up['final']:
-        d_s[-1] += up['final']['s']
+        d_s[last + 1, batch] += up['final']['s']
     d_s_add_2 = np.empty((T, B, n_n), dtype)
     for t in reversed(range(T)):
         # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]

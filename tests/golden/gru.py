@@ -385,6 +385,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     n_hidden = dims['hidden']
     mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
     Uz = params['Uz']
     Wz = params['Wz']
     bz = params['bz']
@@ -433,7 +434,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         'r': r,
         'h': h[1:],
         'o': o,
-        'final': {'h': h[-1]},
+        'final': {'h': h[last + 1, batch]},
     }
     if targets is not None:
         y = targets['y']
@@ -473,6 +474,7 @@ def backward(params, cache, d_outputs=None):
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
     Uz = params['Uz']
     Wz = params['Wz']
@@ -516,7 +518,7 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
-        d_h[-1] += up['final']['h']
+        d_h[last + 1, batch] += up['final']['h']
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
     d_r_add_2 = np.empty((T, B, n_hidden), dtype)
     d_z_add_2 = np.empty((T, B, n_hidden), dtype)

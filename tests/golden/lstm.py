@@ -388,6 +388,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     n_hidden = dims['hidden']
     mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
     W_f_x = params['W_f_x']
     W_f_h = params['W_f_h']
     b_f = params['b_f']
@@ -450,7 +451,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         'C': C[1:],
         'h': h[1:],
         'o': o,
-        'final': {'h': h[-1], 'C': C[-1]},
+        'final': {'h': h[last + 1, batch], 'C': C[last + 1, batch]},
     }
     if targets is not None:
         y = targets['y']
@@ -492,6 +493,7 @@ def backward(params, cache, d_outputs=None):
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
     W_f_x = params['W_f_x']
     W_f_h = params['W_f_h']
@@ -540,14 +542,14 @@ def backward(params, cache, d_outputs=None):
     if 'C' in up:
         d_C[1:] += up['C']
     if 'C' in up['final']:
-        d_C[-1] += up['final']['C']
+        d_C[last + 1, batch] += up['final']['C']
     d_h = np.zeros_like(h)
     if d_a_o is not None:
         d_h[1:] += d_a_o @ W_o_h
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
-        d_h[-1] += up['final']['h']
+        d_h[last + 1, batch] += up['final']['h']
     d_a_c = np.empty((T, B, n_hidden), dtype)
     d_a_q = np.empty((T, B, n_hidden), dtype)
     d_a_g = np.empty((T, B, n_hidden), dtype)

@@ -383,7 +383,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     outputs = {
         'h': h[1:],
         'o': o,
-        'final': {'h': h[-1]},
+        'final': {'h': h[last + 1, batch]},
     }
     if targets is not None:
         y = targets['y']
@@ -442,7 +442,7 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
-        d_h[-1] += up['final']['h']
+        d_h[last + 1, batch] += up['final']['h']
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]

@@ -351,6 +351,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     n_hidden = dims['hidden']
     mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
     W_h_x = params['W_h_x']
     W_h_h1 = params['W_h_h1']
     W_h_h3 = params['W_h_h3']
@@ -376,7 +377,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     outputs = {
         'h': h[3:],
         'o': o,
-        'final': {'h': h[-1]},
+        'final': {'h': h[last + 3, batch]},
     }
     if targets is not None:
         y = targets['y']
@@ -409,6 +410,7 @@ def backward(params, cache, d_outputs=None):
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
     W_h_x = params['W_h_x']
     W_h_h1 = params['W_h_h1']
@@ -436,7 +438,7 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up:
         d_h[3:] += up['h']
     if 'h' in up['final']:
-        d_h[-1] += up['final']['h']
+        d_h[last + 3, batch] += up['final']['h']
     d_a_h = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
