@@ -17,6 +17,7 @@ from typing import Dict, Optional
 
 from .check import Model, check
 from .codegen import generate_code
+from .compose import expand_blocks
 from .errors import SpecError
 from .graph import Graph, build_graph
 from .parse import parse
@@ -32,8 +33,8 @@ class Analysis:
 
 def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<spec>"
             ) -> Analysis:
-    """Parse, check, build the graph and schedule it (everything before code generation)."""
-    spec = parse(text, filename)
+    """Parse, expand blocks, check, build the graph and schedule it (all before codegen)."""
+    spec = expand_blocks(parse(text, filename))
     model = check(spec, dims)
     graph = build_graph(model)
     return Analysis(model, graph, schedule(graph))

@@ -159,7 +159,17 @@ class Loss(Node):
     select: Optional[StepSelect] = None
 
 
-Stmt = Union[DimDecl, InputDecl, TargetDecl, ParamDecl, StateDecl, ConstDecl, Equation, Loss]
+@dataclass(frozen=True)
+class BlockDecl(Node):
+    """``block NAME(p1, p2) -> out { ... }``: a sub-network used as ``h[t] = NAME(x[t], ...)``."""
+    name: str
+    params: Tuple[str, ...]
+    output: str
+    statements: Tuple["Stmt", ...]
+
+
+Stmt = Union[DimDecl, InputDecl, TargetDecl, ParamDecl, StateDecl, ConstDecl, Equation, Loss,
+             BlockDecl]
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,7 @@ class Spec(Node):
     statements: Tuple[Stmt, ...]
     source: str = field(default="", compare=False, repr=False)
     filename: str = field(default="<spec>", compare=False)
+    blocks: Tuple[str, ...] = field(default=(), compare=False)  # names of expanded blocks
 
 
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2}

@@ -684,8 +684,11 @@ class _Checker:
         if f == "onehot":
             return self.onehot(c, owner)
         if f not in FUNCTIONS:
-            self.rep.error(c, f"unknown function '{f}'", _suggest(f, FUNCTIONS + LOSS_FUNCS)
-                           or f"functions: {', '.join(FUNCTIONS)}")
+            blocks = self.spec.blocks
+            self.rep.error(c, f"unknown function {'or block ' if blocks else ''}'{f}'",
+                           _suggest(f, FUNCTIONS + LOSS_FUNCS + blocks)
+                           or f"functions: {', '.join(FUNCTIONS)}" +
+                           (f"; blocks: {', '.join(blocks)}" if blocks else ""))
             return None
         if c.kwargs:
             self.rep.error(c.kwargs[0], f"{f}() takes no keyword arguments",

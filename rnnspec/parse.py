@@ -18,9 +18,9 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from . import ast
 from .errors import SpecError, make_diagnostic
 
-KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "class", "scalar",
+KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "block", "class", "scalar",
             "at", "end", "sum", "mean"}
-STATEMENT_KEYWORDS = {"DIM", "INPUT", "TARGET", "PARAM", "STATE", "CONST", "LOSS"}
+STATEMENT_KEYWORDS = {"DIM", "INPUT", "TARGET", "PARAM", "STATE", "CONST", "LOSS", "BLOCK"}
 MAX_NESTING = 100  # deeper expressions are rejected: later stages (and Python) recurse on them
 MAX_ARGUMENTS = 100  # a call with more is rejected: later stages chain its arguments
 MAX_INT = 10 ** 9  # larger integers are rejected (and int() refuses more than 4300 digits)
@@ -104,6 +104,13 @@ class _ToAst(Transformer):
             tok = rest[0]
             return ast.StateDecl(str(name), size, str(tok), tok.line, tok.column, **_pos(meta))
         return ast.StateDecl(str(name), size, None, **_pos(meta))
+
+    def block_decl(self, meta, items):
+        name, *rest = items
+        names = [str(t) for t in rest if isinstance(t, Token)]
+        body = tuple(t for t in rest if not isinstance(t, Token))
+        *params, output = names
+        return ast.BlockDecl(str(name), tuple(params), output, body, **_pos(meta))
 
     def state_init(self, meta, items):
         return items[0]
