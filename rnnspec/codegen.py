@@ -738,12 +738,17 @@ class _Codegen:
         stage_of = self.s.stage_of
         loopset = set(loop)
         buffered = {}
+        upstream_only = {}
         for i in loop:
             cons = self.s.consumers[i]
             outside = [c for c in cons if stage_of[c[0]] != k]
             pushes = [c for c in cons if stage_of[c[0]] == k and isinstance(c[2], int) and c[2]]
             named = bool(self.upstream_terms(i))
-            buffered[i] = bool(outside or pushes or named)
+            # a named value whose only outside gradient is an optional upstream one (an LSTM's
+            # gates) gets it added per step, without a zero-filled buffer over all steps
+            upstream_only[i] = named and not (outside or pushes) and \
+                self.ops[i].name not in self.m.states
+            buffered[i] = bool(outside or pushes or named) and not upstream_only[i]
         em("")
         em("# gradients flowing into the loop from after it, and buffers for the loop")
         pre_lines = Emitter()
@@ -785,18 +790,23 @@ class _Codegen:
             elif not terms:
                 self.grad[i] = None
                 continue
-            elif len(terms) == 1 and _atomic(total) and self._alias_all(i, same):
+            elif len(terms) == 1 and _atomic(total) and self._alias_all(i, same) and \
+                    not upstream_only[i]:
                 self.grad[i] = Grad(total, self._alias_all(i, same))
-            elif needs_all:
-                gn = self.gname(i)
-                T, t = self.tsym(self.axis_of(i)), self.tvar(self.axis_of(i))
-                pre_lines(f"{gn} = np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)")
-                loop_lines(f"{gn}[{t}] = {total}")
-                self.grad[i] = Grad(f"{gn}[{t}]", gn)
             else:
                 gn = self.gname(i)
-                loop_lines(f"{gn} = {total}")
-                self.grad[i] = Grad(gn, None)
+                t = self.tvar(self.axis_of(i))
+                cur = f"{gn}[{t}]" if needs_all else gn
+                if needs_all:
+                    T = self.tsym(self.axis_of(i))
+                    pre_lines(f"{gn} = np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)")
+                loop_lines(f"{cur} = {total}")
+                if upstream_only[i]:
+                    upv = self.fresh(f"up_{self.pyname[i]}")
+                    pre_lines(f"{upv} = up.get({op.name!r})  # upstream gradient of {op.name}")
+                    loop_lines(f"if {upv} is not None:")
+                    loop_lines(f"    {cur} = {cur} + {upv}[{t}]")
+                self.grad[i] = Grad(cur, gn if needs_all else None)
             # push gradients through delayed references into the steps they read
             g = self.grad[i]
             r = rule(op.op)

@@ -385,9 +385,8 @@ def _flat(a):
 ''',
     "_sigmoid": '''
 def _sigmoid(a):
-    """Logistic sigmoid without overflow: 1 / (1 + exp(-a)) via exp(-|a|)."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1, e) / (1 + e)
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
+    return 0.5 + 0.5 * np.tanh(0.5 * a)
 ''',
     "_softmax": '''
 def _softmax(a):

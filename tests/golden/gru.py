@@ -108,9 +108,8 @@ def _flat(a):
 
 
 def _sigmoid(a):
-    """Logistic sigmoid without overflow: 1 / (1 + exp(-a)) via exp(-|a|)."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1, e) / (1 + e)
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
+    return 0.5 + 0.5 * np.tanh(0.5 * a)
 
 
 def _softmax(a):
@@ -506,12 +505,6 @@ def backward(params, cache, d_outputs=None):
         d_o_add = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_o_add is None else d_o_add + d_loss * _cross_entropy_grad(o, y, w_loss_o)
 
     # gradients flowing into the loop from after it, and buffers for the loop
-    d_z = np.zeros_like(z)
-    if 'z' in up:
-        d_z += up['z']
-    d_r = np.zeros_like(r)
-    if 'r' in up:
-        d_r += up['r']
     d_h = np.zeros_like(h)
     if d_o_add is not None:
         d_h[1:] += d_o_add @ V
@@ -520,7 +513,9 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
+    up_r = up.get('r')  # upstream gradient of r
     d_r_add_2 = np.empty((T, B, n_hidden), dtype)
+    up_z = up.get('z')  # upstream gradient of z
     d_z_add_2 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
@@ -534,12 +529,16 @@ def backward(params, cache, d_outputs=None):
         d_h_sub = d_h[t + 1] * h_tanh[t]
         d_h[t] += d_h[t + 1] * z[t]
         # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-        d_r[t] += d_h_mul_2 * h[t]
-        d_r_add_2[t] = d_r[t] * r[t] * (1 - r[t])
+        d_r = d_h_mul_2 * h[t]
+        if up_r is not None:
+            d_r = d_r + up_r[t]
+        d_r_add_2[t] = d_r * r[t] * (1 - r[t])
         d_h[t] += d_r_add_2[t] @ Wr
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
-        d_z[t] += d_h[t + 1] * h[t] + -d_h_sub
-        d_z_add_2[t] = d_z[t] * z[t] * (1 - z[t])
+        d_z = d_h[t + 1] * h[t] + -d_h_sub
+        if up_z is not None:
+            d_z = d_z + up_z[t]
+        d_z_add_2[t] = d_z * z[t] * (1 - z[t])
         d_h[t] += d_z_add_2[t] @ Wz
 
     d_x = d_z_add_2 @ Uz + d_r_add_2 @ Ur + d_h_add_2 @ U

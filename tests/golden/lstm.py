@@ -111,9 +111,8 @@ def _flat(a):
 
 
 def _sigmoid(a):
-    """Logistic sigmoid without overflow: 1 / (1 + exp(-a)) via exp(-|a|)."""
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1, e) / (1 + e)
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
+    return 0.5 + 0.5 * np.tanh(0.5 * a)
 
 
 def _softmax(a):
@@ -529,15 +528,6 @@ def backward(params, cache, d_outputs=None):
         d_a_o = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_a_o is None else d_a_o + d_loss * _cross_entropy_grad(o, y, w_loss_o)
 
     # gradients flowing into the loop from after it, and buffers for the loop
-    d_f = np.zeros_like(f)
-    if 'f' in up:
-        d_f += up['f']
-    d_g = np.zeros_like(g)
-    if 'g' in up:
-        d_g += up['g']
-    d_q = np.zeros_like(q)
-    if 'q' in up:
-        d_q += up['q']
     d_C = np.zeros_like(C)
     if 'C' in up:
         d_C[1:] += up['C']
@@ -551,8 +541,11 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
     d_a_c = np.empty((T, B, n_hidden), dtype)
+    up_q = up.get('q')  # upstream gradient of q
     d_a_q = np.empty((T, B, n_hidden), dtype)
+    up_g = up.get('g')  # upstream gradient of g
     d_a_g = np.empty((T, B, n_hidden), dtype)
+    up_f = up.get('f')  # upstream gradient of f
     d_a_f = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(C[t]) * q[t]  [line 25]
@@ -570,16 +563,22 @@ def backward(params, cache, d_outputs=None):
         d_h[t] += d_a_c[t] @ W_c_h
         d_C[t] += d_C[t + 1] * f[t]
         # q[t] = gate(x[t], h[t-1])  [line 23]
-        d_q[t] += d_h[t + 1] * h_tanh[t]
-        d_a_q[t] = d_q[t] * q[t] * (1 - q[t])
+        d_q = d_h[t + 1] * h_tanh[t]
+        if up_q is not None:
+            d_q = d_q + up_q[t]
+        d_a_q[t] = d_q * q[t] * (1 - q[t])
         d_h[t] += d_a_q[t] @ W_q_h
         # g[t] = gate(x[t], h[t-1])  [line 22]
-        d_g[t] += d_C[t + 1] * C_tanh[t]
-        d_a_g[t] = d_g[t] * g[t] * (1 - g[t])
+        d_g = d_C[t + 1] * C_tanh[t]
+        if up_g is not None:
+            d_g = d_g + up_g[t]
+        d_a_g[t] = d_g * g[t] * (1 - g[t])
         d_h[t] += d_a_g[t] @ W_g_h
         # f[t] = gate(x[t], h[t-1])  [line 21]
-        d_f[t] += d_C[t + 1] * C[t]
-        d_a_f[t] = d_f[t] * f[t] * (1 - f[t])
+        d_f = d_C[t + 1] * C[t]
+        if up_f is not None:
+            d_f = d_f + up_f[t]
+        d_a_f[t] = d_f * f[t] * (1 - f[t])
         d_h[t] += d_a_f[t] @ W_f_h
 
     d_x = d_a_f @ W_f_x + d_a_g @ W_g_x + d_a_q @ W_q_x + d_a_c @ W_c_x
