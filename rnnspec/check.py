@@ -402,6 +402,9 @@ class _Checker:
                                f"{inp.size}, but the state has size {info.size}",
                                "the initial value must have the state's size")
             info.init, info.init_name = "input", init
+        elif init in self.states:
+            self.rep.error(pos, f"initial value of state '{st.name}': '{init}' is a sequence",
+                           f"pick one step: C = {init}[end], then state {st.name}: ... = C")
         elif init in self.values and init not in self.states:
             # a static value computed by the network, e.g. an encoder's context C = h[end]
             self.used.add(init)
@@ -890,7 +893,7 @@ class _Checker:
             return None
         ix = r.index
         if tgt.kind != "class" or not tgt.seq or ix is None or ix.kind != "rel" or \
-                ix.var != self.cur_axis or ix.offset > 0:
+                ix.var != self.cur_axis or ix.offset >= 0:
             self.rep.error(r, f"onehot() takes a class target at an earlier step, such as "
                            f"{r.name}[{self.cur_axis}-1]", f"onehot({r.name}[{self.cur_axis}-1])")
             return None
@@ -932,6 +935,9 @@ class _Checker:
             return None
         size = info.size if info.size is not None else self.value_size(name, info.eq)
         if size is None:
+            if name in self._inferring:
+                self.rep.error(e, f"attention over '{name}', which is computed from this "
+                               f"attention", "attend over a sequence computed without it")
             return None
         self.used.add(name)
         return name, size, info.axis
@@ -1032,8 +1038,8 @@ class _Checker:
                                            c, auto=True)
             self.used.add(pname)
             params[role] = pname
-        for name in {kname, vname}:
-            self.references.append((name, owner, "whole"))
+        for name in sorted({kname, vname}):
+            self.references.append((name, owner, "attend"))
         self.attentions[c] = Attention(score, kname, vname, kaxis, params, window, causal, owner)
         tk = STEP if q.tk == STEP else STATIC
         return self.note(c, self.ty("vec", vsize, None, tk))
@@ -1184,8 +1190,8 @@ class _Checker:
                 if delay == 0:
                     g.add_edge(src, dst)
                 full.add_edge(src, dst)
-                if delay in ("whole", "init") and (src, dst) not in picked:
-                    picked.append((src, dst))
+                if delay in ("whole", "init", "attend") and (src, dst, delay) not in picked:
+                    picked.append((src, dst, delay))
         for cycle in nx.simple_cycles(g):
             names = list(cycle)
             first = min(names, key=lambda n: (self.values[n].eq.line, self.values[n].eq.column))
@@ -1205,16 +1211,30 @@ class _Checker:
             return
         # src[end] is known only after the last step: nothing src depends on, even through
         # delays, can read it
-        for src, dst in picked:
-            if nx.has_path(full, dst, src):
-                path = " -> ".join([src] + nx.shortest_path(full, dst, src))
+        for src, dst, kind in picked:
+            if not nx.has_path(full, dst, src):
+                continue
+            path = " -> ".join([src] + nx.shortest_path(full, dst, src))
+            if kind == "init":
+                st = self.states[dst]
+                self.rep.error((st.decl.init_line, st.decl.init_column),
+                               f"cycle: state '{dst}' starts from '{src}', but '{src}' is "
+                               f"computed from '{dst}' ({path})",
+                               f"the initial value must be known before '{dst}' runs: compute "
+                               f"'{src}' without it")
+            elif kind == "attend":
+                self.rep.error(self.values[dst].eq, f"cycle: '{dst}' attends over every step of "
+                               f"'{src}', but '{src}' is computed from '{dst}' ({path})",
+                               f"attention reads the whole sequence '{src}' after it is complete: "
+                               f"attend over a sequence computed without '{dst}'")
+            else:
                 what = "itself at a fixed step" if src == dst else \
                     f"'{src}' at a fixed step, but '{src}' depends on '{dst}'"
                 self.rep.error(self.values[dst].eq, f"cycle through a chosen step: '{dst}' "
                                f"reads {what} ({path})",
                                f"{src}[end] (or {src}[1], ...) is known only after the time "
                                f"loop: compute '{dst}' without it")
-                return
+            return
 
     def check_unused(self) -> None:
         for name, p in self.params.items():

@@ -276,7 +276,8 @@ def cmd_sample(args) -> int:
         state0[source][:, args.seed_class] = 1
     try:
         tokens, lengths, _ = mod.generate(params, inputs, T=args.T, state0=state0 or None,
-                                          seed=args.seed, greedy=not args.sample, end=args.end)
+                                          seed=args.seed, greedy=not args.sample, end=args.end,
+                                          batch=args.batch)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     how = "sampled" if args.sample else "greedy"

@@ -311,7 +311,7 @@ class _Codegen:
 
     def forward(self) -> List[str]:
         em = Emitter()
-        extra = ", rng=None, greedy=True" if self.variant == "sample" else ""
+        extra = ", rng=None, greedy=True, batch=None" if self.variant == "sample" else ""
         em(f"def {self.fname('forward')}(params, inputs, targets=None, state0=None, T=None, "
            f"lengths=None{extra}):")
         with em.indent():
@@ -325,7 +325,7 @@ class _Codegen:
             em("and 'loss' when targets are given.")
             em('"""')
             em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, "
-               "T, lengths)")
+               "T, lengths" + (", batch)" if self.variant == "sample" else ")"))
             em(self.dims_line())
             if self.fed_targets():
                 em("if targets is None:")
@@ -1038,18 +1038,19 @@ def backward(params, cache, d_outputs=None):
     return _backward_free(params, cache, d_outputs)
 
 
-def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=None):
+def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=None, batch=None):
     """Generate sequences from the model itself (004 1.2.1): at every step the class chosen from
     the previous output -- the most likely one (greedy) or one drawn at random -- is fed back.
     The first step reads the initial value of the fed-back state (a seed, e.g. a one-hot start
     token in state0).  Returns (tokens (T, B) ints, lengths (B,), outputs); with `end`, a
-    sequence stops at its first end token (its length counts it; later tokens repeat it)."""
+    sequence stops at its first end token (its length counts it; later tokens repeat it).
+    batch: how many sequences, when no input or initial state says it."""
     if FEEDBACK["from"] is None:
         raise ValueError("generate() needs feedback(..., v[t-1]): the free side must be a value "
                          "one step back")
     rng = np.random.default_rng(seed)
     outputs, _ = _forward_sample(params, inputs or {}, None, state0, T, None, rng=rng,
-                                 greedy=greedy)
+                                 greedy=greedy, batch=batch)
     chosen = outputs[FEEDBACK["value"]].argmax(axis=-1)  # step t reads the class chosen after t-1
     last = _choose(outputs[FEEDBACK["from"]][-1], rng, greedy).argmax(axis=-1)
     tokens = np.concatenate([chosen[1:], last[None]], axis=0)
@@ -1105,7 +1106,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T, lengths=None):
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -1162,7 +1163,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
-    dims = {}
+    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
         if n is None:

@@ -132,6 +132,7 @@ class _Lowering:
 
     def run(self) -> Graph:
         m = self.m
+        self.late = _late_values(m)
         for name, p in m.params.items():
             self.leaves[name] = self.new("param", [], Ty(p.kind, *(p.shape + (None, None))[:2]),
                                          name, name)
@@ -195,7 +196,9 @@ class _Lowering:
                 w, v = self.expr(e.left), self.expr(e.right)
                 label = f"{self.label_of(w)}_{self.label_of(v)}"
                 return self.new("matvec", [w, v], ty, label), 0
-            op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[e.op]
+            if e.op in "+-":
+                return self.sum(e, ty), 0
+            op = {"*": "mul", "/": "div"}[e.op]
             a, b = self.expr(e.left), self.expr(e.right)
             return self.new(op, [a, b], ty, f"{self.owner}_{op}"), 0
         if isinstance(e, ast.Call):
@@ -218,6 +221,44 @@ class _Lowering:
             args = [self.expr(a) for a in e.args]
             return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), 0
         raise TypeError(e)  # pragma: no cover
+
+    def is_late(self, e) -> bool:
+        """Does expression e read a recurrent value (or one computed from one)?"""
+        return any(name in self.late for name in _names(e))
+
+    def sum(self, e: ast.Binary, ty: Ty) -> int:
+        """A chain of + and -, reassociated so that the terms that do not depend on any
+        recurrence come first: their partial sum is one array computed before the time loop
+        (input projections plus biases), and the loop adds only the recurrent terms."""
+        terms = []
+
+        def flatten(x, sign):
+            if isinstance(x, ast.Binary) and x.op in "+-":
+                flatten(x.left, sign)
+                flatten(x.right, sign if x.op == "+" else -sign)
+            else:
+                terms.append((sign, x))
+        flatten(e, 1)
+        order = [t for t in terms if not self.is_late(t[1])] + \
+            [t for t in terms if self.is_late(t[1])]
+        acc = None
+        acc_tk = PARAM
+        for sign, x in order:
+            key = self.expr(x)
+            xty = self.m.types.get(x)
+            tk = max(acc_tk, xty.tk if xty else PARAM)
+            part = Ty(ty.shape, ty.rows, ty.cols, tk, ty.axis if tk == STEP else None)
+            if acc is None:
+                acc = self.new("neg", [key], part, f"{self.owner}_neg") if sign < 0 else key
+                if sign > 0 and (key[1] or not isinstance(key[0], int)):
+                    acc = self.new("identity", [key], part, f"{self.owner}_term")
+                elif sign > 0:
+                    acc = key[0]
+            else:
+                acc = self.new("add" if sign > 0 else "sub", [(acc, 0), key], part,
+                               f"{self.owner}_{'add' if sign > 0 else 'sub'}")
+            acc_tk = tk
+        return acc
 
     def label_of(self, key_delay) -> str:
         key, delay = key_delay
@@ -245,19 +286,24 @@ class _Lowering:
     def connection(self, c: ast.Call) -> int:
         conn = self.m.connections[c]
         ty = self.m.types[c]
-        acc = None
+        terms = []  # (late, op id, time kind): the products W_i @ source_i, and the bias
         for wname, src in conn.weights:
             s = self.expr(src)
             sty = self.m.types[src]
             term = self.new("matvec", [(self.leaves[wname], 0), s],
                             Ty("vec", conn.size, tk=sty.tk, axis=sty.axis),
                             f"{wname}_{self.label_of(s)}")
-            acc = term if acc is None else self.new(
-                "add", [(acc, 0), (term, 0)], Ty("vec", conn.size, tk=ty.tk, axis=ty.axis),
-                f"{conn.prefix}_sum")
+            terms.append((self.is_late(src), term, sty.tk))
         if conn.bias:
-            acc = self.new("add", [(acc, 0), (self.leaves[conn.bias], 0)],
-                           Ty("vec", conn.size, tk=ty.tk, axis=ty.axis), f"a_{conn.prefix}")
+            terms.append((False, self.leaves[conn.bias], PARAM))
+        terms.sort(key=lambda t: t[0])  # stable: what no recurrence reads first, then the rest
+        acc, acc_tk = terms[0][1], terms[0][2]
+        for k, (_, term, tk) in enumerate(terms[1:], 1):
+            acc_tk = max(acc_tk, tk)
+            label = f"a_{conn.prefix}" if k == len(terms) - 1 else f"{conn.prefix}_sum"
+            acc = self.new("add", [(acc, 0), (term, 0)],
+                           Ty("vec", conn.size, tk=acc_tk, axis=ty.axis if acc_tk == STEP
+                              else None), label)
         if conn.activation:
             acc = self.new(conn.activation, [(acc, 0)], ty, f"{conn.prefix}_gate")
         return acc
@@ -310,6 +356,39 @@ class _Lowering:
         self.losses.append(i)
 
 
+def _names(e) -> set:
+    """Every name an expression reads (attention's keys and values included)."""
+    if isinstance(e, ast.Ref):
+        return {e.name}
+    if isinstance(e, ast.Unary):
+        return _names(e.operand)
+    if isinstance(e, ast.Binary):
+        return _names(e.left) | _names(e.right)
+    if isinstance(e, ast.Call):
+        out = set()
+        for a in e.args:
+            out |= _names(a)
+        for k in e.kwargs:
+            out |= _names(k.value)
+        return out
+    return set()
+
+
+def _late_values(m: Model) -> set:
+    """Values on a recurrence (a cycle through delays) and everything computed from them."""
+    g = nx.DiGraph()
+    for src, dst, delay in m.references:
+        g.add_edge(src, dst)
+    rec = set()
+    for comp in nx.strongly_connected_components(g):
+        if len(comp) > 1 or any(g.has_edge(n, n) for n in comp):
+            rec |= comp
+    late = set(rec)
+    for n in rec:
+        late |= nx.descendants(g, n)
+    return late
+
+
 def unroll(graph: Graph, T: int) -> nx.DiGraph:
     """The cell graph unrolled for ``T`` steps: nodes ``(name, t)`` for t = 1..T (and the initial
     values that delayed references reach: ``(h, 0)``, ``(h, -1)``, ... for a forward state,
@@ -341,7 +420,7 @@ def unroll(graph: Graph, T: int) -> nx.DiGraph:
         for t in range(1, T + 1):
             if src not in seq:
                 g.add_edge((src, None), (dst, t))
-            elif delay == "whole":
+            elif delay in ("whole", "attend"):
                 for s in range(1, T + 1):
                     g.add_edge((src, s), (dst, t))
             else:
@@ -378,7 +457,7 @@ def to_dot(g: nx.DiGraph, title: str = "rnnspec") -> str:
         delay = data.get("delay")
         label = ""
         if delay not in (None, 0):
-            text = delay if delay in ("whole", "init") else (
+            text = delay if delay in ("whole", "init", "attend") else (
                 f"t-{delay}" if delay > 0 else f"t+{-delay}")
             label = f' [label="{text}"{", style=dashed" if delay != "whole" else ""}]'
         lines.append(f"  {nid(u).strip()} -> {nid(v).strip()}{label};")

@@ -156,8 +156,9 @@ def _mixed_direction_error(graph: Graph, ops: List[int]) -> None:
     named = [graph.ops[i] for i in ops if graph.ops[i].name and graph.ops[i].stmt is not None]
     first = min(named or [graph.ops[ops[0]]], key=lambda o: (o.stmt.line, o.stmt.column))
     names = sorted({o.name for o in named})
+    axis = next((graph.ops[i].ty.axis for i in ops if graph.ops[i].ty.axis), "t")
     raise SpecError.at(
-        f"the recurrence through {', '.join(names)} depends on both earlier steps (t-d) and "
-        f"later steps (t+d)", m.source, m.filename, first.stmt.line, first.stmt.column,
+        f"the recurrence through {', '.join(names)} depends on both earlier steps ({axis}-d) "
+        f"and later steps ({axis}+d)", m.source, m.filename, first.stmt.line, first.stmt.column,
         "a recurrence runs either forward or backward in time: split it into a forward and a "
         "backward state")

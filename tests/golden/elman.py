@@ -130,7 +130,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T, lengths=None):
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -187,7 +187,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
-    dims = {}
+    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
         if n is None:
@@ -365,19 +365,19 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     by = params['by']
     x = inputs['x']
     # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
-    U_x = x @ U.T
+    s_add = x @ U.T + ba
 
     # time loop (forward in time): only the recurrent part runs step by step
     s = np.empty((T + 1, B, n_n), dtype)
     s[:1] = state0['s']
     for t in range(T):
         # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
-        s[t + 1] = np.tanh(U_x[t] + s[t] @ W.T + ba)
+        s[t + 1] = np.tanh(s_add[t] + s[t] @ W.T)
         if mask is not None:  # past its end, a sequence keeps its state
             s[t + 1] = np.where(mask[t], s[t + 1], s[t])
 
     # o[t] = softmax(V @ s[t] + by)  [line 24]
-    o_add = s[1:] @ V.T + by
+    o_add = by + s[1:] @ V.T
     o = _softmax(o_add)
     outputs = {
         's': s[1:],
@@ -395,7 +395,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
-    cache['U_x'] = U_x
+    cache['s_add'] = s_add
     cache['s'] = s
     cache['o_add'] = o_add
     cache['o'] = o

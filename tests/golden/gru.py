@@ -157,7 +157,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T, lengths=None):
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -214,7 +214,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
-    dims = {}
+    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
         if n is None:

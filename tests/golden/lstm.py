@@ -160,7 +160,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T, lengths=None):
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -217,7 +217,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
-    dims = {}
+    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
         if n is None:
@@ -404,13 +404,13 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     b_o = params['b_o']
     x = inputs['x']
     # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
-    W_f_x_x = x @ W_f_x.T
+    f_sum = x @ W_f_x.T + b_f
     # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
-    W_g_x_x = x @ W_g_x.T
+    g_sum = x @ W_g_x.T + b_g
     # q[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 23]
-    W_q_x_x = x @ W_q_x.T
+    q_sum = x @ W_q_x.T + b_q
     # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
-    W_c_x_x = x @ W_c_x.T
+    c_sum = x @ W_c_x.T + b_c
 
     # time loop (forward in time): only the recurrent part runs step by step
     f = np.empty((T, B, n_hidden), dtype)
@@ -424,13 +424,13 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     h[:1] = state0['h']
     for t in range(T):
         # f[t] = gate(x[t], h[t-1])  [line 21]
-        f[t] = _sigmoid(W_f_x_x[t] + h[t] @ W_f_h.T + b_f)
+        f[t] = _sigmoid(f_sum[t] + h[t] @ W_f_h.T)
         # g[t] = gate(x[t], h[t-1])  [line 22]
-        g[t] = _sigmoid(W_g_x_x[t] + h[t] @ W_g_h.T + b_g)
+        g[t] = _sigmoid(g_sum[t] + h[t] @ W_g_h.T)
         # q[t] = gate(x[t], h[t-1])  [line 23]
-        q[t] = _sigmoid(W_q_x_x[t] + h[t] @ W_q_h.T + b_q)
+        q[t] = _sigmoid(q_sum[t] + h[t] @ W_q_h.T)
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        C_tanh[t] = np.tanh(W_c_x_x[t] + h[t] @ W_c_h.T + b_c)
+        C_tanh[t] = np.tanh(c_sum[t] + h[t] @ W_c_h.T)
         C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
         if mask is not None:  # past its end, a sequence keeps its state
             C[t + 1] = np.where(mask[t], C[t + 1], C[t])
@@ -441,7 +441,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(affine(h[t]))  [line 26]
-    a_o = h[1:] @ W_o_h.T + b_o
+    a_o = b_o + h[1:] @ W_o_h.T
     o = _softmax(a_o)
     outputs = {
         'f': f,
@@ -463,10 +463,10 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
-    cache['W_f_x_x'] = W_f_x_x
-    cache['W_g_x_x'] = W_g_x_x
-    cache['W_q_x_x'] = W_q_x_x
-    cache['W_c_x_x'] = W_c_x_x
+    cache['f_sum'] = f_sum
+    cache['g_sum'] = g_sum
+    cache['q_sum'] = q_sum
+    cache['c_sum'] = c_sum
     cache['f'] = f
     cache['g'] = g
     cache['q'] = q

@@ -130,7 +130,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T, lengths=None):
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -187,7 +187,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
-    dims = {}
+    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
         if n is None:
@@ -365,14 +365,14 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     c = params['c']
     x = inputs['x']
     # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  (hoisted: all steps at once)  [line 23]
-    U_x = x @ U.T
+    h_add = b + x @ U.T
 
     # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 1, B, n_hidden), dtype)
     h[:1] = state0['h']
     for t in range(T):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
-        h[t + 1] = np.tanh(b + h[t] @ W.T + U_x[t])
+        h[t + 1] = np.tanh(h_add[t] + h[t] @ W.T)
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
@@ -395,7 +395,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
-    cache['U_x'] = U_x
+    cache['h_add'] = h_add
     cache['h'] = h
     cache['h_end'] = h_end
     cache['o_add'] = o_add

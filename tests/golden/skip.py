@@ -124,7 +124,7 @@ def _shape_text(expected, dims):
         return names
 
 
-def _validate(params, inputs, targets, state0, T, lengths=None):
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
@@ -181,7 +181,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None):
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
         entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
-    dims = {}
+    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
         if n is None:
@@ -360,19 +360,19 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     b_o = params['b_o']
     x = inputs['x']
     # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  (hoisted: all steps at once)  [line 15]
-    W_h_x_x = x @ W_h_x.T
+    h_sum = x @ W_h_x.T + b_h
 
     # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 3, B, n_hidden), dtype)
     h[:3] = state0['h']
     for t in range(T):
         # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
-        h[t + 3] = np.tanh(W_h_x_x[t] + h[t + 2] @ W_h_h1.T + h[t] @ W_h_h3.T + b_h)
+        h[t + 3] = np.tanh(h_sum[t] + h[t + 2] @ W_h_h1.T + h[t] @ W_h_h3.T)
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 3] = np.where(mask[t], h[t + 3], h[t + 2])
 
     # o[t] = softmax(affine(h[t]))  [line 16]
-    a_o = h[3:] @ W_o_h.T + b_o
+    a_o = b_o + h[3:] @ W_o_h.T
     o = _softmax(a_o)
     outputs = {
         'h': h[3:],
@@ -390,7 +390,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
-    cache['W_h_x_x'] = W_h_x_x
+    cache['h_sum'] = h_sum
     cache['h'] = h
     cache['a_o'] = a_o
     cache['o'] = o
@@ -439,27 +439,30 @@ def backward(params, cache, d_outputs=None):
         d_h[3:] += up['h']
     if 'h' in up['final']:
         d_h[last + 3, batch] += up['final']['h']
-    d_a_h = np.empty((T, B, n_hidden), dtype)
+    d_h_sum_2 = np.empty((T, B, n_hidden), dtype)
+    d_W_h_h3_h3 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
         if mask is not None:  # past its end, the state was carried over
             d_h[t + 2] += ~mask[t] * d_h[t + 3]
             d_h[t + 3] *= mask[t]
-        d_a_h[t] = d_h[t + 3] * (1 - h[t + 3] * h[t + 3])
-        d_h[t] += d_a_h[t] @ W_h_h3
-        d_h[t + 2] += d_a_h[t] @ W_h_h1
+        d_a_h = d_h[t + 3] * (1 - h[t + 3] * h[t + 3])
+        d_h_sum_2[t] = d_a_h
+        d_W_h_h3_h3[t] = d_a_h
+        d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
+        d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
 
-    d_x = d_a_h @ W_h_x
+    d_x = d_h_sum_2 @ W_h_x
     d_W_o_h = _flat(d_a_o).T @ _flat(h[3:]) if d_a_o is not None else None
-    d_W_h_h3 = _flat(d_a_h).T @ _flat(h[:T])
-    d_W_h_h1 = _flat(d_a_h).T @ _flat(h[2:T + 2])
-    d_W_h_x = _flat(d_a_h).T @ _flat(x)
+    d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
+    d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
+    d_W_h_x = _flat(d_h_sum_2).T @ _flat(x)
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
     d_state0['h'] = d_h[:3].sum(axis=0)
     return {
-        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_a_h.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
+        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_h_sum_2.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
         'inputs': {'x': d_x},
         'state0': d_state0,
     }
