@@ -18,6 +18,7 @@ from typing import Dict, Optional
 from .check import Model, check
 from .codegen import generate_code
 from .compose import expand_blocks
+from .fuse import fuse_products
 from .errors import SpecError
 from .graph import Graph, build_graph
 from .parse import parse
@@ -36,8 +37,14 @@ def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<
     """Parse, expand blocks, check, build the graph and schedule it (all before codegen)."""
     spec = expand_blocks(parse(text, filename))
     model = check(spec, dims)
-    graph = build_graph(model)
-    return Analysis(model, graph, schedule(graph))
+    return Analysis(model, *_scheduled(model, "teacher"))
+
+
+def _scheduled(model: Model, mode: str):
+    """The graph of ``model`` in a feedback mode, with fused products, and its schedule."""
+    graph = build_graph(model, mode)
+    graph = fuse_products(graph, schedule(graph))
+    return graph, schedule(graph)
 
 
 def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn") -> str:
@@ -45,7 +52,7 @@ def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "
     a = analyze(text, dims, filename)
     variants = None
     if a.model.feedbacks:  # teacher forcing, free-running and generation: three schedules
-        variants = {mode: schedule(build_graph(a.model, mode)) for mode in ("free", "sample")}
+        variants = {mode: _scheduled(a.model, mode)[1] for mode in ("free", "sample")}
     return generate_code(a.schedule, Path(filename).name, variants)
 
 

@@ -116,6 +116,7 @@ class _Codegen:
         self.taken |= {self.tvar(a) for a in self.m.axes}
         self._assign_names()
         self.inline = {i: self._inlinable(i) for i in self.ops}
+        self.local = {i for i in self.ops if self._step_local(i)}
 
     # ----- time axes -------------------------------------------------------------------------
     def sfx(self, axis: Optional[str]) -> str:
@@ -182,6 +183,23 @@ class _Codegen:
             return False
         return True
 
+    def _step_local(self, i: int) -> bool:
+        """A loop value that only its own step reads, and that the backward pass does not need:
+        a variable of the step, not an array over all steps."""
+        op = self.ops[i]
+        if self.inline[i] or op.op in LEAVES or op.name or not self.s.in_loop(i):
+            return False
+        if rule(op.op).needs_out or i in self.s.padding:
+            return False
+        for c, pos, delay in self.s.consumers[i]:
+            if delay != 0 or self.s.stage_of[c] != self.s.stage_of[i]:
+                return False
+            if self.ops[c].op in ("pick", "cross_entropy", "squared_error"):
+                return False
+            if pos in rule(self.ops[c].op).needs_args:
+                return False
+        return True
+
     # ----- value texts -----------------------------------------------------------------------
     def pad(self, i: int) -> int:
         """Steps stored before step 1 (the offset of step 1 in the buffer)."""
@@ -219,7 +237,7 @@ class _Codegen:
         if self.inline[i]:
             return self.expr(i, mode)
         name = self.pyname[i]
-        if op.tk != STEP:
+        if op.tk != STEP or i in self.local:
             return name
         if delay == "all":  # the whole sequence (attention's keys and values)
             return self.window(name, i, 0)
@@ -250,6 +268,15 @@ class _Codegen:
         args = [self.val(a, d, mode) for a, d in op.args]
         return r.forward(*args, **self.attrs(op, mode))
 
+    def bounds(self, sizes: List[Size]) -> List[Tuple[str, str]]:
+        """(start, stop) texts of consecutive blocks of the given sizes ('' for a 0 start)."""
+        out, start = [], Size()
+        for size in sizes:
+            stop = start + size
+            out.append(("" if start == Size() else self.dim(start), self.dim(stop)))
+            start = stop
+        return out
+
     def attrs(self, op, mode: str = "all") -> dict:
         if op.op == "attn_weights":
             a = op.attrs
@@ -260,6 +287,10 @@ class _Codegen:
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":
             return {"size": self.dim(op.ty.rows), **op.attrs}
+        if op.op == "stack_rows":
+            return {"bounds": self.bounds([self.ops[a].ty.rows for a, _ in op.args])}
+        if op.op == "part":
+            return {"bounds": self.bounds(op.attrs["rows"]), "index": op.attrs["index"]}
         if op.op in ("cross_entropy", "squared_error"):
             return {"w": self.weights(op.id)}
         return {}
@@ -427,7 +458,7 @@ class _Codegen:
             which = f" {k // 2 + 1} of {n_loops}" if n_loops > 1 else ""
             em(f"# time loop{which} ({way} in time): only the recurrent part runs step by step")
             for i in stage.ops:
-                if not self.inline[i]:
+                if not self.inline[i] and i not in self.local:
                     em(f"{self.pyname[i]} = {self.alloc(i)}")
                     self.state_init(em, i)
             em(self.loop_header(k))
@@ -523,7 +554,8 @@ class _Codegen:
         names = []
         for i in self.s.order:
             op = self.ops[i]
-            if op.op in ("const", "param", "cross_entropy", "squared_error") or self.inline[i]:
+            if op.op in ("const", "param", "cross_entropy", "squared_error") or self.inline[i] \
+                    or i in self.local:
                 continue
             names.append(self.pyname[i])
         for i in self.g.losses:
@@ -594,6 +626,22 @@ class _Codegen:
     def terms_from(self, i: int, consumers, mode: str) -> List[Term]:
         """Gradient contributions to op ``i`` from the given consumers, in ``mode``."""
         terms = []
+        parts = sorted((c for c in consumers if self.ops[c[0]].op == "part"),
+                       key=lambda c: self.ops[c[0]].attrs["index"])
+        if parts:  # a fused product: the gradients of its parts, side by side
+            pieces = []
+            for c, _, _ in parts:
+                g = self.grad.get(c)
+                zero = f"np.zeros_like({self.val(c, 0, mode)})"
+                text = None if g is None else (g.step if mode == "step" else g.all)
+                if text is not None and g.cond:
+                    text = f"({text} if {g.cond} else {zero})"
+                pieces.append(text)
+            if any(p is not None for p in pieces):
+                pieces = [p if p is not None else f"np.zeros_like({self.val(c, 0, mode)})"
+                          for p, (c, _, _) in zip(pieces, parts)]
+                terms.append(Term(f"np.concatenate([{', '.join(pieces)}], axis=-1)"))
+            consumers = [c for c in consumers if c not in parts]
         for c, pos, delay in consumers:
             g = self.grad.get(c)
             if g is None:

@@ -112,6 +112,16 @@ register("matvec",
                                        else f"{wrap(g, PRODUCT)} @ {wrap(args[0], ATOM)}"),
          needs_args={0, 1}, reduced={0}, helpers=("_flat",))
 
+# Fused products: W_1 @ v, ..., W_k @ v (the gates of an LSTM reading h[t-1]) become one product
+# with the stacked weights; each original product is a part of it.
+register("stack_rows",
+         lambda *Ws, **_: f"np.concatenate([{', '.join(Ws)}])",
+         lambda i, g, out, args, bounds, **_: "{}[{}:{}]".format(wrap(g, ATOM), *bounds[i]),
+         reduced=range(64))
+register("part",
+         lambda F, bounds, index, **_: "{}[..., {}:{}]".format(wrap(F, ATOM), *bounds[index]),
+         lambda i, g, out, args, **_: g)  # assembled by codegen: one concatenation of all parts
+
 # ---- element-wise functions ---------------------------------------------------------------------
 register("tanh",
          lambda a, **_: f"np.tanh({a})",

@@ -398,11 +398,15 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     c = params['c']
     x = inputs['x']
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
-    z_add = bz + x @ Uz.T
+    W_x_stacked = np.concatenate([Uz, Ur, U])
+    x_products = x @ W_x_stacked.T
+    z_add = bz + x_products[..., :n_hidden]
     # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
-    r_add = br + x @ Ur.T
+    r_add = br + x_products[..., n_hidden:2 * n_hidden]
     # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
-    h_add = b + x @ U.T
+    h_add = b + x_products[..., 2 * n_hidden:3 * n_hidden]
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
+    W_h_stacked = np.concatenate([Wz, Wr])
 
     # time loop (forward in time): only the recurrent part runs step by step
     z = np.empty((T, B, n_hidden), dtype)
@@ -414,9 +418,10 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     h[:1] = state0['h']
     for t in range(T):
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
-        z[t] = _sigmoid(z_add[t] + h[t] @ Wz.T)
+        h1_products = h[t] @ W_h_stacked.T
+        z[t] = _sigmoid(z_add[t] + h1_products[..., :n_hidden])
         # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-        r[t] = _sigmoid(r_add[t] + h[t] @ Wr.T)
+        r[t] = _sigmoid(r_add[t] + h1_products[..., n_hidden:2 * n_hidden])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         h_sub[t] = 1 - z[t]
         h_mul_2[t] = r[t] * h[t]
@@ -446,9 +451,12 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
+    cache['W_x_stacked'] = W_x_stacked
+    cache['x_products'] = x_products
     cache['z_add'] = z_add
     cache['r_add'] = r_add
     cache['h_add'] = h_add
+    cache['W_h_stacked'] = W_h_stacked
     cache['z'] = z
     cache['r'] = r
     cache['h_sub'] = h_sub
@@ -488,6 +496,8 @@ def backward(params, cache, d_outputs=None):
     c = params['c']
     x = cache['x']
     y = cache.get('y')
+    W_x_stacked = cache['W_x_stacked']
+    W_h_stacked = cache['W_h_stacked']
     z = cache['z']
     r = cache['r']
     h_sub = cache['h_sub']
@@ -517,6 +527,7 @@ def backward(params, cache, d_outputs=None):
     d_r_add_2 = np.empty((T, B, n_hidden), dtype)
     up_z = up.get('z')  # upstream gradient of z
     d_z_add_2 = np.empty((T, B, n_hidden), dtype)
+    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         if mask is not None:  # past its end, the state was carried over
@@ -533,28 +544,26 @@ def backward(params, cache, d_outputs=None):
         if up_r is not None:
             d_r = d_r + up_r[t]
         d_r_add_2[t] = d_r * r[t] * (1 - r[t])
-        d_h[t] += d_r_add_2[t] @ Wr
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
         d_z = d_h[t + 1] * h[t] + -d_h_sub
         if up_z is not None:
             d_z = d_z + up_z[t]
         d_z_add_2[t] = d_z * z[t] * (1 - z[t])
-        d_h[t] += d_z_add_2[t] @ Wz
+        d_h1_products[t] = np.concatenate([d_z_add_2[t], d_r_add_2[t]], axis=-1)
+        d_h[t] += d_h1_products[t] @ W_h_stacked
 
-    d_x = d_z_add_2 @ Uz + d_r_add_2 @ Ur + d_h_add_2 @ U
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    d_W_x_stacked = _flat(np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)).T @ _flat(x)
+    d_x = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1) @ W_x_stacked
     d_V = _flat(d_o_add).T @ _flat(h[1:]) if d_o_add is not None else None
     d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
-    d_U = _flat(d_h_add_2).T @ _flat(x)
-    d_Wr = _flat(d_r_add_2).T @ _flat(h[:T])
-    d_Ur = _flat(d_r_add_2).T @ _flat(x)
-    d_Wz = _flat(d_z_add_2).T @ _flat(h[:T])
-    d_Uz = _flat(d_z_add_2).T @ _flat(x)
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     return {
-        'params': {'Uz': d_Uz, 'Wz': d_Wz, 'bz': d_z_add_2.sum(axis=(0, 1)), 'Ur': d_Ur, 'Wr': d_Wr, 'br': d_r_add_2.sum(axis=(0, 1)), 'U': d_U, 'W': d_W, 'b': d_h_add_2.sum(axis=(0, 1)), 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(c)},
+        'params': {'Uz': d_W_x_stacked[:n_hidden], 'Wz': d_W_h_stacked[:n_hidden], 'bz': d_z_add_2.sum(axis=(0, 1)), 'Ur': d_W_x_stacked[n_hidden:2 * n_hidden], 'Wr': d_W_h_stacked[n_hidden:2 * n_hidden], 'br': d_r_add_2.sum(axis=(0, 1)), 'U': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W': d_W, 'b': d_h_add_2.sum(axis=(0, 1)), 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(c)},
         'inputs': {'x': d_x},
         'state0': d_state0,
     }

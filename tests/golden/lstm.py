@@ -404,13 +404,17 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     b_o = params['b_o']
     x = inputs['x']
     # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
-    f_sum = x @ W_f_x.T + b_f
+    W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
+    x_products = x @ W_x_stacked.T
+    f_sum = x_products[..., :n_hidden] + b_f
     # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
-    g_sum = x @ W_g_x.T + b_g
+    g_sum = x_products[..., n_hidden:2 * n_hidden] + b_g
     # q[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 23]
-    q_sum = x @ W_q_x.T + b_q
+    q_sum = x_products[..., 2 * n_hidden:3 * n_hidden] + b_q
     # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
-    c_sum = x @ W_c_x.T + b_c
+    c_sum = x_products[..., 3 * n_hidden:4 * n_hidden] + b_c
+    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
+    W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
 
     # time loop (forward in time): only the recurrent part runs step by step
     f = np.empty((T, B, n_hidden), dtype)
@@ -424,13 +428,14 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     h[:1] = state0['h']
     for t in range(T):
         # f[t] = gate(x[t], h[t-1])  [line 21]
-        f[t] = _sigmoid(f_sum[t] + h[t] @ W_f_h.T)
+        h1_products = h[t] @ W_h_stacked.T
+        f[t] = _sigmoid(f_sum[t] + h1_products[..., :n_hidden])
         # g[t] = gate(x[t], h[t-1])  [line 22]
-        g[t] = _sigmoid(g_sum[t] + h[t] @ W_g_h.T)
+        g[t] = _sigmoid(g_sum[t] + h1_products[..., n_hidden:2 * n_hidden])
         # q[t] = gate(x[t], h[t-1])  [line 23]
-        q[t] = _sigmoid(q_sum[t] + h[t] @ W_q_h.T)
+        q[t] = _sigmoid(q_sum[t] + h1_products[..., 2 * n_hidden:3 * n_hidden])
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        C_tanh[t] = np.tanh(c_sum[t] + h[t] @ W_c_h.T)
+        C_tanh[t] = np.tanh(c_sum[t] + h1_products[..., 3 * n_hidden:4 * n_hidden])
         C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
         if mask is not None:  # past its end, a sequence keeps its state
             C[t + 1] = np.where(mask[t], C[t + 1], C[t])
@@ -463,10 +468,13 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
+    cache['W_x_stacked'] = W_x_stacked
+    cache['x_products'] = x_products
     cache['f_sum'] = f_sum
     cache['g_sum'] = g_sum
     cache['q_sum'] = q_sum
     cache['c_sum'] = c_sum
+    cache['W_h_stacked'] = W_h_stacked
     cache['f'] = f
     cache['g'] = g
     cache['q'] = q
@@ -510,6 +518,8 @@ def backward(params, cache, d_outputs=None):
     b_o = params['b_o']
     x = cache['x']
     y = cache.get('y')
+    W_x_stacked = cache['W_x_stacked']
+    W_h_stacked = cache['W_h_stacked']
     f = cache['f']
     g = cache['g']
     q = cache['q']
@@ -547,6 +557,7 @@ def backward(params, cache, d_outputs=None):
     d_a_g = np.empty((T, B, n_hidden), dtype)
     up_f = up.get('f')  # upstream gradient of f
     d_a_f = np.empty((T, B, n_hidden), dtype)
+    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(C[t]) * q[t]  [line 25]
         if mask is not None:  # past its end, the state was carried over
@@ -560,44 +571,37 @@ def backward(params, cache, d_outputs=None):
             d_C[t + 1] *= mask[t]
         d_C_tanh = d_C[t + 1] * g[t]
         d_a_c[t] = d_C_tanh * (1 - C_tanh[t] * C_tanh[t])
-        d_h[t] += d_a_c[t] @ W_c_h
         d_C[t] += d_C[t + 1] * f[t]
         # q[t] = gate(x[t], h[t-1])  [line 23]
         d_q = d_h[t + 1] * h_tanh[t]
         if up_q is not None:
             d_q = d_q + up_q[t]
         d_a_q[t] = d_q * q[t] * (1 - q[t])
-        d_h[t] += d_a_q[t] @ W_q_h
         # g[t] = gate(x[t], h[t-1])  [line 22]
         d_g = d_C[t + 1] * C_tanh[t]
         if up_g is not None:
             d_g = d_g + up_g[t]
         d_a_g[t] = d_g * g[t] * (1 - g[t])
-        d_h[t] += d_a_g[t] @ W_g_h
         # f[t] = gate(x[t], h[t-1])  [line 21]
         d_f = d_C[t + 1] * C[t]
         if up_f is not None:
             d_f = d_f + up_f[t]
         d_a_f[t] = d_f * f[t] * (1 - f[t])
-        d_h[t] += d_a_f[t] @ W_f_h
+        d_h1_products[t] = np.concatenate([d_a_f[t], d_a_g[t], d_a_q[t], d_a_c[t]], axis=-1)
+        d_h[t] += d_h1_products[t] @ W_h_stacked
 
-    d_x = d_a_f @ W_f_x + d_a_g @ W_g_x + d_a_q @ W_q_x + d_a_c @ W_c_x
+    # f[t] = gate(x[t], h[t-1])  [line 21]
+    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    d_W_x_stacked = _flat(np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1)).T @ _flat(x)
+    d_x = np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1) @ W_x_stacked
     d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
-    d_W_c_h = _flat(d_a_c).T @ _flat(h[:T])
-    d_W_c_x = _flat(d_a_c).T @ _flat(x)
-    d_W_q_h = _flat(d_a_q).T @ _flat(h[:T])
-    d_W_q_x = _flat(d_a_q).T @ _flat(x)
-    d_W_g_h = _flat(d_a_g).T @ _flat(h[:T])
-    d_W_g_x = _flat(d_a_g).T @ _flat(x)
-    d_W_f_h = _flat(d_a_f).T @ _flat(h[:T])
-    d_W_f_x = _flat(d_a_f).T @ _flat(x)
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     d_state0['C'] = d_C[:1].sum(axis=0)
     return {
-        'params': {'W_f_x': d_W_f_x, 'W_f_h': d_W_f_h, 'b_f': d_a_f.sum(axis=(0, 1)), 'W_g_x': d_W_g_x, 'W_g_h': d_W_g_h, 'b_g': d_a_g.sum(axis=(0, 1)), 'W_q_x': d_W_q_x, 'W_q_h': d_W_q_h, 'b_q': d_a_q.sum(axis=(0, 1)), 'W_c_x': d_W_c_x, 'W_c_h': d_W_c_h, 'b_c': d_a_c.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
+        'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_a_f.sum(axis=(0, 1)), 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_a_g.sum(axis=(0, 1)), 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_a_q.sum(axis=(0, 1)), 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_a_c.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
         'inputs': {'x': d_x},
         'state0': d_state0,
     }

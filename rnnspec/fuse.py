@@ -1,0 +1,66 @@
+"""Optimization: fuse the matrix products that read the same vector.
+
+In: a :class:`rnnspec.graph.Graph` and its :class:`rnnspec.schedule.Schedule`.  Out: the graph
+rewritten so that the products ``W_1 @ v, ..., W_k @ v`` of one stage that read the same value
+at the same delay (an LSTM's four gates reading ``h[t-1]``, or their four input projections
+reading ``x[t]``) are one product with the stacked weights, ``[W_1; ...; W_k] @ v``, of which
+each original product is a part.  Per step this is one matrix product instead of k; in the
+backward pass the gradient of ``v`` is one product too, and so is the gradient of the stacked
+weights (one product over all T*B rows, then split).  Reschedule the result.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .check import PARAM, Ty
+from .graph import Graph, Op
+from .schedule import Schedule
+from .sizes import Size
+
+
+def fuse_products(graph: Graph, sched: Schedule) -> Graph:
+    """Fuse same-vector products of parameter matrices within each stage (in place)."""
+    ops, g = graph.ops, graph.nx
+    groups = defaultdict(list)
+    for i, op in ops.items():
+        if op.op != "matvec":
+            continue
+        (w, _), (v, d) = op.args
+        if ops[w].op != "param":
+            continue
+        groups[(sched.stage_of[i], v, d, ops[w].ty.cols)].append(i)
+    for (_, v, d, cols), members in sorted(groups.items(), key=lambda kv: kv[1][0]):
+        if len(members) < 2:
+            continue
+        first = ops[members[0]]
+        weights = [ops[m].args[0][0] for m in members]
+        rows = [ops[w].ty.rows for w in weights]
+        total = Size()
+        for r in rows:
+            total = total + r
+        vname = ops[v].name or ops[v].label
+        stacked = _new(graph, "stack_rows", [(w, 0) for w in weights],
+                       Ty("mat", total, cols, PARAM), first, f"W_{vname}_stacked")
+        fused = _new(graph, "matvec", [(stacked, 0), (v, d)],
+                     Ty("vec", total, None, first.ty.tk, first.ty.axis), first,
+                     f"{vname}{d if d else ''}_products")
+        for j, m in enumerate(members):
+            w = ops[m].args[0][0]
+            g.remove_edge(w, m)
+            if g.has_edge(v, m):
+                g.remove_edge(v, m)
+            g.add_edge(w, stacked, delay=0, delays={0})
+            g.add_edge(fused, m, delay=0, delays={0})
+            ops[m].op = "part"
+            ops[m].args = [(fused, 0)]
+            ops[m].attrs = {"rows": rows, "index": j}
+        g.add_edge(stacked, fused, delay=0, delays={0})
+        g.add_edge(v, fused, delay=d, delays={d})
+    return graph
+
+
+def _new(graph: Graph, op: str, args, ty: Ty, like: Op, label: str) -> int:
+    i = max(graph.ops) + 1
+    graph.ops[i] = Op(i, op, list(args), ty, like.stmt, None, label, {})
+    graph.nx.add_node(i)
+    return i
