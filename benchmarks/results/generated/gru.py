@@ -1,0 +1,608 @@
+# generated from gru.rnn by rnnspec 0.1.0 -- do not edit; edit the spec and recompile
+"""Forward pass and exact BPTT gradients for gru.rnn.
+
+The spec:
+
+    # GRU of 004 4.3.2, with the text's own parameter names; the reset gate is applied to h[t-1]
+    # *before* the product with W:
+    #   z[t] = sigmoid(b^z + U^z x[t] + W^z h[t-1])        update gate
+    #   r[t] = sigmoid(b^r + U^r x[t] + W^r h[t-1])        reset gate
+    #   h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U x[t] + W (r[t] * h[t-1]))
+    #   o[t] = softmax(c + V h[t])
+
+    dim in = 3
+    dim hidden = 5
+    dim out = 4
+
+    input x[t]: in
+    target y[t]: class(out)
+
+    param Uz: (hidden, in)
+    param Wz: (hidden, hidden)
+    param bz: hidden
+    param Ur: (hidden, in)
+    param Wr: (hidden, hidden)
+    param br: hidden
+    param U: (hidden, in)
+    param W: (hidden, hidden)
+    param b: hidden
+    param V: (out, hidden)
+    param c: out
+
+    state h: hidden = zeros
+
+    z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])
+    r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])
+    h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))
+    o[t] = softmax(c + V @ h[t])
+
+    loss = cross_entropy(o[t], y[t])
+"""
+import numpy as np
+
+DIMS = {'in': 3, 'hidden': 5, 'out': 4}
+AXES = {'t': 'T'}  # time axis -> its number of steps in dims (the first is the main one)
+PARAMS = {
+    'Uz': ('hidden', 'in'),
+    'Wz': ('hidden', 'hidden'),
+    'bz': ('hidden',),
+    'Ur': ('hidden', 'in'),
+    'Wr': ('hidden', 'hidden'),
+    'br': ('hidden',),
+    'U': ('hidden', 'in'),
+    'W': ('hidden', 'hidden'),
+    'b': ('hidden',),
+    'V': ('out', 'hidden'),
+    'c': ('out',),
+}
+INITS = {
+    'Uz': ('xavier', None),
+    'Wz': ('xavier', None),
+    'bz': ('zeros', None),
+    'Ur': ('xavier', None),
+    'Wr': ('xavier', None),
+    'br': ('zeros', None),
+    'U': ('xavier', None),
+    'W': ('xavier', None),
+    'b': ('zeros', None),
+    'V': ('xavier', None),
+    'c': ('zeros', None),
+}
+INPUTS = {
+    'x': {'size': 'in', 'kind': 'sequence', 'axis': 't'},
+}
+TARGETS = {
+    'y': {'size': 'out', 'kind': 'sequence', 'type': 'class', 'axis': 't'},
+}
+STATES = {
+    'h': {'size': 'hidden', 'init': 'zeros', 'from': None},
+}
+OUTPUTS = {
+    'z': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'r': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'h': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'o': {'size': 'out', 'kind': 'sequence', 'axis': 't'},
+}
+MIN_T = {'T': 1}
+
+
+def _cross_entropy(z, y, w=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
+    m = z.max(axis=-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
+    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    return float(nll.sum() if w is None else (w * nll).sum())
+
+
+def _cross_entropy_grad(p, y, w=None):
+    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
+    g = p.copy()
+    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
+                      axis=-1)
+    return g if w is None else g * w[..., None]
+
+
+def _flat(a):
+    """All rows of a (..., n) array as one (rows, n) matrix."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def _sigmoid(a):
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
+    return 0.5 + 0.5 * np.tanh(0.5 * a)
+
+
+def _softmax(a):
+    """Softmax over the last axis, shifted by the maximum for stability."""
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+def _terms(expr):
+    """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
+    out = []
+    for term in expr.split("+"):
+        coef, _, name = term.strip().rpartition("*")
+        out.append((int(coef) if coef else 1, name))
+    return out
+
+
+def _size(expr, dims):
+    """Evaluate a size for the given dims."""
+    return sum(c * (int(n) if n.isdigit() else dims[n]) for c, n in _terms(expr))
+
+
+def _solve_dims(entries, dims):
+    """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    changed = True
+    while changed:
+        changed = False
+        for _, a, shape in entries:
+            for n, expr in zip(a.shape, shape):
+                terms = _terms(expr)
+                unknown = [(c, d) for c, d in terms if not d.isdigit() and d not in dims]
+                if len(unknown) == 1:
+                    coef, name = unknown[0]
+                    rest = sum(c * (int(d) if d.isdigit() else dims[d]) for c, d in terms
+                               if d != name)
+                    if (n - rest) % coef == 0 and (n - rest) // coef >= 1:
+                        dims[name] = (n - rest) // coef
+                        changed = True
+
+
+def _shape_text(expected, dims):
+    names = "(" + ", ".join(expected) + ")"
+    try:
+        return names + " = " + str(tuple(_size(e, dims) for e in expected))
+    except KeyError:
+        return names
+
+
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
+    """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
+    for what, d in (("params", params), ("inputs", inputs)):
+        if not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict, got {type(d).__name__}")
+    for what, d in (("targets", targets), ("state0", state0)):
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict or None, got {type(d).__name__}")
+    missing = [n for n in PARAMS if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(PARAMS)}")
+    missing = [n for n in INPUTS if n not in inputs]
+    if missing:
+        raise ValueError(f"inputs is missing {missing}; expected {list(INPUTS)}")
+    for what, d, known in (("params", params, PARAMS), ("inputs", inputs, INPUTS),
+                           ("targets", targets or {}, TARGETS), ("state0", state0 or {}, STATES)):
+        unknown = [n for n in d if n not in known]
+        if unknown:
+            raise ValueError(f"{what} has unknown names {unknown}; expected {list(known)}")
+    if targets is not None:
+        missing = [n for n in TARGETS if n not in targets]
+        if missing:
+            raise ValueError(f"targets is missing {missing}; expected {list(TARGETS)}")
+    state0 = dict(state0 or {})
+    floats = [np.asarray(p) for p in params.values()]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    entries = []
+    for n, shape in PARAMS.items():
+        entries.append((f"params[{n!r}]", np.asarray(params[n], dtype=dtype), shape))
+    conv_inputs = {}
+    for n, info in INPUTS.items():
+        a = np.asarray(inputs[n], dtype=dtype)
+        conv_inputs[n] = a
+        lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+        entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
+    conv_targets = None
+    if targets is not None:
+        conv_targets = {}
+        for n, info in TARGETS.items():
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            if info["type"] == "class":
+                a = np.asarray(targets[n])
+                if a.size and not np.issubdtype(a.dtype, np.integer):
+                    if not np.all(np.mod(a, 1) == 0):
+                        raise ValueError(f"targets[{n!r}] must hold integer class indices")
+                    a = a.astype(np.int64)
+                entries.append((f"targets[{n!r}]", a, lead))
+            else:
+                a = np.asarray(targets[n], dtype=dtype)
+                entries.append((f"targets[{n!r}]", a, lead + (info["size"],)))
+            conv_targets[n] = a
+    for n in state0:
+        a = np.asarray(state0[n], dtype=dtype)
+        state0[n] = a
+        entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
+    dims = {} if B is None else {"B": int(B)}
+    main = next(iter(AXES))
+    for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+        if n is None:
+            continue
+        if axis not in AXES:
+            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"T must be a positive integer, got {n!r}")
+        dims[AXES[axis]] = int(n)
+    for label, a, shape in entries:
+        if a.ndim != len(shape):
+            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
+        for n, expr in zip(a.shape, shape):
+            if expr.isidentifier() and expr not in dims:
+                dims[expr] = n
+    _solve_dims(entries, dims)
+    for label, a, shape in entries:
+        if tuple(a.shape) != tuple(_size(e, dims) if all(
+                d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
+            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
+    for name, value in DIMS.items():
+        dims.setdefault(name, value)
+    for axis, key in AXES.items():
+        if key not in dims:
+            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over {axis} "
+                             f"was given; pass {how}")
+        if dims[key] < MIN_T[key]:
+            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                             f"{key}={dims[key]}")
+    if lengths is not None and not isinstance(lengths, dict):
+        lengths = {main: lengths}
+    for axis, n in (lengths or {}).items():
+        if axis not in AXES:
+            raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        n = np.asarray(n)
+        key = AXES[axis]
+        label = "lengths" if axis == main else f"lengths[{axis!r}]"
+        if n.ndim != 1 or "B" in dims and n.shape != (dims["B"],):
+            raise ValueError(f"{label} has shape {n.shape}, expected (B,) = "
+                             f"({dims.get('B', n.size)},)")
+        if n.size and not np.issubdtype(n.dtype, np.integer):
+            raise ValueError(f"{label} must hold integers")
+        if n.size and (n.min() < 1 or n.max() > dims[key]):
+            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
+                             f"{n.min()}..{n.max()}")
+        dims.setdefault("B", len(n))
+        dims["lengths" + key[1:]] = n.astype(np.int64)
+    dims.setdefault("B", 1)
+    for axis, key in AXES.items():
+        n = dims.setdefault("lengths" + key[1:], None)
+        dims["last" + key[1:]] = np.full(dims["B"], dims[key] - 1) if n is None else n - 1
+    if conv_targets is not None:
+        for n, info in TARGETS.items():
+            a = conv_targets[n]
+            if info["type"] == "class" and a.size:
+                k = _size(info["size"], dims)
+                if a.min() < 0 or a.max() >= k:
+                    raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+    given = {}
+    for n, info in STATES.items():
+        given[n] = n in state0
+        if n in state0:
+            continue
+        size = _size(info["size"], dims)
+        if info["init"] == "given":
+            raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
+                             f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+        if info["init"] == "value":  # computed by the network in forward
+            continue
+        if info["init"] == "param":
+            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
+                                        (dims["B"], size))
+        elif info["init"] == "input":
+            state0[n] = conv_inputs[info["from"]]
+        else:
+            state0[n] = np.zeros((dims["B"], size), dtype)
+    state0["given"] = given
+    dims["dtype"] = dtype
+    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
+    return params, conv_inputs, conv_targets, state0, dims
+
+
+def _step_mask(dims, axis=None):
+    """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
+    key = AXES[axis or next(iter(AXES))]
+    if dims["lengths" + key[1:]] is None:
+        return None
+    return (np.arange(dims[key])[:, None] <= dims["last" + key[1:]][None, :])[..., None]
+
+
+def _loss_weights(dims, axis=None, steps=None, mean=False):
+    """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
+    sequence's own length), divided by their number for a mean.  None: every step counts once."""
+    key = AXES[axis or next(iter(AXES))]
+    T, B, last = dims[key], dims["B"], dims["last" + key[1:]]
+    if steps is None and dims["lengths" + key[1:]] is None and not mean:
+        return None
+    if steps is None:
+        w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
+    else:
+        w = np.zeros((T, B), dims["dtype"])
+        batch = np.arange(B)
+        for kind, k in steps:  # ('abs', k): step k; ('end', -j): each sequence's end - j
+            row = np.full(B, k - 1) if kind == "abs" else last + k
+            ok = (row >= 0) & (row <= last)
+            w[row[ok], batch[ok]] = 1
+    if mean:
+        w = w / np.maximum(w.sum(axis=0), 1)
+    return w
+
+
+def _upstream(d_outputs, cache):
+    """Validate the upstream gradients given to backward()."""
+    if d_outputs is None:
+        return {"final": {}}
+    if not isinstance(d_outputs, dict):
+        raise ValueError(f"d_outputs must be a dict, got {type(d_outputs).__name__}")
+    dims = cache["dims"]
+    up = {"final": {}}
+    for n, g in d_outputs.items():
+        if n == "loss":
+            if not cache["has_loss"]:
+                raise ValueError("d_outputs['loss'] given, but forward computed no loss "
+                                 "(call it with targets)")
+            up[n] = float(g)
+        elif n == "final":
+            for s, gs in dict(g).items():
+                if s not in STATES:
+                    raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
+                gs = np.asarray(gs, dtype=dims["dtype"])
+                shape = (dims["B"], _size(STATES[s]["size"], dims))
+                if gs.shape != shape:
+                    raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
+                                     f"expected (B, {STATES[s]['size']}) = {shape}")
+                up["final"][s] = gs
+        elif n in OUTPUTS:
+            info = OUTPUTS[n]
+            g = np.asarray(g, dtype=dims["dtype"])
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
+            if g.shape != shape:
+                raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
+                                 f"{_shape_text(lead + (info['size'],), dims)}")
+            if info["kind"] == "sequence":
+                mask = _step_mask(dims, info["axis"])
+                if mask is not None:
+                    g = g * mask  # steps past a sequence's end get no gradient
+            up[n] = g
+        else:
+            raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
+                             f"{list(OUTPUTS) + ['final', 'loss']}")
+    return up
+
+
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).
+
+    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
+    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.
+    """
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
+    Uz = params['Uz']
+    Wz = params['Wz']
+    bz = params['bz']
+    Ur = params['Ur']
+    Wr = params['Wr']
+    br = params['br']
+    U = params['U']
+    W = params['W']
+    b = params['b']
+    V = params['V']
+    c = params['c']
+    x = inputs['x']
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
+    W_x_stacked = np.concatenate([Uz, Ur, U])
+    x_products = x @ W_x_stacked.T
+    z_add = bz + x_products[..., :n_hidden]
+    # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
+    r_add = br + x_products[..., n_hidden:2 * n_hidden]
+    # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
+    h_add = b + x_products[..., 2 * n_hidden:3 * n_hidden]
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
+    W_h_stacked = np.concatenate([Wz, Wr])
+
+    # time loop (forward in time): only the recurrent part runs step by step
+    z = np.empty((T, B, n_hidden), dtype)
+    r = np.empty((T, B, n_hidden), dtype)
+    h_sub = np.empty((T, B, n_hidden), dtype)
+    h_mul_2 = np.empty((T, B, n_hidden), dtype)
+    h_tanh = np.empty((T, B, n_hidden), dtype)
+    h = np.empty((T + 1, B, n_hidden), dtype)
+    h[:1] = state0['h']
+    for t in range(T):
+        # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+        h1_products = h[t] @ W_h_stacked.T
+        z[t] = _sigmoid(z_add[t] + h1_products[..., :n_hidden])
+        # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
+        r[t] = _sigmoid(r_add[t] + h1_products[..., n_hidden:2 * n_hidden])
+        # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
+        h_sub[t] = 1 - z[t]
+        h_mul_2[t] = r[t] * h[t]
+        h_tanh[t] = np.tanh(h_add[t] + h_mul_2[t] @ W.T)
+        h[t + 1] = z[t] * h[t] + h_sub[t] * h_tanh[t]
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
+
+    # o[t] = softmax(c + V @ h[t])  [line 32]
+    o_add = c + h[1:] @ V.T
+    o = _softmax(o_add)
+    outputs = {
+        'z': z,
+        'r': r,
+        'h': h[1:],
+        'o': o,
+        'final': {'h': h[last + 1, batch]},
+    }
+    if targets is not None:
+        y = targets['y']
+        # loss = cross_entropy(o[t], y[t])  [line 34]
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(o_add, y, w_loss_o)
+        outputs['loss'] = loss_o
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
+             'has_loss': 'loss' in outputs}
+    cache['x'] = x
+    if targets is not None:
+        cache['y'] = y
+    cache['W_x_stacked'] = W_x_stacked
+    cache['x_products'] = x_products
+    cache['z_add'] = z_add
+    cache['r_add'] = r_add
+    cache['h_add'] = h_add
+    cache['W_h_stacked'] = W_h_stacked
+    cache['z'] = z
+    cache['r'] = r
+    cache['h_sub'] = h_sub
+    cache['h_mul_2'] = h_mul_2
+    cache['h_tanh'] = h_tanh
+    cache['h'] = h
+    cache['o_add'] = o_add
+    cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """Vector-Jacobian product of the whole unrolled network (BPTT).
+
+    d_outputs may hold an upstream gradient for any named value (same shape as in
+    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache['dims']
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
+    n_hidden = dims['hidden']
+    Uz = params['Uz']
+    Wz = params['Wz']
+    bz = params['bz']
+    Ur = params['Ur']
+    Wr = params['Wr']
+    br = params['br']
+    U = params['U']
+    W = params['W']
+    b = params['b']
+    V = params['V']
+    c = params['c']
+    x = cache['x']
+    y = cache.get('y')
+    W_x_stacked = cache['W_x_stacked']
+    W_h_stacked = cache['W_h_stacked']
+    z = cache['z']
+    r = cache['r']
+    h_sub = cache['h_sub']
+    h_mul_2 = cache['h_mul_2']
+    h_tanh = cache['h_tanh']
+    h = cache['h']
+    o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
+    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
+    # o[t] = softmax(c + V @ h[t])  [line 32]
+    d_o_add = None
+    if 'o' in up:
+        d_o_add = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+    if d_loss is not None:
+        d_o_add = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_o_add is None else d_o_add + d_loss * _cross_entropy_grad(o, y, w_loss_o)
+
+    # gradients flowing into the loop from after it, and buffers for the loop
+    d_h = np.zeros_like(h)
+    if d_o_add is not None:
+        d_h[1:] += d_o_add @ V
+    if 'h' in up:
+        d_h[1:] += up['h']
+    if 'h' in up['final']:
+        d_h[last + 1, batch] += up['final']['h']
+    d_h_add_2 = np.empty((T, B, n_hidden), dtype)
+    up_r = up.get('r')  # upstream gradient of r
+    d_r_add_2 = np.empty((T, B, n_hidden), dtype)
+    up_z = up.get('z')  # upstream gradient of z
+    d_z_add_2 = np.empty((T, B, n_hidden), dtype)
+    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)
+    for t in reversed(range(T)):
+        # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t] += ~mask[t] * d_h[t + 1]
+            d_h[t + 1] *= mask[t]
+        d_h_tanh = d_h[t + 1] * h_sub[t]
+        d_h_add_2[t] = d_h_tanh * (1 - h_tanh[t] * h_tanh[t])
+        d_h_mul_2 = d_h_add_2[t] @ W
+        d_h[t] += d_h_mul_2 * r[t]
+        d_h_sub = d_h[t + 1] * h_tanh[t]
+        d_h[t] += d_h[t + 1] * z[t]
+        # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
+        d_r = d_h_mul_2 * h[t]
+        if up_r is not None:
+            d_r = d_r + up_r[t]
+        d_r_add_2[t] = d_r * r[t] * (1 - r[t])
+        # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+        d_z = d_h[t + 1] * h[t] + -d_h_sub
+        if up_z is not None:
+            d_z = d_z + up_z[t]
+        d_z_add_2[t] = d_z * z[t] * (1 - z[t])
+        d_h1_products[t] = np.concatenate([d_z_add_2[t], d_r_add_2[t]], axis=-1)
+        d_h[t] += d_h1_products[t] @ W_h_stacked
+
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    d_W_x_stacked = _flat(np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)).T @ _flat(x)
+    d_x = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1) @ W_x_stacked
+    d_V = _flat(d_o_add).T @ _flat(h[1:]) if d_o_add is not None else None
+    d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
+
+    # gradients of the initial states (and of what they were initialized from)
+    d_state0 = {}
+    d_state0['h'] = d_h[:1].sum(axis=0)
+    return {
+        'params': {'Uz': d_W_x_stacked[:n_hidden], 'Wz': d_W_h_stacked[:n_hidden], 'bz': d_z_add_2.sum(axis=(0, 1)), 'Ur': d_W_x_stacked[n_hidden:2 * n_hidden], 'Wr': d_W_h_stacked[n_hidden:2 * n_hidden], 'br': d_r_add_2.sum(axis=(0, 1)), 'U': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W': d_W, 'b': d_h_add_2.sum(axis=(0, 1)), 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(c)},
+        'inputs': {'x': d_x},
+        'state0': d_state0,
+    }
+
+
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params

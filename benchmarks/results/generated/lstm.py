@@ -1,0 +1,646 @@
+# generated from lstm.rnn by rnnspec 0.1.0 -- do not edit; edit the spec and recompile
+"""Forward pass and exact BPTT gradients for lstm.rnn.
+
+The spec:
+
+    # LSTM of 004 4.3.1, with its names for the gates:
+    #   f[t] = sigmoid(b^f + U^f x[t] + W^f h[t-1])        forget gate
+    #   g[t] = sigmoid(b^g + U^g x[t] + W^g h[t-1])        input gate
+    #   q[t] = sigmoid(b^o + U^o x[t] + W^o h[t-1])        output gate
+    #   C[t] = f[t] * C[t-1] + g[t] * tanh(b + U x[t] + W h[t-1])
+    #   h[t] = tanh(C[t]) * q[t]
+    #   o[t] = softmax(c + V h[t])
+    # Written with connections: gate(x[t], h[t-1]) creates W_f_x (U^f), W_f_h (W^f) and b_f (b^f);
+    # the candidate's connection is named c (W_c_x, W_c_h, b_c), the output's o (W_o_h, b_o).
+
+    dim in = 3
+    dim hidden = 5
+    dim out = 4
+
+    input x[t]: in
+    target y[t]: class(out)
+
+    state h: hidden = zeros
+    state C: hidden = zeros
+
+    f[t]: hidden = gate(x[t], h[t-1])
+    g[t]: hidden = gate(x[t], h[t-1])
+    q[t]: hidden = gate(x[t], h[t-1])
+    C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))
+    h[t] = tanh(C[t]) * q[t]
+    o[t]: out = softmax(affine(h[t]))
+
+    loss = cross_entropy(o[t], y[t])
+"""
+import numpy as np
+
+DIMS = {'in': 3, 'hidden': 5, 'out': 4}
+AXES = {'t': 'T'}  # time axis -> its number of steps in dims (the first is the main one)
+PARAMS = {
+    'W_f_x': ('hidden', 'in'),
+    'W_f_h': ('hidden', 'hidden'),
+    'b_f': ('hidden',),
+    'W_g_x': ('hidden', 'in'),
+    'W_g_h': ('hidden', 'hidden'),
+    'b_g': ('hidden',),
+    'W_q_x': ('hidden', 'in'),
+    'W_q_h': ('hidden', 'hidden'),
+    'b_q': ('hidden',),
+    'W_c_x': ('hidden', 'in'),
+    'W_c_h': ('hidden', 'hidden'),
+    'b_c': ('hidden',),
+    'W_o_h': ('out', 'hidden'),
+    'b_o': ('out',),
+}
+INITS = {
+    'W_f_x': ('xavier', None),
+    'W_f_h': ('xavier', None),
+    'b_f': ('zeros', None),
+    'W_g_x': ('xavier', None),
+    'W_g_h': ('xavier', None),
+    'b_g': ('zeros', None),
+    'W_q_x': ('xavier', None),
+    'W_q_h': ('xavier', None),
+    'b_q': ('zeros', None),
+    'W_c_x': ('xavier', None),
+    'W_c_h': ('xavier', None),
+    'b_c': ('zeros', None),
+    'W_o_h': ('xavier', None),
+    'b_o': ('zeros', None),
+}
+INPUTS = {
+    'x': {'size': 'in', 'kind': 'sequence', 'axis': 't'},
+}
+TARGETS = {
+    'y': {'size': 'out', 'kind': 'sequence', 'type': 'class', 'axis': 't'},
+}
+STATES = {
+    'h': {'size': 'hidden', 'init': 'zeros', 'from': None},
+    'C': {'size': 'hidden', 'init': 'zeros', 'from': None},
+}
+OUTPUTS = {
+    'f': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'g': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'q': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'C': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'h': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
+    'o': {'size': 'out', 'kind': 'sequence', 'axis': 't'},
+}
+MIN_T = {'T': 1}
+
+
+def _cross_entropy(z, y, w=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
+    m = z.max(axis=-1, keepdims=True)
+    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
+    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+    return float(nll.sum() if w is None else (w * nll).sum())
+
+
+def _cross_entropy_grad(p, y, w=None):
+    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
+    g = p.copy()
+    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
+                      axis=-1)
+    return g if w is None else g * w[..., None]
+
+
+def _flat(a):
+    """All rows of a (..., n) array as one (rows, n) matrix."""
+    return a.reshape(-1, a.shape[-1])
+
+
+def _sigmoid(a):
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
+    return 0.5 + 0.5 * np.tanh(0.5 * a)
+
+
+def _softmax(a):
+    """Softmax over the last axis, shifted by the maximum for stability."""
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+def _terms(expr):
+    """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
+    out = []
+    for term in expr.split("+"):
+        coef, _, name = term.strip().rpartition("*")
+        out.append((int(coef) if coef else 1, name))
+    return out
+
+
+def _size(expr, dims):
+    """Evaluate a size for the given dims."""
+    return sum(c * (int(n) if n.isdigit() else dims[n]) for c, n in _terms(expr))
+
+
+def _solve_dims(entries, dims):
+    """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    changed = True
+    while changed:
+        changed = False
+        for _, a, shape in entries:
+            for n, expr in zip(a.shape, shape):
+                terms = _terms(expr)
+                unknown = [(c, d) for c, d in terms if not d.isdigit() and d not in dims]
+                if len(unknown) == 1:
+                    coef, name = unknown[0]
+                    rest = sum(c * (int(d) if d.isdigit() else dims[d]) for c, d in terms
+                               if d != name)
+                    if (n - rest) % coef == 0 and (n - rest) // coef >= 1:
+                        dims[name] = (n - rest) // coef
+                        changed = True
+
+
+def _shape_text(expected, dims):
+    names = "(" + ", ".join(expected) + ")"
+    try:
+        return names + " = " + str(tuple(_size(e, dims) for e in expected))
+    except KeyError:
+        return names
+
+
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
+    """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
+    for what, d in (("params", params), ("inputs", inputs)):
+        if not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict, got {type(d).__name__}")
+    for what, d in (("targets", targets), ("state0", state0)):
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict or None, got {type(d).__name__}")
+    missing = [n for n in PARAMS if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(PARAMS)}")
+    missing = [n for n in INPUTS if n not in inputs]
+    if missing:
+        raise ValueError(f"inputs is missing {missing}; expected {list(INPUTS)}")
+    for what, d, known in (("params", params, PARAMS), ("inputs", inputs, INPUTS),
+                           ("targets", targets or {}, TARGETS), ("state0", state0 or {}, STATES)):
+        unknown = [n for n in d if n not in known]
+        if unknown:
+            raise ValueError(f"{what} has unknown names {unknown}; expected {list(known)}")
+    if targets is not None:
+        missing = [n for n in TARGETS if n not in targets]
+        if missing:
+            raise ValueError(f"targets is missing {missing}; expected {list(TARGETS)}")
+    state0 = dict(state0 or {})
+    floats = [np.asarray(p) for p in params.values()]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    entries = []
+    for n, shape in PARAMS.items():
+        entries.append((f"params[{n!r}]", np.asarray(params[n], dtype=dtype), shape))
+    conv_inputs = {}
+    for n, info in INPUTS.items():
+        a = np.asarray(inputs[n], dtype=dtype)
+        conv_inputs[n] = a
+        lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+        entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
+    conv_targets = None
+    if targets is not None:
+        conv_targets = {}
+        for n, info in TARGETS.items():
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            if info["type"] == "class":
+                a = np.asarray(targets[n])
+                if a.size and not np.issubdtype(a.dtype, np.integer):
+                    if not np.all(np.mod(a, 1) == 0):
+                        raise ValueError(f"targets[{n!r}] must hold integer class indices")
+                    a = a.astype(np.int64)
+                entries.append((f"targets[{n!r}]", a, lead))
+            else:
+                a = np.asarray(targets[n], dtype=dtype)
+                entries.append((f"targets[{n!r}]", a, lead + (info["size"],)))
+            conv_targets[n] = a
+    for n in state0:
+        a = np.asarray(state0[n], dtype=dtype)
+        state0[n] = a
+        entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
+    dims = {} if B is None else {"B": int(B)}
+    main = next(iter(AXES))
+    for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+        if n is None:
+            continue
+        if axis not in AXES:
+            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"T must be a positive integer, got {n!r}")
+        dims[AXES[axis]] = int(n)
+    for label, a, shape in entries:
+        if a.ndim != len(shape):
+            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
+        for n, expr in zip(a.shape, shape):
+            if expr.isidentifier() and expr not in dims:
+                dims[expr] = n
+    _solve_dims(entries, dims)
+    for label, a, shape in entries:
+        if tuple(a.shape) != tuple(_size(e, dims) if all(
+                d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
+            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
+    for name, value in DIMS.items():
+        dims.setdefault(name, value)
+    for axis, key in AXES.items():
+        if key not in dims:
+            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over {axis} "
+                             f"was given; pass {how}")
+        if dims[key] < MIN_T[key]:
+            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                             f"{key}={dims[key]}")
+    if lengths is not None and not isinstance(lengths, dict):
+        lengths = {main: lengths}
+    for axis, n in (lengths or {}).items():
+        if axis not in AXES:
+            raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        n = np.asarray(n)
+        key = AXES[axis]
+        label = "lengths" if axis == main else f"lengths[{axis!r}]"
+        if n.ndim != 1 or "B" in dims and n.shape != (dims["B"],):
+            raise ValueError(f"{label} has shape {n.shape}, expected (B,) = "
+                             f"({dims.get('B', n.size)},)")
+        if n.size and not np.issubdtype(n.dtype, np.integer):
+            raise ValueError(f"{label} must hold integers")
+        if n.size and (n.min() < 1 or n.max() > dims[key]):
+            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
+                             f"{n.min()}..{n.max()}")
+        dims.setdefault("B", len(n))
+        dims["lengths" + key[1:]] = n.astype(np.int64)
+    dims.setdefault("B", 1)
+    for axis, key in AXES.items():
+        n = dims.setdefault("lengths" + key[1:], None)
+        dims["last" + key[1:]] = np.full(dims["B"], dims[key] - 1) if n is None else n - 1
+    if conv_targets is not None:
+        for n, info in TARGETS.items():
+            a = conv_targets[n]
+            if info["type"] == "class" and a.size:
+                k = _size(info["size"], dims)
+                if a.min() < 0 or a.max() >= k:
+                    raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+    given = {}
+    for n, info in STATES.items():
+        given[n] = n in state0
+        if n in state0:
+            continue
+        size = _size(info["size"], dims)
+        if info["init"] == "given":
+            raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
+                             f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+        if info["init"] == "value":  # computed by the network in forward
+            continue
+        if info["init"] == "param":
+            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
+                                        (dims["B"], size))
+        elif info["init"] == "input":
+            state0[n] = conv_inputs[info["from"]]
+        else:
+            state0[n] = np.zeros((dims["B"], size), dtype)
+    state0["given"] = given
+    dims["dtype"] = dtype
+    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
+    return params, conv_inputs, conv_targets, state0, dims
+
+
+def _step_mask(dims, axis=None):
+    """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
+    key = AXES[axis or next(iter(AXES))]
+    if dims["lengths" + key[1:]] is None:
+        return None
+    return (np.arange(dims[key])[:, None] <= dims["last" + key[1:]][None, :])[..., None]
+
+
+def _loss_weights(dims, axis=None, steps=None, mean=False):
+    """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
+    sequence's own length), divided by their number for a mean.  None: every step counts once."""
+    key = AXES[axis or next(iter(AXES))]
+    T, B, last = dims[key], dims["B"], dims["last" + key[1:]]
+    if steps is None and dims["lengths" + key[1:]] is None and not mean:
+        return None
+    if steps is None:
+        w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
+    else:
+        w = np.zeros((T, B), dims["dtype"])
+        batch = np.arange(B)
+        for kind, k in steps:  # ('abs', k): step k; ('end', -j): each sequence's end - j
+            row = np.full(B, k - 1) if kind == "abs" else last + k
+            ok = (row >= 0) & (row <= last)
+            w[row[ok], batch[ok]] = 1
+    if mean:
+        w = w / np.maximum(w.sum(axis=0), 1)
+    return w
+
+
+def _upstream(d_outputs, cache):
+    """Validate the upstream gradients given to backward()."""
+    if d_outputs is None:
+        return {"final": {}}
+    if not isinstance(d_outputs, dict):
+        raise ValueError(f"d_outputs must be a dict, got {type(d_outputs).__name__}")
+    dims = cache["dims"]
+    up = {"final": {}}
+    for n, g in d_outputs.items():
+        if n == "loss":
+            if not cache["has_loss"]:
+                raise ValueError("d_outputs['loss'] given, but forward computed no loss "
+                                 "(call it with targets)")
+            up[n] = float(g)
+        elif n == "final":
+            for s, gs in dict(g).items():
+                if s not in STATES:
+                    raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
+                gs = np.asarray(gs, dtype=dims["dtype"])
+                shape = (dims["B"], _size(STATES[s]["size"], dims))
+                if gs.shape != shape:
+                    raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
+                                     f"expected (B, {STATES[s]['size']}) = {shape}")
+                up["final"][s] = gs
+        elif n in OUTPUTS:
+            info = OUTPUTS[n]
+            g = np.asarray(g, dtype=dims["dtype"])
+            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
+            if g.shape != shape:
+                raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
+                                 f"{_shape_text(lead + (info['size'],), dims)}")
+            if info["kind"] == "sequence":
+                mask = _step_mask(dims, info["axis"])
+                if mask is not None:
+                    g = g * mask  # steps past a sequence's end get no gradient
+            up[n] = g
+        else:
+            raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
+                             f"{list(OUTPUTS) + ['final', 'loss']}")
+    return up
+
+
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).
+
+    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
+    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.
+    """
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
+    W_f_x = params['W_f_x']
+    W_f_h = params['W_f_h']
+    b_f = params['b_f']
+    W_g_x = params['W_g_x']
+    W_g_h = params['W_g_h']
+    b_g = params['b_g']
+    W_q_x = params['W_q_x']
+    W_q_h = params['W_q_h']
+    b_q = params['b_q']
+    W_c_x = params['W_c_x']
+    W_c_h = params['W_c_h']
+    b_c = params['b_c']
+    W_o_h = params['W_o_h']
+    b_o = params['b_o']
+    x = inputs['x']
+    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
+    W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
+    x_products = x @ W_x_stacked.T
+    f_sum = x_products[..., :n_hidden] + b_f
+    # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
+    g_sum = x_products[..., n_hidden:2 * n_hidden] + b_g
+    # q[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 23]
+    q_sum = x_products[..., 2 * n_hidden:3 * n_hidden] + b_q
+    # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
+    c_sum = x_products[..., 3 * n_hidden:4 * n_hidden] + b_c
+    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
+    W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
+
+    # time loop (forward in time): only the recurrent part runs step by step
+    f = np.empty((T, B, n_hidden), dtype)
+    g = np.empty((T, B, n_hidden), dtype)
+    q = np.empty((T, B, n_hidden), dtype)
+    C_tanh = np.empty((T, B, n_hidden), dtype)
+    C = np.empty((T + 1, B, n_hidden), dtype)
+    C[:1] = state0['C']
+    h_tanh = np.empty((T, B, n_hidden), dtype)
+    h = np.empty((T + 1, B, n_hidden), dtype)
+    h[:1] = state0['h']
+    for t in range(T):
+        # f[t] = gate(x[t], h[t-1])  [line 21]
+        h1_products = h[t] @ W_h_stacked.T
+        f[t] = _sigmoid(f_sum[t] + h1_products[..., :n_hidden])
+        # g[t] = gate(x[t], h[t-1])  [line 22]
+        g[t] = _sigmoid(g_sum[t] + h1_products[..., n_hidden:2 * n_hidden])
+        # q[t] = gate(x[t], h[t-1])  [line 23]
+        q[t] = _sigmoid(q_sum[t] + h1_products[..., 2 * n_hidden:3 * n_hidden])
+        # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
+        C_tanh[t] = np.tanh(c_sum[t] + h1_products[..., 3 * n_hidden:4 * n_hidden])
+        C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
+        if mask is not None:  # past its end, a sequence keeps its state
+            C[t + 1] = np.where(mask[t], C[t + 1], C[t])
+        # h[t] = tanh(C[t]) * q[t]  [line 25]
+        h_tanh[t] = np.tanh(C[t + 1])
+        h[t + 1] = h_tanh[t] * q[t]
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
+
+    # o[t] = softmax(affine(h[t]))  [line 26]
+    a_o = b_o + h[1:] @ W_o_h.T
+    o = _softmax(a_o)
+    outputs = {
+        'f': f,
+        'g': g,
+        'q': q,
+        'C': C[1:],
+        'h': h[1:],
+        'o': o,
+        'final': {'h': h[last + 1, batch], 'C': C[last + 1, batch]},
+    }
+    if targets is not None:
+        y = targets['y']
+        # loss = cross_entropy(o[t], y[t])  [line 28]
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(a_o, y, w_loss_o)
+        outputs['loss'] = loss_o
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
+             'has_loss': 'loss' in outputs}
+    cache['x'] = x
+    if targets is not None:
+        cache['y'] = y
+    cache['W_x_stacked'] = W_x_stacked
+    cache['x_products'] = x_products
+    cache['f_sum'] = f_sum
+    cache['g_sum'] = g_sum
+    cache['q_sum'] = q_sum
+    cache['c_sum'] = c_sum
+    cache['W_h_stacked'] = W_h_stacked
+    cache['f'] = f
+    cache['g'] = g
+    cache['q'] = q
+    cache['C_tanh'] = C_tanh
+    cache['C'] = C
+    cache['h_tanh'] = h_tanh
+    cache['h'] = h
+    cache['a_o'] = a_o
+    cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """Vector-Jacobian product of the whole unrolled network (BPTT).
+
+    d_outputs may hold an upstream gradient for any named value (same shape as in
+    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache['dims']
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
+    n_hidden = dims['hidden']
+    W_f_x = params['W_f_x']
+    W_f_h = params['W_f_h']
+    b_f = params['b_f']
+    W_g_x = params['W_g_x']
+    W_g_h = params['W_g_h']
+    b_g = params['b_g']
+    W_q_x = params['W_q_x']
+    W_q_h = params['W_q_h']
+    b_q = params['b_q']
+    W_c_x = params['W_c_x']
+    W_c_h = params['W_c_h']
+    b_c = params['b_c']
+    W_o_h = params['W_o_h']
+    b_o = params['b_o']
+    x = cache['x']
+    y = cache.get('y')
+    W_x_stacked = cache['W_x_stacked']
+    W_h_stacked = cache['W_h_stacked']
+    f = cache['f']
+    g = cache['g']
+    q = cache['q']
+    C_tanh = cache['C_tanh']
+    C = cache['C']
+    h_tanh = cache['h_tanh']
+    h = cache['h']
+    o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
+    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
+    # o[t] = softmax(affine(h[t]))  [line 26]
+    d_a_o = None
+    if 'o' in up:
+        d_a_o = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+    if d_loss is not None:
+        d_a_o = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_a_o is None else d_a_o + d_loss * _cross_entropy_grad(o, y, w_loss_o)
+
+    # gradients flowing into the loop from after it, and buffers for the loop
+    d_C = np.zeros_like(C)
+    if 'C' in up:
+        d_C[1:] += up['C']
+    if 'C' in up['final']:
+        d_C[last + 1, batch] += up['final']['C']
+    d_h = np.zeros_like(h)
+    if d_a_o is not None:
+        d_h[1:] += d_a_o @ W_o_h
+    if 'h' in up:
+        d_h[1:] += up['h']
+    if 'h' in up['final']:
+        d_h[last + 1, batch] += up['final']['h']
+    d_a_c = np.empty((T, B, n_hidden), dtype)
+    up_q = up.get('q')  # upstream gradient of q
+    d_a_q = np.empty((T, B, n_hidden), dtype)
+    up_g = up.get('g')  # upstream gradient of g
+    d_a_g = np.empty((T, B, n_hidden), dtype)
+    up_f = up.get('f')  # upstream gradient of f
+    d_a_f = np.empty((T, B, n_hidden), dtype)
+    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)
+    for t in reversed(range(T)):
+        # h[t] = tanh(C[t]) * q[t]  [line 25]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t] += ~mask[t] * d_h[t + 1]
+            d_h[t + 1] *= mask[t]
+        d_h_tanh = d_h[t + 1] * q[t]
+        # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
+        d_C[t + 1] += d_h_tanh * (1 - h_tanh[t] * h_tanh[t])
+        if mask is not None:  # past its end, the state was carried over
+            d_C[t] += ~mask[t] * d_C[t + 1]
+            d_C[t + 1] *= mask[t]
+        d_C_tanh = d_C[t + 1] * g[t]
+        d_a_c[t] = d_C_tanh * (1 - C_tanh[t] * C_tanh[t])
+        d_C[t] += d_C[t + 1] * f[t]
+        # q[t] = gate(x[t], h[t-1])  [line 23]
+        d_q = d_h[t + 1] * h_tanh[t]
+        if up_q is not None:
+            d_q = d_q + up_q[t]
+        d_a_q[t] = d_q * q[t] * (1 - q[t])
+        # g[t] = gate(x[t], h[t-1])  [line 22]
+        d_g = d_C[t + 1] * C_tanh[t]
+        if up_g is not None:
+            d_g = d_g + up_g[t]
+        d_a_g[t] = d_g * g[t] * (1 - g[t])
+        # f[t] = gate(x[t], h[t-1])  [line 21]
+        d_f = d_C[t + 1] * C[t]
+        if up_f is not None:
+            d_f = d_f + up_f[t]
+        d_a_f[t] = d_f * f[t] * (1 - f[t])
+        d_h1_products[t] = np.concatenate([d_a_f[t], d_a_g[t], d_a_q[t], d_a_c[t]], axis=-1)
+        d_h[t] += d_h1_products[t] @ W_h_stacked
+
+    # f[t] = gate(x[t], h[t-1])  [line 21]
+    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    d_W_x_stacked = _flat(np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1)).T @ _flat(x)
+    d_x = np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1) @ W_x_stacked
+    d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
+
+    # gradients of the initial states (and of what they were initialized from)
+    d_state0 = {}
+    d_state0['h'] = d_h[:1].sum(axis=0)
+    d_state0['C'] = d_C[:1].sum(axis=0)
+    return {
+        'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_a_f.sum(axis=(0, 1)), 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_a_g.sum(axis=(0, 1)), 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_a_q.sum(axis=(0, 1)), 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_a_c.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
+        'inputs': {'x': d_x},
+        'state0': d_state0,
+    }
+
+
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params

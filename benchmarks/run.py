@@ -1,0 +1,615 @@
+#!/usr/bin/env python
+"""Benchmark the generated forward + BPTT code against hand-written NumPy and PyTorch.
+
+    python benchmarks/run.py                 # the full run (all four sizes), ~15 min on 2 cores
+    python benchmarks/run.py --quick         # smoke run: the two small sizes, few repeats
+    python benchmarks/run.py --sizes 1,2 --models lstm --dtypes float32 --out /tmp/bench
+
+For elman.rnn, lstm.rnn and gru.rnn at each size (B, T, I, H, K) and in float32 and float64,
+it times loss + all gradients of
+  generated  the module rnnspec generates from the spec (compiled fresh, with the size's dims),
+  expert     benchmarks/ref_expert.py, hand-written batched NumPy (fused, preallocated),
+  naive      benchmarks/ref_naive.py, per-step per-cell NumPy in the style of the source texts,
+  torch      benchmarks/ref_torch.py, PyTorch CPU autograd (when torch is importable),
+interleaved round-robin after one warm-up each, and reports medians, ratios, the fraction of
+NumPy's matrix-multiply throughput measured in the same run, and the size of the forward cache.
+Before timing, the expert and naive references (and torch where it computes the same function)
+are checked against the generated module in float64 at a small size.  See benchmarks/README.md.
+"""
+import os
+import sys
+
+# Keep freed memory inside the process (glibc: no mmap for big blocks, no trimming), so that the
+# arrays of each call reuse pages the process already has instead of faulting fresh ones in. On
+# virtual machines that hand freed memory back to the host, first-touch page faults cost about
+# 2-3 ms per MB and made repeated timings vary by 30x; this measures steady-state computation.
+# The script re-executes itself once with the setting; --system-malloc keeps the default.
+_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1000000000000000"
+if (__name__ == "__main__" and sys.platform.startswith("linux")
+        and "--system-malloc" not in sys.argv
+        and "glibc.malloc" not in os.environ.get("GLIBC_TUNABLES", "")):
+    _env = dict(os.environ)
+    _env["GLIBC_TUNABLES"] = ":".join(filter(None, [_env.get("GLIBC_TUNABLES"), _TUNABLES]))
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], _env)
+
+import argparse
+import datetime
+import gc
+import hashlib
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))  # benchmark the checkout's rnnspec, not an installed copy
+
+import numpy as np  # noqa: E402
+
+import rnnspec  # noqa: E402
+from ref_expert import EXPERT  # noqa: E402
+from ref_naive import NAIVE  # noqa: E402
+import ref_torch  # noqa: E402
+
+SIZES = [(1, 50, 10, 32, 10), (32, 100, 64, 128, 64), (32, 100, 256, 256, 256),
+         (64, 200, 512, 512, 512)]
+REPEATS = [31, 15, 7, 5]         # per size, full run
+QUICK_SIZES, QUICK_REPEATS = [0, 1], 3
+MODELS = ["elman", "lstm", "gru"]
+DTYPES = {"float32": np.float32, "float64": np.float64}
+IMPLS = ["generated", "expert", "naive", "torch"]
+GATES = {"elman": 1, "lstm": 4, "gru": 3}
+CHECK_SIZE = (3, 6, 4, 5, 4)     # B, T, I, H, K of the float64 equality check
+
+
+def spec_path(model):
+    return ROOT / "specs" / f"{model}.rnn"
+
+
+def spec_dims(model, I, H, K):
+    if model == "elman":
+        if I != K:
+            return None  # elman.rnn has one size m for the input and the output
+        return {"m": I, "n": H}
+    return {"in": I, "hidden": H, "out": K}
+
+
+def model_flops(model, B, T, I, H, K):
+    """FLOPs of the matrix products of forward + backward (2 per multiply-add).
+
+    Every product X @ W (rows N = T*B) of the forward pass costs 2*N*rows*cols, and the backward
+    pass has two of the same size (the gradient of X and of W): 3x in all.  The products are the
+    input projections (G*H x I), the recurrent ones (G*H x H) and the head (K x H), with G = 1, 4,
+    3 gates blocks for elman, lstm, gru.
+    """
+    G = GATES[model]
+    return 6 * T * B * (G * H * I + G * H * H + K * H)
+
+
+# --------------------------------------------------------------------------------------------
+# implementations
+
+class Generated:
+    def __init__(self, mod, params):
+        self.mod, self.params = mod, params
+
+    def prepare(self, x, y):
+        return {"x": x}, {"y": y}
+
+    def loss_and_grad(self, inputs, targets):
+        return self.mod.loss_and_grad(self.params, inputs, targets)
+
+    def cache_bytes(self, inputs, targets):
+        _, cache = self.mod.forward(self.params, inputs, targets)
+        return array_bytes({k: v for k, v in cache.items() if k != "params"})
+
+
+class Expert:
+    def __init__(self, model, params):
+        self.ref = EXPERT[model](params)
+
+    def prepare(self, x, y):
+        return self.ref.prepare(x, y)
+
+    def loss_and_grad(self, x, y):
+        return self.ref.loss_and_grad(x, y)
+
+    def spec_grads(self, grads):
+        return self.ref.grads_to_spec(grads)
+
+    def cache_bytes(self, x, y):
+        _, cache = self.ref.forward(x, y)
+        return array_bytes(cache)
+
+
+def array_bytes(obj):
+    """Bytes of the distinct buffers of all arrays in a (nested) container; views count once."""
+    seen = {}
+
+    def walk(o):
+        if isinstance(o, np.ndarray):
+            base = o
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            seen[id(base)] = base.nbytes
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v)
+    walk(obj)
+    return sum(seen.values())
+
+
+def make_impls(model, mod, params, with_torch):
+    impls = {"generated": Generated(mod, params), "expert": Expert(model, params),
+             "naive": NAIVE[model](params)}
+    if with_torch:
+        impls["torch"] = ref_torch.TorchModel(model, params)
+    return impls
+
+
+def bench_params(mod, dims, dtype, seed=0):
+    """mod.init_params, with matrices the spec draws from normal(std) rescaled by
+    1/sqrt(columns): elman.rnn's normal(1.0) (the worked example's 3x5 matrices) saturates tanh
+    and overflows the float32 gradients to inf/nan at H = 256, which is not a workload."""
+    params = mod.init_params(dims, seed=seed, dtype=dtype)
+    for name, (kind, _) in mod.INITS.items():
+        if kind == "normal" and params[name].ndim == 2:
+            params[name] = (params[name] / np.sqrt(params[name].shape[1])).astype(dtype)
+    return params
+
+
+def problem(B, T, I, K, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    y = rng.integers(0, K, size=(T, B))
+    return x, y
+
+
+# --------------------------------------------------------------------------------------------
+# the equality check
+
+def compare(ref_loss, ref_grads, loss, grads, rtol=1e-7, atol=1e-10):
+    """Max relative error over the loss and every gradient array; a list of mismatches."""
+    bad, worst = [], abs(loss - ref_loss) / max(abs(ref_loss), 1e-300)
+    if not np.isclose(loss, ref_loss, rtol=rtol, atol=atol):
+        bad.append(f"loss {loss!r} != {ref_loss!r}")
+    for group in ("params", "inputs", "state0"):
+        for name, want in ref_grads[group].items():
+            got = grads.get(group, {}).get(name)
+            if got is None:
+                bad.append(f"{group}.{name} missing")
+                continue
+            got = np.asarray(got)
+            if got.shape != want.shape:
+                bad.append(f"{group}.{name} shape {got.shape} != {want.shape}")
+                continue
+            err = np.max(np.abs(got - want) / (np.abs(want) + atol / rtol)) if want.size else 0.0
+            worst = max(worst, float(err))
+            if not np.allclose(got, want, rtol=rtol, atol=atol):
+                bad.append(f"{group}.{name} max abs diff {np.max(np.abs(got - want)):.3e}")
+    return worst, bad
+
+
+def run_checks(with_torch, models):
+    """float64 at a small size: expert and naive (and torch where it is the same function)
+    must give the generated module's loss and gradients."""
+    B, T, I, H, K = CHECK_SIZE
+    results, fatal = [], []
+    for model in models:
+        dims = spec_dims(model, I, H, K)
+        mod = rnnspec.compile_file(spec_path(model), dims=dims)
+        params = mod.init_params(dims, seed=1, dtype=np.float64)
+        x, y = problem(B, T, I, K, np.float64, seed=1)
+        ref_loss, ref_grads = mod.loss_and_grad(params, {"x": x}, {"y": y})
+        impls = make_impls(model, mod, params, with_torch)
+        for name, impl in impls.items():
+            if name == "generated":
+                continue
+            if name == "torch" and not ref_torch.SAME_FUNCTION[model]:
+                results.append({"model": model, "impl": name, "ok": None,
+                                "note": "not compared: torch's GRU applies r after W_hn"})
+                continue
+            args = impl.prepare(x, y)
+            loss, grads = impl.loss_and_grad(*args)
+            if name == "expert":
+                grads = impl.spec_grads(grads)
+            elif name == "torch":
+                grads = impl.spec_grads(*args)
+            worst, bad = compare(ref_loss, ref_grads, loss, grads)
+            results.append({"model": model, "impl": name, "ok": not bad, "max_rel_err": worst,
+                            "mismatches": bad})
+            if bad and name != "torch":
+                fatal.append(f"{name} {model}: " + "; ".join(bad))
+    return results, fatal
+
+
+# --------------------------------------------------------------------------------------------
+# machine and throughput
+
+def machine_info():
+    model, cores = platform.processor() or platform.machine(), None
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, val = line.partition(":")
+                if key.strip() == "model name" and model == (platform.processor()
+                                                               or platform.machine()):
+                    model = val.strip()
+                elif key.strip() == "cpu cores" and cores is None:
+                    cores = int(val.strip())
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    blas = "?"
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{cfg.get('name')} {cfg.get('version')}"
+    except Exception:
+        pass
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "usable_cpus": usable,
+            "cores_per_socket": cores, "platform": platform.platform(),
+            "python": platform.python_version(), "numpy": np.__version__, "blas": blas}
+
+
+def blas_threads(usable):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return usable
+
+
+def matmul_gflops(n, k, m, dtype, samples=5, min_time=0.05):
+    """Median GFLOP/s of NumPy's (n x k) @ (k x m) product."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, k)).astype(dtype)
+    b = rng.standard_normal((k, m)).astype(dtype)
+    out = np.empty((n, m), dtype)
+    np.matmul(a, b, out=out)
+    reps, t = 1, 0.0
+    while True:  # calibrate the inner repetitions
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            np.matmul(a, b, out=out)
+        t = time.perf_counter() - t0
+        if t >= min_time:
+            break
+        reps *= 2
+    times = [t / reps]
+    for _ in range(samples - 1):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            np.matmul(a, b, out=out)
+        times.append((time.perf_counter() - t0) / reps)
+    return 2.0 * n * k * m / statistics.median(times) / 1e9
+
+
+# --------------------------------------------------------------------------------------------
+# compile pipeline
+
+def default_sources(models):
+    """The generated modules at the specs' default dims: {model: source}."""
+    return {m: rnnspec.generate(spec_path(m).read_text(encoding="utf-8"), None,
+                                str(spec_path(m))) for m in models}
+
+
+def time_compile():
+    path = spec_path("lstm")
+    text = path.read_text(encoding="utf-8")
+    t0 = time.perf_counter()
+    src = rnnspec.generate(text, None, str(path))
+    first = time.perf_counter() - t0
+    gen = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        rnnspec.generate(text, None, str(path))
+        gen.append(time.perf_counter() - t0)
+    mod = rnnspec.load_module(src, "lstm_default")
+    small = {k: min(v, 4) for k, v in mod.DIMS.items()}  # as `rnnspec compile` does
+    gc_times, ok = [], True
+    for _ in range(3):
+        t0 = time.perf_counter()
+        small_mod = rnnspec.load_module(rnnspec.generate(text, small, str(path)), "lstm_small")
+        t1 = time.perf_counter()
+        report = rnnspec.gradcheck(small_mod, small, T=4, batch=2, seed=0)
+        t2 = time.perf_counter()
+        gc_times.append((t1 - t0, t2 - t1))
+        ok = ok and report.ok
+    return {"spec": "specs/lstm.rnn", "generate_first_s": first,
+            "generate_median_s": statistics.median(gen),
+            "gradcheck_dims": small, "gradcheck_T": 4, "gradcheck_batch": 2,
+            "gradcheck_median_s": statistics.median(t for _, t in gc_times),
+            "gradcheck_with_small_compile_median_s": statistics.median(a + b
+                                                                       for a, b in gc_times),
+            "gradcheck_ok": ok}
+
+
+# --------------------------------------------------------------------------------------------
+# timing
+
+def time_case(model, size, dtype_name, repeats, with_torch, log):
+    B, T, I, H, K = size
+    dims = spec_dims(model, I, H, K)
+    dtype = DTYPES[dtype_name]
+    # compiled fresh for every case (what rnnspec.compile_file does), since the code may change
+    source = rnnspec.generate(spec_path(model).read_text(encoding="utf-8"), dims,
+                              str(spec_path(model)))
+    mod = rnnspec.load_module(source, model)
+    params = bench_params(mod, dims, dtype)
+    x, y = problem(B, T, I, K, dtype)
+    impls = make_impls(model, mod, params, with_torch)
+    args = {name: impl.prepare(x, y) for name, impl in impls.items()}
+    notes = []
+    times = {name: [] for name in impls}
+    for name, impl in impls.items():  # warm-up
+        loss, grads = impl.loss_and_grad(*args[name])
+        if name == "generated":
+            wrong = sorted(f"{g}.{n}" for g in ("params", "inputs", "state0")
+                           for n, a in grads[g].items() if np.asarray(a).dtype != dtype)
+            if wrong:
+                notes.append(f"generated returns non-{dtype_name} gradients: {wrong}")
+        del loss, grads
+    gc.collect()
+    for _ in range(repeats):
+        for name, impl in impls.items():
+            gc.collect()
+            gc.disable()
+            t0 = time.perf_counter()
+            impl.loss_and_grad(*args[name])
+            times[name].append(time.perf_counter() - t0)
+            gc.enable()
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    cache = {"generated": impls["generated"].cache_bytes(*args["generated"]),
+             "expert": impls["expert"].cache_bytes(*args["expert"])}
+    del impls, args
+    gc.collect()
+    flops = model_flops(model, B, T, I, H, K)
+    ratios = {f"generated/{n}": med["generated"] / med[n] for n in med if n != "generated"}
+    case = {"model": model, "dtype": dtype_name, "B": B, "T": T, "I": I, "H": H, "K": K,
+            "dims": dims, "repeats": repeats, "median_s": med, "times_s": times,
+            "ratios": ratios, "flops": flops,
+            "gflops": {n: flops / t / 1e9 for n, t in med.items()},
+            "cache_bytes": cache, "notes": notes,
+            "generated_sha1": hashlib.sha1(source.encode()).hexdigest()}
+    log(f"  {model:5s} {dtype_name}  " + "  ".join(f"{n} {1e3 * t:9.2f} ms"
+                                                   for n, t in med.items()))
+    return case
+
+
+# --------------------------------------------------------------------------------------------
+# output
+
+def fmt_ms(t):
+    if t is None:
+        return "—"
+    ms = 1e3 * t
+    return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
+
+
+def fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}"
+
+
+def markdown(res):
+    m = res["machine"]
+    lines = [f"# rnnspec benchmark results", "",
+             f"- date: {res['date']}",
+             f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs "
+             f"({m['usable_cpus']} usable), {m['platform']}",
+             f"- Python {m['python']}, NumPy {m['numpy']} ({m['blas']}, {res['threads']} "
+             f"threads), torch {res['torch_version'] or 'not installed'}"
+             + (f" (set_num_threads({res['threads']}))" if res["torch_version"] else ""),
+             f"- command: `{res['command']}`"
+             + (f" (run with GLIBC_TUNABLES={res['glibc_tunables']}: freed memory stays in the "
+                f"process, no first-touch page faults; see benchmarks/README.md)"
+                if res["glibc_tunables"] else " (system malloc)"),
+             ""]
+    if res["torch_note"]:
+        lines += [f"- torch skipped: {res['torch_note']}", ""]
+    lines += ["Forward + backward (loss and all gradients, including those of x and the initial "
+              "states); median milliseconds of the repeats (after one warm-up). `% mm` is the "
+              "model's matrix-product FLOP rate as a fraction of the NumPy matmul throughput "
+              "measured in this run for the size's (T·B×H)·(H×H) product in the dtype. "
+              "`cache MB`: the arrays of the forward cache (params excluded).", "",
+              "| model | dtype | B, T, I, H, K | reps | generated ms | expert ms | naive ms | "
+              "torch ms | gen/expert | gen/naive | gen/torch | gen % mm | expert % mm | "
+              "gen cache MB | expert cache MB |",
+              "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for c in res["cases"]:
+        med, r = c["median_s"], c["ratios"]
+        mm = res["matmul"][f"{c['B']},{c['T']},{c['H']},{c['dtype']}"]["gflops"]
+        pct = {n: 100 * c["gflops"][n] / mm for n in ("generated", "expert")}
+        lines.append(
+            f"| {c['model']} | {c['dtype']} | {c['B']}, {c['T']}, {c['I']}, {c['H']}, "
+            f"{c['K']} | {c['repeats']} | {fmt_ms(med['generated'])} | {fmt_ms(med['expert'])} "
+            f"| {fmt_ms(med['naive'])} | {fmt_ms(med.get('torch'))} | "
+            f"{fmt_ratio(r['generated/expert'])} | {fmt_ratio(r['generated/naive'])} | "
+            f"{fmt_ratio(r.get('generated/torch'))} | {pct['generated']:.0f}% | "
+            f"{pct['expert']:.0f}% | {c['cache_bytes']['generated'] / 2**20:.1f} | "
+            f"{c['cache_bytes']['expert'] / 2**20:.1f} |")
+    lines += ["", "NumPy matmul throughput measured in this run (median GFLOP/s):", "",
+              "| product | dtype | GFLOP/s |", "|---|---|--:|"]
+    for key, v in res["matmul"].items():
+        lines.append(f"| {v['product']} | {v['dtype']} | {v['gflops']:.1f} |")
+    c = res["compile"]
+    lines += ["", "Compile pipeline (specs/lstm.rnn):", "",
+              f"- `rnnspec.generate` (parse + check + graph + schedule + codegen): "
+              f"{1e3 * c['generate_median_s']:.1f} ms median "
+              f"(first call {1e3 * c['generate_first_s']:.1f} ms)",
+              f"- automatic gradient check of `rnnspec compile` (`gradcheck(mod, "
+              f"{c['gradcheck_dims']}, T=4, batch=2)`): {1e3 * c['gradcheck_median_s']:.0f} ms "
+              f"median ({1e3 * c['gradcheck_with_small_compile_median_s']:.0f} ms with "
+              f"compiling the small module; {'passed' if c['gradcheck_ok'] else 'FAILED'})",
+              "", f"Equality checks before timing (float64, B, T, I, H, K = "
+              f"{', '.join(map(str, CHECK_SIZE))}; rtol 1e-7):", ""]
+    for ch in res["checks"]:
+        if ch["ok"] is None:
+            lines.append(f"- {ch['impl']} vs generated, {ch['model']}: {ch['note']}")
+        else:
+            lines.append(f"- {ch['impl']} vs generated, {ch['model']}: "
+                         f"{'equal' if ch['ok'] else 'MISMATCH ' + '; '.join(ch['mismatches'])}"
+                         f" (max rel err {ch['max_rel_err']:.1e})")
+    notes = [f"{c['model']} {c['dtype']} {c['B']},{c['T']},{c['I']},{c['H']},{c['K']}: {n}"
+             for c in res["cases"] for n in c["notes"]] + res["skipped"]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def parse_sizes(text):
+    sizes = []
+    for item in text.replace(" ", ",").split(","):
+        if not item:
+            continue
+        if item.isdigit():
+            i = int(item)
+            if not 1 <= i <= len(SIZES):
+                raise argparse.ArgumentTypeError(f"size index {i} is not in 1..{len(SIZES)}")
+            sizes.append(i - 1)
+        else:
+            parts = item.lower().split("x")
+            if len(parts) != 5 or not all(p.isdigit() and int(p) > 0 for p in parts):
+                raise argparse.ArgumentTypeError(
+                    f"{item!r}: give a size index 1..{len(SIZES)} or BxTxIxHxK")
+            sizes.append(tuple(int(p) for p in parts))
+    return sizes
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="sizes (B, T, I, H, K): " + ", ".join(
+                                     f"{i + 1} = {s}" for i, s in enumerate(SIZES)))
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: sizes 1,2 with {QUICK_REPEATS} repeats (under a minute)")
+    ap.add_argument("--sizes", type=parse_sizes,
+                    help="comma-separated size indices 1..4 and/or BxTxIxHxK (default: all; "
+                         "--quick: 1,2)")
+    ap.add_argument("--models", default=",".join(MODELS), help="default: elman,lstm,gru")
+    ap.add_argument("--dtypes", default="float32,float64", help="default: float32,float64")
+    ap.add_argument("--repeats", type=int, help="timed repeats per case (default: "
+                    f"{', '.join(map(str, REPEATS))} by size; --quick: {QUICK_REPEATS})")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="do not re-run with GLIBC_TUNABLES keeping freed memory in the process")
+    ap.add_argument("--out", type=Path, help="results directory (default: benchmarks/results; "
+                    "--quick: benchmarks/results/quick)")
+    args = ap.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for m in models:
+        if m not in MODELS:
+            ap.error(f"unknown model {m!r}; choose from {MODELS}")
+    for d in dtypes:
+        if d not in DTYPES:
+            ap.error(f"unknown dtype {d!r}; choose from {list(DTYPES)}")
+    if args.sizes is None:
+        args.sizes = QUICK_SIZES if args.quick else list(range(len(SIZES)))
+    sizes = [(SIZES[s], QUICK_REPEATS if args.quick else REPEATS[s]) if isinstance(s, int)
+             else (s, QUICK_REPEATS if args.quick else 3) for s in args.sizes]
+    if args.repeats:
+        sizes = [(s, args.repeats) for s, _ in sizes]
+    out = args.out or (HERE / "results" / ("quick" if args.quick else ""))
+
+    def log(msg):
+        print(msg, flush=True)
+
+    started = time.perf_counter()
+    machine = machine_info()
+    threads = blas_threads(machine["usable_cpus"])
+    torch_note = None
+    with_torch = ref_torch.torch is not None and not args.no_torch
+    if ref_torch.torch is None:
+        torch_note = f"torch is not importable ({ref_torch.IMPORT_ERROR})"
+    elif args.no_torch:
+        torch_note = "--no-torch"
+    if with_torch:
+        ref_torch.torch.set_num_threads(threads)
+    log(f"machine: {machine['cpu']}, {machine['usable_cpus']} CPUs; numpy {np.__version__} "
+        f"({machine['blas']}); torch "
+        f"{ref_torch.torch.__version__ if ref_torch.torch else 'not installed'}; "
+        f"{threads} threads")
+
+    log("checking expert, naive and torch against the generated modules (float64) ...")
+    checks, fatal = run_checks(with_torch, models)
+    for ch in checks:
+        state = ch["note"] if ch["ok"] is None else ("ok" if ch["ok"] else "MISMATCH")
+        log(f"  {ch['impl']:6s} {ch['model']:5s} {state}"
+            + (f" (max rel err {ch['max_rel_err']:.1e})" if ch["ok"] is not None else ""))
+    if fatal:
+        for f in fatal:
+            log(f"FAILED: {f}")
+        raise SystemExit("a reference disagrees with the generated module; not timing")
+
+    sources = default_sources(models)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generated").mkdir(exist_ok=True)
+    for m, src in sources.items():  # the code that was measured, for reading the results
+        (out / "generated" / f"{m}.py").write_text(src, encoding="utf-8")
+
+    log("compile pipeline (specs/lstm.rnn) ...")
+    comp = time_compile()
+    log(f"  rnnspec.generate: {1e3 * comp['generate_median_s']:.1f} ms median "
+        f"(first call {1e3 * comp['generate_first_s']:.1f} ms)")
+    log(f"  gradcheck of `rnnspec compile` ({comp['gradcheck_dims']}, T=4, batch=2): "
+        f"{1e3 * comp['gradcheck_median_s']:.0f} ms median "
+        f"({'passed' if comp['gradcheck_ok'] else 'FAILED'})")
+
+    matmul, cases, skipped = {}, [], []
+    for size, repeats in sizes:
+        B, T, I, H, K = size
+        log(f"size B={B} T={T} I={I} H={H} K={K} ({repeats} repeats)")
+        for dtype_name in dtypes:
+            key = f"{B},{T},{H},{dtype_name}"
+            if key not in matmul:
+                g = matmul_gflops(T * B, H, H, DTYPES[dtype_name])
+                matmul[key] = {"product": f"({T * B}×{H})·({H}×{H})", "dtype": dtype_name,
+                               "gflops": g}
+                log(f"  numpy matmul ({T * B}x{H})@({H}x{H}) {dtype_name}: {g:.1f} GFLOP/s")
+        for model in models:
+            if spec_dims(model, I, H, K) is None:
+                skipped.append(f"{model} skipped at {size}: elman.rnn needs I == K")
+                continue
+            for dtype_name in dtypes:
+                cases.append(time_case(model, size, dtype_name, repeats, with_torch, log))
+    for dtype_name in dtypes:  # the machine's peak, for reference
+        key = f"peak,{dtype_name}"
+        matmul[key] = {"product": "(2048×2048)·(2048×2048)", "dtype": dtype_name,
+                       "gflops": matmul_gflops(2048, 2048, 2048, DTYPES[dtype_name], samples=3,
+                                               min_time=0.2)}
+
+    changed = [m for m, src in default_sources(models).items() if src != sources[m]]
+    if changed:
+        skipped.append(f"the generated code of {', '.join(changed)} changed during the run "
+                       f"(rnnspec was edited); generated/ holds the version from the start")
+    res = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+           "command": "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) < 2
+                                                    else " " + " ".join(argv or sys.argv[1:])),
+           "machine": machine, "threads": threads,
+           "torch_version": ref_torch.torch.__version__ if with_torch else None,
+           "torch_note": torch_note, "rnnspec_version": rnnspec.__version__,
+           "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
+           "generated_sha1": {m: hashlib.sha1(src.encode()).hexdigest()
+                              for m, src in sources.items()},
+           "checks": checks, "compile": comp, "matmul": matmul, "cases": cases,
+           "skipped": skipped, "total_s": time.perf_counter() - started}
+    (out / "results.json").write_text(json.dumps(res, indent=1, default=float) + "\n",
+                                      encoding="utf-8")
+    md = markdown(res)
+    (out / "results.md").write_text(md, encoding="utf-8")
+    print()
+    print(md)
+    log(f"wrote {out / 'results.json'} and {out / 'results.md'} "
+        f"({res['total_s']:.0f} s in all)")
+
+
+if __name__ == "__main__":
+    main()
