@@ -435,6 +435,17 @@ def markdown(res):
             f"{fmt_ratio(r.get('generated/torch'))} | {pct['generated']:.0f}% | "
             f"{pct['expert']:.0f}% | {c['cache_bytes']['generated'] / 2**20:.1f} | "
             f"{c['cache_bytes']['expert'] / 2**20:.1f} |")
+    spread = {}
+    for c in res["cases"]:
+        for n, ts in c["times_s"].items():
+            if len(ts) > 2:
+                q1, _, q3 = statistics.quantiles(ts, n=4)
+                spread.setdefault(n, []).append((q3 - q1) / statistics.median(ts))
+    if spread:
+        lines += ["", "Repeat-to-repeat spread, interquartile range / median of a case's repeats, "
+                  "median over the cases: " + ", ".join(f"{n} {100 * statistics.median(v):.0f}%"
+                                                 for n, v in spread.items())
+                  + " (every repeat is in results.json)."]
     lines += ["", "NumPy matmul throughput measured in this run (median GFLOP/s):", "",
               "| product | dtype | GFLOP/s |", "|---|---|--:|"]
     for key, v in res["matmul"].items():
@@ -502,7 +513,14 @@ def main(argv=None):
                     help="do not re-run with GLIBC_TUNABLES keeping freed memory in the process")
     ap.add_argument("--out", type=Path, help="results directory (default: benchmarks/results; "
                     "--quick: benchmarks/results/quick)")
+    ap.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                    help="only rewrite results.md next to RESULTS_JSON from it, and print it")
     args = ap.parse_args(argv)
+    if args.render:
+        md = markdown(json.loads(args.render.read_text(encoding="utf-8")))
+        (args.render.parent / "results.md").write_text(md, encoding="utf-8")
+        print(md)
+        return
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for m in models:
