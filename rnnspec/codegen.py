@@ -283,6 +283,8 @@ class _Codegen:
             qpos = f"{self.tvar(op.ty.axis)}" if mode == "step" else "'all'"
             return {"score": a["score"], "roles": a["roles"], "window": a["window"],
                     "causal": a["causal"], "qpos": qpos, "last": "last" + self.sfx(a["key_axis"])}
+        if op.op == "matvec":
+            return {"rows": mode == "all" and op.tk == STEP}
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":

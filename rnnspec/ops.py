@@ -106,11 +106,16 @@ register("div",
                                             f"{wrap(args[1], UNARY)}"),
          needs_out=True, needs_args={1})
 # W @ v for a batch of row vectors v: v @ W.T; dW sums the outer products over all rows.
+# For all steps at once (rows == True: a (T, B, n) array), the rows go through one product:
+# NumPy would otherwise run T small products.
 register("matvec",
-         lambda W, v, **_: f"{wrap(v, PRODUCT)} @ {wrap(W, ATOM)}.T",
-         lambda i, g, out, args, **_: (f"_flat({g}).T @ _flat({args[1]})" if i == 0
-                                       else f"{wrap(g, PRODUCT)} @ {wrap(args[0], ATOM)}"),
-         needs_args={0, 1}, reduced={0}, helpers=("_flat",))
+         lambda W, v, rows=False, **_: (f"_rows({v}, {wrap(W, ATOM)}.T)" if rows else
+                                        f"{wrap(v, PRODUCT)} @ {wrap(W, ATOM)}.T"),
+         lambda i, g, out, args, rows=False, **_: (
+             f"_flat({g}).T @ _flat({args[1]})" if i == 0 else
+             f"_rows({g}, {wrap(args[0], ATOM)})" if rows else
+             f"{wrap(g, PRODUCT)} @ {wrap(args[0], ATOM)}"),
+         needs_args={0, 1}, reduced={0}, helpers=("_flat", "_rows"))
 
 # Fused products: W_1 @ v, ..., W_k @ v (the gates of an LSTM reading h[t-1]) become one product
 # with the stacked weights; each original product is a part of it.
@@ -392,6 +397,11 @@ def _attention_grad(g, a, q, K, score, W=None, v=None, Wp=None, vp=None, d=None,
 def _flat(a):
     """All rows of a (..., n) array as one (rows, n) matrix."""
     return a.reshape(-1, a.shape[-1])
+''',
+    "_rows": '''
+def _rows(a, b):
+    """a @ b for an array a (..., n) of rows, as one matrix product over all of them."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
 ''',
     "_sigmoid": '''
 def _sigmoid(a):

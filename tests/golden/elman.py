@@ -85,6 +85,11 @@ def _flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def _rows(a, b):
+    """a @ b for an array a (..., n) of rows, as one matrix product over all of them."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
     e = np.exp(a - a.max(axis=-1, keepdims=True))
@@ -365,7 +370,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     by = params['by']
     x = inputs['x']
     # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
-    s_add = x @ U.T + ba
+    s_add = _rows(x, U.T) + ba
 
     # time loop (forward in time): only the recurrent part runs step by step
     s = np.empty((T + 1, B, n_n), dtype)
@@ -377,7 +382,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
             s[t + 1] = np.where(mask[t], s[t + 1], s[t])
 
     # o[t] = softmax(V @ s[t] + by)  [line 24]
-    o_add = by + s[1:] @ V.T
+    o_add = by + _rows(s[1:], V.T)
     o = _softmax(o_add)
     outputs = {
         's': s[1:],
@@ -438,7 +443,7 @@ def backward(params, cache, d_outputs=None):
     # gradients flowing into the loop from after it, and buffers for the loop
     d_s = np.zeros_like(s)
     if d_o_add is not None:
-        d_s[1:] += d_o_add @ V
+        d_s[1:] += _rows(d_o_add, V)
     if 's' in up:
         d_s[1:] += up['s']
     if 's' in up['final']:
@@ -452,7 +457,6 @@ def backward(params, cache, d_outputs=None):
         d_s_add_2[t] = d_s[t + 1] * (1 - s[t + 1] * s[t + 1])
         d_s[t] += d_s_add_2[t] @ W
 
-    d_x = d_s_add_2 @ U
     d_V = _flat(d_o_add).T @ _flat(s[1:]) if d_o_add is not None else None
     d_W = _flat(d_s_add_2).T @ _flat(s[:T])
     d_U = _flat(d_s_add_2).T @ _flat(x)
@@ -462,7 +466,7 @@ def backward(params, cache, d_outputs=None):
     d_state0['s'] = d_s[:1].sum(axis=0)
     return {
         'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'ba': d_s_add_2.sum(axis=(0, 1)), 'by': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(by)},
-        'inputs': {'x': d_x},
+        'inputs': {'x': _rows(d_s_add_2, U)},
         'state0': d_state0,
     }
 

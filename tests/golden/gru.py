@@ -107,6 +107,11 @@ def _flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def _rows(a, b):
+    """a @ b for an array a (..., n) of rows, as one matrix product over all of them."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def _sigmoid(a):
     """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
     return 0.5 + 0.5 * np.tanh(0.5 * a)
@@ -399,7 +404,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     x = inputs['x']
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
     W_x_stacked = np.concatenate([Uz, Ur, U])
-    x_products = x @ W_x_stacked.T
+    x_products = _rows(x, W_x_stacked.T)
     z_add = bz + x_products[..., :n_hidden]
     # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
     r_add = br + x_products[..., n_hidden:2 * n_hidden]
@@ -431,7 +436,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(c + V @ h[t])  [line 32]
-    o_add = c + h[1:] @ V.T
+    o_add = c + _rows(h[1:], V.T)
     o = _softmax(o_add)
     outputs = {
         'z': z,
@@ -517,7 +522,7 @@ def backward(params, cache, d_outputs=None):
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
     if d_o_add is not None:
-        d_h[1:] += d_o_add @ V
+        d_h[1:] += _rows(d_o_add, V)
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
@@ -555,7 +560,6 @@ def backward(params, cache, d_outputs=None):
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
     d_W_x_stacked = _flat(np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)).T @ _flat(x)
-    d_x = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1) @ W_x_stacked
     d_V = _flat(d_o_add).T @ _flat(h[1:]) if d_o_add is not None else None
     d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
 
@@ -564,7 +568,7 @@ def backward(params, cache, d_outputs=None):
     d_state0['h'] = d_h[:1].sum(axis=0)
     return {
         'params': {'Uz': d_W_x_stacked[:n_hidden], 'Wz': d_W_h_stacked[:n_hidden], 'bz': d_z_add_2.sum(axis=(0, 1)), 'Ur': d_W_x_stacked[n_hidden:2 * n_hidden], 'Wr': d_W_h_stacked[n_hidden:2 * n_hidden], 'br': d_r_add_2.sum(axis=(0, 1)), 'U': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W': d_W, 'b': d_h_add_2.sum(axis=(0, 1)), 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(c)},
-        'inputs': {'x': d_x},
+        'inputs': {'x': _rows(np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1), W_x_stacked)},
         'state0': d_state0,
     }
 

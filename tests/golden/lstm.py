@@ -110,6 +110,11 @@ def _flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def _rows(a, b):
+    """a @ b for an array a (..., n) of rows, as one matrix product over all of them."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def _sigmoid(a):
     """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
     return 0.5 + 0.5 * np.tanh(0.5 * a)
@@ -405,7 +410,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     x = inputs['x']
     # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
     W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
-    x_products = x @ W_x_stacked.T
+    x_products = _rows(x, W_x_stacked.T)
     f_sum = x_products[..., :n_hidden] + b_f
     # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
     g_sum = x_products[..., n_hidden:2 * n_hidden] + b_g
@@ -446,7 +451,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(affine(h[t]))  [line 26]
-    a_o = b_o + h[1:] @ W_o_h.T
+    a_o = b_o + _rows(h[1:], W_o_h.T)
     o = _softmax(a_o)
     outputs = {
         'f': f,
@@ -545,7 +550,7 @@ def backward(params, cache, d_outputs=None):
         d_C[last + 1, batch] += up['final']['C']
     d_h = np.zeros_like(h)
     if d_a_o is not None:
-        d_h[1:] += d_a_o @ W_o_h
+        d_h[1:] += _rows(d_a_o, W_o_h)
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
@@ -593,7 +598,6 @@ def backward(params, cache, d_outputs=None):
     # f[t] = gate(x[t], h[t-1])  [line 21]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
     d_W_x_stacked = _flat(np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1)).T @ _flat(x)
-    d_x = np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1) @ W_x_stacked
     d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
 
     # gradients of the initial states (and of what they were initialized from)
@@ -602,7 +606,7 @@ def backward(params, cache, d_outputs=None):
     d_state0['C'] = d_C[:1].sum(axis=0)
     return {
         'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_a_f.sum(axis=(0, 1)), 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_a_g.sum(axis=(0, 1)), 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_a_q.sum(axis=(0, 1)), 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_a_c.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': d_x},
+        'inputs': {'x': _rows(np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1), W_x_stacked)},
         'state0': d_state0,
     }
 

@@ -85,6 +85,11 @@ def _flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def _rows(a, b):
+    """a @ b for an array a (..., n) of rows, as one matrix product over all of them."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
     e = np.exp(a - a.max(axis=-1, keepdims=True))
@@ -365,7 +370,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     c = params['c']
     x = inputs['x']
     # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  (hoisted: all steps at once)  [line 23]
-    h_add = b + x @ U.T
+    h_add = b + _rows(x, U.T)
 
     # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 1, B, n_hidden), dtype)
@@ -452,7 +457,6 @@ def backward(params, cache, d_outputs=None):
         d_h_add_2[t] = d_h[t + 1] * (1 - h[t + 1] * h[t + 1])
         d_h[t] += d_h_add_2[t] @ W
 
-    d_x = d_h_add_2 @ U
     d_V = _flat(d_o_add).T @ _flat(h_end) if d_o_add is not None else None
     d_W = _flat(d_h_add_2).T @ _flat(h[:T])
     d_U = _flat(d_h_add_2).T @ _flat(x)
@@ -462,7 +466,7 @@ def backward(params, cache, d_outputs=None):
     d_state0['h'] = d_h[:1].sum(axis=0)
     return {
         'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'b': d_h_add_2.sum(axis=(0, 1)), 'c': d_o_add.sum(axis=0) if d_o_add is not None else np.zeros_like(c)},
-        'inputs': {'x': d_x},
+        'inputs': {'x': _rows(d_h_add_2, U)},
         'state0': d_state0,
     }
 

@@ -79,6 +79,11 @@ def _flat(a):
     return a.reshape(-1, a.shape[-1])
 
 
+def _rows(a, b):
+    """a @ b for an array a (..., n) of rows, as one matrix product over all of them."""
+    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+
+
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
     e = np.exp(a - a.max(axis=-1, keepdims=True))
@@ -360,7 +365,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     b_o = params['b_o']
     x = inputs['x']
     # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  (hoisted: all steps at once)  [line 15]
-    h_sum = x @ W_h_x.T + b_h
+    h_sum = _rows(x, W_h_x.T) + b_h
 
     # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 3, B, n_hidden), dtype)
@@ -372,7 +377,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
             h[t + 3] = np.where(mask[t], h[t + 3], h[t + 2])
 
     # o[t] = softmax(affine(h[t]))  [line 16]
-    a_o = b_o + h[3:] @ W_o_h.T
+    a_o = b_o + _rows(h[3:], W_o_h.T)
     o = _softmax(a_o)
     outputs = {
         'h': h[3:],
@@ -434,7 +439,7 @@ def backward(params, cache, d_outputs=None):
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
     if d_a_o is not None:
-        d_h[3:] += d_a_o @ W_o_h
+        d_h[3:] += _rows(d_a_o, W_o_h)
     if 'h' in up:
         d_h[3:] += up['h']
     if 'h' in up['final']:
@@ -452,7 +457,6 @@ def backward(params, cache, d_outputs=None):
         d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
         d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
 
-    d_x = d_h_sum_2 @ W_h_x
     d_W_o_h = _flat(d_a_o).T @ _flat(h[3:]) if d_a_o is not None else None
     d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
     d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
@@ -463,7 +467,7 @@ def backward(params, cache, d_outputs=None):
     d_state0['h'] = d_h[:3].sum(axis=0)
     return {
         'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_h_sum_2.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': d_x},
+        'inputs': {'x': _rows(d_h_sum_2, W_h_x)},
         'state0': d_state0,
     }
 
