@@ -206,7 +206,7 @@ def _attention_backward(i, g, out, args, roles, **attrs):
     q, K, params = args[0], args[1], args[2:]
     opts = [o.format(*params) for o in _attention_options(roles=roles, **attrs)]
     wrt = ("q", "K")[i] if i < 2 else roles[i - 2]
-    return f"_attention_grad({g}, {out}, {q}, {K}, {', '.join(opts)})[{wrt!r}]"
+    return f"_attention_grad({g}, {out}, {q}, {K}, {opts[0]}, {wrt!r}, {', '.join(opts[1:])})"
 
 
 register("attn_weights", _attention_forward, _attention_backward,
@@ -338,60 +338,63 @@ def _attention(q, K, score, **options):
     return _attention_parts(q, K, score, **options)[0]
 ''',
     "_attention_grad": '''
-def _attention_grad(g, a, q, K, score, W=None, v=None, Wp=None, vp=None, d=None, last=None,
+def _attention_grad(g, a, q, K, score, wrt, W=None, v=None, Wp=None, vp=None, d=None, last=None,
                     qpos=None):
-    """Gradients of _attention given g = d(weights): {'q', 'K', 'W', 'v', 'Wp', 'vp'}; those of
-    K and of the parameters are summed over all query steps."""
+    """The gradient of _attention with respect to `wrt` ('q', 'K', 'W', 'v', 'Wp' or 'vp') given
+    g = d(weights); those of K and of the parameters are summed over all query steps.  Only the
+    one asked for is computed (inside a time loop, that is the query's)."""
     _, parts = _attention_parts(q, K, score, W, v, Wp, vp, d, last, qpos)
     Kb = parts["Kb"]
     B = Kb.shape[0]
     de = a * (g - (g * a).sum(axis=-1, keepdims=True))  # through the softmax
-    out = {}
-    if d is not None:  # through the Gaussian window
+    dq_local = 0
+    if d is not None:  # through the Gaussian window around p
         G, p, r, length = parts["G"], parts["p"], parts["r"], parts["length"]
         steps = np.arange(1, Kb.shape[1] + 1, dtype=q.dtype)
         dp = (de * parts["score"] * G * (steps - p[..., None]) / (d * d)).sum(axis=-1)
         du = dp * p * (1 - p / length)
-        out["vp"] = _flat(r).T @ du.reshape(-1)
+        if wrt == "vp":
+            return _flat(r).T @ du.reshape(-1)
         da = du[..., None] * vp * (1 - r * r)
-        out["Wp"] = _flat(da).T @ _flat(q)
-        dq_local = da @ Wp
+        if wrt == "Wp":
+            return _flat(da).T @ _flat(q)
+        if wrt == "q":
+            dq_local = da @ Wp
         de = de * G
+    if score == "scaled":
+        de = de / Kb.shape[-1] ** 0.5
     flat_de = de.reshape(-1, B, de.shape[-1])
     flat_q = q.reshape(-1, B, q.shape[-1])
     if score in ("dot", "scaled"):
-        if score == "scaled":
-            de = de / Kb.shape[-1] ** 0.5
-            flat_de = flat_de / Kb.shape[-1] ** 0.5
-        out["q"] = np.einsum("...bt,btn->...bn", de, Kb)
-        out["K"] = np.einsum("qbt,qbn->tbn", flat_de, flat_q)
-    elif score == "cosine":
-        qn, kn = parts["qn"], parts["kn"]
-        e = parts["score"]
-        out["q"] = (np.einsum("...bt,btn->...bn", de, Kb / kn)
-                    - (de * e).sum(axis=-1, keepdims=True) * q / qn) / qn
+        if wrt == "q":
+            return np.einsum("...bt,btn->...bn", de, Kb) + dq_local
+        return np.einsum("qbt,qbn->tbn", flat_de, flat_q)
+    if score == "cosine":
+        qn, kn, e = parts["qn"], parts["kn"], parts["score"]
+        if wrt == "q":
+            return (np.einsum("...bt,btn->...bn", de, Kb / kn)
+                    - (de * e).sum(axis=-1, keepdims=True) * q / qn) / qn + dq_local
         dkn = np.einsum("qbt,qbn->btn", flat_de, flat_q / qn.reshape(-1, B, 1))  # d(K / |K|)
         khat = Kb / kn
-        out["K"] = ((dkn - (dkn * khat).sum(axis=-1, keepdims=True) * khat) / kn
-                    ).transpose(1, 0, 2)
-    elif score == "general":
-        out["q"] = np.einsum("...bt,btm->...bm", de, Kb) @ W.T
-        qW = flat_q @ W
-        out["K"] = np.einsum("qbt,qbm->tbm", flat_de, qW)
-        out["W"] = _flat(flat_q).T @ _flat(np.einsum("qbt,btm->qbm", flat_de, Kb))
-    else:  # concat
-        nq = q.shape[-1]
-        U = parts["U"]
-        dpre = de[..., None] * v * (1 - U * U)  # (..., B, Tk, att)
-        out["v"] = (de[..., None] * U).reshape(-1, U.shape[-1]).sum(axis=0)
-        dA = dpre.sum(axis=-2)  # (..., B, att)
-        dBk = dpre.reshape((-1,) + dpre.shape[-3:]).sum(axis=0)  # (B, Tk, att)
-        out["q"] = dA @ W[:, :nq]
-        out["K"] = (dBk @ W[:, nq:]).transpose(1, 0, 2)
-        out["W"] = np.concatenate([_flat(dA).T @ _flat(q), _flat(dBk).T @ _flat(Kb)], axis=1)
-    if d is not None:
-        out["q"] = out["q"] + dq_local
-    return out
+        return ((dkn - (dkn * khat).sum(axis=-1, keepdims=True) * khat) / kn).transpose(1, 0, 2)
+    if score == "general":
+        if wrt == "q":
+            return np.einsum("...bt,btm->...bm", de, Kb) @ W.T + dq_local
+        if wrt == "K":
+            return np.einsum("qbt,qbm->tbm", flat_de, flat_q @ W)
+        return _flat(flat_q).T @ _flat(np.einsum("qbt,btm->qbm", flat_de, Kb))  # W
+    nq = q.shape[-1]  # concat
+    U = parts["U"]
+    if wrt == "v":
+        return (de[..., None] * U).reshape(-1, U.shape[-1]).sum(axis=0)
+    dpre = de[..., None] * v * (1 - U * U)  # (..., B, Tk, att)
+    if wrt == "q":
+        return dpre.sum(axis=-2) @ W[:, :nq] + dq_local
+    dBk = dpre.reshape((-1,) + dpre.shape[-3:]).sum(axis=0)  # (B, Tk, att)
+    if wrt == "K":
+        return (dBk @ W[:, nq:]).transpose(1, 0, 2)
+    dA = dpre.sum(axis=-2)
+    return np.concatenate([_flat(dA).T @ _flat(q), _flat(dBk).T @ _flat(Kb)], axis=1)  # W
 ''',
     "_flat": '''
 def _flat(a):
