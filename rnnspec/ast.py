@@ -180,6 +180,21 @@ class Spec(Node):
     blocks: Tuple[str, ...] = field(default=(), compare=False)  # names of expanded blocks
 
 
+def walk(expr: "Expr"):
+    """Every node of an expression, the expression first (keyword values included)."""
+    yield expr
+    if isinstance(expr, Unary):
+        yield from walk(expr.operand)
+    elif isinstance(expr, Binary):
+        yield from walk(expr.left)
+        yield from walk(expr.right)
+    elif isinstance(expr, Call):
+        for a in expr.args:
+            yield from walk(a)
+        for k in expr.kwargs:
+            yield from walk(k.value)
+
+
 _PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "@": 2}
 
 

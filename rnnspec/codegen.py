@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from . import __version__
-from .ast import Equation, Loss, unparse
+from .ast import Equation, Loss, unparse, walk
 from .check import PARAM, STATIC, STEP
 from .errors import missing_rule
 from .ops import ATOM, HELPERS, PRODUCT, RULES, precedence, rule, wrap
@@ -713,10 +713,6 @@ class _Codegen:
             self.bufname[i] = self.fresh("d_" + self.pyname[i])
         return self.bufname[i]
 
-    def full(self, i: int) -> str:
-        """Text of op i's whole (padded) stored array."""
-        return self.pyname[i]
-
     def pull(self, em: Emitter, i: int) -> None:
         """Emit the gradient of all-steps op ``i`` from all its consumers."""
         op = self.ops[i]
@@ -736,7 +732,7 @@ class _Codegen:
             self.comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)
-            em(f"{gn} = np.zeros_like({self.full(i)})")
+            em(f"{gn} = np.zeros_like({self.pyname[i]})")
             for t in terms:
                 self.emit_cond(em, t.cond, f"{self.target(gn, t, i)} += {t.text}")
             self.grad[i] = Grad(None, self.window(gn, i, 0))
@@ -810,7 +806,7 @@ class _Codegen:
                 gn = self.gname(i)
                 cons = [c for c in self.s.consumers[i] if stage_of[c[0]] != k]
                 terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
-                pre_lines(f"{gn} = np.zeros_like({self.full(i)})")
+                pre_lines(f"{gn} = np.zeros_like({self.pyname[i]})")
                 for t in terms:
                     self.emit_cond(pre_lines, t.cond, f"{self.target(gn, t, i)} += {t.text}")
         last = [None]
@@ -1026,7 +1022,7 @@ class _Codegen:
         """forward(mode=...), backward and generate() for a spec with feedback(teacher, free)."""
         from .ast import Ref
         call = self.m.feedbacks[0]
-        owner = next(v.name for v in self.m.values.values() if call in _calls(v.eq.expr))
+        owner = next(v.name for v in self.m.values.values() if any(n is call for n in walk(v.eq.expr)))
         free = call.args[1]
         source = free.name if isinstance(free, Ref) and free.index is not None and \
             free.index.kind == "rel" and free.index.offset == -1 else None
@@ -1048,19 +1044,6 @@ class _Codegen:
                 for s in op.attrs["steps"]:
                     need[key] = max(need[key], s.offset if s.kind == "abs" else 1)
         return need
-
-
-def _calls(expr) -> list:
-    """Every call node inside an expression."""
-    from .ast import Binary, Call, Unary
-    if isinstance(expr, Call):
-        return [expr] + [c for a in expr.args for c in _calls(a)] + \
-            [c for k in expr.kwargs for c in _calls(k.value)]
-    if isinstance(expr, Binary):
-        return _calls(expr.left) + _calls(expr.right)
-    if isinstance(expr, Unary):
-        return _calls(expr.operand)
-    return []
 
 
 FEEDBACK_API = r'''

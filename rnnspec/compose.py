@@ -62,15 +62,8 @@ def _check_block(b: ast.BlockDecl, rep: Reporter) -> None:
 
 
 def _uses(expr, table) -> List[ast.Call]:
-    if isinstance(expr, ast.Call):
-        found = [expr] if expr.func in table else []
-        return found + [c for a in expr.args for c in _uses(a, table)] + \
-            [c for k in expr.kwargs for c in _uses(k.value, table)]
-    if isinstance(expr, ast.Binary):
-        return _uses(expr.left, table) + _uses(expr.right, table)
-    if isinstance(expr, ast.Unary):
-        return _uses(expr.operand, table)
-    return []
+    """The calls of blocks inside an expression."""
+    return [n for n in ast.walk(expr) if isinstance(n, ast.Call) and n.func in table]
 
 
 def _expand(st: ast.Stmt, table, rep: Reporter, depth: int) -> List[ast.Stmt]:

@@ -132,10 +132,6 @@ def _pos(node_or_pos) -> tuple:
     return getattr(node_or_pos, "line", 0) or 1, getattr(node_or_pos, "column", 0) or 1
 
 
-class GeneratedCodeError(RuntimeError):
-    """An internal error of the compiler (a bug in rnnspec, never the user's fault)."""
-
-
 def missing_rule(op: str) -> "NotImplementedError":
     return NotImplementedError(f"no derivative rule registered for op '{op}': add one to "
                                f"rnnspec/ops.py (forward and backward side by side)")

@@ -148,8 +148,7 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     of steps of every time axis, or a dict {axis: steps}.  ``mode`` ('teacher' or 'free') is
     passed to the forward of a spec with feedback()."""
     mod = _module_for(spec, dims)
-    T = {mod.AXES[a]: n for a, n in per_axis(mod, T).items()}  # keyed like dims: T, T_i
-    T = {a: T[key] for a, key in mod.AXES.items()}
+    T = per_axis(mod, T)
     params, inputs, targets, state0, upstream = random_problem(mod, dims, T, batch, seed,
                                                                lengths)
     has_loss = bool(mod.TARGETS) and targets is not None

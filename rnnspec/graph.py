@@ -224,7 +224,7 @@ class _Lowering:
 
     def is_late(self, e) -> bool:
         """Does expression e read a recurrent value (or one computed from one)?"""
-        return any(name in self.late for name in _names(e))
+        return any(isinstance(n, ast.Ref) and n.name in self.late for n in ast.walk(e))
 
     def sum(self, e: ast.Binary, ty: Ty) -> int:
         """A chain of + and -, reassociated so that the terms that do not depend on any
@@ -354,24 +354,6 @@ class _Lowering:
             i = self.new("squared_error", [(at(o), 0), (y, 0)], Ty("scalar"),
                          f"loss_{pred.name}", **attrs)
         self.losses.append(i)
-
-
-def _names(e) -> set:
-    """Every name an expression reads (attention's keys and values included)."""
-    if isinstance(e, ast.Ref):
-        return {e.name}
-    if isinstance(e, ast.Unary):
-        return _names(e.operand)
-    if isinstance(e, ast.Binary):
-        return _names(e.left) | _names(e.right)
-    if isinstance(e, ast.Call):
-        out = set()
-        for a in e.args:
-            out |= _names(a)
-        for k in e.kwargs:
-            out |= _names(k.value)
-        return out
-    return set()
 
 
 def _late_values(m: Model) -> set:
