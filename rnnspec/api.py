@@ -49,11 +49,15 @@ def _scheduled(model: Model, mode: str):
 
 def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn") -> str:
     """The generated module's source text for spec ``text``."""
-    a = analyze(text, dims, filename)
+    return render(analyze(text, dims, filename))
+
+
+def render(a: Analysis) -> str:
+    """The generated module's source text for an analysis (see :func:`analyze`)."""
     variants = None
     if a.model.feedbacks:  # teacher forcing, free-running and generation: three schedules
         variants = {mode: _scheduled(a.model, mode)[1] for mode in ("free", "sample")}
-    return generate_code(a.schedule, Path(filename).name, variants)
+    return generate_code(a.schedule, Path(a.model.filename).name, variants)
 
 
 def load_module(source: str, name: str = "spec", filename: Optional[str] = None

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from . import __version__
-from .api import analyze, generate, load_module, read_spec
+from .api import analyze, generate, load_module, read_spec, render
 from .errors import SpecError
 from .graph import to_dot, unroll
 
@@ -175,7 +175,7 @@ def cmd_compile(args) -> int:
     path, text, dims = _load(args)
     a = analyze(text, dims, str(path))
     _warn(a)
-    source = generate(text, dims, str(path))
+    source = render(a)
     if not args.no_gradcheck:
         small = {k: min(v, CHECK_DIM_CAP) for k, v in a.model.dims.items()}
         mod = load_module(generate(text, small, str(path)), path.stem)
@@ -208,7 +208,7 @@ def cmd_gradcheck(args) -> int:
     a = analyze(text, dims, str(path))
     _warn(a)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
-    mod = load_module(generate(text, dims, str(path)), path.stem)
+    mod = load_module(render(a), path.stem)
     report = gradcheck(mod, dims, T=args.T, batch=args.batch, seed=args.seed,
                        directional=args.directional, directions=args.directions, eps=args.eps,
                        rtol=args.rtol, atol=args.atol)
@@ -261,7 +261,7 @@ def cmd_sample(args) -> int:
         if getattr(args, flag) < 1:
             raise UsageError(f"--{flag} must be at least 1")
     dims = {k: a.model.dims[k] for k in dims}
-    mod = load_module(generate(text, dims, str(path)), path.stem)
+    mod = load_module(render(a), path.stem)
     params = _load_npz(args.params, "params") if args.params else \
         mod.init_params(dims, seed=args.init_seed)
     inputs = _load_npz(args.inputs, "inputs") if args.inputs else {}
