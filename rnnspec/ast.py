@@ -99,6 +99,7 @@ class InputDecl(Node):
     name: str
     axis: Optional[str]  # None: a static (per-sequence) input
     size: SizeExpr
+    within: Optional[str] = None  # [w in s]: the outer axis s of a nested axis w
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class TargetDecl(Node):
     kind: str  # 'class' or 'real'
     size: SizeExpr
     start: Optional[int] = None  # the class of y[0] (a start token), for feeding y[t-1] back
+    within: Optional[str] = None  # [w in s]: the outer axis s of a nested axis w
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class Equation(Node):
     axis: Optional[str]
     size: Optional[SizeExpr]
     expr: Expr
+    within: Optional[str] = None  # [w in s]: the outer axis s of a nested axis w
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ class Attention:
     window: Optional[float]  # d of local attention's Gaussian window
     causal: bool  # only keys up to the query's own step (masked self-attention)
     owner: str
+    regroup: Optional[str] = None  # pooling over w in s with a shared query: one vector per step s
 
 
 @dataclass
@@ -169,6 +170,7 @@ class Model:
     feedbacks: List[ast.Call]  # feedback(teacher, free) calls: training vs free-running inputs
     references: List[Tuple[str, str, object]]  # (source, value, delay or 'whole'), per equation ref
     warnings: list = field(default_factory=list)
+    nested: Dict[str, str] = field(default_factory=dict)  # [w in s]: inner axis w -> outer s
 
     @property
     def filename(self) -> str:
@@ -218,6 +220,8 @@ class _Checker:
         self.used: set = set()
         self.axis: Optional[str] = None  # the main (first) time axis
         self.axes: List[str] = []
+        self.nested: Dict[str, str] = {}  # [w in s]: inner axis -> outer axis
+        self.nested_at: Dict[str, ast.Node] = {}
         self.cur_axis: Optional[str] = None  # the axis of the equation being typed
         self._inferring: set = set()
         self._typed_values: set = set()
@@ -257,6 +261,10 @@ class _Checker:
                 self.declare_state(st)
             elif isinstance(st, ast.Equation):
                 self.declare_value(st)
+        if self.axis in self.nested:  # the outer axis is the main one: T is its number of steps
+            self.axis = self.nested[self.axis]
+            self.axes.remove(self.axis)
+            self.axes.insert(0, self.axis)
         for st in stmts:  # state initial values may name parameters/inputs declared later
             if isinstance(st, ast.StateDecl) and st.name in self.states:
                 self.resolve_state_init(st)
@@ -272,7 +280,7 @@ class _Checker:
         return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
                      self.consts, self.states, self.values, self.losses, self.axes, self.types,
                      self.connections, self.attentions, self.feedbacks, self.references,
-                     self.rep.warnings)
+                     self.rep.warnings, dict(self.nested))
 
     # ----- declarations ----------------------------------------------------------------------
     def declare(self, name: str, node: ast.Node, kind: str) -> bool:
@@ -315,23 +323,49 @@ class _Checker:
             return None
         return acc if ok else None
 
-    def use_axis(self, name: str, node: ast.Node) -> None:
-        """Sequences may run over several time axes (a source t = 1..Tx, a target i = 1..Ty)."""
+    def use_axis(self, name: str, node: ast.Node, within: Optional[str] = None) -> None:
+        """Sequences may run over several time axes (a source t = 1..Tx, a target i = 1..Ty);
+        ``[w in s]`` nests axis w in axis s: every step s has its own sequence of steps w (the
+        words of each sentence), run as one batch of (steps s) x B sequences."""
+        if within is not None:
+            self.nest(name, within, node)
         if self.axis is None:
             self.axis = name
         if name not in self.axes:
             self.axes.append(name)
 
+    def nest(self, inner: str, outer: str, node: ast.Node) -> None:
+        if inner == outer:
+            self.rep.error(node, f"axis '{inner}' cannot be inside itself",
+                           f"nest it in another axis: [{inner} in s]")
+            return
+        deep = [(k, v) for k, v in self.nested.items() if v == inner or k == outer]
+        if deep:
+            k, v = deep[0]
+            self.rep.error(node, f"[{inner} in {outer}] would nest axes two levels deep: "
+                           f"[{k} in {v}] is declared at line {self.nested_at[k].line}",
+                           "one level of nesting is supported (words in sentences)")
+            return
+        if inner in self.nested and self.nested[inner] != outer:
+            self.rep.error(node, f"axis '{inner}' is inside '{self.nested[inner]}' (line "
+                           f"{self.nested_at[inner].line}), not '{outer}'",
+                           f"write [{inner} in {self.nested[inner]}]")
+            return
+        if inner not in self.nested:
+            self.use_axis(outer, node)
+            self.nested[inner] = outer
+            self.nested_at[inner] = node
+
     def declare_input(self, st: ast.InputDecl) -> None:
         if st.axis:
-            self.use_axis(st.axis, st)
+            self.use_axis(st.axis, st, st.within)
         size = self.size(st.size)
         if self.declare(st.name, st, "sequence input" if st.axis else "static input") and size:
             self.inputs[st.name] = InputInfo(st.name, st.axis is not None, size, st)
 
     def declare_target(self, st: ast.TargetDecl) -> None:
         if st.axis:
-            self.use_axis(st.axis, st)
+            self.use_axis(st.axis, st, st.within)
         size = self.size(st.size)
         if st.start is not None and (st.kind != "class" or not st.axis):
             self.rep.error(st, f"only a sequence of class targets has a start value "
@@ -382,6 +416,13 @@ class _Checker:
         if init in ("zeros", "given"):
             info.init = init
             return
+        axis = self.values[st.name].axis if st.name in self.values else None
+        if axis in self.nested and (init in self.inputs or init in self.values):
+            self.rep.error(pos, f"initial value of state '{st.name}': '{init}' is one vector per "
+                           f"sequence, but '{st.name}' runs over steps {axis} inside every step "
+                           f"{self.nested[axis]}", "start it from zeros, a parameter, or given "
+                           f"initial states (state0, one per step {self.nested[axis]})")
+            return
         if init in self.params:
             p = self.params[init]
             self.used.add(init)
@@ -419,7 +460,9 @@ class _Checker:
 
     def declare_value(self, eq: ast.Equation) -> None:
         if eq.axis:
-            self.use_axis(eq.axis, eq)
+            self.use_axis(eq.axis, eq, eq.within)
+        elif eq.within:  # pragma: no cover - the grammar puts `in` inside an axis
+            self.rep.error(eq, "only a time axis can be nested", "write name[w in s] = ...")
         if eq.name in self.states:
             st = self.states[eq.name]
             if eq.name in self.values:
@@ -533,7 +576,7 @@ class _Checker:
                     self.rep.error(ix, f"'{name}' is a static input: it has no time index",
                                    f"write {name}")
                     return None
-                return Ty("vec", inp.size, tk=STATIC)
+                return self.static_ref(r, Ty("vec", inp.size, tk=STATIC), seq)
             return self.seq_ref(r, inp.size, seq, owner, is_state=False, what="input",
                                 axis=inp.axis)
         if name in self.values:
@@ -556,7 +599,7 @@ class _Checker:
                                    f"write {name}")
                     return None
                 self.references.append((name, owner, 0))
-                return Ty("vec", size, tk=STATIC)
+                return self.static_ref(r, Ty("vec", size, tk=STATIC), seq)
             return self.seq_ref(r, size, seq, owner, is_state=name in self.states, what="value",
                                 axis=info.axis)
         if name in self.targets:
@@ -574,6 +617,18 @@ class _Checker:
                        or "declare it as an input, param, state, const or with an equation")
         return None
 
+    def static_ref(self, r: ast.Ref, ty: Ty, seq: bool) -> Optional[Ty]:
+        """One vector per sequence: not readable from the steps of a nested axis (whose batch
+        is every step s of every sequence)."""
+        if seq and self.cur_axis in self.nested:
+            inner, outer = self.cur_axis, self.nested[self.cur_axis]
+            self.rep.error(r, f"'{unparse(r)}' is one vector per sequence, but the steps "
+                           f"{inner} run inside every step {outer}",
+                           f"compute what the steps {inner} need from them, their inputs and "
+                           f"parameters")
+            return None
+        return ty
+
     def seq_ref(self, r: ast.Ref, size: Size, seq: bool, owner: str, is_state: bool,
                 what: str, axis: Optional[str] = None) -> Optional[Ty]:
         name, ix = r.name, r.index
@@ -587,8 +642,17 @@ class _Checker:
                 self.rep.error(ix, f"step {ix.offset} does not exist: steps are numbered from 1",
                                f"write {name}[1] for the first step")
                 return None
+            if ax in self.nested:  # a chosen step w of every step s: one vector per step s
+                outer = self.nested[ax]
+                if not seq or self.cur_axis != outer:
+                    self.rep.error(r, f"'{unparse(r)}' is a step {ax} of every step {outer}: "
+                                   f"one vector per step {outer}",
+                                   f"read it in a value over {outer}: v[{outer}] = {unparse(r)}")
+                    return None
+                self.references.append((name, owner, "whole"))
+                return Ty("vec", size, tk=STEP, axis=outer)
             self.references.append((name, owner, "whole"))
-            return Ty("vec", size, tk=STATIC)
+            return self.static_ref(r, Ty("vec", size, tk=STATIC), seq)
         if ix.var != ax:
             if ix.var in self.axes:
                 self.rep.error(ix, f"'{name}' runs over steps {ax}, not {ix.var}",
@@ -769,7 +833,8 @@ class _Checker:
                 return None
         if size is None:
             self.rep.error(c, f"cannot tell the output size of {c.func}(...)",
-                           f"annotate the value ({owner}[t]: hidden = ...) or add size=hidden")
+                           f"annotate the value ({owner}{f'[{self.cur_axis}]' if seq else ''}: "
+                           f"hidden = ...) or add size=hidden")
             return None
         prefix = owner
         if "name" in opts:
@@ -978,6 +1043,24 @@ class _Checker:
                            f"'{vname}' over steps {vaxis}", "keys and values are steps of one "
                            "sequence")
             return None
+        regroup = None
+        if kaxis in self.nested:
+            outer = self.nested[kaxis]
+            if q.tk == PARAM and seq and self.cur_axis == outer:
+                regroup = outer  # pooling: one vector per step s from its steps w
+            elif not (q.tk == STEP and q.axis == kaxis):
+                self.rep.error(c, f"attention over '{kname}', whose steps {kaxis} run inside "
+                               f"every step {outer}: the query must be a parameter (one vector "
+                               f"shared by all, like the word context of 4.5.3) in a value over "
+                               f"{outer}, or a value over {kaxis}",
+                               f"pool each step {outer}: v[{outer}] = attend(u, {kname}), with "
+                               f"param u: {ksize}")
+                return None
+        elif self.cur_axis in self.nested and seq:
+            self.rep.error(c, f"'{owner}' runs over steps {self.cur_axis} inside every step "
+                           f"{self.nested[self.cur_axis]}, but '{kname}' runs over {kaxis}",
+                           f"attend over a sequence over {self.cur_axis}")
+            return None
         if score in ("dot", "scaled", "cosine") and q.rows != ksize:
             self.rep.error(c, f"score={score} compares the query with each key, but the query "
                            f"{unparse(c.args[0])} has size {q.rows} and the keys '{kname}' size "
@@ -1040,8 +1123,9 @@ class _Checker:
             params[role] = pname
         for name in sorted({kname, vname}):
             self.references.append((name, owner, "attend"))
-        self.attentions[c] = Attention(score, kname, vname, kaxis, params, window, causal, owner)
-        tk = STEP if q.tk == STEP else STATIC
+        self.attentions[c] = Attention(score, kname, vname, kaxis, params, window, causal, owner,
+                                       regroup)
+        tk = STEP if q.tk == STEP or regroup else STATIC
         return self.note(c, self.ty("vec", vsize, None, tk))
 
     # ----- losses ----------------------------------------------------------------------------

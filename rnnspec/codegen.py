@@ -134,6 +134,23 @@ class _Codegen:
     def axis_of(self, i: int) -> Optional[str]:
         return self.ops[i].ty.axis
 
+    def bsym(self, axis: Optional[str]) -> str:
+        """The batch of an axis: B, or B_w = T_s * B for a nested axis [w in s] (every step s
+        of every sequence has its own sequence of steps w)."""
+        return "B" + self.sfx(axis) if axis in self.m.nested else "B"
+
+    def unflat(self, text: str, axis: Optional[str], steps: bool = True) -> str:
+        """A nested axis's array in the users' layout: (T_w, B_w, n) -> (T_w, T_s, B, n), or
+        (B_w, n) -> (T_s, B, n) without ``steps``."""
+        if axis not in self.m.nested:
+            return text
+        lead = [self.tsym(axis)] if steps else []
+        lead += [self.tsym(self.m.nested[axis]), "B", "-1"]
+        return f"{wrap(text, ATOM)}.reshape({', '.join(lead)})"
+
+    def batch_sym(self, axis: Optional[str]) -> str:
+        return "batch" + self.sfx(axis) if axis in self.m.nested else "batch"
+
     # ----- names -----------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
         base = re.sub(r"\W", "_", base)
@@ -255,8 +272,9 @@ class _Codegen:
             return str(D + ix.offset - 1)
         c = D + ix.offset
         last = "last" + self.sfx(op.attrs["axis"])
-        return f"{last}, batch" if c == 0 else (f"{last} + {c}, batch" if c > 0 else
-                                                f"{last} - {-c}, batch")
+        batch = self.batch_sym(op.attrs["axis"])
+        return f"{last}, {batch}" if c == 0 else (f"{last} + {c}, {batch}" if c > 0 else
+                                                  f"{last} - {-c}, {batch}")
 
     def expr(self, i: int, mode: str) -> str:
         op = self.ops[i]
@@ -285,6 +303,8 @@ class _Codegen:
                     "causal": a["causal"], "qpos": qpos, "last": "last" + self.sfx(a["key_axis"])}
         if op.op == "matvec":
             return {"rows": mode == "all" and op.tk == STEP}
+        if op.op == "regroup":
+            return {"T": self.tsym(op.attrs["axis"])}
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":
@@ -384,7 +404,8 @@ class _Codegen:
         return [i for i in self.s.order if self.ops[i].op == kind]
 
     def dims_line(self) -> str:
-        names = ["T" + self.sfx(a) for a in (self.m.axes or [self.main])] + ["B", "dtype"]
+        names = ["T" + self.sfx(a) for a in (self.m.axes or [self.main])] + ["B"] + [
+            self.bsym(a) for a in self.m.nested] + ["dtype"]
         return f"{', '.join(names)} = {', '.join(f'dims[{n!r}]' for n in names)}"
 
     def mask_lines(self, em: Emitter, text: str, comments: bool = False) -> None:
@@ -392,19 +413,20 @@ class _Codegen:
         for a in self.m.axes:
             sfx = self.sfx(a)
             if re.search(rf"\bmask{sfx}\b", text):
-                note = f"  # ({self.tsym(a)}, B, 1): True up to each sequence's length" \
-                    if comments else ""
+                note = f"  # ({self.tsym(a)}, {self.bsym(a)}, 1): True up to each sequence's " \
+                    f"length" if comments else ""
                 em(f"mask{sfx} = _step_mask(dims{', ' + repr(a) if sfx else ''}){note}")
             if re.search(rf"\blast{sfx}\b", text):
                 note = "  # each sequence's last step" if comments else ""
-                em(f"last{sfx}, batch = dims['last{sfx}'], np.arange(B){note}")
+                em(f"last{sfx}, {self.batch_sym(a)} = dims['last{sfx}'], "
+                   f"np.arange({self.bsym(a)}){note}")
 
     def alloc(self, i: int) -> str:
         op = self.ops[i]
         E = self.extra(i)
         T = self.tsym(self.axis_of(i))
         T = T if E == 0 else f"{T} + {E}"
-        return f"np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)"
+        return f"np.empty(({T}, {self.bsym(op.ty.axis)}, {self.dim(op.ty.rows)}), dtype)"
 
     def state_init(self, em: Emitter, i: int) -> None:
         """Fill the initial steps of a state's buffer (before step 1 and/or after step T)."""
@@ -430,7 +452,8 @@ class _Codegen:
         if self.s.direction.get(i, 1) < 0:
             return str(start)
         last = "last" + self.sfx(self.axis_of(i))  # each sequence's own last step
-        return f"{last}, batch" if start == 0 else f"{last} + {start}, batch"
+        batch = self.batch_sym(self.axis_of(i))
+        return f"{last}, {batch}" if start == 0 else f"{last} + {start}, {batch}"
 
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
@@ -472,12 +495,15 @@ class _Codegen:
         em("outputs = {")
         with em.indent():
             for n, i in named:
-                em(f"{n!r}: {self.val(i, 0, 'all')},")
+                em(f"{n!r}: {self.unflat(self.val(i, 0, 'all'), self.axis_of(i))},")
             if self.m.states:
-                finals = ", ".join(f"{n!r}: {self.pyname[self.g.values[n]]}"
-                                   f"[{self.final_index(n)}]" for n in self.m.states)
+                finals = ", ".join(f"{n!r}: " + self.unflat(
+                    f"{self.pyname[self.g.values[n]]}[{self.final_index(n)}]",
+                    self.axis_of(self.g.values[n]), steps=False) for n in self.m.states)
                 em(f"'final': {{{finals}}},")
-            attention = [(op.label.rsplit("_weights", 1)[0], self.val(i, 0, "all"))
+            attention = [(op.label.rsplit("_weights", 1)[0],
+                          self.unflat(self.val(i, 0, "all"), op.attrs["key_axis"], steps=False)
+                          if op.attrs.get("regroup") else self.val(i, 0, "all"))
                          for i, op in self.ops.items() if op.op == "attn_weights"]
             if attention:
                 weights = ", ".join(f"{n!r}: {v}" for n, v in attention)
@@ -845,7 +871,8 @@ class _Codegen:
                 cur = f"{gn}[{t}]" if needs_all else gn
                 if needs_all:
                     T = self.tsym(self.axis_of(i))
-                    pre_lines(f"{gn} = np.empty(({T}, B, {self.dim(op.ty.rows)}), dtype)")
+                    pre_lines(f"{gn} = np.empty(({T}, {self.bsym(self.axis_of(i))}, "
+                              f"{self.dim(op.ty.rows)}), dtype)")
                 loop_lines(f"{cur} = {total}")
                 if upstream_only[i]:
                     upv = self.fresh(f"up_{self.pyname[i]}")
@@ -899,7 +926,7 @@ class _Codegen:
                     ([f"{gn}[{self.tsym(self.axis_of(i))} + {before}:].sum(axis=0)"] if after else [])
                 em(f"d_state0[{name!r}] = {' + '.join(parts)}")
             else:
-                em(f"d_state0[{name!r}] = np.zeros((B, {size}), dtype)")
+                em(f"d_state0[{name!r}] = np.zeros(({self.bsym(self.axis_of(i))}, {size}), dtype)")
         leaf_grads = {}
         for i in self.leaf_ids("param") + self.leaf_ids("input"):
             g = self.grad.get(i)
@@ -922,6 +949,13 @@ class _Codegen:
                 with em.indent():
                     em(f"{gn} = {gn} + d_state0[{name!r}]{red}")
                 leaf_grads[src] = gn
+        for name in self.m.states:  # in the users' layout: one initial state per step s
+            i = self.g.values[name]
+            if self.axis_of(i) in self.m.nested:
+                em(f"d_state0[{name!r}] = " + self.unflat(f"d_state0[{name!r}]", self.axis_of(i),
+                                                          steps=False))
+        for i in self.leaf_ids("input"):
+            leaf_grads[i] = self.unflat(leaf_grads[i], self.axis_of(i))
         em("return {")
         with em.indent():
             params = ", ".join(f"{self.ops[i].name!r}: {leaf_grads[i]}"
@@ -959,6 +993,7 @@ class _Codegen:
         em(f"DIMS = {dict(m.dims)!r}")
         axes = {a: self.tsym(a) for a in (m.axes or [self.main])}
         em(f"AXES = {axes!r}  # time axis -> its number of steps in dims (the first is the main one)")
+        em(f"NESTED = {dict(m.nested)!r}  # [w in s]: steps w inside every step s (w -> s)")
         em("PARAMS = {")
         with em.indent():
             for name, p in m.params.items():
@@ -985,8 +1020,11 @@ class _Codegen:
         em("STATES = {")
         with em.indent():
             for name, st in m.states.items():
+                axis = m.values[name].axis if name in m.values else None
+                nested = (f", 'axis': {axis!r}, 'within': {m.nested[axis]!r}"
+                          if axis in m.nested else "")
                 em(f"{name!r}: {{'size': {st.size.text()!r}, 'init': {st.init!r}, 'from': "
-                   f"{st.init_name!r}}},")
+                   f"{st.init_name!r}{nested}}},")
         em("}")
         em("OUTPUTS = {")
         with em.indent():
@@ -1030,7 +1068,9 @@ class _Codegen:
         return text.strip("\n").split("\n")
 
     def axis_meta(self, info) -> str:
-        return f", 'axis': {info.axis!r}" if info.seq else ""
+        within = self.m.nested.get(info.axis)
+        return (f", 'axis': {info.axis!r}" + (f", 'within': {within!r}" if within else "")
+                if info.seq else "")
 
     def min_T(self) -> dict:
         """The fewest steps each axis needs (for h[3], h[end-2], loss at t = 5)."""
@@ -1132,7 +1172,7 @@ def _solve_dims(entries, dims):
 
 
 def _shape_text(expected, dims):
-    names = "(" + ", ".join(expected) + ")"
+    names = "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")"
     try:
         return names + " = " + str(tuple(_size(e, dims) for e in expected))
     except KeyError:
@@ -1174,13 +1214,12 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for n, info in INPUTS.items():
         a = np.asarray(inputs[n], dtype=dtype)
         conv_inputs[n] = a
-        lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
-        entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
+        entries.append((f"inputs[{n!r}]", a, _lead(info) + (info["size"],)))
     conv_targets = None
     if targets is not None:
         conv_targets = {}
         for n, info in TARGETS.items():
-            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            lead = _lead(info)
             if info["type"] == "class":
                 a = np.asarray(targets[n])
                 if a.size and not np.issubdtype(a.dtype, np.integer):
@@ -1195,7 +1234,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for n in state0:
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
-        entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
+        lead = _lead(STATES[n], steps=False)
+        entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
     dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
@@ -1229,26 +1269,42 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                              f"{key}={dims[key]}")
     if lengths is not None and not isinstance(lengths, dict):
         lengths = {main: lengths}
-    for axis, n in (lengths or {}).items():
+    lengths = dict(lengths or {})
+    for axis in sorted(lengths, key=lambda a: a in NESTED):  # outer axes first
+        n = np.asarray(lengths[axis])
         if axis not in AXES:
             raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
-        n = np.asarray(n)
         key = AXES[axis]
         label = "lengths" if axis == main else f"lengths[{axis!r}]"
-        if n.ndim != 1 or "B" in dims and n.shape != (dims["B"],):
-            raise ValueError(f"{label} has shape {n.shape}, expected (B,) = "
-                             f"({dims.get('B', n.size)},)")
+        expected = ("B",) if axis not in NESTED else (AXES[NESTED[axis]], "B")
+        if n.ndim != len(expected) or "B" in dims and n.shape[-1:] != (dims["B"],) or \
+                n.shape[:-1] != tuple(dims[k] for k in expected[:-1]):
+            raise ValueError(f"{label} has shape {n.shape}, expected "
+                             f"{_shape_text(expected, dict(dims, B=dims.get('B', n.shape[-1])))}")
         if n.size and not np.issubdtype(n.dtype, np.integer):
             raise ValueError(f"{label} must hold integers")
-        if n.size and (n.min() < 1 or n.max() > dims[key]):
+        if axis in NESTED:  # steps s past their sequence's end may have no steps w at all
+            okey = AXES[NESTED[axis]]
+            real = np.broadcast_to(np.arange(dims[okey])[:, None] <= dims.get(
+                "last" + okey[1:], dims[okey] - 1), n.shape)
+            if n.size and (n[real].min(initial=1) < 1 or n.max() > dims[key]):
+                raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
+                                 f"only for steps {NESTED[axis]} past their sequence's end), got "
+                                 f"{n.min()}..{n.max()}")
+            n = np.maximum(n, 1).reshape(-1)  # those padding steps run one step w, unread
+        elif n.size and (n.min() < 1 or n.max() > dims[key]):
             raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
                              f"{n.min()}..{n.max()}")
-        dims.setdefault("B", len(n))
+        dims.setdefault("B", n.shape[-1])
         dims["lengths" + key[1:]] = n.astype(np.int64)
+        if axis not in NESTED:
+            dims["last" + key[1:]] = dims["lengths" + key[1:]] - 1
     dims.setdefault("B", 1)
+    for axis, outer in NESTED.items():  # the batch of a nested axis: every step s of every sequence
+        dims["B" + AXES[axis][1:]] = dims[AXES[outer]] * dims["B"]
     for axis, key in AXES.items():
         n = dims.setdefault("lengths" + key[1:], None)
-        dims["last" + key[1:]] = np.full(dims["B"], dims[key] - 1) if n is None else n - 1
+        dims["last" + key[1:]] = np.full(_batch(dims, axis), dims[key] - 1) if n is None else n - 1
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -1256,28 +1312,56 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                 k = _size(info["size"], dims)
                 if a.min() < 0 or a.max() >= k:
                     raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+    for n, info in list(INPUTS.items()) + list(TARGETS.items()):  # nested: (T_w, T_s * B, size)
+        if info.get("within") and n in conv_inputs:
+            conv_inputs[n] = _flat_nested(conv_inputs[n], 2)
+        if info.get("within") and conv_targets is not None and n in conv_targets:
+            conv_targets[n] = _flat_nested(conv_targets[n], 2)
     given = {}
     for n, info in STATES.items():
         given[n] = n in state0
+        B = _batch(dims, info.get("axis"))
         if n in state0:
+            if info.get("within"):
+                state0[n] = _flat_nested(state0[n], 1)
             continue
         size = _size(info["size"], dims)
         if info["init"] == "given":
             raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
-                             f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+                             f"given, shape "
+                             f"{_shape_text(_lead(info, steps=False) + (info['size'],), dims)}")
         if info["init"] == "value":  # computed by the network in forward
             continue
         if info["init"] == "param":
-            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
-                                        (dims["B"], size))
+            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype), (B, size))
         elif info["init"] == "input":
             state0[n] = conv_inputs[info["from"]]
         else:
-            state0[n] = np.zeros((dims["B"], size), dtype)
+            state0[n] = np.zeros((B, size), dtype)
     state0["given"] = given
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
+
+
+def _lead(info, steps=True):
+    """The leading axes of an array: (T, B) for a sequence, (T_w, T_s, B) for one over steps w
+    inside every step s, (B,) for one vector per sequence (per step s without ``steps``)."""
+    within = info.get("within")
+    lead = (AXES[info["axis"]],) if steps and info.get("kind", "sequence") == "sequence" else ()
+    if within:
+        return lead + (AXES[within], "B")
+    return lead + ("B",)
+
+
+def _flat_nested(a, k):
+    """Merge axes k-1 and k (steps s and the batch) into the batch of a nested axis."""
+    return a.reshape(a.shape[:k - 1] + (-1,) + a.shape[k + 1:])
+
+
+def _batch(dims, axis=None):
+    """The batch of an axis: B, or T_s * B for steps w inside every step s."""
+    return dims["B" + AXES[axis][1:]] if axis in NESTED else dims["B"]
 
 
 def _step_mask(dims, axis=None):
@@ -1292,8 +1376,10 @@ def _loss_weights(dims, axis=None, steps=None, mean=False):
     """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
     sequence's own length), divided by their number for a mean.  None: every step counts once."""
     key = AXES[axis or next(iter(AXES))]
-    T, B, last = dims[key], dims["B"], dims["last" + key[1:]]
-    if steps is None and dims["lengths" + key[1:]] is None and not mean:
+    T, B, last = dims[key], _batch(dims, axis), dims["last" + key[1:]]
+    outer = AXES[NESTED[axis]] if axis in NESTED else None
+    if steps is None and dims["lengths" + key[1:]] is None and not mean and (
+            outer is None or dims["lengths" + outer[1:]] is None):
         return None
     if steps is None:
         w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
@@ -1304,6 +1390,8 @@ def _loss_weights(dims, axis=None, steps=None, mean=False):
             row = np.full(B, k - 1) if kind == "abs" else last + k
             ok = (row >= 0) & (row <= last)
             w[row[ok], batch[ok]] = 1
+    if outer is not None:  # no loss in the steps s past their sequence's end
+        w = w * (np.arange(dims[outer])[:, None] <= dims["last" + outer[1:]]).reshape(-1)
     if mean:
         w = w / np.maximum(w.sum(axis=0), 1)
     return w
@@ -1328,19 +1416,22 @@ def _upstream(d_outputs, cache):
                 if s not in STATES:
                     raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
                 gs = np.asarray(gs, dtype=dims["dtype"])
-                shape = (dims["B"], _size(STATES[s]["size"], dims))
+                lead = _lead(STATES[s], steps=False)
+                shape = tuple(dims[k] for k in lead) + (_size(STATES[s]["size"], dims),)
                 if gs.shape != shape:
                     raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
-                                     f"expected (B, {STATES[s]['size']}) = {shape}")
-                up["final"][s] = gs
+                                     f"expected {_shape_text(lead + (STATES[s]['size'],), dims)}")
+                up["final"][s] = _flat_nested(gs, 1) if STATES[s].get("within") else gs
         elif n in OUTPUTS:
             info = OUTPUTS[n]
             g = np.asarray(g, dtype=dims["dtype"])
-            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            lead = _lead(info)
             shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
+            if info.get("within"):
+                g = _flat_nested(g, 2)
             if info["kind"] == "sequence":
                 mask = _step_mask(dims, info["axis"])
                 if mask is not None:

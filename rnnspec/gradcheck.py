@@ -98,8 +98,11 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0, lengths=None):
     if lengths is not None and not isinstance(lengths, dict):
         lengths = {main: lengths}
 
-    def lead_of(info):
-        return (steps[info["axis"]], batch) if info["kind"] == "sequence" else (batch,)
+    def lead_of(info, per_step=True):
+        """(T, B), (T_w, T_s, B) for steps w inside every step s, (B,) or (T_s, B) per sequence."""
+        lead = (steps[info["within"]], batch) if info.get("within") else (batch,)
+        return ((steps[info["axis"]],) if per_step and info.get("kind", "sequence") == "sequence"
+                else ()) + lead
     params = mod.init_params(dims, seed=seed)
     params = {k: v + rng.normal(0.0, 0.1, v.shape) for k, v in params.items()}
     inputs = {}
@@ -115,15 +118,15 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0, lengths=None):
     state0 = {}
     for n, info in mod.STATES.items():
         if info["init"] in ("zeros", "given"):
-            state0[n] = rng.normal(0.0, 0.5, (batch, size(info["size"])))
+            state0[n] = rng.normal(0.0, 0.5, lead_of(info, False) + (size(info["size"]),))
     upstream = {}
     for n, info in mod.OUTPUTS.items():
         lead = lead_of(info)
         upstream[n] = rng.normal(0.0, 1.0, lead + (size(info["size"]),))
         if lengths and info["kind"] == "sequence" and info["axis"] in lengths:
             n_ax = np.asarray(lengths[info["axis"]])
-            upstream[n] *= (np.arange(lead[0])[:, None] < n_ax[None, :])[..., None]
-    upstream["final"] = {n: rng.normal(0.0, 1.0, (batch, size(info["size"])))
+            upstream[n] *= (np.arange(lead[0]).reshape((-1,) + (1,) * n_ax.ndim) < n_ax)[..., None]
+    upstream["final"] = {n: rng.normal(0.0, 1.0, lead_of(info, False) + (size(info["size"]),))
                          for n, info in mod.STATES.items()}
     return params, inputs, targets or None, state0, upstream
 

@@ -280,8 +280,17 @@ class _Lowering:
         if ix.kind == "end" and ix.offset:
             label = f"{name}_end{-ix.offset}"
         axis = m.inputs[name].axis if name in m.inputs else m.values[name].axis
-        return self.new("pick", [(key, 0)], Ty("vec", size, tk=STATIC), label, index=ix,
-                        axis=axis), 0
+        picked = self.new("pick", [(key, 0)], Ty("vec", size, tk=STATIC), label, index=ix,
+                          axis=axis)
+        if axis in m.nested:  # a chosen step w of every step s: regrouped into a value over s
+            return self.regroup(picked, m.types[r]), 0
+        return picked, 0
+
+    def regroup(self, key: int, ty: Ty) -> int:
+        """Rows for every step s of every sequence (the batch of a nested axis w) -> a value
+        over the steps s."""
+        return self.new("regroup", [(key, 0)], ty, f"{self.ops[key].label}_{ty.axis}",
+                        axis=ty.axis)
 
     def connection(self, c: ast.Call) -> int:
         conn = self.m.connections[c]
@@ -317,14 +326,19 @@ class _Lowering:
         main = m.axes[0]
         steps = Size.dim("T" if att.key_axis == main else f"T_{att.key_axis}")
         params = [(self.leaves[p], 0) for p in att.params.values()]
+        # pooling over a nested axis: one row per step s of every sequence, then regrouped
+        wty = Ty("vec", steps, tk=STATIC) if att.regroup else Ty("vec", steps, tk=ty.tk,
+                                                                 axis=ty.axis)
         weights = self.new("attn_weights", [q, (("value", att.keys) if att.keys in m.values else
                                                 self.leaves[att.keys], "all")] + params,
-                           Ty("vec", steps, tk=ty.tk, axis=ty.axis), f"{att.owner}_weights",
+                           wty, f"{att.owner}_weights",
                            score=att.score, roles=list(att.params), window=att.window,
-                           causal=att.causal, key_axis=att.key_axis)
+                           causal=att.causal, key_axis=att.key_axis, regroup=att.regroup)
         values = ("value", att.values) if att.values in m.values else self.leaves[att.values]
-        return self.new("attn_context", [(weights, 0), (values, "all")], ty,
-                        f"{att.owner}_context")
+        context = self.new("attn_context", [(weights, 0), (values, "all")],
+                           Ty("vec", ty.rows, tk=STATIC) if att.regroup else ty,
+                           f"{att.owner}_context")
+        return self.regroup(context, ty) if att.regroup else context
 
     def loss(self, loss) -> None:
         m = self.m

@@ -182,6 +182,13 @@ register("pick",
          lambda h, index, **_: f"{h}[{index}]",
          lambda i, g, out, args, **_: g)
 
+# Rows for every step s of every sequence (a nested axis w in s runs with that batch) regrouped
+# into a value over the steps s, and back.
+register("regroup",
+         lambda a, T, **_: f"{a}.reshape({T}, -1, {a}.shape[-1])",
+         lambda i, g, out, args, **_: f"{g}.reshape(-1, {g}.shape[-1])",
+         reduced={0})
+
 # ---- attention ----------------------------------------------------------------------------------
 # attn_weights(q, K, *params): softmax over the steps of K of score(q, K[t]) -- one row per query
 # step; attn_context(a, V): the weighted sum of V's steps.  K and V are whole sequences, so their
@@ -295,7 +302,10 @@ def _attention_parts(q, K, score, W=None, v=None, Wp=None, vp=None, d=None, last
     """Scores of the query q (..., B, nq) against every step of K (Tk, B, nk), as in 004 4.5:
     dot q.k, scaled q.k/sqrt(n), cosine, general q^T W k, concat v^T tanh(W [q; k]); with
     window d, local attention's Gaussian around p = Tk sigmoid(vp . tanh(Wp q)); steps past a
-    key sequence's length (and, with qpos, after the query's own step) are masked out."""
+    key sequence's length (and, with qpos, after the query's own step) are masked out.  A query
+    shared by the whole batch (a parameter vector (nq,)) is broadcast to every row."""
+    if q.ndim == 1:
+        q = np.broadcast_to(q, (K.shape[1], q.shape[0]))
     Kb = K.transpose(1, 0, 2)  # (B, Tk, nk)
     Tk = Kb.shape[1]
     parts = {"Kb": Kb}
@@ -343,6 +353,8 @@ def _attention_grad(g, a, q, K, score, wrt, W=None, v=None, Wp=None, vp=None, d=
     """The gradient of _attention with respect to `wrt` ('q', 'K', 'W', 'v', 'Wp' or 'vp') given
     g = d(weights); those of K and of the parameters are summed over all query steps.  Only the
     one asked for is computed (inside a time loop, that is the query's)."""
+    if q.ndim == 1:  # a query shared by the batch: its gradient is summed by the caller
+        q = np.broadcast_to(q, (K.shape[1], q.shape[0]))
     _, parts = _attention_parts(q, K, score, W, v, Wp, vp, d, last, qpos)
     Kb = parts["Kb"]
     B = Kb.shape[0]

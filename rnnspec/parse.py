@@ -76,17 +76,17 @@ class _ToAst(Transformer):
 
     def input_decl(self, meta, items):
         name, *rest = items
-        axis = rest[0][1] if len(rest) == 2 else None
-        return ast.InputDecl(str(name), axis, rest[-1], **_pos(meta))
+        axis, within = rest[0][1:] if len(rest) == 2 else (None, None)
+        return ast.InputDecl(str(name), axis, rest[-1], within, **_pos(meta))
 
     def target_decl(self, meta, items):
         name, *rest = items
         start = None
         if rest and isinstance(rest[-1], Token) and rest[-1].type == "INT":
             start = int(rest.pop())
-        axis = rest[0][1] if len(rest) == 2 else None
+        axis, within = rest[0][1:] if len(rest) == 2 else (None, None)
         kind, size = rest[-1]
-        return ast.TargetDecl(str(name), axis, kind, size, start, **_pos(meta))
+        return ast.TargetDecl(str(name), axis, kind, size, start, within, **_pos(meta))
 
     def class_target(self, meta, items):
         return ("class", items[0])
@@ -138,18 +138,18 @@ class _ToAst(Transformer):
 
     def equation(self, meta, items):
         name = items[0]
-        axis = None
+        axis = within = None
         size = None
         rest = items[1:]
         if rest and isinstance(rest[0], tuple) and rest[0][0] == "axis":
-            axis = rest[0][1]
+            axis, within = rest[0][1:]
             rest = rest[1:]
         if len(rest) == 2:
             size = rest[0]
-        return ast.Equation(str(name), axis, size, rest[-1], **_pos(meta))
+        return ast.Equation(str(name), axis, size, rest[-1], within, **_pos(meta))
 
     def axis(self, meta, items):
-        return ("axis", str(items[0]))
+        return ("axis", str(items[0]), str(items[1]) if len(items) > 1 else None)
 
     # shapes and sizes
     def shape_scalar(self, meta, items):

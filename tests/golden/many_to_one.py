@@ -34,6 +34,7 @@ import numpy as np
 
 DIMS = {'in': 3, 'hidden': 5, 'classes': 4}
 AXES = {'t': 'T'}  # time axis -> its number of steps in dims (the first is the main one)
+NESTED = {}  # [w in s]: steps w inside every step s (w -> s)
 PARAMS = {
     'U': ('hidden', 'in'),
     'W': ('hidden', 'hidden'),
@@ -128,7 +129,7 @@ def _solve_dims(entries, dims):
 
 
 def _shape_text(expected, dims):
-    names = "(" + ", ".join(expected) + ")"
+    names = "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")"
     try:
         return names + " = " + str(tuple(_size(e, dims) for e in expected))
     except KeyError:
@@ -170,13 +171,12 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for n, info in INPUTS.items():
         a = np.asarray(inputs[n], dtype=dtype)
         conv_inputs[n] = a
-        lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
-        entries.append((f"inputs[{n!r}]", a, lead + (info["size"],)))
+        entries.append((f"inputs[{n!r}]", a, _lead(info) + (info["size"],)))
     conv_targets = None
     if targets is not None:
         conv_targets = {}
         for n, info in TARGETS.items():
-            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            lead = _lead(info)
             if info["type"] == "class":
                 a = np.asarray(targets[n])
                 if a.size and not np.issubdtype(a.dtype, np.integer):
@@ -191,7 +191,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for n in state0:
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
-        entries.append((f"state0[{n!r}]", a, ("B", STATES[n]["size"])))
+        lead = _lead(STATES[n], steps=False)
+        entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
     dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
     for axis, n in (T if isinstance(T, dict) else {main: T}).items():
@@ -225,26 +226,42 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                              f"{key}={dims[key]}")
     if lengths is not None and not isinstance(lengths, dict):
         lengths = {main: lengths}
-    for axis, n in (lengths or {}).items():
+    lengths = dict(lengths or {})
+    for axis in sorted(lengths, key=lambda a: a in NESTED):  # outer axes first
+        n = np.asarray(lengths[axis])
         if axis not in AXES:
             raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
-        n = np.asarray(n)
         key = AXES[axis]
         label = "lengths" if axis == main else f"lengths[{axis!r}]"
-        if n.ndim != 1 or "B" in dims and n.shape != (dims["B"],):
-            raise ValueError(f"{label} has shape {n.shape}, expected (B,) = "
-                             f"({dims.get('B', n.size)},)")
+        expected = ("B",) if axis not in NESTED else (AXES[NESTED[axis]], "B")
+        if n.ndim != len(expected) or "B" in dims and n.shape[-1:] != (dims["B"],) or \
+                n.shape[:-1] != tuple(dims[k] for k in expected[:-1]):
+            raise ValueError(f"{label} has shape {n.shape}, expected "
+                             f"{_shape_text(expected, dict(dims, B=dims.get('B', n.shape[-1])))}")
         if n.size and not np.issubdtype(n.dtype, np.integer):
             raise ValueError(f"{label} must hold integers")
-        if n.size and (n.min() < 1 or n.max() > dims[key]):
+        if axis in NESTED:  # steps s past their sequence's end may have no steps w at all
+            okey = AXES[NESTED[axis]]
+            real = np.broadcast_to(np.arange(dims[okey])[:, None] <= dims.get(
+                "last" + okey[1:], dims[okey] - 1), n.shape)
+            if n.size and (n[real].min(initial=1) < 1 or n.max() > dims[key]):
+                raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
+                                 f"only for steps {NESTED[axis]} past their sequence's end), got "
+                                 f"{n.min()}..{n.max()}")
+            n = np.maximum(n, 1).reshape(-1)  # those padding steps run one step w, unread
+        elif n.size and (n.min() < 1 or n.max() > dims[key]):
             raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
                              f"{n.min()}..{n.max()}")
-        dims.setdefault("B", len(n))
+        dims.setdefault("B", n.shape[-1])
         dims["lengths" + key[1:]] = n.astype(np.int64)
+        if axis not in NESTED:
+            dims["last" + key[1:]] = dims["lengths" + key[1:]] - 1
     dims.setdefault("B", 1)
+    for axis, outer in NESTED.items():  # the batch of a nested axis: every step s of every sequence
+        dims["B" + AXES[axis][1:]] = dims[AXES[outer]] * dims["B"]
     for axis, key in AXES.items():
         n = dims.setdefault("lengths" + key[1:], None)
-        dims["last" + key[1:]] = np.full(dims["B"], dims[key] - 1) if n is None else n - 1
+        dims["last" + key[1:]] = np.full(_batch(dims, axis), dims[key] - 1) if n is None else n - 1
     if conv_targets is not None:
         for n, info in TARGETS.items():
             a = conv_targets[n]
@@ -252,28 +269,56 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                 k = _size(info["size"], dims)
                 if a.min() < 0 or a.max() >= k:
                     raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+    for n, info in list(INPUTS.items()) + list(TARGETS.items()):  # nested: (T_w, T_s * B, size)
+        if info.get("within") and n in conv_inputs:
+            conv_inputs[n] = _flat_nested(conv_inputs[n], 2)
+        if info.get("within") and conv_targets is not None and n in conv_targets:
+            conv_targets[n] = _flat_nested(conv_targets[n], 2)
     given = {}
     for n, info in STATES.items():
         given[n] = n in state0
+        B = _batch(dims, info.get("axis"))
         if n in state0:
+            if info.get("within"):
+                state0[n] = _flat_nested(state0[n], 1)
             continue
         size = _size(info["size"], dims)
         if info["init"] == "given":
             raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
-                             f"given, shape (B, {info['size']}) = ({dims['B']}, {size})")
+                             f"given, shape "
+                             f"{_shape_text(_lead(info, steps=False) + (info['size'],), dims)}")
         if info["init"] == "value":  # computed by the network in forward
             continue
         if info["init"] == "param":
-            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype),
-                                        (dims["B"], size))
+            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype), (B, size))
         elif info["init"] == "input":
             state0[n] = conv_inputs[info["from"]]
         else:
-            state0[n] = np.zeros((dims["B"], size), dtype)
+            state0[n] = np.zeros((B, size), dtype)
     state0["given"] = given
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
+
+
+def _lead(info, steps=True):
+    """The leading axes of an array: (T, B) for a sequence, (T_w, T_s, B) for one over steps w
+    inside every step s, (B,) for one vector per sequence (per step s without ``steps``)."""
+    within = info.get("within")
+    lead = (AXES[info["axis"]],) if steps and info.get("kind", "sequence") == "sequence" else ()
+    if within:
+        return lead + (AXES[within], "B")
+    return lead + ("B",)
+
+
+def _flat_nested(a, k):
+    """Merge axes k-1 and k (steps s and the batch) into the batch of a nested axis."""
+    return a.reshape(a.shape[:k - 1] + (-1,) + a.shape[k + 1:])
+
+
+def _batch(dims, axis=None):
+    """The batch of an axis: B, or T_s * B for steps w inside every step s."""
+    return dims["B" + AXES[axis][1:]] if axis in NESTED else dims["B"]
 
 
 def _step_mask(dims, axis=None):
@@ -288,8 +333,10 @@ def _loss_weights(dims, axis=None, steps=None, mean=False):
     """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
     sequence's own length), divided by their number for a mean.  None: every step counts once."""
     key = AXES[axis or next(iter(AXES))]
-    T, B, last = dims[key], dims["B"], dims["last" + key[1:]]
-    if steps is None and dims["lengths" + key[1:]] is None and not mean:
+    T, B, last = dims[key], _batch(dims, axis), dims["last" + key[1:]]
+    outer = AXES[NESTED[axis]] if axis in NESTED else None
+    if steps is None and dims["lengths" + key[1:]] is None and not mean and (
+            outer is None or dims["lengths" + outer[1:]] is None):
         return None
     if steps is None:
         w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
@@ -300,6 +347,8 @@ def _loss_weights(dims, axis=None, steps=None, mean=False):
             row = np.full(B, k - 1) if kind == "abs" else last + k
             ok = (row >= 0) & (row <= last)
             w[row[ok], batch[ok]] = 1
+    if outer is not None:  # no loss in the steps s past their sequence's end
+        w = w * (np.arange(dims[outer])[:, None] <= dims["last" + outer[1:]]).reshape(-1)
     if mean:
         w = w / np.maximum(w.sum(axis=0), 1)
     return w
@@ -324,19 +373,22 @@ def _upstream(d_outputs, cache):
                 if s not in STATES:
                     raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
                 gs = np.asarray(gs, dtype=dims["dtype"])
-                shape = (dims["B"], _size(STATES[s]["size"], dims))
+                lead = _lead(STATES[s], steps=False)
+                shape = tuple(dims[k] for k in lead) + (_size(STATES[s]["size"], dims),)
                 if gs.shape != shape:
                     raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
-                                     f"expected (B, {STATES[s]['size']}) = {shape}")
-                up["final"][s] = gs
+                                     f"expected {_shape_text(lead + (STATES[s]['size'],), dims)}")
+                up["final"][s] = _flat_nested(gs, 1) if STATES[s].get("within") else gs
         elif n in OUTPUTS:
             info = OUTPUTS[n]
             g = np.asarray(g, dtype=dims["dtype"])
-            lead = (AXES[info["axis"]], "B") if info["kind"] == "sequence" else ("B",)
+            lead = _lead(info)
             shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
             if g.shape != shape:
                 raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
                                  f"{_shape_text(lead + (info['size'],), dims)}")
+            if info.get("within"):
+                g = _flat_nested(g, 2)
             if info["kind"] == "sequence":
                 mask = _step_mask(dims, info["axis"])
                 if mask is not None:
