@@ -374,6 +374,11 @@ class _Codegen:
             em("INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.")
             em("T is needed only when no sequence is given; lengths (B,) gives each sequence's own")
             em("length in a padded batch (with several time axes, both are dicts keyed by axis).")
+            for inner, outer in self.m.nested.items():
+                em(f"Steps {inner} run inside every step {outer} ([{inner} in {outer}]): their "
+                   f"arrays are ({self.tsym(inner)}, {self.tsym(outer)}, B, size),")
+                em(f"their states ({self.tsym(outer)}, B, size), lengths[{inner!r}] is "
+                   f"({self.tsym(outer)}, B).")
             em("outputs holds every named value, outputs['final'] the states after the last step,")
             em("and 'loss' when targets are given.")
             em('"""')
