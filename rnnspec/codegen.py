@@ -613,6 +613,8 @@ class _Codegen:
     def backward(self) -> List[str]:
         self.grad: Dict[int, Optional[Grad]] = {}
         self.bufname: Dict[int, str] = {}
+        self.empty_buf: Dict[str, tuple] = {}  # per-step gradient buffers: (emitter, line)
+        self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts)
         body = Emitter()
         body.level = 1
         if self.g.losses:
@@ -670,7 +672,10 @@ class _Codegen:
                 if text is not None and g.cond:
                     text = f"({text} if {g.cond} else {zero})"
                 pieces.append(text)
-            if any(p is not None for p in pieces):
+            stacked = self.stacked_grad(i, parts, pieces, mode)
+            if stacked:
+                terms.append(Term(stacked))
+            elif any(p is not None for p in pieces):
                 pieces = [p if p is not None else f"np.zeros_like({self.val(c, 0, mode)})"
                           for p, (c, _, _) in zip(pieces, parts)]
                 terms.append(Term(f"np.concatenate([{', '.join(pieces)}], axis=-1)"))
@@ -700,6 +705,40 @@ class _Codegen:
                 text = self.reduce(text, cop.ty, self.ops[i].ty, mode)
             terms.append(Term(text, cond, delay=delay if isinstance(delay, int) else 0))
         return terms
+
+    def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[str]:
+        """The gradient of fused product ``i`` when its parts' gradients are the loop's
+        per-step buffers: they become views of one (T, B, sum of sizes) buffer, written in
+        place by the loop, so no step (and no pass after the loop) concatenates them."""
+        if any(p is None for p in pieces):
+            return None
+        if mode == "all":  # after the loop: the views of one stacked buffer, in order
+            views = [self.views.get(p) for p in pieces]
+            if views[0] and all(v and v[0] == views[0][0] and v[1] == k
+                                for k, v in enumerate(views)) and views[0][2] == len(pieces):
+                return views[0][0]
+            return None
+        t = self.tvar(self.axis_of(i))
+        names = [p[:-len(f"[{t}]")] for p in pieces if p.endswith(f"[{t}]")]
+        if len(names) != len(pieces) or len(set(names)) != len(names) or \
+                not all(n in self.empty_buf for n in names):
+            return None
+        gn = self.gname(i)
+        op = self.ops[i]
+        T = self.tsym(self.axis_of(i))
+        first = min(self.empty_buf[n][1] for n in names)
+        for k, (n, (c, _, _)) in enumerate(zip(names, parts)):
+            em, at = self.empty_buf.pop(n)
+            lo, hi = self.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
+            indent = em.lines[at][:len(em.lines[at]) - len(em.lines[at].lstrip())]
+            line = f"{indent}{n} = {gn}[..., {lo}:{hi}]"
+            if at == first:
+                line = (f"{indent}{gn} = np.empty(({T}, {self.bsym(self.axis_of(i))}, "
+                        f"{self.dim(op.ty.rows)}), dtype)  # the gradients below, side by side"
+                        f"\n{line}")
+            em.lines[at] = line
+            self.views[n] = (gn, k, len(names))
+        return f"{gn}[{t}]"
 
     def reduce(self, text: str, src, dst, mode: str) -> str:
         src_tk = src.tk if mode == "all" else (STATIC if src.tk == STEP else src.tk)
@@ -874,11 +913,13 @@ class _Codegen:
                 gn = self.gname(i)
                 t = self.tvar(self.axis_of(i))
                 cur = f"{gn}[{t}]" if needs_all else gn
-                if needs_all:
+                if needs_all and total != cur:
                     T = self.tsym(self.axis_of(i))
+                    self.empty_buf[gn] = (pre_lines, len(pre_lines.lines))
                     pre_lines(f"{gn} = np.empty(({T}, {self.bsym(self.axis_of(i))}, "
                               f"{self.dim(op.ty.rows)}), dtype)")
-                loop_lines(f"{cur} = {total}")
+                if total != cur:  # (a stacked buffer is already written by its parts)
+                    loop_lines(f"{cur} = {total}")
                 if upstream_only[i]:
                     upv = self.fresh(f"up_{self.pyname[i]}")
                     pre_lines(f"{upv} = up.get({op.name!r})  # upstream gradient of {op.name}")

@@ -581,10 +581,10 @@ def backward(params, cache, d_outputs=None):
         d_h[last + 1, batch] += up['final']['h']
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
     up_r = up.get('r')  # upstream gradient of r
-    d_r_add_2 = np.empty((T, B, n_hidden), dtype)
+    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)  # the gradients below, side by side
+    d_r_add_2 = d_h1_products[..., n_hidden:2 * n_hidden]
     up_z = up.get('z')  # upstream gradient of z
-    d_z_add_2 = np.empty((T, B, n_hidden), dtype)
-    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)
+    d_z_add_2 = d_h1_products[..., :n_hidden]
     for t in reversed(range(T)):
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         if mask is not None:  # past its end, the state was carried over
@@ -606,7 +606,6 @@ def backward(params, cache, d_outputs=None):
         if up_z is not None:
             d_z = d_z + up_z[t]
         d_z_add_2[t] = d_z * z[t] * (1 - z[t])
-        d_h1_products[t] = np.concatenate([d_z_add_2[t], d_r_add_2[t]], axis=-1)
         d_h[t] += d_h1_products[t] @ W_h_stacked
 
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]

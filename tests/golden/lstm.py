@@ -607,14 +607,14 @@ def backward(params, cache, d_outputs=None):
         d_h[1:] += up['h']
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
-    d_a_c = np.empty((T, B, n_hidden), dtype)
+    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)  # the gradients below, side by side
+    d_a_c = d_h1_products[..., 3 * n_hidden:4 * n_hidden]
     up_q = up.get('q')  # upstream gradient of q
-    d_a_q = np.empty((T, B, n_hidden), dtype)
+    d_a_q = d_h1_products[..., 2 * n_hidden:3 * n_hidden]
     up_g = up.get('g')  # upstream gradient of g
-    d_a_g = np.empty((T, B, n_hidden), dtype)
+    d_a_g = d_h1_products[..., n_hidden:2 * n_hidden]
     up_f = up.get('f')  # upstream gradient of f
-    d_a_f = np.empty((T, B, n_hidden), dtype)
-    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)
+    d_a_f = d_h1_products[..., :n_hidden]
     for t in reversed(range(T)):
         # h[t] = tanh(C[t]) * q[t]  [line 25]
         if mask is not None:  # past its end, the state was carried over
@@ -644,12 +644,11 @@ def backward(params, cache, d_outputs=None):
         if up_f is not None:
             d_f = d_f + up_f[t]
         d_a_f[t] = d_f * f[t] * (1 - f[t])
-        d_h1_products[t] = np.concatenate([d_a_f[t], d_a_g[t], d_a_q[t], d_a_c[t]], axis=-1)
         d_h[t] += d_h1_products[t] @ W_h_stacked
 
     # f[t] = gate(x[t], h[t-1])  [line 21]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
-    d_W_x_stacked = _flat(np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1)).T @ _flat(x)
+    d_W_x_stacked = _flat(d_h1_products).T @ _flat(x)
     d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
 
     # gradients of the initial states (and of what they were initialized from)
@@ -658,7 +657,7 @@ def backward(params, cache, d_outputs=None):
     d_state0['C'] = d_C[:1].sum(axis=0)
     return {
         'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_a_f.sum(axis=(0, 1)), 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_a_g.sum(axis=(0, 1)), 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_a_q.sum(axis=(0, 1)), 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_a_c.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': _rows(np.concatenate([d_a_f, d_a_g, d_a_q, d_a_c], axis=-1), W_x_stacked)},
+        'inputs': {'x': _rows(d_h1_products, W_x_stacked)},
         'state0': d_state0,
     }
 
