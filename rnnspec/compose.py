@@ -92,6 +92,7 @@ class _File:
     scope: Dict[str, Block] = field(default_factory=dict)  # its blocks: defined and imported
     dims_of: Dict[ast.ImportDecl, List[ast.DimDecl]] = field(default_factory=dict)
     flat: Optional[List[ast.Stmt]] = None  # its statements, blocks expanded (whole-spec import)
+    broken: bool = False  # its imports had errors (reported)
 
 
 class _Imports:
@@ -158,7 +159,7 @@ class _Imports:
                                    f"it defines no blocks; to use the whole spec: import "
                                    f"\"{imp.path.text}\" as NAME -> OUTPUT"))
             else:
-                if not f.scope:
+                if not f.scope and not f.broken:
                     rep.error(imp.path, f"{f.name} defines no blocks: there is nothing to import",
                               f"to use the whole spec as a block: import \"{imp.path.text}\" "
                               f"as NAME -> OUTPUT")
@@ -229,8 +230,10 @@ class _Imports:
         spec = replace(spec, source=text)
         f = _File(spec, name, os.path.relpath(resolved, self.main_dir).replace(os.sep, "/"))
         self.files[resolved] = f
+        errors = len(rep.errors)
         f.scope, f.dims_of = self.scope(spec.statements, path.parent,
                                         tuple(chain) + ((resolved, name),))
+        f.broken = len(rep.errors) > errors
         self.order.append(f)
         return f
 
