@@ -222,7 +222,7 @@ class Spec(Node):
 
 
 def stamp(node, origin: Origin):
-    """``node`` and every node inside it with ``origin`` (for the statements of an imported file)."""
+    """``node`` and every node inside it with ``origin`` (the statements of an imported file)."""
     if isinstance(node, tuple):
         return tuple(stamp(n, origin) for n in node)
     if not isinstance(node, Node):

@@ -201,7 +201,8 @@ class _Imports:
             return None
         if resolved in self.files:
             return self.files[resolved]
-        where = f"relative to {'the directory of the importing file' if chain else 'the directory of this file (or the current directory)'}"
+        where = "relative to the directory of " + ("the importing file" if chain else
+                                                   "this file (or the current directory)")
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
