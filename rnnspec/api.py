@@ -32,10 +32,12 @@ class Analysis:
     schedule: Schedule
 
 
-def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<spec>"
-            ) -> Analysis:
-    """Parse, expand blocks, check, build the graph and schedule it (all before codegen)."""
-    spec = expand_blocks(parse(text, filename))
+def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<spec>",
+            base=None) -> Analysis:
+    """Parse, resolve imports and expand blocks, check, build the graph and schedule it (all
+    before codegen).  Import paths are relative to ``base``, by default the directory of
+    ``filename`` (the current directory for a bare name such as ``spec.rnn``)."""
+    spec = expand_blocks(parse(text, filename), base)
     model = check(spec, dims)
     return Analysis(model, *_scheduled(model, "teacher"))
 
@@ -47,9 +49,11 @@ def _scheduled(model: Model, mode: str):
     return graph, schedule(graph)
 
 
-def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn") -> str:
-    """The generated module's source text for spec ``text``."""
-    return render(analyze(text, dims, filename))
+def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn",
+             base=None) -> str:
+    """The generated module's source text for spec ``text`` (imports relative to ``base``, see
+    :func:`analyze`)."""
+    return render(analyze(text, dims, filename, base))
 
 
 def render(a: Analysis) -> str:
@@ -80,10 +84,11 @@ def _module_name(name: str) -> str:
     return cleaned or "spec"
 
 
-def compile_source(text: str, dims: Optional[Dict[str, int]] = None, name: str = "spec"
-                   ) -> types.ModuleType:
-    """Compile spec ``text`` and return the generated module, imported."""
-    source = generate(text, dims, f"{name}.rnn")
+def compile_source(text: str, dims: Optional[Dict[str, int]] = None, name: str = "spec",
+                   base=None) -> types.ModuleType:
+    """Compile spec ``text`` and return the generated module, imported.  Its imports are
+    relative to ``base`` (default: the current directory)."""
+    source = generate(text, dims, f"{name}.rnn", base)
     return load_module(source, _module_name(name))
 
 

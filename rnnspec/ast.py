@@ -3,18 +3,33 @@
 In: nothing (these are plain data types).  Out: the node classes that :func:`rnnspec.parse.parse`
 produces and every later stage reads.  Every node has ``line`` and ``column`` (1-based) of its
 first character; equality and hashing include the position, so two textually equal expressions on
-different lines are different nodes (later stages key dictionaries by node).
+different lines are different nodes (later stages key dictionaries by node).  A node parsed from
+an imported file also carries its ``origin`` (that file's name and text), so that errors about it
+show that file; ``origin`` is None for the file being compiled.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Optional, Tuple, Union
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The file a node was parsed from: its name (as shown in messages) and its text."""
+    filename: str
+    source: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class Node:
     line: int = field(kw_only=True, default=0)
     column: int = field(kw_only=True, default=0)
+    origin: Optional[Origin] = field(kw_only=True, default=None, repr=False)
+
+    def where(self) -> str:
+        """``line 12``, or ``lib/cells.rnn line 12`` for a node from an imported file."""
+        return f"line {self.line}" if self.origin is None else \
+            f"{self.origin.filename} line {self.line}"
 
 
 # ----- sizes -------------------------------------------------------------------------------------
@@ -171,8 +186,32 @@ class BlockDecl(Node):
     statements: Tuple["Stmt", ...]
 
 
+@dataclass(frozen=True)
+class Word(Node):
+    """A name or a quoted file name of an import statement, with its position."""
+    text: str
+
+
+@dataclass(frozen=True)
+class DimBinding(Node):
+    """``in = hidden`` in ``import "f.rnn" as NAME(in = hidden) -> OUT``."""
+    name: str
+    size: SizeExpr
+
+
+@dataclass(frozen=True)
+class ImportDecl(Node):
+    """``import "f.rnn"`` (all blocks of f.rnn), ``import a, b from "f.rnn"`` (blocks a and b),
+    ``import "f.rnn" as NAME -> OUT`` (the whole spec f.rnn as the block NAME returning OUT)."""
+    path: Word
+    names: Tuple[Word, ...] = ()
+    alias: Optional[Word] = None
+    output: Optional[Word] = None
+    dims: Tuple[DimBinding, ...] = ()  # dimensions of f.rnn set for this use
+
+
 Stmt = Union[DimDecl, InputDecl, TargetDecl, ParamDecl, StateDecl, ConstDecl, Equation, Loss,
-             BlockDecl]
+             BlockDecl, ImportDecl]
 
 
 @dataclass(frozen=True)
@@ -181,6 +220,33 @@ class Spec(Node):
     source: str = field(default="", compare=False, repr=False)
     filename: str = field(default="<spec>", compare=False)
     blocks: Tuple[str, ...] = field(default=(), compare=False)  # names of expanded blocks
+    imports: Tuple[Tuple[str, str], ...] = field(default=(), compare=False)  # (name, text) of
+    # the imported files, names relative to this file's directory
+
+
+def stamp(node, origin: Origin):
+    """``node`` and every node inside it with ``origin`` (the statements of an imported file)."""
+    if isinstance(node, tuple):
+        return tuple(stamp(n, origin) for n in node)
+    if not isinstance(node, Node):
+        return node
+    changes = {f.name: stamp(getattr(node, f.name), origin) for f in fields(node)
+               if f.name not in ("line", "column", "origin", "source")}
+    return replace(node, origin=origin, **changes)
+
+
+def nodes(node):
+    """Every node inside ``node`` (a statement, an expression, a tuple of them), itself first."""
+    if isinstance(node, tuple):
+        for n in node:
+            yield from nodes(n)
+        return
+    if not isinstance(node, Node):
+        return
+    yield node
+    for f in fields(node):
+        if f.name not in ("line", "column", "origin", "source"):
+            yield from nodes(getattr(node, f.name))
 
 
 def walk(expr: "Expr"):

@@ -287,7 +287,7 @@ class _Checker:
         if name in self.decl_at:
             first = self.decl_at[name]
             self.rep.error(node, f"'{name}' is already defined (as a {self.kind_of[name]} at "
-                           f"line {first.line})", "give each input, target, parameter, state "
+                           f"{first.where()})", "give each input, target, parameter, state "
                            "and value its own name")
             return False
         self.decl_at[name] = node
@@ -466,8 +466,8 @@ class _Checker:
         if eq.name in self.states:
             st = self.states[eq.name]
             if eq.name in self.values:
-                self.rep.error(eq, f"'{eq.name}' already has an equation (line "
-                               f"{self.values[eq.name].eq.line})", "define each value once")
+                self.rep.error(eq, f"'{eq.name}' already has an equation ("
+                               f"{self.values[eq.name].eq.where()})", "define each value once")
                 return
             if not eq.axis:
                 self.rep.error(eq, f"state '{eq.name}' needs a per-step equation",
@@ -477,8 +477,8 @@ class _Checker:
             self.check_annotation(eq, st.size)
             return
         if eq.name in self.values:
-            self.rep.error(eq, f"'{eq.name}' already has an equation (line "
-                           f"{self.values[eq.name].eq.line})", "define each value once")
+            self.rep.error(eq, f"'{eq.name}' already has an equation ("
+                           f"{self.values[eq.name].eq.where()})", "define each value once")
             return
         if not self.declare(eq.name, eq, "value"):
             return
@@ -900,7 +900,7 @@ class _Checker:
         for pname, shape, pinit, parg in new:
             if pname in self.decl_at:
                 self.rep.error(c, f"{c.func}(...) creates parameter '{pname}', but that name is "
-                               f"already used (line {self.decl_at[pname].line})",
+                               f"already used ({self.decl_at[pname].where()})",
                                "give the connection its own prefix with name=...")
                 ok = False
                 continue
@@ -1112,7 +1112,7 @@ class _Checker:
         for role, (pname, shape, init) in shapes.items():
             if pname in self.decl_at:
                 self.rep.error(c, f"attend(...) creates parameter '{pname}', but that name is "
-                               f"already used (line {self.decl_at[pname].line})",
+                               f"already used ({self.decl_at[pname].where()})",
                                "give the attention its own prefix with name=...")
                 return None
             self.decl_at[pname] = c

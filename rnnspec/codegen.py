@@ -85,6 +85,18 @@ class Term:
     index: Optional[str] = None  # scatter into one index (or index array) of the buffer
 
 
+def _docstring_text(text: str) -> str:
+    return text.replace('\\', '\\\\').replace('"""', '\\"\\"\\"')
+
+
+def _where(stmt) -> str:
+    """``line 12``, or ``cells.rnn line 12`` for a statement of an imported file (its base name:
+    the module does not depend on the directory it was compiled from)."""
+    origin = getattr(stmt, "origin", None)
+    return f"line {stmt.line}" if origin is None else \
+        f"{origin.filename.replace(chr(92), '/').rsplit('/', 1)[-1]} line {stmt.line}"
+
+
 def generate_code(sched: Schedule, filename: str = "spec.rnn",
                   variants: Optional[Dict[str, Schedule]] = None) -> str:
     """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
@@ -334,7 +346,7 @@ class _Codegen:
             return
         last[0] = stmt
         em(f"# {self.stmt_text(stmt)}" + (f"  ({note})" if note else "") +
-           f"  [line {stmt.line}]")
+           f"  [{_where(stmt)}]")
 
     # ----- forward ---------------------------------------------------------------------------
     def weights(self, i: int) -> Optional[str]:
@@ -1023,7 +1035,7 @@ class _Codegen:
                 bwd += ["", ""] + v.backward()
             self.helpers |= v.helpers
         m = self.m
-        src = m.source.replace('\\', '\\\\').replace('"""', '\\"\\"\\"')
+        src = _docstring_text(m.source)
         em = Emitter()
         em(f"# generated from {self.filename} by rnnspec {__version__} -- do not edit; "
            f"edit the spec and recompile")
@@ -1033,6 +1045,12 @@ class _Codegen:
         em("")
         for line in src.rstrip().splitlines():
             em(f"    {line}" if line.strip() else "")
+        for name, text in m.spec.imports:  # the files it imports (paths relative to the spec)
+            em("")
+            em(f"Imported {name}:")
+            em("")
+            for line in _docstring_text(text).rstrip().splitlines():
+                em(f"    {line}" if line.strip() else "")
         em('"""')
         em("import numpy as np")
         em("")

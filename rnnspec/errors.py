@@ -98,8 +98,20 @@ class SpecError(ValueError):
         return cls([make_diagnostic(message, source, filename, line, column, hint)])
 
 
+def diagnostic_at(node, message: str, source: str, filename: str, hint: str = "",
+                  severity: str = "error") -> Diagnostic:
+    """A diagnostic at a node (or a ``(line, column)`` pair) of the file ``filename`` with text
+    ``source``, or of the imported file the node came from (its ``origin``)."""
+    line, col = _pos(node)
+    origin = getattr(node, "origin", None)
+    if origin is not None:
+        source, filename = origin.source, origin.filename
+    return make_diagnostic(message, source, filename, line, col, hint, severity)
+
+
 class Reporter:
-    """Collects diagnostics for one file; :meth:`raise_if_errors` raises them all at once."""
+    """Collects diagnostics for one file (and the files it imports: a node from one of them is
+    shown in that file); :meth:`raise_if_errors` raises them all at once."""
 
     def __init__(self, source: str, filename: str):
         self.source = source
@@ -109,20 +121,26 @@ class Reporter:
         self._seen: set = set()
 
     def error(self, node_or_pos, message: str, hint: str = "") -> None:
-        line, col = _pos(node_or_pos)
-        d = make_diagnostic(message, self.source, self.filename, line, col, hint)
-        if d not in self._seen:
-            self._seen.add(d)
-            self.errors.append(d)
+        self.add([diagnostic_at(node_or_pos, message, self.source, self.filename, hint)])
+
+    def add(self, diagnostics: Sequence[Diagnostic]) -> None:
+        """Diagnostics made elsewhere (e.g. the syntax errors of an imported file), as errors."""
+        for d in diagnostics:
+            if d not in self._seen:
+                self._seen.add(d)
+                self.errors.append(d)
 
     def warning(self, node_or_pos, message: str, hint: str = "") -> None:
-        line, col = _pos(node_or_pos)
-        self.warnings.append(make_diagnostic(message, self.source, self.filename, line, col,
-                                             hint, "warning"))
+        self.warnings.append(diagnostic_at(node_or_pos, message, self.source, self.filename,
+                                           hint, "warning"))
 
     def raise_if_errors(self) -> None:
         if self.errors:
-            self.errors.sort(key=lambda d: (d.line, d.column))
+            # this file's errors first, by position; an imported file's after, kept in the order
+            # reported (a note "imported here" follows the errors it explains)
+            order = {id(d): i for i, d in enumerate(self.errors)}
+            self.errors.sort(key=lambda d: (d.filename != self.filename, order[id(d)])
+                             if d.filename != self.filename else (False, d.line, d.column))
             raise SpecError(self.errors)
 
 

@@ -19,8 +19,9 @@ from . import ast
 from .errors import SpecError, make_diagnostic
 
 KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "block", "class", "scalar",
-            "at", "end", "sum", "mean"}
-STATEMENT_KEYWORDS = {"DIM", "INPUT", "TARGET", "PARAM", "STATE", "CONST", "LOSS", "BLOCK"}
+            "at", "end", "sum", "mean", "import"}
+STATEMENT_KEYWORDS = {"DIM", "INPUT", "TARGET", "PARAM", "STATE", "CONST", "LOSS", "BLOCK",
+                      "IMPORT"}
 MAX_NESTING = 100  # deeper expressions are rejected: later stages (and Python) recurse on them
 MAX_ARGUMENTS = 100  # a call with more is rejected: later stages chain its arguments
 MAX_INT = 10 ** 9  # larger integers are rejected (and int() refuses more than 4300 digits)
@@ -28,7 +29,7 @@ MAX_INT = 10 ** 9  # larger integers are rejected (and int() refuses more than 4
 # terminals defined by a pattern; those defined by a literal string are described by the string
 _TOKEN_NAMES = {
     "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "REDUCE": "sum/mean",
-    "$END": "end of file",
+    "FILE_PATH": "a quoted file name", "$END": "end of file",
 }
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
@@ -53,6 +54,10 @@ def _parser() -> Lark:
 
 def _pos(meta_or_tok) -> dict:
     return {"line": getattr(meta_or_tok, "line", 1), "column": getattr(meta_or_tok, "column", 1)}
+
+
+def _word(tok: Token) -> ast.Word:
+    return ast.Word(str(tok), line=tok.line, column=tok.column)
 
 
 def _number(text: str) -> float:
@@ -111,6 +116,28 @@ class _ToAst(Transformer):
         body = tuple(t for t in rest if not isinstance(t, Token))
         *params, output = names
         return ast.BlockDecl(str(name), tuple(params), output, body, **_pos(meta))
+
+    def import_file(self, meta, items):
+        path, *rest = items
+        dims = ()
+        if len(rest) == 3:
+            dims = rest.pop(1)
+        alias, output = (_word(rest[0]), _word(rest[1])) if rest else (None, None)
+        return ast.ImportDecl(path, (), alias, output, dims, **_pos(meta))
+
+    def dim_bindings(self, meta, items):
+        return tuple(items)
+
+    def dim_binding(self, meta, items):
+        return ast.DimBinding(str(items[0]), items[1], **_pos(meta))
+
+    def import_names(self, meta, items):
+        *names, path = items
+        return ast.ImportDecl(path, tuple(_word(n) for n in names), **_pos(meta))
+
+    def import_path(self, meta, items):
+        tok = items[0]
+        return ast.Word(str(tok)[1:-1], line=tok.line, column=tok.column)
 
     def state_init(self, meta, items):
         return items[0]
@@ -242,8 +269,8 @@ def _describe_expected(expected) -> str:
     known = _terminal_names()
     names = sorted({known.get(e, repr(e.lower())) for e in expected})
     if statement:
-        names.append("a new statement (dim, input, target, param, state, const, loss or "
-                     "an equation)")
+        names.append("a new statement (dim, input, target, param, state, const, loss, block, "
+                     "import or an equation)")
     if len(names) > 8:
         names = names[:8] + ["..."]
     return ", ".join(names)

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import networkx as nx
 
-from .errors import SpecError
+from .errors import SpecError, diagnostic_at
 from .graph import Graph
 
 
@@ -157,8 +157,8 @@ def _mixed_direction_error(graph: Graph, ops: List[int]) -> None:
     first = min(named or [graph.ops[ops[0]]], key=lambda o: (o.stmt.line, o.stmt.column))
     names = sorted({o.name for o in named})
     axis = next((graph.ops[i].ty.axis for i in ops if graph.ops[i].ty.axis), "t")
-    raise SpecError.at(
-        f"the recurrence through {', '.join(names)} depends on both earlier steps ({axis}-d) "
-        f"and later steps ({axis}+d)", m.source, m.filename, first.stmt.line, first.stmt.column,
+    raise SpecError([diagnostic_at(
+        first.stmt, f"the recurrence through {', '.join(names)} depends on both earlier steps "
+        f"({axis}-d) and later steps ({axis}+d)", m.source, m.filename,
         "a recurrence runs either forward or backward in time: split it into a forward and a "
-        "backward state")
+        "backward state")])

@@ -36,8 +36,8 @@ def test_golden(stem, update_golden):
 
 @pytest.mark.parametrize("path", spec_paths(), ids=lambda p: p.stem)
 def test_deterministic_and_only_numpy(path):
-    a = rnnspec.generate(path.read_text(), None, path.name)
-    b = rnnspec.generate(path.read_text(), None, path.name)
+    a = rnnspec.generate(path.read_text(), None, path.name, base=path.parent)
+    b = rnnspec.generate(path.read_text(), None, path.name, base=path.parent)
     assert a == b
     assert a.startswith(f"# generated from {path.name}")
     tree = pyast.parse(a)

@@ -98,7 +98,7 @@ def test_cell_graph_has_delays():
 
 def test_zero_delay_subgraph_is_acyclic_and_unroll_is_a_dag():
     for path in SPECS.glob("*.rnn"):
-        a = analyze(path.read_text())
+        a = analyze(path.read_text(), filename=str(path))  # (imports: relative to it)
         g = a.graph.nx
         zero = nx.DiGraph([(u, v) for u, v, d in g.edges(data=True) if 0 in d["delays"]])
         assert nx.is_directed_acyclic_graph(zero), path
