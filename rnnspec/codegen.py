@@ -627,6 +627,8 @@ class _Codegen:
         self.bufname: Dict[int, str] = {}
         self.empty_buf: Dict[str, tuple] = {}  # per-step gradient buffers: (emitter, line)
         self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts)
+        self.slopes: Dict[int, str] = {}  # loop activation -> its derivative at every step
+        self.pre: Optional[Emitter] = None  # the lines before the BPTT loop being emitted
         body = Emitter()
         body.level = 1
         if self.g.losses:
@@ -708,6 +710,10 @@ class _Codegen:
             if r is None:
                 raise missing_rule(cop.op)
             self.helpers.update(r.helpers)
+            if mode == "step" and r.slope and self.pre is not None and c not in self.local:
+                t = self.tvar(self.axis_of(c))
+                terms.append(Term(f"{wrap(gtext, PRODUCT)} * {self.slope(c)}[{t}]", cond))
+                continue
             args = [self.val(a, d, mode) for a, d in cop.args]
             out = self.val(c, 0, mode) if r.needs_out else None
             text = r.backward(pos, gtext, out, args, **self.attrs(cop, mode))
@@ -717,6 +723,16 @@ class _Codegen:
                 text = self.reduce(text, cop.ty, self.ops[i].ty, mode)
             terms.append(Term(text, cond, delay=delay if isinstance(delay, int) else 0))
         return terms
+
+    def slope(self, c: int) -> str:
+        """The derivative of loop activation ``c`` at every step, computed before the BPTT loop
+        (it depends only on the forward pass's output, not on the recursion)."""
+        if c not in self.slopes:
+            name = self.fresh(f"{self.pyname[c]}_slope")
+            text = rule(self.ops[c].op).slope(self.val(c, 0, "all"))
+            self.pre(f"{name} = {text}  # {self.ops[c].op}' at every step")
+            self.slopes[c] = name
+        return self.slopes[c]
 
     def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[str]:
         """The gradient of fused product ``i`` when its parts' gradients are the loop's
@@ -881,6 +897,7 @@ class _Codegen:
         em("# gradients flowing into the loop from after it, and buffers for the loop")
         pre_lines = Emitter()
         pre_lines.level = em.level
+        self.pre = pre_lines
         loop_lines = Emitter()
         loop_lines.level = em.level + 1
         for i in loop:
@@ -949,6 +966,7 @@ class _Codegen:
                     if text is None:
                         continue
                     loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d, a)} += {text}")
+        self.pre = None
         em.lines.extend(pre_lines.lines)
         em(self.loop_header(k, backward=True))
         if not loop_lines.lines:

@@ -61,6 +61,9 @@ class Rule:
     reduced: FrozenSet[int] = frozenset()
     passthrough: FrozenSet[int] = frozenset()  # backward(i) is exactly g
     helpers: tuple = ()
+    # backward is g * slope(out) for an activation: in a time loop, slope is computed for all
+    # steps before the loop (it does not depend on the recursion) and each step multiplies once
+    slope: Optional[Callable[[str], str]] = None
 
 
 RULES: Dict[str, Rule] = {}
@@ -131,15 +134,15 @@ register("part",
 register("tanh",
          lambda a, **_: f"np.tanh({a})",
          lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * (1 - {out} * {out})",
-         needs_out=True)
+         needs_out=True, slope=lambda out: f"1 - {out} * {out}")
 register("sigmoid",
          lambda a, **_: f"_sigmoid({a})",
          lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {out} * (1 - {out})",
-         needs_out=True, helpers=("_sigmoid",))
+         needs_out=True, helpers=("_sigmoid",), slope=lambda out: f"{out} * (1 - {out})")
 register("relu",
          lambda a, **_: f"np.maximum({a}, 0)",
          lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * ({out} > 0)",
-         needs_out=True)
+         needs_out=True, slope=lambda out: f"{out} > 0")
 register("identity",
          lambda a, **_: a,
          lambda i, g, out, args, **_: g,

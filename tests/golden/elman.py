@@ -500,13 +500,14 @@ def backward(params, cache, d_outputs=None):
         d_s[1:] += up['s']
     if 's' in up['final']:
         d_s[last + 1, batch] += up['final']['s']
+    s_slope = 1 - s[1:] * s[1:]  # tanh' at every step
     d_s_add_2 = np.empty((T, B, n_n), dtype)
     for t in reversed(range(T)):
         # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
         if mask is not None:  # past its end, the state was carried over
             d_s[t] += ~mask[t] * d_s[t + 1]
             d_s[t + 1] *= mask[t]
-        d_s_add_2[t] = d_s[t + 1] * (1 - s[t + 1] * s[t + 1])
+        d_s_add_2[t] = d_s[t + 1] * s_slope[t]
         d_s[t] += d_s_add_2[t] @ W
 
     d_V = _flat(d_o_add).T @ _flat(s[1:]) if d_o_add is not None else None

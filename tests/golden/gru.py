@@ -579,11 +579,14 @@ def backward(params, cache, d_outputs=None):
         d_h[1:] += up['h']
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
+    h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
     up_r = up.get('r')  # upstream gradient of r
+    r_slope = r * (1 - r)  # sigmoid' at every step
     d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)  # the gradients below, side by side
     d_r_add_2 = d_h1_products[..., n_hidden:2 * n_hidden]
     up_z = up.get('z')  # upstream gradient of z
+    z_slope = z * (1 - z)  # sigmoid' at every step
     d_z_add_2 = d_h1_products[..., :n_hidden]
     for t in reversed(range(T)):
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
@@ -591,7 +594,7 @@ def backward(params, cache, d_outputs=None):
             d_h[t] += ~mask[t] * d_h[t + 1]
             d_h[t + 1] *= mask[t]
         d_h_tanh = d_h[t + 1] * h_sub[t]
-        d_h_add_2[t] = d_h_tanh * (1 - h_tanh[t] * h_tanh[t])
+        d_h_add_2[t] = d_h_tanh * h_tanh_slope[t]
         d_h_mul_2 = d_h_add_2[t] @ W
         d_h[t] += d_h_mul_2 * r[t]
         d_h_sub = d_h[t + 1] * h_tanh[t]
@@ -600,12 +603,12 @@ def backward(params, cache, d_outputs=None):
         d_r = d_h_mul_2 * h[t]
         if up_r is not None:
             d_r = d_r + up_r[t]
-        d_r_add_2[t] = d_r * r[t] * (1 - r[t])
+        d_r_add_2[t] = d_r * r_slope[t]
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
         d_z = d_h[t + 1] * h[t] + -d_h_sub
         if up_z is not None:
             d_z = d_z + up_z[t]
-        d_z_add_2[t] = d_z * z[t] * (1 - z[t])
+        d_z_add_2[t] = d_z * z_slope[t]
         d_h[t] += d_h1_products[t] @ W_h_stacked
 
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]

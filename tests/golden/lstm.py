@@ -607,13 +607,18 @@ def backward(params, cache, d_outputs=None):
         d_h[1:] += up['h']
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
+    h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
+    C_tanh_slope = 1 - C_tanh * C_tanh  # tanh' at every step
     d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)  # the gradients below, side by side
     d_a_c = d_h1_products[..., 3 * n_hidden:4 * n_hidden]
     up_q = up.get('q')  # upstream gradient of q
+    q_slope = q * (1 - q)  # sigmoid' at every step
     d_a_q = d_h1_products[..., 2 * n_hidden:3 * n_hidden]
     up_g = up.get('g')  # upstream gradient of g
+    g_slope = g * (1 - g)  # sigmoid' at every step
     d_a_g = d_h1_products[..., n_hidden:2 * n_hidden]
     up_f = up.get('f')  # upstream gradient of f
+    f_slope = f * (1 - f)  # sigmoid' at every step
     d_a_f = d_h1_products[..., :n_hidden]
     for t in reversed(range(T)):
         # h[t] = tanh(C[t]) * q[t]  [line 25]
@@ -622,28 +627,28 @@ def backward(params, cache, d_outputs=None):
             d_h[t + 1] *= mask[t]
         d_h_tanh = d_h[t + 1] * q[t]
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        d_C[t + 1] += d_h_tanh * (1 - h_tanh[t] * h_tanh[t])
+        d_C[t + 1] += d_h_tanh * h_tanh_slope[t]
         if mask is not None:  # past its end, the state was carried over
             d_C[t] += ~mask[t] * d_C[t + 1]
             d_C[t + 1] *= mask[t]
         d_C_tanh = d_C[t + 1] * g[t]
-        d_a_c[t] = d_C_tanh * (1 - C_tanh[t] * C_tanh[t])
+        d_a_c[t] = d_C_tanh * C_tanh_slope[t]
         d_C[t] += d_C[t + 1] * f[t]
         # q[t] = gate(x[t], h[t-1])  [line 23]
         d_q = d_h[t + 1] * h_tanh[t]
         if up_q is not None:
             d_q = d_q + up_q[t]
-        d_a_q[t] = d_q * q[t] * (1 - q[t])
+        d_a_q[t] = d_q * q_slope[t]
         # g[t] = gate(x[t], h[t-1])  [line 22]
         d_g = d_C[t + 1] * C_tanh[t]
         if up_g is not None:
             d_g = d_g + up_g[t]
-        d_a_g[t] = d_g * g[t] * (1 - g[t])
+        d_a_g[t] = d_g * g_slope[t]
         # f[t] = gate(x[t], h[t-1])  [line 21]
         d_f = d_C[t + 1] * C[t]
         if up_f is not None:
             d_f = d_f + up_f[t]
-        d_a_f[t] = d_f * f[t] * (1 - f[t])
+        d_a_f[t] = d_f * f_slope[t]
         d_h[t] += d_h1_products[t] @ W_h_stacked
 
     # f[t] = gate(x[t], h[t-1])  [line 21]

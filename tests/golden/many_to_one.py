@@ -500,13 +500,14 @@ def backward(params, cache, d_outputs=None):
         d_h[1:] += up['h']
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
+    h_slope = 1 - h[1:] * h[1:]  # tanh' at every step
     d_h_add_2 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
         if mask is not None:  # past its end, the state was carried over
             d_h[t] += ~mask[t] * d_h[t + 1]
             d_h[t + 1] *= mask[t]
-        d_h_add_2[t] = d_h[t + 1] * (1 - h[t + 1] * h[t + 1])
+        d_h_add_2[t] = d_h[t + 1] * h_slope[t]
         d_h[t] += d_h_add_2[t] @ W
 
     d_V = _flat(d_o_add).T @ _flat(h_end) if d_o_add is not None else None

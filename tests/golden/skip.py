@@ -496,6 +496,7 @@ def backward(params, cache, d_outputs=None):
         d_h[3:] += up['h']
     if 'h' in up['final']:
         d_h[last + 3, batch] += up['final']['h']
+    h_slope = 1 - h[3:] * h[3:]  # tanh' at every step
     d_h_sum_2 = np.empty((T, B, n_hidden), dtype)
     d_W_h_h3_h3 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
@@ -503,7 +504,7 @@ def backward(params, cache, d_outputs=None):
         if mask is not None:  # past its end, the state was carried over
             d_h[t + 2] += ~mask[t] * d_h[t + 3]
             d_h[t + 3] *= mask[t]
-        d_a_h = d_h[t + 3] * (1 - h[t + 3] * h[t + 3])
+        d_a_h = d_h[t + 3] * h_slope[t]
         d_h_sum_2[t] = d_a_h
         d_W_h_h3_h3[t] = d_a_h
         d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
