@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, Optional
 
 from .check import Model, check
+from .checkpoint import check_segmentable, checkpoint_steps
 from .codegen import generate_code
 from .compose import expand_blocks
 from .fuse import fuse_products
@@ -50,14 +51,23 @@ def _scheduled(model: Model, mode: str):
 
 
 def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn",
-             base=None) -> str:
+             base=None, checkpoint: Optional[int] = None) -> str:
     """The generated module's source text for spec ``text`` (imports relative to ``base``, see
-    :func:`analyze`)."""
-    return render(analyze(text, dims, filename, base))
+    :func:`analyze`).  ``checkpoint=k``: a module that stores the states every k steps and
+    recomputes the rest in backward (see :mod:`rnnspec.checkpoint`; a SpecError for a spec that
+    cannot be segmented exactly)."""
+    if checkpoint is not None:
+        checkpoint = checkpoint_steps(checkpoint)
+    return render(analyze(text, dims, filename, base), checkpoint)
 
 
-def render(a: Analysis) -> str:
-    """The generated module's source text for an analysis (see :func:`analyze`)."""
+def render(a: Analysis, checkpoint: Optional[int] = None) -> str:
+    """The generated module's source text for an analysis (see :func:`analyze`); with
+    ``checkpoint=k``, checkpointed in segments of k steps."""
+    if checkpoint is not None:
+        k = checkpoint_steps(checkpoint)
+        check_segmentable(a)
+        return generate_code(a.schedule, Path(a.model.filename).name, checkpoint=k)
     variants = None
     if a.model.feedbacks:  # teacher forcing, free-running and generation: three schedules
         variants = {mode: _scheduled(a.model, mode)[1] for mode in ("free", "sample")}
@@ -85,18 +95,20 @@ def _module_name(name: str) -> str:
 
 
 def compile_source(text: str, dims: Optional[Dict[str, int]] = None, name: str = "spec",
-                   base=None) -> types.ModuleType:
+                   base=None, checkpoint: Optional[int] = None) -> types.ModuleType:
     """Compile spec ``text`` and return the generated module, imported.  Its imports are
-    relative to ``base`` (default: the current directory)."""
-    source = generate(text, dims, f"{name}.rnn", base)
+    relative to ``base`` (default: the current directory); ``checkpoint``: see :func:`generate`."""
+    source = generate(text, dims, f"{name}.rnn", base, checkpoint)
     return load_module(source, _module_name(name))
 
 
-def compile_file(path, dims: Optional[Dict[str, int]] = None) -> types.ModuleType:
-    """Compile the spec file at ``path`` and return the generated module, imported."""
+def compile_file(path, dims: Optional[Dict[str, int]] = None,
+                 checkpoint: Optional[int] = None) -> types.ModuleType:
+    """Compile the spec file at ``path`` and return the generated module, imported
+    (``checkpoint``: see :func:`generate`)."""
     path = Path(path)
     text = read_spec(path)
-    source = generate(text, dims, str(path))
+    source = generate(text, dims, str(path), checkpoint=checkpoint)
     return load_module(source, _module_name(path.stem))
 
 

@@ -17,7 +17,8 @@ from .errors import SpecError
 from .graph import to_dot, unroll
 
 EXAMPLES = {
-    "compile": "example:\n  rnnspec compile specs/lstm.rnn -o lstm.py --dim hidden=128",
+    "compile": "example:\n  rnnspec compile specs/lstm.rnn -o lstm.py --dim hidden=128\n"
+               "  rnnspec compile specs/lstm.rnn -o lstm_ck.py --checkpoint 32",
     "check": "example:\n  rnnspec check specs/gru.rnn",
     "gradcheck": "example:\n  rnnspec gradcheck specs/elman.rnn --T 8 --batch 2 --seed 1\n"
                  "  rnnspec gradcheck specs/lstm.rnn --dim hidden=64 --directional",
@@ -45,6 +46,19 @@ def parse_dims(items: Optional[List[str]]) -> Dict[str, str]:
     return dims
 
 
+def checkpoint_arg(text: str) -> int:
+    """--checkpoint K: a positive integer (argparse reports anything else, exit status 2)."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (steps per segment), "
+                                         f"got {text!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer (steps per segment), "
+                                         f"got {k}")
+    return k
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rnnspec",
@@ -70,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
                         "directory; '-' for standard output)")
     c.add_argument("--no-gradcheck", action="store_true",
                    help="skip the automatic gradient check")
+    c.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
+                   help="store the states every K steps and recompute the rest in backward "
+                        "(memory O(T/K + K) steps instead of O(T), the same gradients)")
     cmd("check", "validate a spec and print its parameter table")
     g = cmd("gradcheck", "compare analytic gradients with central differences")
     g.add_argument("--T", type=int, default=5, help="sequence length (default 5)")
@@ -82,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (1e-5)")
     g.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (1e-6)")
     g.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (1e-8)")
+    g.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
+                   help="check the module checkpointed every K steps")
     sm = cmd("sample", "generate sequences from a spec with feedback(...), feeding back its own "
                        "choices")
     sm.add_argument("--params", metavar="FILE.npz",
@@ -175,10 +194,11 @@ def cmd_compile(args) -> int:
     path, text, dims = _load(args)
     a = analyze(text, dims, str(path))
     _warn(a)
-    source = render(a)
+    source = render(a, args.checkpoint)
     if not args.no_gradcheck:
         small = {k: min(v, CHECK_DIM_CAP) for k, v in a.model.dims.items()}
-        mod = load_module(generate(text, small, str(path)), path.stem)
+        mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint),
+                          path.stem)
         report = gradcheck(mod, small, T=4, batch=2, seed=0)
         if not report.ok:
             print(report.table(), file=sys.stderr)
@@ -208,7 +228,7 @@ def cmd_gradcheck(args) -> int:
     a = analyze(text, dims, str(path))
     _warn(a)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
-    mod = load_module(render(a), path.stem)
+    mod = load_module(render(a, args.checkpoint), path.stem)
     report = gradcheck(mod, dims, T=args.T, batch=args.batch, seed=args.seed,
                        directional=args.directional, directions=args.directions, eps=args.eps,
                        rtol=args.rtol, atol=args.atol)

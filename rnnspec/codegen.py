@@ -98,10 +98,15 @@ def _where(stmt) -> str:
 
 
 def generate_code(sched: Schedule, filename: str = "spec.rnn",
-                  variants: Optional[Dict[str, Schedule]] = None) -> str:
+                  variants: Optional[Dict[str, Schedule]] = None,
+                  checkpoint: Optional[int] = None) -> str:
     """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
     ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
-    and 'sample' to the free-running and generation schedules."""
+    and 'sample' to the free-running and generation schedules.  With ``checkpoint=k`` (a spec
+    that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
+    segments of k steps (see :meth:`_Codegen.checkpoint_api`)."""
+    if checkpoint:
+        return _Codegen(sched, filename, segmented=True).module(checkpoint=checkpoint)
     if not variants:
         return _Codegen(sched, filename).module()
     main = _Codegen(sched, filename, "teacher")
@@ -113,8 +118,10 @@ def _atomic(text: str) -> bool:
 
 
 class _Codegen:
-    def __init__(self, sched: Schedule, filename: str, variant: Optional[str] = None):
+    def __init__(self, sched: Schedule, filename: str, variant: Optional[str] = None,
+                 segmented: bool = False):
         self.variant = variant  # None, or the feedback mode: 'teacher', 'free', 'sample'
+        self.segmented = segmented  # checkpointing: _forward_full/_backward_full run a segment
         self.s = sched
         self.g = sched.graph
         self.m = sched.graph.model
@@ -363,9 +370,12 @@ class _Codegen:
             args.append(f"steps={steps!r}")
         if op.attrs["reduce"] == "mean":
             args.append("mean=True")
-        return f"_loss_weights({', '.join(args)})"
+        fn = "_segment_loss_weights" if self.segmented else "_loss_weights"
+        return f"{fn}({', '.join(args)})"
 
     def fname(self, base: str) -> str:
+        if self.segmented:
+            return f"_{base}_full"
         return f"_{base}_{self.variant}" if self.variant else base
 
     def fed_targets(self) -> List[int]:
@@ -377,6 +387,7 @@ class _Codegen:
     def forward(self) -> List[str]:
         em = Emitter()
         extra = ", rng=None, greedy=True, batch=None" if self.variant == "sample" else ""
+        extra += ", segment=None" if self.segmented else ""
         em(f"def {self.fname('forward')}(params, inputs, targets=None, state0=None, T=None, "
            f"lengths=None{extra}):")
         with em.indent():
@@ -394,8 +405,12 @@ class _Codegen:
             em("outputs holds every named value, outputs['final'] the states after the last step,")
             em("and 'loss' when targets are given.")
             em('"""')
-            em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, "
-               "T, lengths" + (", batch)" if self.variant == "sample" else ")"))
+            if self.segmented:
+                em("params, inputs, targets, state0, dims = _validate_segment(params, inputs, "
+                   "targets, state0, T, lengths, segment)")
+            else:
+                em("params, inputs, targets, state0, dims = _validate(params, inputs, targets, "
+                   "state0, T, lengths" + (", batch)" if self.variant == "sample" else ")"))
             em(self.dims_line())
             if self.fed_targets():
                 em("if targets is None:")
@@ -1044,7 +1059,8 @@ class _Codegen:
         em("}")
 
     # ----- module ----------------------------------------------------------------------------
-    def module(self, variants: Optional[List["_Codegen"]] = None) -> str:
+    def module(self, variants: Optional[List["_Codegen"]] = None,
+               checkpoint: Optional[int] = None) -> str:
         fwd = self.forward()
         bwd = self.backward()
         for v in variants or []:
@@ -1069,6 +1085,14 @@ class _Codegen:
             em("")
             for line in _docstring_text(text).rstrip().splitlines():
                 em(f"    {line}" if line.strip() else "")
+        if checkpoint:
+            em("")
+            em(f"Checkpointed (checkpoint={checkpoint}): forward keeps only the states at the start "
+               f"of every")
+            em(f"segment of {checkpoint} steps, and backward recomputes one segment at a time from "
+               f"them, so the")
+            em("cache holds O(T/k + k) steps of activations instead of O(T); the gradients are the")
+            em("full cache's.")
         em('"""')
         em("import numpy as np")
         em("")
@@ -1115,6 +1139,9 @@ class _Codegen:
                    f"{'sequence' if v.seq else 'static'!r}{self.axis_meta(v)}}},")
         em("}")
         em(f"MIN_T = {self.min_T()}")
+        if checkpoint:
+            em(f"CHECKPOINT = {checkpoint}  # steps per segment (forward stores the states every "
+               f"CHECKPOINT steps)")
         em("")
         helper_names = sorted(self.helpers)
         for h in helper_names:
@@ -1133,6 +1160,10 @@ class _Codegen:
             em.lines.extend(self.feedback_api())
             em("")
             em("")
+        if checkpoint:
+            em.lines.extend(self.checkpoint_api())
+            em("")
+            em("")
         em.lines.extend(LOSS_AND_GRAD.strip("\n").split("\n"))
         text = "\n".join(em.lines)
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
@@ -1148,6 +1179,11 @@ class _Codegen:
             free.index.kind == "rel" and free.index.offset == -1 else None
         text = FEEDBACK_API.replace("{OWNER}", repr(owner)).replace("{SOURCE}", repr(source))
         return text.strip("\n").split("\n")
+
+    def checkpoint_api(self) -> List[str]:
+        """The segment driver of a checkpointed module: public forward/backward over
+        _forward_full/_backward_full, which run one segment (its initial states given)."""
+        return CHECKPOINT_API.strip("\n").split("\n")
 
     def axis_meta(self, info) -> str:
         within = self.m.nested.get(info.axis)
@@ -1563,4 +1599,133 @@ def init_params(dims=None, seed=0, dtype=np.float64):
             raise ValueError(f"unknown initializer {kind!r}")
         params[name] = np.asarray(a, dtype=dtype)
     return params
+'''
+
+
+CHECKPOINT_API = r'''
+def _validate_segment(params, inputs, targets, state0, T, lengths, segment):
+    """_validate for one segment of a checkpointed run.  A sequence may have 0 steps in the
+    segment (it ended before it: it keeps its state and gets no loss), and a mean loss divides
+    by each sequence's number of steps in the whole run, segment['steps'] (B,)."""
+    full = None if lengths is None else np.maximum(lengths, 1)
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, full)
+    if lengths is not None:
+        dims["lengths"] = np.asarray(lengths, dtype=np.int64)
+        dims["last"] = dims["lengths"] - 1
+    if segment is not None:
+        dims["_mean_steps"] = np.asarray(segment["steps"], dtype=dims["dtype"])
+    return params, inputs, targets, state0, dims
+
+
+def _segment_loss_weights(dims, axis=None, steps=None, mean=False):
+    """_loss_weights of one segment: a mean divides by the steps of the whole run."""
+    count = dims.get("_mean_steps")
+    if not mean or count is None:
+        return _loss_weights(dims, axis, steps, mean)
+    w = _loss_weights(dims, axis, steps)
+    if w is None:
+        w = np.ones((dims["T"], dims["B"]), dims["dtype"])
+    return w / count
+
+
+def _segments(T):
+    """(start, stop) of each segment of CHECKPOINT steps (the last one may be shorter)."""
+    return [(a, min(a + CHECKPOINT, T)) for a in range(0, T, CHECKPOINT)]
+
+
+def _segment_steps(dims, a, b):
+    """Each sequence's number of steps in segment [a, b) (0 once it has ended); None: all."""
+    if dims["lengths"] is None:
+        return None
+    return np.clip(dims["lengths"] - a, 0, b - a)
+
+
+def _run_segment(params, inputs, targets, state0, dims, a, b):
+    """_forward_full on steps a..b-1, from the states state0 at the segment's start."""
+    def part(arrays, infos):
+        return {n: v[a:b] if infos[n]["kind"] == "sequence" else v for n, v in arrays.items()}
+    total = dims["lengths"] if dims["lengths"] is not None else np.full(dims["B"], dims["T"])
+    return _forward_full(params, part(inputs, INPUTS),
+                         None if targets is None else part(targets, TARGETS), state0, b - a,
+                         _segment_steps(dims, a, b), segment={"steps": total})
+
+
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).  Checkpointed: the steps run in
+    segments of CHECKPOINT, and the cache keeps only the states at each segment's start (and
+    the inputs and targets), not the activations; backward recomputes them segment by segment.
+
+    The arguments and outputs are those of _forward_full (the network on the whole sequence):
+    params, inputs, targets, state0 keyed by the spec's names; arrays time-major, (T, B, size);
+    lengths (B,) for a padded batch; outputs['final'] the states after each sequence's last step.
+    """
+    _, inputs, targets, _, dims = _validate(params, inputs, targets, state0, T, lengths)
+    checkpoints, parts, statics, loss = [], {}, {}, None
+    carry = state0
+    for a, b in _segments(dims["T"]):
+        checkpoints.append(carry)
+        out, _ = _run_segment(params, inputs, targets, carry, dims, a, b)
+        for n, info in OUTPUTS.items():
+            if info["kind"] == "sequence":
+                parts.setdefault(n, []).append(out[n])
+            elif a == 0:  # a static value is the same in every segment
+                statics[n] = out[n]
+        final = out.get("final", {})
+        steps = _segment_steps(dims, a, b)
+        if a > 0 and steps is not None:  # a sequence that has ended keeps its state
+            ended = (steps == 0)[:, None]
+            final = {n: np.where(ended, carry[n], v) for n, v in final.items()}
+        carry = final
+        if "loss" in out:
+            loss = out["loss"] if loss is None else loss + out["loss"]
+    outputs = {n: np.concatenate(parts[n], axis=0) if n in parts else statics[n]
+               for n in OUTPUTS}
+    if STATES:
+        outputs["final"] = carry
+    if loss is not None:
+        outputs["loss"] = loss
+    cache = {"checkpoints": checkpoints, "inputs": inputs, "targets": targets, "dims": dims,
+             "has_loss": "loss" in outputs}
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """BPTT segment by segment, last first: each segment is recomputed from its checkpoint and
+    differentiated with _backward_full, the gradient of its initial states carried into the
+    previous segment.  Arguments and result as _backward_full's: {'params', 'inputs', 'state0'}.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache["dims"]
+    inputs, targets = cache["inputs"], cache["targets"]
+    d_params, d_inputs = None, {}
+    for n, v in inputs.items():
+        d_inputs[n] = np.zeros_like(v)
+    d_final = up["final"]
+    segments = _segments(dims["T"])
+    for s in reversed(range(len(segments))):
+        a, b = segments[s]
+        _, seg_cache = _run_segment(params, inputs, targets, cache["checkpoints"][s], dims, a, b)
+        d = {n: g[a:b] if OUTPUTS[n]["kind"] == "sequence" else g
+             for n, g in up.items() if n in OUTPUTS and (s == 0 or OUTPUTS[n]["kind"] == "sequence")}
+        if cache["has_loss"]:
+            d["loss"] = up.get("loss", 1.0)
+        steps = _segment_steps(dims, a, b)
+        passed = {}
+        if s > 0 and steps is not None:  # an ended sequence's state went through unchanged
+            ended = (steps == 0)[:, None]
+            passed = {n: np.where(ended, g, 0) for n, g in d_final.items()}
+            d_final = {n: np.where(ended, 0, g) for n, g in d_final.items()}
+        d["final"] = d_final
+        grads = _backward_full(params, seg_cache, d)
+        if d_params is None:
+            d_params = grads["params"]
+        else:
+            d_params = {n: d_params[n] + g for n, g in grads["params"].items()}
+        for n, g in grads["inputs"].items():
+            if INPUTS[n]["kind"] == "sequence":
+                d_inputs[n][a:b] = g
+            else:
+                d_inputs[n] = d_inputs[n] + g
+        d_final = {n: g + passed[n] if n in passed else g for n, g in grads["state0"].items()}
+    return {"params": d_params, "inputs": d_inputs, "state0": d_final}
 '''
