@@ -117,6 +117,9 @@ def _atomic(text: str) -> bool:
     return precedence(text) >= ATOM
 
 
+OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with out=
+
+
 class _Codegen:
     def __init__(self, sched: Schedule, filename: str, variant: Optional[str] = None,
                  segmented: bool = False):
@@ -135,6 +138,7 @@ class _Codegen:
         self.taken |= {self.tvar(a) for a in self.m.axes}
         self._assign_names()
         self.inline = {i: self._inlinable(i) for i in self.ops}
+        self.backward_reads: Optional[set] = None  # names the backward pass reads from cache
         self.local = {i for i in self.ops if self._step_local(i)}
 
     # ----- time axes -------------------------------------------------------------------------
@@ -557,6 +561,8 @@ class _Codegen:
         em(f"         'has_loss': 'loss' in outputs" +
            (f", 'mode': {self.variant!r}}}" if self.variant else "}"))
         for name in cache_names:
+            if self.backward_reads is not None and name not in self.backward_reads:
+                continue  # the backward pass does not read it: not kept
             if name in self.target_names():
                 em(f"if targets is not None:")
                 with em.indent():
@@ -596,7 +602,10 @@ class _Codegen:
         text = self.expr(i, mode)
         if mode == "step":
             cur = self.val(i, 0, "step")
-            em(f"{cur} = {text}")
+            if op.op in OUT_FUNCS and cur.endswith("]"):  # into the buffer: no temporary
+                em(f"{text[:-1]}, out={cur})")
+            else:
+                em(f"{cur} = {text}")
             prev = self.carried(i)
             if prev:
                 mask, t = "mask" + self.sfx(self.axis_of(i)), self.tvar(self.axis_of(i))
@@ -607,8 +616,30 @@ class _Codegen:
             em(f"{name} = {self.alloc(i)}")
             self.state_init(em, i)
             em(f"{self.window(name, i, 0)} = {text}")
+        elif op.op == "add" and self.fresh_product(op):
+            # the product is a new array: add the other term into it (no second (T, B, n) array)
+            k = next(k for k, (a, _) in enumerate(op.args) if self.fresh_product(op, a))
+            em(f"{name} = {self.val(op.args[k][0], op.args[k][1], mode)}")
+            other = self.val(*op.args[1 - k], mode)
+            em(f"{name} += {other}")
         else:
             em(f"{name} = {text}")
+
+    def fresh_product(self, op, arg: Optional[int] = None) -> bool:
+        """Is an argument of ``op`` (or ``arg``) an inlined matrix product with op's full shape?"""
+        args = [arg] if arg is not None else [a for a, _ in op.args]
+        return any(self.inline.get(a) and self.ops[a].ty.tk == op.ty.tk and
+                   self.ops[a].ty.rows == op.ty.rows and (self.ops[a].op == "matvec" or
+                                                           self.own_part(a)) for a in args)
+
+    def own_part(self, a: int) -> bool:
+        """A part of a fused product that nothing else reads: its slice may be updated in place."""
+        op = self.ops[a]
+        if op.op != "part" or op.args[0][1] != 0:
+            return False
+        src = op.args[0][0]
+        return all(self.ops[c].op == "part" and self.inline.get(c) and d == 0
+                   for c, _, d in self.s.consumers[src]) and not self.ops[src].name
 
     def cache_names(self) -> List[str]:
         names = []
@@ -658,6 +689,7 @@ class _Codegen:
         self.results(body)
         text = "\n".join(body.lines)
         used = set(re.findall(r"\b[A-Za-z_][A-Za-z_0-9]*\b", text))
+        self.backward_reads = used
         em = Emitter()
         em(f"def {self.fname('backward')}(params, cache, d_outputs=None):")
         with em.indent():
@@ -1061,12 +1093,12 @@ class _Codegen:
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["_Codegen"]] = None,
                checkpoint: Optional[int] = None) -> str:
+        bwd = self.backward()  # first: forward caches only what backward reads
         fwd = self.forward()
-        bwd = self.backward()
         for v in variants or []:
-            fwd += ["", ""] + v.forward()
             if v.variant != "sample":
                 bwd += ["", ""] + v.backward()
+            fwd += ["", ""] + v.forward()
             self.helpers |= v.helpers
         m = self.m
         src = _docstring_text(m.source)

@@ -250,10 +250,9 @@ def _w(w):
 
 # cross_entropy(z, o, y): -log softmax(z)[y] computed stably from the logits z; o = softmax(z).
 register("cross_entropy",
-         lambda z, o, y, w=None, **_: f"_cross_entropy({z}, {y}{_w(w)})",
+         lambda z, o, y, w=None, **_: f"_cross_entropy({z}, {y}, {w}, {o})",
          lambda i, g, out, args, w=None, **_: (
-             f"{wrap(g, PRODUCT)} * _cross_entropy_grad({args[1]}, {args[2]}{_w(w)})"
-             if i == 0 else None),
+             f"_cross_entropy_grad({args[1]}, {args[2]}, {w}, {g})" if i == 0 else None),
          needs_args={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"))
 # squared_error(p, y): 1/2 |p - y|^2
 register("squared_error",
@@ -422,15 +421,22 @@ def _rows(a, b):
     return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
 ''',
     "_sigmoid": '''
-def _sigmoid(a):
-    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+def _sigmoid(a, out=None):
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow.
+    With out, written into that array (no temporaries)."""
+    out = np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 ''',
     "_softmax": '''
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = a - a.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 ''',
     "_concat": '''
 def _concat(*parts):
@@ -439,20 +445,34 @@ def _concat(*parts):
     return np.concatenate([np.broadcast_to(p, lead + p.shape[-1:]) for p in parts], axis=-1)
 ''',
     "_cross_entropy": '''
-def _cross_entropy(z, y, w=None):
-    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
-    m = z.max(axis=-1, keepdims=True)
-    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+def _cross_entropy(z, y, w=None, p=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
+    p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
+    is too small to hold its digits, and all rows without p, stably via log-sum-exp."""
+    idx = y[..., None]
+    if p is None:
+        exact = np.zeros(y.shape, bool)
+        nll = np.zeros(y.shape, z.dtype)
+    else:
+        py = np.take_along_axis(p, idx, axis=-1)[..., 0]
+        exact = py > np.finfo(p.dtype).tiny * 2.0 ** 24
+        nll = -np.log(np.where(exact, py, 1))
+    if not exact.all():
+        zz = z[~exact]
+        m = zz.max(axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(zz - m).sum(axis=-1))
+        nll[~exact] = lse - np.take_along_axis(zz, idx[~exact], axis=-1)[..., 0]
     return float(nll.sum() if w is None else (w * nll).sum())
 ''',
     "_cross_entropy_grad": '''
-def _cross_entropy_grad(p, y, w=None):
-    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
-    g = p.copy()
-    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
-                      axis=-1)
-    return g if w is None else g * w[..., None]
+def _cross_entropy_grad(p, y, w=None, scale=1.0):
+    """Gradient of scale * _cross_entropy with respect to the logits: softmax(z) - onehot(y),
+    times scale (and the weights w), in one pass over p."""
+    s = scale if w is None else scale * w[..., None]
+    g = p.copy() if w is None and scale == 1 else p * s
+    idx = y[..., None]
+    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=-1) - s, axis=-1)
+    return g
 ''',
     "_squared_error": '''
 def _squared_error(p, y, w=None):

@@ -65,20 +65,34 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
-def _cross_entropy(z, y, w=None):
-    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
-    m = z.max(axis=-1, keepdims=True)
-    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+def _cross_entropy(z, y, w=None, p=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
+    p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
+    is too small to hold its digits, and all rows without p, stably via log-sum-exp."""
+    idx = y[..., None]
+    if p is None:
+        exact = np.zeros(y.shape, bool)
+        nll = np.zeros(y.shape, z.dtype)
+    else:
+        py = np.take_along_axis(p, idx, axis=-1)[..., 0]
+        exact = py > np.finfo(p.dtype).tiny * 2.0 ** 24
+        nll = -np.log(np.where(exact, py, 1))
+    if not exact.all():
+        zz = z[~exact]
+        m = zz.max(axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(zz - m).sum(axis=-1))
+        nll[~exact] = lse - np.take_along_axis(zz, idx[~exact], axis=-1)[..., 0]
     return float(nll.sum() if w is None else (w * nll).sum())
 
 
-def _cross_entropy_grad(p, y, w=None):
-    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
-    g = p.copy()
-    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
-                      axis=-1)
-    return g if w is None else g * w[..., None]
+def _cross_entropy_grad(p, y, w=None, scale=1.0):
+    """Gradient of scale * _cross_entropy with respect to the logits: softmax(z) - onehot(y),
+    times scale (and the weights w), in one pass over p."""
+    s = scale if w is None else scale * w[..., None]
+    g = p.copy() if w is None and scale == 1 else p * s
+    idx = y[..., None]
+    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=-1) - s, axis=-1)
+    return g
 
 
 def _flat(a):
@@ -93,8 +107,10 @@ def _rows(a, b):
 
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = a - a.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
@@ -422,19 +438,21 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     by = params['by']
     x = inputs['x']
     # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
-    s_add = _rows(x, U.T) + ba
+    s_add = _rows(x, U.T)
+    s_add += ba
 
     # time loop (forward in time): only the recurrent part runs step by step
     s = np.empty((T + 1, B, n_n), dtype)
     s[:1] = state0['s']
     for t in range(T):
         # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
-        s[t + 1] = np.tanh(s_add[t] + s[t] @ W.T)
+        np.tanh(s_add[t] + s[t] @ W.T, out=s[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             s[t + 1] = np.where(mask[t], s[t + 1], s[t])
 
     # o[t] = softmax(V @ s[t] + by)  [line 24]
-    o_add = by + _rows(s[1:], V.T)
+    o_add = _rows(s[1:], V.T)
+    o_add += by
     o = _softmax(o_add)
     outputs = {
         's': s[1:],
@@ -445,16 +463,14 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         y = targets['y']
         # loss = cross_entropy(o[t], y[t])  [line 26]
         w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(o_add, y, w_loss_o)
+        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
              'has_loss': 'loss' in outputs}
     cache['x'] = x
     if targets is not None:
         cache['y'] = y
-    cache['s_add'] = s_add
     cache['s'] = s
-    cache['o_add'] = o_add
     cache['o'] = o
     if targets is not None:
         cache['w_loss_o'] = w_loss_o
@@ -490,7 +506,7 @@ def backward(params, cache, d_outputs=None):
     if 'o' in up:
         d_o_add = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
     if d_loss is not None:
-        d_o_add = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_o_add is None else d_o_add + d_loss * _cross_entropy_grad(o, y, w_loss_o)
+        d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_o_add is None else d_o_add + _cross_entropy_grad(o, y, w_loss_o, d_loss)
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_s = np.zeros_like(s)

@@ -87,20 +87,34 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
-def _cross_entropy(z, y, w=None):
-    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
-    m = z.max(axis=-1, keepdims=True)
-    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+def _cross_entropy(z, y, w=None, p=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
+    p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
+    is too small to hold its digits, and all rows without p, stably via log-sum-exp."""
+    idx = y[..., None]
+    if p is None:
+        exact = np.zeros(y.shape, bool)
+        nll = np.zeros(y.shape, z.dtype)
+    else:
+        py = np.take_along_axis(p, idx, axis=-1)[..., 0]
+        exact = py > np.finfo(p.dtype).tiny * 2.0 ** 24
+        nll = -np.log(np.where(exact, py, 1))
+    if not exact.all():
+        zz = z[~exact]
+        m = zz.max(axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(zz - m).sum(axis=-1))
+        nll[~exact] = lse - np.take_along_axis(zz, idx[~exact], axis=-1)[..., 0]
     return float(nll.sum() if w is None else (w * nll).sum())
 
 
-def _cross_entropy_grad(p, y, w=None):
-    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
-    g = p.copy()
-    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
-                      axis=-1)
-    return g if w is None else g * w[..., None]
+def _cross_entropy_grad(p, y, w=None, scale=1.0):
+    """Gradient of scale * _cross_entropy with respect to the logits: softmax(z) - onehot(y),
+    times scale (and the weights w), in one pass over p."""
+    s = scale if w is None else scale * w[..., None]
+    g = p.copy() if w is None and scale == 1 else p * s
+    idx = y[..., None]
+    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=-1) - s, axis=-1)
+    return g
 
 
 def _flat(a):
@@ -113,15 +127,22 @@ def _rows(a, b):
     return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
 
 
-def _sigmoid(a):
-    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+def _sigmoid(a, out=None):
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow.
+    With out, written into that array (no temporaries)."""
+    out = np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 
 
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = a - a.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
@@ -457,11 +478,14 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
     W_x_stacked = np.concatenate([Uz, Ur, U])
     x_products = _rows(x, W_x_stacked.T)
-    z_add = bz + x_products[..., :n_hidden]
+    z_add = x_products[..., :n_hidden]
+    z_add += bz
     # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
-    r_add = br + x_products[..., n_hidden:2 * n_hidden]
+    r_add = x_products[..., n_hidden:2 * n_hidden]
+    r_add += br
     # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
-    h_add = b + x_products[..., 2 * n_hidden:3 * n_hidden]
+    h_add = x_products[..., 2 * n_hidden:3 * n_hidden]
+    h_add += b
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
     W_h_stacked = np.concatenate([Wz, Wr])
 
@@ -476,19 +500,20 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     for t in range(T):
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
         h1_products = h[t] @ W_h_stacked.T
-        z[t] = _sigmoid(z_add[t] + h1_products[..., :n_hidden])
+        _sigmoid(z_add[t] + h1_products[..., :n_hidden], out=z[t])
         # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-        r[t] = _sigmoid(r_add[t] + h1_products[..., n_hidden:2 * n_hidden])
+        _sigmoid(r_add[t] + h1_products[..., n_hidden:2 * n_hidden], out=r[t])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         h_sub[t] = 1 - z[t]
         h_mul_2[t] = r[t] * h[t]
-        h_tanh[t] = np.tanh(h_add[t] + h_mul_2[t] @ W.T)
+        np.tanh(h_add[t] + h_mul_2[t] @ W.T, out=h_tanh[t])
         h[t + 1] = z[t] * h[t] + h_sub[t] * h_tanh[t]
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(c + V @ h[t])  [line 32]
-    o_add = c + _rows(h[1:], V.T)
+    o_add = _rows(h[1:], V.T)
+    o_add += c
     o = _softmax(o_add)
     outputs = {
         'z': z,
@@ -501,7 +526,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         y = targets['y']
         # loss = cross_entropy(o[t], y[t])  [line 34]
         w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(o_add, y, w_loss_o)
+        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
              'has_loss': 'loss' in outputs}
@@ -509,10 +534,6 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     if targets is not None:
         cache['y'] = y
     cache['W_x_stacked'] = W_x_stacked
-    cache['x_products'] = x_products
-    cache['z_add'] = z_add
-    cache['r_add'] = r_add
-    cache['h_add'] = h_add
     cache['W_h_stacked'] = W_h_stacked
     cache['z'] = z
     cache['r'] = r
@@ -520,7 +541,6 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['h_mul_2'] = h_mul_2
     cache['h_tanh'] = h_tanh
     cache['h'] = h
-    cache['o_add'] = o_add
     cache['o'] = o
     if targets is not None:
         cache['w_loss_o'] = w_loss_o
@@ -569,7 +589,7 @@ def backward(params, cache, d_outputs=None):
     if 'o' in up:
         d_o_add = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
     if d_loss is not None:
-        d_o_add = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_o_add is None else d_o_add + d_loss * _cross_entropy_grad(o, y, w_loss_o)
+        d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_o_add is None else d_o_add + _cross_entropy_grad(o, y, w_loss_o, d_loss)
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)

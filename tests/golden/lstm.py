@@ -90,20 +90,34 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
-def _cross_entropy(z, y, w=None):
-    """Sum over all rows of -log softmax(z)[y] (weighted by w), stably via log-sum-exp."""
-    m = z.max(axis=-1, keepdims=True)
-    lse = m[..., 0] + np.log(np.exp(z - m).sum(axis=-1))
-    nll = lse - np.take_along_axis(z, y[..., None], axis=-1)[..., 0]
+def _cross_entropy(z, y, w=None, p=None):
+    """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
+    p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
+    is too small to hold its digits, and all rows without p, stably via log-sum-exp."""
+    idx = y[..., None]
+    if p is None:
+        exact = np.zeros(y.shape, bool)
+        nll = np.zeros(y.shape, z.dtype)
+    else:
+        py = np.take_along_axis(p, idx, axis=-1)[..., 0]
+        exact = py > np.finfo(p.dtype).tiny * 2.0 ** 24
+        nll = -np.log(np.where(exact, py, 1))
+    if not exact.all():
+        zz = z[~exact]
+        m = zz.max(axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(zz - m).sum(axis=-1))
+        nll[~exact] = lse - np.take_along_axis(zz, idx[~exact], axis=-1)[..., 0]
     return float(nll.sum() if w is None else (w * nll).sum())
 
 
-def _cross_entropy_grad(p, y, w=None):
-    """Gradient of _cross_entropy with respect to the logits: softmax(z) - onehot(y)."""
-    g = p.copy()
-    np.put_along_axis(g, y[..., None], np.take_along_axis(p, y[..., None], axis=-1) - 1,
-                      axis=-1)
-    return g if w is None else g * w[..., None]
+def _cross_entropy_grad(p, y, w=None, scale=1.0):
+    """Gradient of scale * _cross_entropy with respect to the logits: softmax(z) - onehot(y),
+    times scale (and the weights w), in one pass over p."""
+    s = scale if w is None else scale * w[..., None]
+    g = p.copy() if w is None and scale == 1 else p * s
+    idx = y[..., None]
+    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=-1) - s, axis=-1)
+    return g
 
 
 def _flat(a):
@@ -116,15 +130,22 @@ def _rows(a, b):
     return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
 
 
-def _sigmoid(a):
-    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+def _sigmoid(a, out=None):
+    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow.
+    With out, written into that array (no temporaries)."""
+    out = np.multiply(a, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1
+    out *= 0.5
+    return out
 
 
 def _softmax(a):
     """Softmax over the last axis, shifted by the maximum for stability."""
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    e = a - a.max(axis=-1, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
@@ -463,13 +484,17 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
     W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
     x_products = _rows(x, W_x_stacked.T)
-    f_sum = x_products[..., :n_hidden] + b_f
+    f_sum = x_products[..., :n_hidden]
+    f_sum += b_f
     # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
-    g_sum = x_products[..., n_hidden:2 * n_hidden] + b_g
+    g_sum = x_products[..., n_hidden:2 * n_hidden]
+    g_sum += b_g
     # q[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 23]
-    q_sum = x_products[..., 2 * n_hidden:3 * n_hidden] + b_q
+    q_sum = x_products[..., 2 * n_hidden:3 * n_hidden]
+    q_sum += b_q
     # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
-    c_sum = x_products[..., 3 * n_hidden:4 * n_hidden] + b_c
+    c_sum = x_products[..., 3 * n_hidden:4 * n_hidden]
+    c_sum += b_c
     # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
     W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
 
@@ -486,24 +511,25 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     for t in range(T):
         # f[t] = gate(x[t], h[t-1])  [line 21]
         h1_products = h[t] @ W_h_stacked.T
-        f[t] = _sigmoid(f_sum[t] + h1_products[..., :n_hidden])
+        _sigmoid(f_sum[t] + h1_products[..., :n_hidden], out=f[t])
         # g[t] = gate(x[t], h[t-1])  [line 22]
-        g[t] = _sigmoid(g_sum[t] + h1_products[..., n_hidden:2 * n_hidden])
+        _sigmoid(g_sum[t] + h1_products[..., n_hidden:2 * n_hidden], out=g[t])
         # q[t] = gate(x[t], h[t-1])  [line 23]
-        q[t] = _sigmoid(q_sum[t] + h1_products[..., 2 * n_hidden:3 * n_hidden])
+        _sigmoid(q_sum[t] + h1_products[..., 2 * n_hidden:3 * n_hidden], out=q[t])
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        C_tanh[t] = np.tanh(c_sum[t] + h1_products[..., 3 * n_hidden:4 * n_hidden])
+        np.tanh(c_sum[t] + h1_products[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
         C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
         if mask is not None:  # past its end, a sequence keeps its state
             C[t + 1] = np.where(mask[t], C[t + 1], C[t])
         # h[t] = tanh(C[t]) * q[t]  [line 25]
-        h_tanh[t] = np.tanh(C[t + 1])
+        np.tanh(C[t + 1], out=h_tanh[t])
         h[t + 1] = h_tanh[t] * q[t]
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(affine(h[t]))  [line 26]
-    a_o = b_o + _rows(h[1:], W_o_h.T)
+    a_o = _rows(h[1:], W_o_h.T)
+    a_o += b_o
     o = _softmax(a_o)
     outputs = {
         'f': f,
@@ -518,7 +544,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         y = targets['y']
         # loss = cross_entropy(o[t], y[t])  [line 28]
         w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(a_o, y, w_loss_o)
+        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
              'has_loss': 'loss' in outputs}
@@ -526,11 +552,6 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     if targets is not None:
         cache['y'] = y
     cache['W_x_stacked'] = W_x_stacked
-    cache['x_products'] = x_products
-    cache['f_sum'] = f_sum
-    cache['g_sum'] = g_sum
-    cache['q_sum'] = q_sum
-    cache['c_sum'] = c_sum
     cache['W_h_stacked'] = W_h_stacked
     cache['f'] = f
     cache['g'] = g
@@ -539,7 +560,6 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['C'] = C
     cache['h_tanh'] = h_tanh
     cache['h'] = h
-    cache['a_o'] = a_o
     cache['o'] = o
     if targets is not None:
         cache['w_loss_o'] = w_loss_o
@@ -592,7 +612,7 @@ def backward(params, cache, d_outputs=None):
     if 'o' in up:
         d_a_o = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
     if d_loss is not None:
-        d_a_o = d_loss * _cross_entropy_grad(o, y, w_loss_o) if d_a_o is None else d_a_o + d_loss * _cross_entropy_grad(o, y, w_loss_o)
+        d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_a_o is None else d_a_o + _cross_entropy_grad(o, y, w_loss_o, d_loss)
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_C = np.zeros_like(C)
