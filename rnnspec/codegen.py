@@ -518,14 +518,37 @@ class _Codegen:
             way = "forward" if stage.direction > 0 else "backward"
             which = f" {k // 2 + 1} of {n_loops}" if n_loops > 1 else ""
             em(f"# time loop{which} ({way} in time): only the recurrent part runs step by step")
+            groups = self.gate_groups(stage.ops)
+            views = {}  # gates whose buffers are slices of one buffer: name -> its slice
+            for g in groups:
+                for run in g["runs"]:
+                    if len(run) > 1:
+                        acts = [self.ops[act] for _, act, _ in run]
+                        comb = self.fresh("_".join(self.pyname[a] for _, a, _ in run))
+                        rows = acts[0].ty.rows
+                        for a in acts[1:]:
+                            rows = rows + a.ty.rows
+                        T = self.tsym(acts[0].ty.axis)
+                        names = ", ".join(a.name or self.pyname[a.id] for a in acts)
+                        em(f"{comb} = np.empty(({T}, {self.bsym(acts[0].ty.axis)}, "
+                           f"{self.dim(rows)}), dtype)  # {names} side by side")
+                        for (lo, hi), act, _ in run:
+                            views[act] = f"{comb}[..., {lo}:{hi}]"
+                        g["comb"][run[0][1]] = comb
             for i in stage.ops:
                 if not self.inline[i] and i not in self.local:
-                    em(f"{self.pyname[i]} = {self.alloc(i)}")
+                    em(f"{self.pyname[i]} = {views.get(i) or self.alloc(i)}")
                     self.state_init(em, i)
             em(self.loop_header(k))
             with em.indent():
+                done = set()
                 for i in stage.ops:
-                    self.forward_op(em, i, "step", last)
+                    g = next((g for g in groups if i in g["acts"]), None)
+                    if g is None:
+                        self.forward_op(em, i, "step", last)
+                    elif i not in done:
+                        self.gate_group_step(em, g, last)
+                        done |= g["acts"]
             em("")
         named = [(n, i) for n, i in self.g.values.items()]
         em("outputs = {")
@@ -624,6 +647,86 @@ class _Codegen:
             em(f"{name} += {other}")
         else:
             em(f"{name} = {text}")
+
+    def gate_groups(self, loop: List[int]) -> List[dict]:
+        """Gates that read one fused product S (act_j(H_j + part_j(S)), with H_j the slices of
+        one hoisted product of the same layout): one sum and one call per run of the same
+        activation per step, instead of a sum and a call per gate."""
+        groups = []
+        for s in loop:
+            S = self.ops[s]
+            cons = self.s.consumers[s]
+            if S.op != "matvec" or not cons or any(
+                    self.ops[c].op != "part" or d != 0 or not self.inline[c] for c, _, d in cons):
+                continue
+            parts = sorted({c for c, _, _ in cons}, key=lambda c: self.ops[c].attrs["index"])
+            members, X, xs = [], None, []
+            for c in parts:
+                uses = self.s.consumers[c]
+                if len(uses) != 1:
+                    break
+                a, pos, _ = uses[0]
+                A = self.ops[a]
+                if A.op != "add" or not self.inline[a] or len(self.s.consumers[a]) != 1:
+                    break
+                h = A.args[1 - pos][0]
+                act = self.s.consumers[a][0][0]
+                H = self.ops[h]
+                if self.ops[act].op not in ("sigmoid", "tanh") or self.inline[act] or \
+                        act in self.local or self.carried(act) or A.args[1 - pos][1] != 0 or \
+                        self.s.in_loop(h) or H.op != "add" or not self.fresh_product(H):
+                    break
+                xp = next(x for x, _ in H.args if self.fresh_product(H, x))
+                if self.ops[xp].op != "part":
+                    break
+                if X is not None and self.ops[xp].args[0][0] != X:
+                    break
+                X = self.ops[xp].args[0][0]
+                xs.append(self.ops[xp].attrs["index"])
+                members.append((c, act))
+            else:
+                if len(members) < 2 or xs != list(range(xs[0], xs[0] + len(xs))) or \
+                        [self.ops[x].ty.rows for x in self.fused_parts(X)[xs[0]:xs[0] + len(xs)]] \
+                        != [self.ops[c].ty.rows for c, _ in members]:
+                    continue
+                runs = []
+                for c, act in members:
+                    lo, hi = self.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
+                    if runs and self.ops[runs[-1][-1][1]].op == self.ops[act].op:
+                        runs[-1].append(((lo, hi), act, c))
+                    else:
+                        runs.append([((lo, hi), act, c)])
+                xpart = self.fused_parts(X)[xs[0]]
+                groups.append({"S": s, "X": X, "x_lo": self.attrs(self.ops[xpart])["bounds"][
+                    xs[0]][0], "x_hi": self.attrs(self.ops[self.fused_parts(X)[xs[-1]]])[
+                    "bounds"][xs[-1]][1], "x_all": len(xs) == len(self.fused_parts(X)),
+                    "runs": runs, "acts": {act for _, act in members}, "comb": {}})
+        return groups
+
+    def fused_parts(self, x: int) -> List[int]:
+        """The part ops of fused product x, in order."""
+        return sorted({c for c, _, _ in self.s.consumers[x] if self.ops[c].op == "part"},
+                      key=lambda c: self.ops[c].attrs["index"])
+
+    def gate_group_step(self, em: Emitter, g: dict, last: list) -> None:
+        acts = [act for run in g["runs"] for _, act, _ in run]
+        self.comment(em, self.ops[acts[0]].stmt, last)
+        em(f"# {', '.join(self.ops[a].name or self.pyname[a] for a in acts)}: one sum for all, "
+           f"one call per activation")
+        t = self.tvar(self.axis_of(g["S"]))
+        x = f"{self.pyname[g['X']]}[{t}]"
+        if not g["x_all"]:
+            x += f"[..., {g['x_lo']}:{g['x_hi']}]"
+        pre = self.fresh(f"{self.pyname[g['S']]}_sum")
+        em(f"{pre} = {x} + {self.val(g['S'], 0, 'step')}")
+        for run in g["runs"]:
+            (lo, _), act, _ = run[0]
+            hi = run[-1][0][1]
+            dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.val(act, 0, "step")
+            func = "_sigmoid" if self.ops[act].op == "sigmoid" else "np.tanh"
+            if func == "_sigmoid":
+                self.helpers.add("_sigmoid")
+            em(f"{func}({pre}[..., {lo}:{hi}], out={dest})")
 
     def fresh_product(self, op, arg: Optional[int] = None) -> bool:
         """Is an argument of ``op`` (or ``arg``) an inlined matrix product with op's full shape?"""
@@ -1289,12 +1392,18 @@ def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=
 
 
 RUNTIME = r'''
+_TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+
+
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
-    out = []
-    for term in expr.split("+"):
-        coef, _, name = term.strip().rpartition("*")
-        out.append((int(coef) if coef else 1, name))
+    out = _TERMS.get(expr)
+    if out is None:
+        out = []
+        for term in expr.split("+"):
+            coef, _, name = term.strip().rpartition("*")
+            out.append((int(coef) if coef else 1, name))
+        _TERMS[expr] = out = tuple(out)
     return out
 
 
@@ -1305,6 +1414,9 @@ def _size(expr, dims):
 
 def _solve_dims(entries, dims):
     """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    if all(d.isdigit() or d in dims for _, _, shape in entries for e in shape
+           for _, d in _terms(e)):
+        return  # all bound (the usual case): nothing to solve
     changed = True
     while changed:
         changed = False

@@ -112,12 +112,18 @@ def _softmax(a):
     e /= e.sum(axis=-1, keepdims=True)
     return e
 
+_TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+
+
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
-    out = []
-    for term in expr.split("+"):
-        coef, _, name = term.strip().rpartition("*")
-        out.append((int(coef) if coef else 1, name))
+    out = _TERMS.get(expr)
+    if out is None:
+        out = []
+        for term in expr.split("+"):
+            coef, _, name = term.strip().rpartition("*")
+            out.append((int(coef) if coef else 1, name))
+        _TERMS[expr] = out = tuple(out)
     return out
 
 
@@ -128,6 +134,9 @@ def _size(expr, dims):
 
 def _solve_dims(entries, dims):
     """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    if all(d.isdigit() or d in dims for _, _, shape in entries for e in shape
+           for _, d in _terms(e)):
+        return  # all bound (the usual case): nothing to solve
     changed = True
     while changed:
         changed = False

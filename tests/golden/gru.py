@@ -144,12 +144,18 @@ def _softmax(a):
     e /= e.sum(axis=-1, keepdims=True)
     return e
 
+_TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+
+
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
-    out = []
-    for term in expr.split("+"):
-        coef, _, name = term.strip().rpartition("*")
-        out.append((int(coef) if coef else 1, name))
+    out = _TERMS.get(expr)
+    if out is None:
+        out = []
+        for term in expr.split("+"):
+            coef, _, name = term.strip().rpartition("*")
+            out.append((int(coef) if coef else 1, name))
+        _TERMS[expr] = out = tuple(out)
     return out
 
 
@@ -160,6 +166,9 @@ def _size(expr, dims):
 
 def _solve_dims(entries, dims):
     """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    if all(d.isdigit() or d in dims for _, _, shape in entries for e in shape
+           for _, d in _terms(e)):
+        return  # all bound (the usual case): nothing to solve
     changed = True
     while changed:
         changed = False
@@ -490,8 +499,9 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     W_h_stacked = np.concatenate([Wz, Wr])
 
     # time loop (forward in time): only the recurrent part runs step by step
-    z = np.empty((T, B, n_hidden), dtype)
-    r = np.empty((T, B, n_hidden), dtype)
+    z_r = np.empty((T, B, 2 * n_hidden), dtype)  # z, r side by side
+    z = z_r[..., :n_hidden]
+    r = z_r[..., n_hidden:2 * n_hidden]
     h_sub = np.empty((T, B, n_hidden), dtype)
     h_mul_2 = np.empty((T, B, n_hidden), dtype)
     h_tanh = np.empty((T, B, n_hidden), dtype)
@@ -500,9 +510,9 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     for t in range(T):
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
         h1_products = h[t] @ W_h_stacked.T
-        _sigmoid(z_add[t] + h1_products[..., :n_hidden], out=z[t])
-        # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-        _sigmoid(r_add[t] + h1_products[..., n_hidden:2 * n_hidden], out=r[t])
+        # z, r: one sum for all, one call per activation
+        h1_products_sum = x_products[t][..., :2 * n_hidden] + h1_products
+        _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         h_sub[t] = 1 - z[t]
         h_mul_2[t] = r[t] * h[t]

@@ -147,12 +147,18 @@ def _softmax(a):
     e /= e.sum(axis=-1, keepdims=True)
     return e
 
+_TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+
+
 def _terms(expr):
     """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
-    out = []
-    for term in expr.split("+"):
-        coef, _, name = term.strip().rpartition("*")
-        out.append((int(coef) if coef else 1, name))
+    out = _TERMS.get(expr)
+    if out is None:
+        out = []
+        for term in expr.split("+"):
+            coef, _, name = term.strip().rpartition("*")
+            out.append((int(coef) if coef else 1, name))
+        _TERMS[expr] = out = tuple(out)
     return out
 
 
@@ -163,6 +169,9 @@ def _size(expr, dims):
 
 def _solve_dims(entries, dims):
     """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    if all(d.isdigit() or d in dims for _, _, shape in entries for e in shape
+           for _, d in _terms(e)):
+        return  # all bound (the usual case): nothing to solve
     changed = True
     while changed:
         changed = False
@@ -499,9 +508,10 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
 
     # time loop (forward in time): only the recurrent part runs step by step
-    f = np.empty((T, B, n_hidden), dtype)
-    g = np.empty((T, B, n_hidden), dtype)
-    q = np.empty((T, B, n_hidden), dtype)
+    f_g_q = np.empty((T, B, 3 * n_hidden), dtype)  # f, g, q side by side
+    f = f_g_q[..., :n_hidden]
+    g = f_g_q[..., n_hidden:2 * n_hidden]
+    q = f_g_q[..., 2 * n_hidden:3 * n_hidden]
     C_tanh = np.empty((T, B, n_hidden), dtype)
     C = np.empty((T + 1, B, n_hidden), dtype)
     C[:1] = state0['C']
@@ -511,13 +521,11 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     for t in range(T):
         # f[t] = gate(x[t], h[t-1])  [line 21]
         h1_products = h[t] @ W_h_stacked.T
-        _sigmoid(f_sum[t] + h1_products[..., :n_hidden], out=f[t])
-        # g[t] = gate(x[t], h[t-1])  [line 22]
-        _sigmoid(g_sum[t] + h1_products[..., n_hidden:2 * n_hidden], out=g[t])
-        # q[t] = gate(x[t], h[t-1])  [line 23]
-        _sigmoid(q_sum[t] + h1_products[..., 2 * n_hidden:3 * n_hidden], out=q[t])
+        # f, g, q, C_tanh: one sum for all, one call per activation
+        h1_products_sum = x_products[t] + h1_products
+        _sigmoid(h1_products_sum[..., :3 * n_hidden], out=f_g_q[t])
+        np.tanh(h1_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        np.tanh(c_sum[t] + h1_products[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
         C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
         if mask is not None:  # past its end, a sequence keeps its state
             C[t + 1] = np.where(mask[t], C[t + 1], C[t])
