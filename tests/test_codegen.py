@@ -257,3 +257,30 @@ def test_every_op_gradchecks():
         assert report.ok, report.table()
     with pytest.raises(ValueError, match="needs at least 2 steps"):
         mod.forward(mod.init_params(), {"x": np.zeros((1, 1, 3)), "ctx": np.zeros((1, 2))})
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_is_exact_at_the_extremes_without_overflow_warnings(dtype):
+    """The generated sigmoid caps exp's argument: huge inputs give 0 and 1, no warnings."""
+    import warnings
+    mod = rnnspec.compile_file(SPECS / "lstm.rnn")
+    a = np.array([-1e30, -1000, -60, -1, 0, 1, 60, 1000, 1e30], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = mod._sigmoid(a)
+        out = np.empty_like(a)
+        assert mod._sigmoid(a, out=out) is out
+    assert s.dtype == dtype
+    exact = 1 / (1 + np.exp(-np.clip(a.astype(np.float64), -700, 700)))
+    np.testing.assert_allclose(s, exact, rtol=4 * np.finfo(dtype).eps, atol=1e-37)
+    assert 0 <= s[0] < 1e-37 and s[-1] == 1 and s[4] == 0.5
+    # a loss through saturated gates stays finite, with finite gradients
+    p = mod.init_params()
+    p["b_f"] = np.full_like(p["b_f"], 1e4)
+    p["b_g"] = np.full_like(p["b_g"], -1e4)
+    x = np.random.default_rng(0).normal(size=(4, 2, 3)).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grads = mod.loss_and_grad({k: v.astype(dtype) for k, v in p.items()}, {"x": x},
+                                        {"y": np.zeros((4, 2), int)})
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads["params"].values())

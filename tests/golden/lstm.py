@@ -131,12 +131,14 @@ def _rows(a, b):
 
 
 def _sigmoid(a, out=None):
-    """Logistic sigmoid 1 / (1 + exp(-a)), computed as (1 + tanh(a/2)) / 2: no overflow.
-    With out, written into that array (no temporaries)."""
-    out = np.multiply(a, 0.5, out=out)
-    np.tanh(out, out=out)
+    """Logistic sigmoid 1 / (1 + exp(-a)); -a is capped below the overflow of exp (709 in
+    float64, 88 in float32, where the sigmoid is 0 to the last digit): no overflow, no warning.
+    (exp is about twice as fast as tanh in NumPy.)  With out, written into that array."""
+    out = np.negative(a, out=out)
+    np.minimum(out, 88.0 if out.dtype == np.float32 else 709.0, out=out)
+    np.exp(out, out=out)
     out += 1
-    out *= 0.5
+    np.reciprocal(out, out=out)
     return out
 
 
