@@ -1393,6 +1393,7 @@ def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=
 
 RUNTIME = r'''
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+_SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
 
 
 def _terms(expr):
@@ -1498,37 +1499,50 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         state0[n] = a
         lead = _lead(STATES[n], steps=False)
         entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
-    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
-    for axis, n in (T if isinstance(T, dict) else {main: T}).items():
-        if n is None:
-            continue
-        if axis not in AXES:
-            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"T must be a positive integer, got {n!r}")
-        dims[AXES[axis]] = int(n)
-    for label, a, shape in entries:
-        if a.ndim != len(shape):
-            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
-        for n, expr in zip(a.shape, shape):
-            if expr.isidentifier() and expr not in dims:
-                dims[expr] = n
-    _solve_dims(entries, dims)
-    for label, a, shape in entries:
-        if tuple(a.shape) != tuple(_size(e, dims) if all(
-                d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
-            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
-    for name, value in DIMS.items():
-        dims.setdefault(name, value)
-    for axis, key in AXES.items():
-        if key not in dims:
-            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
-            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over {axis} "
-                             f"was given; pass {how}")
-        if dims[key] < MIN_T[key]:
-            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
-                             f"{key}={dims[key]}")
+    seen = (tuple((label, a.shape) for label, a, _ in entries),
+            tuple(T.items()) if isinstance(T, dict) else T, B)
+    try:
+        known = _SHAPES_SEEN.get(seen)
+    except TypeError:  # an unhashable T: checked (and refused) below
+        known = None
+    if known is not None:  # these shapes were checked before: the same dims
+        dims = dict(known)
+    else:
+        dims = {} if B is None else {"B": int(B)}
+        for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+            if n is None:
+                continue
+            if axis not in AXES:
+                raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+            if not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"T must be a positive integer, got {n!r}")
+            dims[AXES[axis]] = int(n)
+        for label, a, shape in entries:
+            if a.ndim != len(shape):
+                raise ValueError(f"{label} has shape {a.shape}, "
+                                 f"expected {_shape_text(shape, dims)}")
+            for n, expr in zip(a.shape, shape):
+                if expr.isidentifier() and expr not in dims:
+                    dims[expr] = n
+        _solve_dims(entries, dims)
+        for label, a, shape in entries:
+            if tuple(a.shape) != tuple(_size(e, dims) if all(
+                    d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
+                raise ValueError(f"{label} has shape {a.shape}, "
+                                 f"expected {_shape_text(shape, dims)}")
+        for name, value in DIMS.items():
+            dims.setdefault(name, value)
+        for axis, key in AXES.items():
+            if key not in dims:
+                how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+                raise ValueError(f"cannot tell the number of steps {axis}: no sequence over "
+                                 f"{axis} was given; pass {how}")
+            if dims[key] < MIN_T[key]:
+                raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                                 f"{key}={dims[key]}")
+        if len(_SHAPES_SEEN) < 256:
+            _SHAPES_SEEN[seen] = dict(dims)
     if lengths is not None and not isinstance(lengths, dict):
         lengths = {main: lengths}
     lengths = dict(lengths or {})

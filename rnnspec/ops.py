@@ -451,29 +451,30 @@ def _cross_entropy(z, y, w=None, p=None):
     """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
     p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
     is too small to hold its digits, and all rows without p, stably via log-sum-exp."""
-    idx = y[..., None]
+    k = z.shape[-1]
+    rows, cls = np.arange(y.size), y.reshape(-1)
     if p is None:
-        exact = np.zeros(y.shape, bool)
-        nll = np.zeros(y.shape, z.dtype)
+        exact = np.zeros(y.size, bool)
+        nll = np.zeros(y.size, z.dtype)
     else:
-        py = np.take_along_axis(p, idx, axis=-1)[..., 0]
-        exact = py > np.finfo(p.dtype).tiny * 2.0 ** 24
+        py = p.reshape(-1, k)[rows, cls]
+        exact = py > (2e-31 if p.dtype == np.float32 else 4e-301)  # 2**24 times the tiniest
         nll = -np.log(np.where(exact, py, 1))
     if not exact.all():
-        zz = z[~exact]
-        m = zz.max(axis=-1, keepdims=True)
-        lse = m[..., 0] + np.log(np.exp(zz - m).sum(axis=-1))
-        nll[~exact] = lse - np.take_along_axis(zz, idx[~exact], axis=-1)[..., 0]
-    return float(nll.sum() if w is None else (w * nll).sum())
+        zz = z.reshape(-1, k)[~exact]
+        m = zz.max(axis=-1)
+        lse = m + np.log(np.exp(zz - m[:, None]).sum(axis=-1))
+        nll[~exact] = lse - zz[np.arange(len(zz)), cls[~exact]]
+    return float(nll.sum() if w is None else (w.reshape(-1) * nll).sum())
 ''',
     "_cross_entropy_grad": '''
 def _cross_entropy_grad(p, y, w=None, scale=1.0):
     """Gradient of scale * _cross_entropy with respect to the logits: softmax(z) - onehot(y),
     times scale (and the weights w), in one pass over p."""
-    s = scale if w is None else scale * w[..., None]
-    g = p.copy() if w is None and scale == 1 else p * s
-    idx = y[..., None]
-    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=-1) - s, axis=-1)
+    g = p.copy() if w is None and scale == 1 else p * (scale if w is None else
+                                                       scale * w[..., None])
+    flat = g.reshape(-1, g.shape[-1])
+    flat[np.arange(y.size), y.reshape(-1)] -= scale if w is None else scale * w.reshape(-1)
     return g
 ''',
     "_squared_error": '''

@@ -284,3 +284,24 @@ def test_sigmoid_is_exact_at_the_extremes_without_overflow_warnings(dtype):
         loss, grads = mod.loss_and_grad({k: v.astype(dtype) for k, v in p.items()}, {"x": x},
                                         {"y": np.zeros((4, 2), int)})
     assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads["params"].values())
+
+
+def test_validation_remembers_checked_shapes_but_still_rejects_bad_calls():
+    """forward remembers the dims of shapes it has checked (a fast path for repeated calls);
+    a call with other shapes, another T or bad class indices is still refused."""
+    mod = rnnspec.compile_file(SPECS / "elman.rnn")
+    p = mod.init_params()
+    x = np.zeros((4, 2, 3))
+    y = np.zeros((4, 2), int)
+    first, _ = mod.forward(p, {"x": x}, {"y": y})
+    again, _ = mod.forward(p, {"x": x}, {"y": y})
+    assert first["loss"] == again["loss"]
+    with pytest.raises(ValueError, match=r"inputs\['x'\] has shape \(4, 2, 5\)"):
+        mod.forward(p, {"x": np.zeros((4, 2, 5))}, {"y": y})
+    with pytest.raises(ValueError, match=r"targets\['y'\] has shape \(3, 2\)"):
+        mod.forward(p, {"x": x}, {"y": np.zeros((3, 2), int)})
+    with pytest.raises(ValueError, match=r"class indices outside 0..2"):
+        mod.forward(p, {"x": x}, {"y": np.full((4, 2), 7)})
+    with pytest.raises(ValueError, match=r"has shape \(4, 2, 3\), expected \(T, B, m\) = \(5, 2, 3\)"):
+        mod.forward(p, {"x": x}, {"y": y}, T=5)
+    assert mod.forward(p, {"x": x}, {"y": y})[0]["loss"] == first["loss"]

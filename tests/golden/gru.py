@@ -91,29 +91,30 @@ def _cross_entropy(z, y, w=None, p=None):
     """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
     p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
     is too small to hold its digits, and all rows without p, stably via log-sum-exp."""
-    idx = y[..., None]
+    k = z.shape[-1]
+    rows, cls = np.arange(y.size), y.reshape(-1)
     if p is None:
-        exact = np.zeros(y.shape, bool)
-        nll = np.zeros(y.shape, z.dtype)
+        exact = np.zeros(y.size, bool)
+        nll = np.zeros(y.size, z.dtype)
     else:
-        py = np.take_along_axis(p, idx, axis=-1)[..., 0]
-        exact = py > np.finfo(p.dtype).tiny * 2.0 ** 24
+        py = p.reshape(-1, k)[rows, cls]
+        exact = py > (2e-31 if p.dtype == np.float32 else 4e-301)  # 2**24 times the tiniest
         nll = -np.log(np.where(exact, py, 1))
     if not exact.all():
-        zz = z[~exact]
-        m = zz.max(axis=-1, keepdims=True)
-        lse = m[..., 0] + np.log(np.exp(zz - m).sum(axis=-1))
-        nll[~exact] = lse - np.take_along_axis(zz, idx[~exact], axis=-1)[..., 0]
-    return float(nll.sum() if w is None else (w * nll).sum())
+        zz = z.reshape(-1, k)[~exact]
+        m = zz.max(axis=-1)
+        lse = m + np.log(np.exp(zz - m[:, None]).sum(axis=-1))
+        nll[~exact] = lse - zz[np.arange(len(zz)), cls[~exact]]
+    return float(nll.sum() if w is None else (w.reshape(-1) * nll).sum())
 
 
 def _cross_entropy_grad(p, y, w=None, scale=1.0):
     """Gradient of scale * _cross_entropy with respect to the logits: softmax(z) - onehot(y),
     times scale (and the weights w), in one pass over p."""
-    s = scale if w is None else scale * w[..., None]
-    g = p.copy() if w is None and scale == 1 else p * s
-    idx = y[..., None]
-    np.put_along_axis(g, idx, np.take_along_axis(g, idx, axis=-1) - s, axis=-1)
+    g = p.copy() if w is None and scale == 1 else p * (scale if w is None else
+                                                       scale * w[..., None])
+    flat = g.reshape(-1, g.shape[-1])
+    flat[np.arange(y.size), y.reshape(-1)] -= scale if w is None else scale * w.reshape(-1)
     return g
 
 
@@ -147,6 +148,7 @@ def _softmax(a):
     return e
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+_SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
 
 
 def _terms(expr):
@@ -252,37 +254,50 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         state0[n] = a
         lead = _lead(STATES[n], steps=False)
         entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
-    dims = {} if B is None else {"B": int(B)}
     main = next(iter(AXES))
-    for axis, n in (T if isinstance(T, dict) else {main: T}).items():
-        if n is None:
-            continue
-        if axis not in AXES:
-            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ValueError(f"T must be a positive integer, got {n!r}")
-        dims[AXES[axis]] = int(n)
-    for label, a, shape in entries:
-        if a.ndim != len(shape):
-            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
-        for n, expr in zip(a.shape, shape):
-            if expr.isidentifier() and expr not in dims:
-                dims[expr] = n
-    _solve_dims(entries, dims)
-    for label, a, shape in entries:
-        if tuple(a.shape) != tuple(_size(e, dims) if all(
-                d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
-            raise ValueError(f"{label} has shape {a.shape}, expected {_shape_text(shape, dims)}")
-    for name, value in DIMS.items():
-        dims.setdefault(name, value)
-    for axis, key in AXES.items():
-        if key not in dims:
-            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
-            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over {axis} "
-                             f"was given; pass {how}")
-        if dims[key] < MIN_T[key]:
-            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
-                             f"{key}={dims[key]}")
+    seen = (tuple((label, a.shape) for label, a, _ in entries),
+            tuple(T.items()) if isinstance(T, dict) else T, B)
+    try:
+        known = _SHAPES_SEEN.get(seen)
+    except TypeError:  # an unhashable T: checked (and refused) below
+        known = None
+    if known is not None:  # these shapes were checked before: the same dims
+        dims = dict(known)
+    else:
+        dims = {} if B is None else {"B": int(B)}
+        for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+            if n is None:
+                continue
+            if axis not in AXES:
+                raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+            if not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"T must be a positive integer, got {n!r}")
+            dims[AXES[axis]] = int(n)
+        for label, a, shape in entries:
+            if a.ndim != len(shape):
+                raise ValueError(f"{label} has shape {a.shape}, "
+                                 f"expected {_shape_text(shape, dims)}")
+            for n, expr in zip(a.shape, shape):
+                if expr.isidentifier() and expr not in dims:
+                    dims[expr] = n
+        _solve_dims(entries, dims)
+        for label, a, shape in entries:
+            if tuple(a.shape) != tuple(_size(e, dims) if all(
+                    d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
+                raise ValueError(f"{label} has shape {a.shape}, "
+                                 f"expected {_shape_text(shape, dims)}")
+        for name, value in DIMS.items():
+            dims.setdefault(name, value)
+        for axis, key in AXES.items():
+            if key not in dims:
+                how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+                raise ValueError(f"cannot tell the number of steps {axis}: no sequence over "
+                                 f"{axis} was given; pass {how}")
+            if dims[key] < MIN_T[key]:
+                raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                                 f"{key}={dims[key]}")
+        if len(_SHAPES_SEEN) < 256:
+            _SHAPES_SEEN[seen] = dict(dims)
     if lengths is not None and not isinstance(lengths, dict):
         lengths = {main: lengths}
     lengths = dict(lengths or {})
