@@ -118,6 +118,7 @@ def _atomic(text: str) -> bool:
 
 
 OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with out=
+OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
 
 
 class _Codegen:
@@ -627,6 +628,10 @@ class _Codegen:
             cur = self.val(i, 0, "step")
             if op.op in OUT_FUNCS and cur.endswith("]"):  # into the buffer: no temporary
                 em(f"{text[:-1]}, out={cur})")
+            elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
+                    self.ops[a].ty.shape == "vec" or self.ops[a].op == "const" for a, _ in op.args):
+                args = ", ".join(self.val(a, d, "step") for a, d in op.args)
+                em(f"np.{OUT_BINARY[op.op]}({args}, out={cur})")
             else:
                 em(f"{cur} = {text}")
             prev = self.carried(i)

@@ -531,10 +531,10 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         h1_products_sum = x_products[t][..., :2 * n_hidden] + h1_products
         _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
-        h_sub[t] = 1 - z[t]
-        h_mul_2[t] = r[t] * h[t]
+        np.subtract(1, z[t], out=h_sub[t])
+        np.multiply(r[t], h[t], out=h_mul_2[t])
         np.tanh(h_add[t] + h_mul_2[t] @ W.T, out=h_tanh[t])
-        h[t + 1] = z[t] * h[t] + h_sub[t] * h_tanh[t]
+        np.add(z[t] * h[t], h_sub[t] * h_tanh[t], out=h[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 

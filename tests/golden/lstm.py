@@ -543,12 +543,12 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         _sigmoid(h1_products_sum[..., :3 * n_hidden], out=f_g_q[t])
         np.tanh(h1_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        C[t + 1] = f[t] * C[t] + g[t] * C_tanh[t]
+        np.add(f[t] * C[t], g[t] * C_tanh[t], out=C[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             C[t + 1] = np.where(mask[t], C[t + 1], C[t])
         # h[t] = tanh(C[t]) * q[t]  [line 25]
         np.tanh(C[t + 1], out=h_tanh[t])
-        h[t + 1] = h_tanh[t] * q[t]
+        np.multiply(h_tanh[t], q[t], out=h[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
