@@ -1187,9 +1187,12 @@ class _Checker:
                     self.rep.error(pix, f"a per-step loss uses {pred.name}[{ax}]",
                                    f"write {pred.name}[{ax}]")
                     return
-                if not tgt.seq or tix is None or tix.kind != "rel" or tix.offset != 0:
+                if not tgt.seq or tix is None or tix.kind != "rel" or tix.offset != 0 or \
+                        tgt.axis != ax or tix.var != ax:
+                    other = f" (it runs over steps {tgt.axis})" if tgt.seq and tgt.axis != ax \
+                        else ""
                     self.rep.error(target, f"{pred.name}[{ax}] is compared at every step, "
-                                   f"so the target must be a sequence indexed [{ax}]",
+                                   f"so the target must be a sequence indexed [{ax}]{other}",
                                    f"declare target {target.name}[{ax}]: ... and write "
                                    f"{target.name}[{ax}]")
                     return

@@ -199,7 +199,8 @@ def cmd_compile(args) -> int:
         small = {k: min(v, CHECK_DIM_CAP) for k, v in a.model.dims.items()}
         mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint),
                           path.stem)
-        report = gradcheck(mod, small, T=4, batch=2, seed=0)
+        steps = {axis: max(4, mod.MIN_T[key]) for axis, key in mod.AXES.items()}  # h[end-5]
+        report = gradcheck(mod, small, T=steps, batch=2, seed=0)
         if not report.ok:
             print(report.table(), file=sys.stderr)
             print(f"{path}: the generated gradients are WRONG; no module written. This is a bug "
@@ -229,6 +230,11 @@ def cmd_gradcheck(args) -> int:
     _warn(a)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
     mod = load_module(render(a, args.checkpoint), path.stem)
+    need = max(mod.MIN_T.values(), default=1)
+    if args.T < need:
+        raise UsageError(f"--T {args.T} is too short: {path.name} reads a step that needs at "
+                         f"least {need} steps (for example h[end-{need - 1}]); use --T {need} "
+                         f"or more")
     report = gradcheck(mod, dims, T=args.T, batch=args.batch, seed=args.seed,
                        directional=args.directional, directions=args.directions, eps=args.eps,
                        rtol=args.rtol, atol=args.atol)

@@ -533,7 +533,8 @@ class _Codegen:
                         names = ", ".join(a.name or self.pyname[a.id] for a in acts)
                         em(f"{comb} = np.empty(({T}, {self.bsym(acts[0].ty.axis)}, "
                            f"{self.dim(rows)}), dtype)  # {names} side by side")
-                        for (lo, hi), act, _ in run:
+                        local = self.bounds([a.ty.rows for a in acts])  # inside comb
+                        for ((lo, hi), (_, act, _)) in zip(local, run):
                             views[act] = f"{comb}[..., {lo}:{hi}]"
                         g["comb"][run[0][1]] = comb
             for i in stage.ops:

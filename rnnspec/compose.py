@@ -255,7 +255,8 @@ class _Imports:
                           f"spec used as a block takes per-step inputs only",
                           f"import its blocks instead: import NAME from \"{imp.path.text}\"")
                 ok = False
-        axes = sorted({inp.axis for inp in inputs if inp.axis})
+        axes = sorted({a for inp in inputs for a in (inp.axis, inp.within)
+                       if a})
         if len(axes) > 1:
             rep.error(alias, f"{f.name} runs over several time axes ({', '.join(axes)}): a spec "
                       f"used as a block runs over one", f"import its blocks instead: import "

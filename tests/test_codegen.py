@@ -305,3 +305,37 @@ def test_validation_remembers_checked_shapes_but_still_rejects_bad_calls():
     with pytest.raises(ValueError, match=r"has shape \(4, 2, 3\), expected \(T, B, m\) = \(5, 2, 3\)"):
         mod.forward(p, {"x": x}, {"y": y}, T=5)
     assert mod.forward(p, {"x": x}, {"y": y})[0]["loss"] == first["loss"]
+
+
+GATE_ORDERS = {
+    "candidate first": ["c[t]: n = tanh(affine(x[t], h[t-1]))", "f[t]: n = gate(x[t], h[t-1])",
+                        "i[t]: n = gate(x[t], h[t-1])"],
+    "two runs": ["f[t]: n = gate(x[t], h[t-1])", "i[t]: n = gate(x[t], h[t-1])",
+                 "c[t]: n = tanh(affine(x[t], h[t-1]))", "c2[t]: n = tanh(affine(x[t], h[t-1]))",
+                 "q[t]: n = gate(x[t], h[t-1])", "q2[t]: n = gate(x[t], h[t-1])"],
+    "sizes differ": ["c[t]: 1 = tanh(affine(x[t], h[t-1]))", "f[t]: 1 = gate(x[t], h[t-1])",
+                     "i[t]: n = gate(x[t], h[t-1])"],
+}
+
+
+@pytest.mark.parametrize("order", list(GATE_ORDERS))
+def test_fused_gates_in_any_order_and_size(order):
+    """Gates reading one fused product share one sum and one call per run of the same
+    activation; each gate's slice must be its own, whatever the order and sizes."""
+    lines = GATE_ORDERS[order]
+    names = [line.split("[")[0] for line in lines]
+    src = "dim in = 3\ndim n = 4\ninput x[t]: in\ntarget y[t]: n\nstate h: n = zeros\n" + \
+        "\n".join(lines) + "\n" + \
+        f"h[t] = tanh(affine({', '.join(n + '[t]' for n in names)}, name=mix))\n" + \
+        "loss = squared_error(h[t], y[t])\n"
+    mod = rnnspec.compile_source(src, name="gates")
+    report = rnnspec.gradcheck(mod, T=4, batch=2, seed=3)
+    assert report.ok, report.table()
+    # at step 1 (h[0] = 0) every gate is its activation of W_<g>_x x[1] + b_<g>, independently
+    p = {k: v + 0.1 for k, v in mod.init_params(seed=1).items()}
+    x = np.random.default_rng(2).normal(size=(3, 2, 3))
+    out, _ = mod.forward(p, {"x": x})
+    for line, n in zip(lines, names):
+        a = x[0] @ p[f"W_{n}_x"].T + p[f"b_{n}"]
+        want = np.tanh(a) if "tanh" in line else 1 / (1 + np.exp(-a))
+        np.testing.assert_allclose(out[n][0], want, rtol=1e-12, err_msg=n)

@@ -420,3 +420,16 @@ def test_cli_main_in_process(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{tmp_path / FILENAME}:9:28: error: undefined name 'hh'" in err
     assert "Traceback" not in err
+
+
+def test_cli_compile_checks_a_spec_that_needs_more_steps(tmp_path):
+    """compile's automatic gradient check runs enough steps for h[end-5]; gradcheck --T that
+    is too short is a usage error, not a traceback."""
+    spec = tmp_path / "endk.rnn"
+    spec.write_text("dim n = 3\ninput x[t]: n\ntarget y: n\nstate h: n = zeros\n"
+                    "h[t] = tanh(x[t] + h[t-1])\nloss = squared_error(h[end-5], y)\n")
+    ok = run_cli("compile", str(spec), "-o", str(tmp_path / "endk.py"), cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    short = run_cli("gradcheck", str(spec), "--T", "3", cwd=tmp_path)
+    assert short.returncode == 2 and "Traceback" not in short.stderr
+    assert "--T 3 is too short" in short.stderr and "at least 6 steps" in short.stderr

@@ -272,6 +272,10 @@ state h: n = zeros
      "'h[end]' is a step w of every step s"),
     ("h[w] = tanh(word[w] + h[w-1])\nv[s] = h[w]\n",
      "'h[w]' runs over steps w, but 'v' is computed at each step s"),
+    ("h[w] = tanh(word[w] + h[w-1])\nv[s] = attend(u, h)\ntarget y[s]: n\n"
+     "loss = squared_error(h[w], y[s])\n",
+     "h[w] is compared at every step, so the target must be a sequence indexed [w] (it runs "
+     "over steps s)"),
 ])
 def test_positioned_errors(body, message):
     with pytest.raises(rnnspec.SpecError) as exc:
@@ -296,3 +300,11 @@ def test_cli_gradchecks_the_hierarchical_spec(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "PASSED" in run.stdout
+
+
+def test_a_nested_spec_cannot_be_imported_as_a_one_axis_block(tmp_path):
+    (tmp_path / "net.rnn").write_text(
+        f'dim in = 6\ninput x[t]: in\nimport "{HAN}" as han(vocab = in) -> hf\n'
+        f'h[t] = han(x[t])\n')
+    with pytest.raises(rnnspec.SpecError, match=r"runs over several time axes \(s, w\)"):
+        rnnspec.compile_file(tmp_path / "net.rnn")
