@@ -1549,7 +1549,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                                  f"{key}={dims[key]}")
         if len(_SHAPES_SEEN) < 256:
             _SHAPES_SEEN[seen] = dict(dims)
-    if lengths is not None and not isinstance(lengths, dict):
+    per_axis = isinstance(lengths, dict)  # (then messages name the axis)
+    if lengths is not None and not per_axis:
         lengths = {main: lengths}
     lengths = dict(lengths or {})
     for axis in sorted(lengths, key=lambda a: a in NESTED):  # outer axes first
@@ -1557,7 +1558,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         if axis not in AXES:
             raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
         key = AXES[axis]
-        label = "lengths" if axis == main else f"lengths[{axis!r}]"
+        label = f"lengths[{axis!r}]" if per_axis else "lengths"
         expected = ("B",) if axis not in NESTED else (AXES[NESTED[axis]], "B")
         if n.ndim != len(expected) or "B" in dims and n.shape[-1:] != (dims["B"],) or \
                 n.shape[:-1] != tuple(dims[k] for k in expected[:-1]):
