@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import ast
+from .check import FUNCTIONS, LOSS_FUNCS
 from .errors import Reporter, SpecError
 
 MAX_DEPTH = 10  # blocks using blocks, at most this deep
@@ -111,6 +112,7 @@ class _Imports:
         scope: Dict[str, Block] = {}
         for b in statements:
             if isinstance(b, ast.BlockDecl):
+                _not_builtin(b.name, b, rep)
                 if b.name in scope:
                     rep.error(b, f"block '{b.name}' is already defined "
                               f"({scope[b.name].decl.where()})", "give each block its own name")
@@ -128,6 +130,7 @@ class _Imports:
                 continue
             found: Dict[str, Tuple[Block, ast.Word]] = {}
             if imp.alias is not None:
+                _not_builtin(imp.alias.text, imp.alias, rep)
                 whole = self.whole(f, imp)
                 if whole is None:
                     continue
@@ -336,6 +339,13 @@ def _suggest(name: str, names) -> str:
     import difflib
     close = difflib.get_close_matches(name, list(names), n=1)
     return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _not_builtin(name: str, node, rep: Reporter) -> None:
+    """A block named like a built-in function would silently replace it in every call."""
+    if name in FUNCTIONS + LOSS_FUNCS:
+        rep.error(node, f"a block cannot be named '{name}': that is a built-in function",
+                  f"give it another name, e.g. {name}_block")
 
 
 def _check_block(b: ast.BlockDecl, rep: Reporter) -> None:

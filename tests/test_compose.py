@@ -103,3 +103,18 @@ def test_bad_block_uses(text, line, column, message, hint):
     assert (e.line, e.column) == (line, column), str(e)
     assert message in e.message, str(e)
     assert hint in e.hint, str(e)
+
+
+@pytest.mark.parametrize("name", ["tanh", "attend", "cross_entropy"])
+def test_a_block_cannot_take_a_builtin_name(name, tmp_path):
+    """It would silently replace the built-in in every call of the spec."""
+    body = "block NAME(u) -> h {\n    state h: n = zeros\n    h[t] = sigmoid(u[t] + h[t-1])\n}\n"
+    src = "dim n = 3\ninput x[t]: n\n" + body.replace("NAME", name) + f"g[t] = {name}(x[t])\n"
+    with pytest.raises(rnnspec.SpecError, match=f"a block cannot be named '{name}'"):
+        rnnspec.compile_source(src, name="bad")
+    (tmp_path / "cell.rnn").write_text("dim n = 3\ninput x[t]: n\nstate h: n = zeros\n"
+                                       "h[t] = tanh(x[t] + h[t-1])\n")
+    (tmp_path / "use.rnn").write_text(f'dim n = 3\ninput x[t]: n\nimport "cell.rnn" as {name} '
+                                      f'-> h\ng[t] = {name}(x[t])\n')
+    with pytest.raises(rnnspec.SpecError, match=f"a block cannot be named '{name}'"):
+        rnnspec.compile_file(tmp_path / "use.rnn")
