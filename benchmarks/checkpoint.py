@@ -18,13 +18,9 @@ It writes results/checkpoint.json and results/checkpoint.md (--out DIR to change
 import os
 import sys
 
-_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1000000000000000"
-if (__name__ == "__main__" and sys.platform.startswith("linux")
-        and "--system-malloc" not in sys.argv
-        and "glibc.malloc" not in os.environ.get("GLIBC_TUNABLES", "")):  # as run.py does
-    _env = dict(os.environ)
-    _env["GLIBC_TUNABLES"] = ":".join(filter(None, [_env.get("GLIBC_TUNABLES"), _TUNABLES]))
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], _env)
+if __name__ == "__main__":
+    import steady_malloc  # (the script's directory is on sys.path)
+    steady_malloc.reexec(__file__)
 
 import argparse
 import datetime

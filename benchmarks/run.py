@@ -19,18 +19,10 @@ are checked against the generated module in float64 at a small size.  See benchm
 import os
 import sys
 
-# Keep freed memory inside the process (glibc: no mmap for big blocks, no trimming), so that the
-# arrays of each call reuse pages the process already has instead of faulting fresh ones in. On
-# virtual machines that hand freed memory back to the host, first-touch page faults cost about
-# 2-3 ms per MB and made repeated timings vary by 30x; this measures steady-state computation.
-# The script re-executes itself once with the setting; --system-malloc keeps the default.
-_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1000000000000000"
-if (__name__ == "__main__" and sys.platform.startswith("linux")
-        and "--system-malloc" not in sys.argv
-        and "glibc.malloc" not in os.environ.get("GLIBC_TUNABLES", "")):
-    _env = dict(os.environ)
-    _env["GLIBC_TUNABLES"] = ":".join(filter(None, [_env.get("GLIBC_TUNABLES"), _TUNABLES]))
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + sys.argv[1:], _env)
+# Timings measure steady-state computation: see steady_malloc.py (--system-malloc: not).
+if __name__ == "__main__":
+    import steady_malloc  # (the script's directory is on sys.path)
+    steady_malloc.reexec(__file__)
 
 import argparse
 import datetime

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import rnnspec
+from conftest import BAD_FILENAME, assert_rendered, first_error
 from rnnspec import SpecError
 
-FILENAME = "bad.rnn"
+FILENAME = BAD_FILENAME
 
 # five lines every semantic case starts with: the statement under test is on line 6
 HEAD = """dim in = 3
@@ -186,26 +187,9 @@ SEMANTIC = [
 ]
 
 
-def _first_error(text):
-    with pytest.raises(SpecError) as info:
-        rnnspec.generate(text, filename=FILENAME)
-    return info.value
-
-
-def assert_rendered(diag, text):
-    """``str(diag)`` is the header, the source line, a caret under the column, and the hint."""
-    lines = str(diag).split("\n")
-    assert lines[0] == f"{FILENAME}:{diag.line}:{diag.column}: error: {diag.message}"
-    source = text.split("\n")[diag.line - 1]
-    assert len(source) <= 100, "the cases use short lines (long ones are shown as an excerpt)"
-    assert lines[1] == "    " + "".join(ch if ch.isprintable() else " " for ch in source)
-    assert lines[2] == "    " + " " * (diag.column - 1) + "^"
-    assert lines[3] == f"  hint: {diag.hint}"
-
-
 @pytest.mark.parametrize("text, line, column, message, hint", SYNTAX + SEMANTIC)
 def test_error_position_message_hint(text, line, column, message, hint):
-    exc = _first_error(text)
+    exc = first_error(text)
     assert isinstance(exc, ValueError)
     assert (exc.filename, exc.line, exc.column) == (FILENAME, line, column), str(exc)
     assert message in exc.message, str(exc)
@@ -220,7 +204,7 @@ def test_error_position_message_hint(text, line, column, message, hint):
 
 @pytest.mark.parametrize("text, line, column, message, hint", SYNTAX)
 def test_syntax_error_hint_says_what_was_expected(text, line, column, message, hint):
-    exc = _first_error(text)
+    exc = first_error(text)
     assert exc.message.startswith("syntax error: ")
     if "unexpected" in exc.message:
         assert exc.hint.startswith("expected "), exc.hint
@@ -232,7 +216,7 @@ def test_syntax_error_hint_says_what_was_expected(text, line, column, message, h
     ("dim n = " + "9" * 5000 + "\n", 1, 9),
 ], ids=["end-of-long-line", "start-of-long-line", "long-integer"])
 def test_long_source_line_is_shown_as_an_excerpt_with_the_caret_on_the_error(text, line, column):
-    exc = _first_error(text)
+    exc = first_error(text)
     assert (exc.line, exc.column) == (line, column)
     header, source, caret, hint = str(exc.diagnostics[0]).split("\n")
     assert len(source) < 120 and len(caret) < 120

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import rnnspec
-from conftest import SPECS
+from conftest import BAD_FILENAME, SPECS, assert_rendered, first_error
 from rnnspec import SpecError
 from rnnspec.gradcheck import random_problem
 
@@ -558,7 +558,7 @@ def test_bidirectional_lengths_start_at_each_sequences_last_step():
 
 
 # ----- 6. bad specs ---------------------------------------------------------------------------
-FILENAME = "bad.rnn"
+FILENAME = BAD_FILENAME
 
 # two time axes; the statement under test starts on line 11
 AXES2 = """dim in = 3
@@ -743,24 +743,9 @@ BAD = [
 ]
 
 
-def _first_error(text):
-    with pytest.raises(SpecError) as info:
-        rnnspec.generate(text, filename=FILENAME)
-    return info.value
-
-
-def assert_rendered(diag, text):
-    lines = str(diag).split("\n")
-    assert lines[0] == f"{FILENAME}:{diag.line}:{diag.column}: error: {diag.message}"
-    source = text.split("\n")[diag.line - 1]
-    assert lines[1] == "    " + source
-    assert lines[2] == "    " + " " * (diag.column - 1) + "^"
-    assert lines[3] == f"  hint: {diag.hint}"
-
-
 @pytest.mark.parametrize("text, line, column, message, hint", BAD)
 def test_bad_spec(text, line, column, message, hint):
-    exc = _first_error(text)
+    exc = first_error(text)
     assert (exc.filename, exc.line, exc.column) == (FILENAME, line, column), str(exc)
     assert message in exc.message, str(exc)
     assert exc.hint and hint in exc.hint, str(exc)
@@ -789,25 +774,25 @@ def test_good_variants_of_the_bad_specs_compile():
 def test_attention_over_itself_is_a_spec_error():
     text = (ONE + "state h: hidden = zeros\nh[t] = tanh(W @ x[t] + h[t-1])\n"
             "c[t] = attend(h[t], c)\n")
-    exc = _first_error(text)
+    exc = first_error(text)
     assert exc.line == 10 and exc.column in (1, 8, 21), str(exc)  # the equation, attend or c
     assert exc.hint, str(exc)
 
 
 def test_mixed_recurrence_message_names_its_own_axis():
-    exc = _first_error(AXES2 + "s[i] = tanh(W @ e[i] + s[i-1] + s[i+1])\n")
+    exc = first_error(AXES2 + "s[i] = tanh(W @ e[i] + s[i-1] + s[i+1])\n")
     assert "(i-d)" in exc.message and "(i+d)" in exc.message, exc.message
 
 
 def test_state_initialized_from_a_value_that_depends_on_it():
-    exc = _first_error(AXES2.replace("state s: hidden = zeros", "state s: hidden = C")
+    exc = first_error(AXES2.replace("state s: hidden = zeros", "state s: hidden = C")
                        + "C = s[end]\ns[i] = tanh(s[i-1])\n")
     assert "cycle" in exc.message, str(exc)
     assert "C[end]" not in exc.hint and "'C' at a fixed step" not in exc.message, str(exc)
 
 
 def test_attention_over_a_value_that_depends_on_it():
-    exc = _first_error(ONE + "state h: hidden = zeros\nc[t] = attend(h[t-1], h)\n"
+    exc = first_error(ONE + "state h: hidden = zeros\nc[t] = attend(h[t-1], h)\n"
                              "h[t] = tanh(W @ x[t] + Q @ c[t])\n")
     assert "cycle" in exc.message, str(exc)
     assert "fixed step" not in exc.message and "h[end]" not in exc.hint, str(exc)
