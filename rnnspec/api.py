@@ -57,7 +57,7 @@ def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "
     recomputes the rest in backward (see :mod:`rnnspec.checkpoint`; a SpecError for a spec that
     cannot be segmented exactly)."""
     if checkpoint is not None:
-        checkpoint = checkpoint_steps(checkpoint)
+        checkpoint_steps(checkpoint)  # a bad k is refused before the work of analyzing
     return render(analyze(text, dims, filename, base), checkpoint)
 
 

@@ -33,7 +33,7 @@ def checkpoint_steps(k) -> int:
 def check_segmentable(analysis) -> None:
     """Raise a SpecError naming every reason the spec cannot be checkpointed exactly."""
     m = analysis.model
-    rep = _OncePerPlace(m.source, m.filename)
+    rep = Reporter(m.source, m.filename, once_per_place=True)
     what = "checkpointing cannot segment this spec exactly"
     main = m.axes[0] if m.axes else None
     if len(m.axes) > 1:
@@ -61,18 +61,6 @@ def check_segmentable(analysis) -> None:
             if not rep.errors:
                 rep.error(m.spec, f"{what}: a recurrence runs backward in time", HINT)
     rep.raise_if_errors()
-
-
-class _OncePerPlace(Reporter):
-    """One error per source position: a block used twice is one place in the text."""
-
-    def error(self, node_or_pos, message: str, hint: str = "") -> None:
-        pos = (node_or_pos.line, node_or_pos.column) if hasattr(node_or_pos, "line") \
-            else node_or_pos
-        places = self.__dict__.setdefault("_places", set())
-        if pos not in places:
-            places.add(pos)
-            super().error(node_or_pos, message, hint)
 
 
 def _check_expr(rep: Reporter, expr, what: str) -> None:

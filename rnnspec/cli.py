@@ -13,6 +13,7 @@ from typing import Dict, List, Optional
 
 from . import __version__
 from .api import analyze, generate, load_module, read_spec, render
+from .checkpoint import checkpoint_steps
 from .errors import SpecError
 from .graph import to_dot, unroll
 
@@ -49,14 +50,10 @@ def parse_dims(items: Optional[List[str]]) -> Dict[str, str]:
 def checkpoint_arg(text: str) -> int:
     """--checkpoint K: a positive integer (argparse reports anything else, exit status 2)."""
     try:
-        k = int(text)
+        return checkpoint_steps(int(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a positive integer (steps per segment), "
                                          f"got {text!r}") from None
-    if k < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer (steps per segment), "
-                                         f"got {k}")
-    return k
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import ast
-from .check import FUNCTIONS, LOSS_FUNCS
+from .check import FUNCTIONS, LOSS_FUNCS, _suggest
 from .errors import Reporter, SpecError
 
 MAX_DEPTH = 10  # blocks using blocks, at most this deep
@@ -333,12 +333,6 @@ def _bind_dims(node, bound: Dict[str, ast.SizeExpr]):
     changes = {f.name: _bind_dims(getattr(node, f.name), bound) for f in fields(node)
                if f.name not in ("line", "column", "origin")}
     return replace(node, **changes)
-
-
-def _suggest(name: str, names) -> str:
-    import difflib
-    close = difflib.get_close_matches(name, list(names), n=1)
-    return f"did you mean '{close[0]}'?" if close else ""
 
 
 def _not_builtin(name: str, node, rep: Reporter) -> None:

@@ -113,12 +113,14 @@ class Reporter:
     """Collects diagnostics for one file (and the files it imports: a node from one of them is
     shown in that file); :meth:`raise_if_errors` raises them all at once."""
 
-    def __init__(self, source: str, filename: str):
+    def __init__(self, source: str, filename: str, once_per_place: bool = False):
         self.source = source
         self.filename = filename
         self.errors: List[Diagnostic] = []
         self.warnings: List[Diagnostic] = []
         self._seen: set = set()
+        # one error per (file, line, column): a block used twice is one place in the text
+        self.once_per_place = once_per_place
 
     def error(self, node_or_pos, message: str, hint: str = "") -> None:
         self.add([diagnostic_at(node_or_pos, message, self.source, self.filename, hint)])
@@ -126,8 +128,9 @@ class Reporter:
     def add(self, diagnostics: Sequence[Diagnostic]) -> None:
         """Diagnostics made elsewhere (e.g. the syntax errors of an imported file), as errors."""
         for d in diagnostics:
-            if d not in self._seen:
-                self._seen.add(d)
+            key = (d.filename, d.line, d.column) if self.once_per_place else d
+            if key not in self._seen:
+                self._seen.add(key)
                 self.errors.append(d)
 
     def warning(self, node_or_pos, message: str, hint: str = "") -> None:
