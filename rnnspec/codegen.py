@@ -121,6 +121,12 @@ OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with
 OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
 
 
+def _plain(text: str) -> bool:
+    """A name or a slice of one: cheap to repeat wherever a gradient is read (a call such as
+    np.concatenate(...) is computed once, into a variable)."""
+    return _atomic(text) and "(" not in text
+
+
 class _Codegen:
     def __init__(self, sched: Schedule, filename: str, variant: Optional[str] = None,
                  segmented: bool = False):
@@ -328,7 +334,7 @@ class _Codegen:
         if op.op == "matvec":
             return {"rows": mode == "all" and op.tk == STEP}
         if op.op == "regroup":
-            return {"T": self.tsym(op.attrs["axis"])}
+            return {"T": self.tsym(op.attrs["axis"]), "n": self.dim(op.ty.rows)}
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":
@@ -993,10 +999,10 @@ class _Codegen:
             return
         always = [t for t in terms if t.cond is None]
         maybe = [t for t in terms if t.cond is not None]
-        if len(always) == 1 and not maybe and _atomic(always[0].text):
+        if len(always) == 1 and not maybe and _plain(always[0].text):
             self.grad[i] = Grad(None, always[0].text)
             return
-        if not always and len(maybe) == 1 and _atomic(maybe[0].text):
+        if not always and len(maybe) == 1 and _plain(maybe[0].text):
             self.grad[i] = Grad(None, maybe[0].text, maybe[0].cond)
             return
         gn = self.gname(i)

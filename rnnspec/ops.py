@@ -188,8 +188,8 @@ register("pick",
 # Rows for every step s of every sequence (a nested axis w in s runs with that batch) regrouped
 # into a value over the steps s, and back.
 register("regroup",
-         lambda a, T, **_: f"{a}.reshape({T}, -1, {a}.shape[-1])",
-         lambda i, g, out, args, **_: f"{g}.reshape(-1, {g}.shape[-1])",
+         lambda a, T, n, **_: f"{wrap(a, ATOM)}.reshape({T}, -1, {n})",
+         lambda i, g, out, args, n, **_: f"{wrap(g, ATOM)}.reshape(-1, {n})",
          reduced={0})
 
 # ---- attention ----------------------------------------------------------------------------------

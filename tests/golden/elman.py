@@ -551,6 +551,9 @@ def backward(params, cache, d_outputs=None):
         d_s_add_2[t] = d_s[t + 1] * s_slope[t]
         d_s[t] += d_s_add_2[t] @ W
 
+    d_x = _rows(d_s_add_2, U)
+    d_by = d_o_add.sum(axis=(0, 1)) if d_o_add is not None else None
+    d_ba = d_s_add_2.sum(axis=(0, 1))
     d_V = _flat(d_o_add).T @ _flat(s[1:]) if d_o_add is not None else None
     d_W = _flat(d_s_add_2).T @ _flat(s[:T])
     d_U = _flat(d_s_add_2).T @ _flat(x)
@@ -559,8 +562,8 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['s'] = d_s[:1].sum(axis=0)
     return {
-        'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'ba': d_s_add_2.sum(axis=(0, 1)), 'by': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(by)},
-        'inputs': {'x': _rows(d_s_add_2, U)},
+        'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'ba': d_ba, 'by': d_by if d_by is not None else np.zeros_like(by)},
+        'inputs': {'x': d_x},
         'state0': d_state0,
     }
 

@@ -661,16 +661,22 @@ def backward(params, cache, d_outputs=None):
 
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
-    d_W_x_stacked = _flat(np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)).T @ _flat(x)
+    d_x_products = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)
+    d_W_x_stacked = _flat(d_x_products).T @ _flat(x)
+    d_x = _rows(d_x_products, W_x_stacked)
+    d_c = d_o_add.sum(axis=(0, 1)) if d_o_add is not None else None
     d_V = _flat(d_o_add).T @ _flat(h[1:]) if d_o_add is not None else None
+    d_b = d_h_add_2.sum(axis=(0, 1))
     d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
+    d_br = d_r_add_2.sum(axis=(0, 1))
+    d_bz = d_z_add_2.sum(axis=(0, 1))
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     return {
-        'params': {'Uz': d_W_x_stacked[:n_hidden], 'Wz': d_W_h_stacked[:n_hidden], 'bz': d_z_add_2.sum(axis=(0, 1)), 'Ur': d_W_x_stacked[n_hidden:2 * n_hidden], 'Wr': d_W_h_stacked[n_hidden:2 * n_hidden], 'br': d_r_add_2.sum(axis=(0, 1)), 'U': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W': d_W, 'b': d_h_add_2.sum(axis=(0, 1)), 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_o_add.sum(axis=(0, 1)) if d_o_add is not None else np.zeros_like(c)},
-        'inputs': {'x': _rows(np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1), W_x_stacked)},
+        'params': {'Uz': d_W_x_stacked[:n_hidden], 'Wz': d_W_h_stacked[:n_hidden], 'bz': d_bz, 'Ur': d_W_x_stacked[n_hidden:2 * n_hidden], 'Wr': d_W_h_stacked[n_hidden:2 * n_hidden], 'br': d_br, 'U': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W': d_W, 'b': d_b, 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_c if d_c is not None else np.zeros_like(c)},
+        'inputs': {'x': d_x},
         'state0': d_state0,
     }
 

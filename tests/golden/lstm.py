@@ -700,15 +700,21 @@ def backward(params, cache, d_outputs=None):
     # f[t] = gate(x[t], h[t-1])  [line 21]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
     d_W_x_stacked = _flat(d_h1_products).T @ _flat(x)
+    d_x = _rows(d_h1_products, W_x_stacked)
+    d_b_o = d_a_o.sum(axis=(0, 1)) if d_a_o is not None else None
     d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
+    d_b_c = d_a_c.sum(axis=(0, 1))
+    d_b_q = d_a_q.sum(axis=(0, 1))
+    d_b_g = d_a_g.sum(axis=(0, 1))
+    d_b_f = d_a_f.sum(axis=(0, 1))
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     d_state0['C'] = d_C[:1].sum(axis=0)
     return {
-        'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_a_f.sum(axis=(0, 1)), 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_a_g.sum(axis=(0, 1)), 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_a_q.sum(axis=(0, 1)), 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_a_c.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': _rows(d_h1_products, W_x_stacked)},
+        'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_b_f, 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_b_g, 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_b_q, 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_b_c, 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_b_o if d_b_o is not None else np.zeros_like(b_o)},
+        'inputs': {'x': d_x},
         'state0': d_state0,
     }
 

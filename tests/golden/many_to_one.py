@@ -551,6 +551,9 @@ def backward(params, cache, d_outputs=None):
         d_h_add_2[t] = d_h[t + 1] * h_slope[t]
         d_h[t] += d_h_add_2[t] @ W
 
+    d_x = _rows(d_h_add_2, U)
+    d_c = d_o_add.sum(axis=0) if d_o_add is not None else None
+    d_b = d_h_add_2.sum(axis=(0, 1))
     d_V = _flat(d_o_add).T @ _flat(h_end) if d_o_add is not None else None
     d_W = _flat(d_h_add_2).T @ _flat(h[:T])
     d_U = _flat(d_h_add_2).T @ _flat(x)
@@ -559,8 +562,8 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     return {
-        'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'b': d_h_add_2.sum(axis=(0, 1)), 'c': d_o_add.sum(axis=0) if d_o_add is not None else np.zeros_like(c)},
-        'inputs': {'x': _rows(d_h_add_2, U)},
+        'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'b': d_b, 'c': d_c if d_c is not None else np.zeros_like(c)},
+        'inputs': {'x': d_x},
         'state0': d_state0,
     }
 

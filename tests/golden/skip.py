@@ -551,7 +551,10 @@ def backward(params, cache, d_outputs=None):
         d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
         d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
 
+    d_x = _rows(d_h_sum_2, W_h_x)
+    d_b_o = d_a_o.sum(axis=(0, 1)) if d_a_o is not None else None
     d_W_o_h = _flat(d_a_o).T @ _flat(h[3:]) if d_a_o is not None else None
+    d_b_h = d_h_sum_2.sum(axis=(0, 1))
     d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
     d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
     d_W_h_x = _flat(d_h_sum_2).T @ _flat(x)
@@ -560,8 +563,8 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['h'] = d_h[:3].sum(axis=0)
     return {
-        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_h_sum_2.sum(axis=(0, 1)), 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_a_o.sum(axis=(0, 1)) if d_a_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': _rows(d_h_sum_2, W_h_x)},
+        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_b_h, 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_b_o if d_b_o is not None else np.zeros_like(b_o)},
+        'inputs': {'x': d_x},
         'state0': d_state0,
     }
 
