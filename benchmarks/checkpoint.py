@@ -129,7 +129,7 @@ def main(argv=None):
     for model in args.models.split(","):
         dims = spec_dims(model, I, H, K)
         text = spec_path(model).read_text()
-        full = rnnspec.load_module(rnnspec.generate(text, dims, f"{model}.rnn"), model)
+        full = rnnspec.compile_source(text, dims, model)
         params = bench_params(full, dims, np.float64)
         for T in Ts:
             x, y = problem(B, T, I, K, np.float64)
@@ -138,12 +138,15 @@ def main(argv=None):
             rows = [dict(ref_row, model=model, T=T, k=None, time_ratio=1.0)]
             del grads
             for k in k_values(T, args.ks.split(",")):
-                mod = rnnspec.load_module(rnnspec.generate(text, dims, f"{model}.rnn",
-                                                           checkpoint=k), f"{model}_ck{k}")
+                mod = rnnspec.compile_source(text, dims, f"{model}_ck{k}", checkpoint=k)
                 row, loss, grads = measure(mod, params, x, y, args.repeats)
+                diff = max_rel_diff(ref, (loss, grads))
+                if not diff <= 1e-10:  # a benchmark of wrong gradients is not a result
+                    sys.exit(f"{model} T={T} checkpoint={k}: the loss or a gradient differs from "
+                             f"the full cache's by {diff:.1e} (relative): not timed further")
                 rows.append(dict(row, model=model, T=T, k=k,
                                  time_ratio=row["median_ms"] / ref_row["median_ms"],
-                                 max_rel_diff=max_rel_diff(ref, (loss, grads))))
+                                 max_rel_diff=diff))
                 del grads
             for r in rows:
                 print(f"{model:6} T={T:6} k={str(r['k']):5} {r['median_ms']:9.0f} ms  cache "
