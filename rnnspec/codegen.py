@@ -121,6 +121,11 @@ OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with
 OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
 
 
+def _into(call: str, dest: str) -> str:
+    """A ufunc call text such as np.tanh(a), writing into ``dest`` (no temporary, no copy)."""
+    return f"{call[:-1]}, out={dest})"
+
+
 def _plain(text: str) -> bool:
     """A name or a slice of one: cheap to repeat wherever a gradient is read (a call such as
     np.concatenate(...) is computed once, into a variable)."""
@@ -634,7 +639,7 @@ class _Codegen:
         if mode == "step":
             cur = self.val(i, 0, "step")
             if op.op in OUT_FUNCS and cur.endswith("]"):  # into the buffer: no temporary
-                em(f"{text[:-1]}, out={cur})")
+                em(_into(text, cur))
             elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
                     self.ops[a].ty.shape == "vec" or self.ops[a].op == "const" for a, _ in op.args):
                 args = ", ".join(self.val(a, d, "step") for a, d in op.args)
@@ -726,19 +731,17 @@ class _Codegen:
         em(f"# {', '.join(self.ops[a].name or self.pyname[a] for a in acts)}: one sum for all, "
            f"one call per activation")
         t = self.tvar(self.axis_of(g["S"]))
-        x = f"{self.pyname[g['X']]}[{t}]"
-        if not g["x_all"]:
-            x += f"[..., {g['x_lo']}:{g['x_hi']}]"
+        x = f"{self.pyname[g['X']]}[{t}]" if g["x_all"] else \
+            f"{self.pyname[g['X']]}[{t}, ..., {g['x_lo']}:{g['x_hi']}]"
         pre = self.fresh(f"{self.pyname[g['S']]}_sum")
         em(f"{pre} = {x} + {self.val(g['S'], 0, 'step')}")
         for run in g["runs"]:
             (lo, _), act, _ = run[0]
             hi = run[-1][0][1]
             dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.val(act, 0, "step")
-            func = "_sigmoid" if self.ops[act].op == "sigmoid" else "np.tanh"
-            if func == "_sigmoid":
-                self.helpers.add("_sigmoid")
-            em(f"{func}({pre}[..., {lo}:{hi}], out={dest})")
+            r = rule(self.ops[act].op)
+            self.helpers.update(r.helpers)
+            em(_into(r.forward(f"{pre}[..., {lo}:{hi}]"), dest))
 
     def fresh_product(self, op, arg: Optional[int] = None) -> bool:
         """Is an argument of ``op`` (or ``arg``) an inlined matrix product with op's full shape?"""

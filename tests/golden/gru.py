@@ -529,7 +529,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
         h1_products = h[t] @ W_h_stacked.T
         # z, r: one sum for all, one call per activation
-        h1_products_sum = x_products[t][..., :2 * n_hidden] + h1_products
+        h1_products_sum = x_products[t, ..., :2 * n_hidden] + h1_products
         _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         np.subtract(1, z[t], out=h_sub[t])
