@@ -963,13 +963,20 @@ class _Codegen:
             s = self.g.values[name]
             if st.init != "value" or self.g.values[st.init_name] != i or s not in self.bufname:
                 continue
-            before, after = self.s.padding.get(s, (0, 0))
-            gn, T = self.bufname[s], self.tsym(self.axis_of(s))
-            parts = ([f"{gn}[:{before}].sum(axis=0)"] if before else []) + \
-                ([f"{gn}[{T} + {before}:].sum(axis=0)"] if after else [])
-            if parts:
-                terms.append(Term(" + ".join(parts), f"not cache['state0_given'][{name!r}]"))
+            total = self.initial_grad(s)
+            if total:
+                terms.append(Term(total, f"not cache['state0_given'][{name!r}]"))
         return terms
+
+    def initial_grad(self, s: int) -> Optional[str]:
+        """The gradient of state s's initial value: its buffer's gradient over the initial
+        steps (before step 1 and/or after step T), summed; None when it has none."""
+        before, after = self.s.padding.get(s, (0, 0))
+        if s not in self.bufname or not (before or after):
+            return None
+        gn, T = self.bufname[s], self.tsym(self.axis_of(s))
+        return " + ".join(([f"{gn}[:{before}].sum(axis=0)"] if before else []) +
+                          ([f"{gn}[{T} + {before}:].sum(axis=0)"] if after else []))
 
     def gname(self, i: int) -> str:
         if i not in self.bufname:
@@ -1158,14 +1165,10 @@ class _Codegen:
         em("d_state0 = {}")
         for name, st in self.m.states.items():
             i = self.g.values[name]
-            before, after = self.s.padding.get(i, (0, 0))
-            g = self.grad.get(i)
             size = self.dim(st.size)
-            if (before or after) and g is not None and i in self.bufname:
-                gn = self.bufname[i]
-                parts = ([f"{gn}[:{before}].sum(axis=0)"] if before else []) + \
-                    ([f"{gn}[{self.tsym(self.axis_of(i))} + {before}:].sum(axis=0)"] if after else [])
-                em(f"d_state0[{name!r}] = {' + '.join(parts)}")
+            total = self.initial_grad(i) if self.grad.get(i) is not None else None
+            if total:
+                em(f"d_state0[{name!r}] = {total}")
             else:
                 em(f"d_state0[{name!r}] = np.zeros(({self.bsym(self.axis_of(i))}, {size}), dtype)")
         leaf_grads = {}
