@@ -18,7 +18,7 @@ from typing import Dict, Optional
 from .check import Model, check
 from .checkpoint import check_segmentable, checkpoint_steps
 from .codegen import generate_code
-from .compose import expand_blocks
+from .compose import SpecFileError, expand_blocks, read_spec_file
 from .fuse import fuse_products
 from .errors import SpecError
 from .graph import Graph, build_graph
@@ -34,12 +34,13 @@ class Analysis:
 
 
 def analyze(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "<spec>",
-            base=None) -> Analysis:
+            base=None, cli: bool = False) -> Analysis:
     """Parse, resolve imports and expand blocks, check, build the graph and schedule it (all
     before codegen).  Import paths are relative to ``base``, by default the directory of
-    ``filename`` (the current directory for a bare name such as ``spec.rnn``)."""
+    ``filename`` (the current directory for a bare name such as ``spec.rnn``).  ``cli``: errors
+    name the dimension overrides as the command line's ``--dim NAME=VALUE``."""
     spec = expand_blocks(parse(text, filename), base)
-    model = check(spec, dims)
+    model = check(spec, dims, cli)
     return Analysis(model, *_scheduled(model, "teacher"))
 
 
@@ -113,14 +114,12 @@ def compile_file(path, dims: Optional[Dict[str, int]] = None,
 
 
 def read_spec(path: Path) -> str:
+    """The text of the spec file ``path`` (a regular UTF-8 file: see
+    :func:`rnnspec.compose.read_spec_file`); a SpecError at its line 1 otherwise."""
     try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError.at(f"no such file: {path}", "", str(path), 1, 1,
-                           "check the path") from None
-    except UnicodeDecodeError as exc:
-        raise SpecError.at(f"{path} is not UTF-8 text ({exc.reason})", "", str(path), 1, 1,
-                           "save the spec as UTF-8") from None
-    except OSError as exc:
-        raise SpecError.at(f"cannot read {path}: {exc.strerror}", "", str(path), 1, 1,
-                           "check the path and permissions") from None
+        return read_spec_file(path, str(path))
+    except SpecFileError as exc:
+        hint = {"missing": "check the path", "encoding": "save the spec as UTF-8",
+                "not a file": "give the path of a regular .rnn file"}.get(
+            exc.kind, "check the path and permissions")
+        raise SpecError.at(exc.message, "", str(path), 1, 1, hint) from None

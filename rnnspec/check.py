@@ -181,9 +181,11 @@ class Model:
         return self.spec.source
 
 
-def check(spec: ast.Spec, dims: Optional[Dict[str, int]] = None) -> Model:
-    """Validate ``spec`` (with dimension overrides ``dims``) and return the typed :class:`Model`."""
-    return _Checker(spec, dims or {}).run()
+def check(spec: ast.Spec, dims: Optional[Dict[str, int]] = None, cli: bool = False) -> Model:
+    """Validate ``spec`` (with dimension overrides ``dims``) and return the typed :class:`Model`.
+    Errors about ``dims`` name them as the API takes them (``dims={'n': 8}``), or as the
+    command line does (``--dim n=8``) with ``cli``."""
+    return _Checker(spec, dims or {}, cli).run()
 
 
 def _suggest(name: str, names) -> str:
@@ -197,9 +199,11 @@ def _closest(name: str, names: Tuple[str, ...]) -> str:
 
 
 class _Checker:
-    def __init__(self, spec: ast.Spec, overrides: Dict[str, int]):
+    def __init__(self, spec: ast.Spec, overrides: Dict[str, int], cli: bool = False):
         self.spec = spec
         self.overrides = dict(overrides)
+        self.override_text = (lambda n, v: f"--dim {n}={v}") if cli else \
+            (lambda n, v: f"dims={{{n!r}: {v!r}}}")  # how the user wrote a dimension override
         self.rep = Reporter(spec.source, spec.filename)
         self.dims: Dict[str, int] = {}
         self.decl_at: Dict[str, ast.Node] = {}
@@ -213,6 +217,7 @@ class _Checker:
         self.losses: List[LossInfo] = []
         self.types: Dict[ast.Node, Ty] = {}
         self.connections: Dict[ast.Call, Connection] = {}
+        self.open_prefixes: set = set()  # automatic prefixes taken by connections being checked
         self.attentions: Dict[ast.Call, Attention] = {}
         self.feedbacks: List[ast.Call] = []
         self.teacher_side = False  # typing the first argument of feedback()
@@ -234,15 +239,17 @@ class _Checker:
                 self.declare_dim(st)
         dim_decls = {st.name: st for st in stmts if isinstance(st, ast.DimDecl)}
         for name, value in self.overrides.items():
+            given = self.override_text(name, value)
             if isinstance(value, str) and value.strip().lstrip("+").isdigit():
                 value = int(value)
             if name not in self.dims:
-                self.rep.error((1, 1), f"--dim {name}={value}: the spec has no dimension '{name}'",
+                self.rep.error((1, 1), f"{given}: the spec has no dimension '{name}'",
                                _suggest(name, self.dims) or f"its dimensions are: "
                                f"{', '.join(self.dims) or 'none'}")
             elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                self.rep.error(dim_decls[name], f"--dim {name}={value}: a dimension must be a "
-                               f"positive integer", f"for example --dim {name}=8")
+                self.rep.error(dim_decls[name], f"{given}: a dimension must be a "
+                               f"positive integer",
+                               f"for example {self.override_text(name, 8)}")
             else:
                 self.dims[name] = value
         for st in stmts:
@@ -265,6 +272,7 @@ class _Checker:
             self.axis = self.nested[self.axis]
             self.axes.remove(self.axis)
             self.axes.insert(0, self.axis)
+        self.check_module_names(dim_decls)
         for st in stmts:  # state initial values may name parameters/inputs declared later
             if isinstance(st, ast.StateDecl) and st.name in self.states:
                 self.resolve_state_init(st)
@@ -293,6 +301,30 @@ class _Checker:
         self.decl_at[name] = node
         self.kind_of[name] = kind
         return True
+
+    def check_module_names(self, dim_decls) -> None:
+        """The two name tables of the generated module that spec names share with it: its dims
+        (shapes read ``(T, B, n)``: T and B, per time axis ``T_w``/``B_w``, and its dtype,
+        last steps and lengths) and the keys of ``outputs`` besides the values ('final',
+        'attention'; 'loss' is a keyword).  Python variables need no such rule: the
+        generator names them apart (codegen's namer)."""
+        own = {"T": "the number of steps", "B": "the batch size", "dtype": "the float type",
+               "last": "each sequence's last step", "lengths": "each sequence's length"}
+        per_axis = [(k, what) for k, what in own.items() if k != "dtype"]
+        for axis in self.axes:
+            own.update({f"{k}_{axis}": f"{what} over {axis}" for k, what in per_axis})
+        for name, st in dim_decls.items():
+            if name in own:
+                self.rep.error(st, f"a dimension cannot be called '{name}': the generated module "
+                               f"uses '{name}' for {own[name]} in its shapes and dims",
+                               f"rename it, for example dim {name.lower()}_size = {st.value}")
+        for name in ("final", "attention"):
+            if name in self.values or name in self.states:
+                what = ("the states after the last step" if name == "final" else
+                        "the attention weights")
+                self.rep.error(self.decl_at[name], f"a value or state cannot be called "
+                               f"'{name}': outputs['{name}'] holds {what}",
+                               f"rename it, for example {name}_")
 
     def declare_dim(self, st: ast.DimDecl) -> None:
         if st.name in self.dims:
@@ -844,11 +876,15 @@ class _Checker:
                 return None
             prefix = v.name
         else:
-            taken = {cn.prefix for cn in self.connections.values()}
+            # prefixes of the connections checked so far, and of the ones around this one (an
+            # outer connection takes its prefix before its sources are checked: the outermost is
+            # 'f', the ones inside it 'f2', 'f3', ... in the order they are written)
+            taken = {cn.prefix for cn in self.connections.values()} | self.open_prefixes
             k = 1
             while prefix in taken:
                 k += 1
                 prefix = f"{owner}{k}"
+            self.open_prefixes.add(prefix)
         bias = True
         if "bias" in opts:
             v = opts["bias"].value

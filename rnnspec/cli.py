@@ -7,7 +7,11 @@ and a hint, never a traceback).
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -30,6 +34,7 @@ EXAMPLES = {
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
 CHECK_DIM_CAP = 4  # the automatic check of `compile` runs at dims capped to this size
+MAX_UNROLL = 1000  # `graph --unroll T`: at most this many steps
 
 
 class UsageError(Exception):
@@ -47,6 +52,33 @@ def parse_dims(items: Optional[List[str]]) -> Dict[str, str]:
     return dims
 
 
+def _number(kind, low: float, strict: bool, what: str):
+    """An argparse type: a finite int or float above ``low`` (``strict``) or at least ``low``."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or (kind is float and not math.isfinite(value)) or value < low or \
+                (strict and value == low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+    return convert
+
+
+positive_int = _number(int, 1, False, "a positive integer")
+count_arg = _number(int, 0, False, "an integer 0 or more")
+positive_float = _number(float, 0.0, True, "a positive finite number")
+tolerance_arg = _number(float, 0.0, False, "a finite number 0 or more")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``rnnspec CMD: error: ...``), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def checkpoint_arg(text: str) -> int:
     """--checkpoint K: a positive integer (argparse reports anything else, exit status 2)."""
     try:
@@ -57,7 +89,7 @@ def checkpoint_arg(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="rnnspec",
         description="Compile recurrent network specs (.rnn) to NumPy forward + BPTT code, "
                     "gradient-checked.",
@@ -86,16 +118,19 @@ def _parser() -> argparse.ArgumentParser:
                         "(memory O(T/K + K) steps instead of O(T), the same gradients)")
     cmd("check", "validate a spec and print its parameter table")
     g = cmd("gradcheck", "compare analytic gradients with central differences")
-    g.add_argument("--T", type=int, default=5, help="sequence length (default 5)")
-    g.add_argument("--batch", type=int, default=3, help="batch size (default 3)")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--T", type=positive_int,
+                   help="sequence length (default: 5, or 2 more than the fewest steps the spec "
+                        "needs)")
+    g.add_argument("--batch", type=positive_int, default=3, help="batch size (default 3)")
+    g.add_argument("--seed", type=count_arg, default=0, help="random seed (default 0)")
     g.add_argument("--directional", action="store_true",
                    help="check along random directions instead of every entry (large models)")
-    g.add_argument("--directions", type=int, default=3,
+    g.add_argument("--directions", type=positive_int, default=3,
                    help="directions per array in --directional mode (default 3)")
-    g.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (1e-5)")
-    g.add_argument("--rtol", type=float, default=1e-6, help="relative tolerance (1e-6)")
-    g.add_argument("--atol", type=float, default=1e-8, help="absolute tolerance (1e-8)")
+    g.add_argument("--eps", type=positive_float, default=1e-5,
+                   help="finite-difference step (1e-5)")
+    g.add_argument("--rtol", type=tolerance_arg, default=1e-6, help="relative tolerance (1e-6)")
+    g.add_argument("--atol", type=tolerance_arg, default=1e-8, help="absolute tolerance (1e-8)")
     g.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
                    help="check the module checkpointed every K steps")
     sm = cmd("sample", "generate sequences from a spec with feedback(...), feeding back its own "
@@ -103,20 +138,25 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--params", metavar="FILE.npz",
                     help="trained parameters (np.savez(FILE, **params)); default: the spec's "
                          "initializers with --init-seed")
-    sm.add_argument("--init-seed", type=int, default=0, help="seed of init_params without --params")
+    sm.add_argument("--init-seed", type=count_arg, default=0,
+                    help="seed of init_params without --params")
     sm.add_argument("--inputs", metavar="FILE.npz", help="the spec's inputs, if it has any")
-    sm.add_argument("--T", type=int, default=20, help="steps to generate (default 20)")
-    sm.add_argument("--batch", type=int, default=1, help="sequences to generate (default 1)")
+    sm.add_argument("--T", type=positive_int, default=20,
+                    help="steps to generate (default 20)")
+    sm.add_argument("--batch", type=positive_int, default=1,
+                    help="sequences to generate (default 1)")
     sm.add_argument("--sample", action="store_true",
                     help="draw each class at random from the output (default: greedy, the most "
                          "likely class)")
-    sm.add_argument("--seed", type=int, default=0, help="random seed for --sample (default 0)")
-    sm.add_argument("--seed-class", type=int, metavar="K",
+    sm.add_argument("--seed", type=count_arg, default=0,
+                    help="random seed for --sample (default 0)")
+    sm.add_argument("--seed-class", type=count_arg, metavar="K",
                     help="the class fed at the first step (the initial value of the fed-back "
                          "state, one-hot)")
-    sm.add_argument("--end", type=int, metavar="K", help="stop a sequence at this class")
+    sm.add_argument("--end", type=count_arg, metavar="K", help="stop a sequence at this class")
     gr = cmd("graph", "write the cell graph (edges labelled with delays) as Graphviz DOT")
-    gr.add_argument("--unroll", type=int, metavar="T", help="unroll the graph for T steps")
+    gr.add_argument("--unroll", type=positive_int, metavar="T",
+                    help="unroll the graph for T steps")
     gr.add_argument("--params", action="store_true", help="also draw the parameters")
     gr.add_argument("-o", "--output", metavar="FILE.dot", help="output file (default: stdout)")
     return p
@@ -139,8 +179,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UsageError as exc:
         print(f"rnnspec {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
+    except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
+        _discard_stdout()
         return 0
+    except KeyboardInterrupt:
+        print(f"rnnspec {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _load(args):
@@ -155,9 +199,161 @@ def _warn(analysis) -> None:
         print(w.render(), file=sys.stderr)
 
 
+def shown(path) -> str:
+    """A path as messages print it: as given, or as a Python string literal when it holds a
+    newline, a NUL, a byte that is not UTF-8 or anything else a terminal would not show as
+    itself."""
+    text = os.fspath(path)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
+def output_path(out: Optional[str], spec: Path, flag: str = "-o",
+                default: Optional[str] = None) -> Optional[Path]:
+    """The file a command will write (None: standard output), checked before any work: a
+    UsageError (exit status 2) when its directory does not exist or cannot be written, when it
+    names a directory or a .rnn file, or when it is the spec itself (also through a symlink, a
+    hard link or another spelling: ``os.path.samefile``).  ``default`` (the output without
+    ``-o``) gets the same checks."""
+    given = out is not None
+    out = out if given else default
+    if out is None or (given and out == "-"):
+        return None
+    label = f"{flag} {shown(out)}" if given else f"the default output {shown(out)}"
+    if not out:
+        raise UsageError(f"{flag} '': the file name is empty")
+    if "\x00" in out:
+        raise UsageError(f"{label}: a file name cannot contain a NUL character")
+    if out.lower().endswith(".rnn"):
+        raise UsageError(f"{label} names a .rnn file: the output is not a spec (this refuses "
+                         f"to overwrite one); name a .py or .dot file")
+    if out.endswith(("/", os.sep)):
+        raise UsageError(f"{label} names a directory: name the file to write")
+    path = Path(out)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except NotADirectoryError:
+        raise UsageError(f"{label}: {shown(os.path.dirname(out))} is not a directory") from None
+    except OSError as exc:
+        raise UsageError(f"{label}: {exc.strerror or exc}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{label} is a directory: name the file to write, for example "
+                         f"{flag} {shown(os.path.join(out, spec.stem + path.suffix))}"
+                         if given else f"{label} is a directory: name the module with -o")
+    if st is not None and _same_file(path, spec):
+        raise UsageError(f"{label} is the spec {shown(spec)} itself: writing it would destroy "
+                         f"the spec; name another file" + ("" if given else " with -o"))
+    target = Path(os.path.realpath(path))  # a symlink's target is the file replaced
+    parent = target.parent
+    try:
+        pst = os.stat(parent)
+    except FileNotFoundError:
+        raise UsageError(f"{label}: the directory {shown(_dirname(path, target))} does not "
+                         f"exist") from None
+    except OSError as exc:
+        raise UsageError(f"{label}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(pst.st_mode):
+        raise UsageError(f"{label}: {shown(_dirname(path, target))} is not a directory")
+    if st is not None and stat.S_ISREG(st.st_mode) and not os.access(path, os.W_OK):
+        raise UsageError(f"{label}: the file is not writable")
+    if (st is None or stat.S_ISREG(st.st_mode)) and not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{label}: no permission to write in {shown(_dirname(path, target))}")
+    return path
+
+
+def _dirname(path: Path, target: Path) -> str:
+    return os.path.dirname(os.fspath(path)) or "." if not path.is_symlink() else str(target.parent)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: into a temporary file in the same directory, then
+    renamed over it, so that a failure (a full disk) leaves the previous file as it was and no
+    temporary file behind.  A symlink's target is replaced (the link stays); a device or FIFO
+    (``/dev/stdout``, ``/dev/full``) is written in place."""
+    target = Path(os.path.realpath(path))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+        return
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".rnnspec-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_output(path: Optional[Path], text: str) -> None:
+    """``text`` to the file ``path`` (see :func:`write_file`) or, for None, to standard output;
+    a failure is a one-line UsageError."""
+    if path is None:
+        write_stdout(text)
+        return
+    try:
+        write_file(path, text)
+    except (OSError, UnicodeError) as exc:
+        raise UsageError(f"cannot write {shown(path)}: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+    print(f"wrote {shown(path)}", file=sys.stderr)
+
+
+def write_stdout(text: str) -> None:
+    """Write to standard output and flush; a full or closed one is a one-line UsageError (and
+    later writes, such as Python's own flush at exit, go nowhere instead of failing again)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+        raise
+    except (OSError, UnicodeError) as exc:
+        _discard_stdout()
+        raise UsageError(f"cannot write to standard output: "
+                         f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _say(*parts) -> None:
+    write_stdout(" ".join(map(str, parts)) + "\n")
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def cmd_check(args) -> int:
     path, text, dims = _load(args)
-    a = analyze(text, dims, str(path))
+    a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     m = a.model
     d = m.dims
@@ -171,92 +367,101 @@ def cmd_check(args) -> int:
         total += count
         init = p.init + (f"({p.init_arg:g})" if p.init_arg is not None else "")
         rows.append((name, shape, str(count), init, "auto" if p.auto else ""))
-    print(f"{path}: ok ({len(m.values)} values, {len(m.states)} states, "
+    _say(f"{path}: ok ({len(m.values)} values, {len(m.states)} states, "
           f"{len(m.losses)} loss terms; dims " +
           ", ".join(f"{k}={v}" for k, v in d.items()) + ")")
     head = ("parameter", "shape", "count", "initializer", "")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
     fmt = "  ".join("{:<%d}" % w for w in widths)
-    print(fmt.format(*head).rstrip())
-    print(fmt.format(*("-" * w for w in widths[:4]), "").rstrip())
+    _say(fmt.format(*head).rstrip())
+    _say(fmt.format(*("-" * w for w in widths[:4]), "").rstrip())
     for r in rows:
-        print(fmt.format(*r).rstrip())
-    print(f"total: {total} parameters")
+        _say(fmt.format(*r).rstrip())
+    _say(f"total: {total} parameters")
     return 0
 
 
 
 def cmd_compile(args) -> int:
-    from .gradcheck import gradcheck
+    from .gradcheck import CheckTooLarge, compile_check
     path, text, dims = _load(args)
-    a = analyze(text, dims, str(path))
+    out = output_path(args.output, path, default=path.stem + ".py")
+    a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     source = render(a, args.checkpoint)
     if not args.no_gradcheck:
         small = {k: min(v, CHECK_DIM_CAP) for k, v in a.model.dims.items()}
         mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint),
                           path.stem)
-        steps = {axis: max(4, mod.MIN_T[key]) for axis, key in mod.AXES.items()}  # h[end-5]
-        report = gradcheck(mod, small, T=steps, batch=2, seed=0)
+        try:
+            report = compile_check(mod, small)
+        except CheckTooLarge as exc:
+            raise UsageError(f"{shown(path)}: {exc}; compile with --no-gradcheck to write the "
+                             f"module unchecked, or check it with rnnspec gradcheck "
+                             f"--directional") from None
         if not report.ok:
             print(report.table(), file=sys.stderr)
-            print(f"{path}: the generated gradients are WRONG; no module written. This is a bug "
-                  f"in rnnspec: please report it with the spec.", file=sys.stderr)
+            if report.nonfinite:
+                why = ("the gradients could not be checked: values are not finite at the "
+                       "check's random point (see above); check the spec's numeric ranges, or "
+                       "compile with --no-gradcheck to write it unchecked")
+            elif report.step_suspect:
+                why = ("the gradient check failed, most likely because of the finite-difference "
+                       "step rather than wrong gradients (see above); try rnnspec gradcheck "
+                       f"{shown(path)} --eps 1e-7, or compile with --no-gradcheck")
+            else:
+                why = ("the generated gradients are WRONG. This is a bug in rnnspec: please "
+                       "report it with the spec")
+            print(f"{shown(path)}: no module written: {why}.", file=sys.stderr)
             return 1
         worst = max((r.max_abs for r in report.rows), default=0.0)
+        sampled = " (a random subset: the check's work is bounded)" if any(
+            r.sampled for r in report.rows) else ""
         print(f"gradcheck ok: {sum(r.checked for r in report.rows)} entries of "
-              f"{len(report.rows)} arrays (max abs error {worst:.1e})", file=sys.stderr)
-    out = args.output or (path.stem + ".py")
-    if out == "-":
-        sys.stdout.write(source)
-    else:
-        Path(out).write_text(source, encoding="utf-8")
-        print(f"wrote {out}", file=sys.stderr)
+              f"{len(report.rows)} arrays{sampled} (max abs error {worst:.1e})", file=sys.stderr)
+    write_output(out, source)
     return 0
 
 
 def cmd_gradcheck(args) -> int:
-    from .gradcheck import gradcheck
+    from .gradcheck import CLI_WORK, CheckTooLarge, gradcheck
     path, text, dims = _load(args)
-    for flag in ("T", "batch", "directions"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag} must be at least 1")
-    if args.eps <= 0:
-        raise UsageError("--eps must be positive")
-    a = analyze(text, dims, str(path))
+    a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
     mod = load_module(render(a, args.checkpoint), path.stem)
     need = max(mod.MIN_T.values(), default=1)
-    if args.T < need:
-        raise UsageError(f"--T {args.T} is too short: {path.name} reads a step that needs at "
-                         f"least {need} steps (for example h[end-{need - 1}]); use --T {need} "
+    if args.T is not None and args.T < need:
+        raise UsageError(f"--T {args.T} is too short: {shown(path.name)} reads a step that needs "
+                         f"at least {need} steps (for example h[end-{need - 1}]); use --T {need} "
                          f"or more")
-    report = gradcheck(mod, dims, T=args.T, batch=args.batch, seed=args.seed,
-                       directional=args.directional, directions=args.directions, eps=args.eps,
-                       rtol=args.rtol, atol=args.atol)
+    steps = args.T if args.T is not None else \
+        {axis: max(5, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
+    try:
+        report = gradcheck(mod, dims, T=steps, batch=args.batch, seed=args.seed,
+                           directional=args.directional, directions=args.directions,
+                           eps=args.eps, rtol=args.rtol, atol=args.atol, max_work=CLI_WORK)
+    except CheckTooLarge as exc:
+        raise UsageError(f"{shown(path)}: {exc}") from None
     report.spec = str(path)
-    print(report.table())
+    _say(report.table())
     return 0 if report.ok else 1
 
 
 def cmd_graph(args) -> int:
     path, text, dims = _load(args)
-    a = analyze(text, dims, str(path))
+    out = output_path(args.output, path)
+    a = analyze(text, dims, str(path), cli=True)
     if args.unroll is not None:
-        if args.unroll < 1:
-            raise UsageError("--unroll must be at least 1")
+        if args.unroll > MAX_UNROLL:
+            raise UsageError(f"--unroll {args.unroll}: at most {MAX_UNROLL} steps (a graph "
+                             f"of more would not be readable)")
         g = unroll(a.graph, args.unroll)
         title = f"{path.stem} unrolled T={args.unroll}"
     else:
         g = a.graph.cell_graph(params=args.params)
         title = path.stem
-    dot = to_dot(g, title)
-    if args.output and args.output != "-":
-        Path(args.output).write_text(dot, encoding="utf-8")
-        print(f"wrote {args.output}", file=sys.stderr)
-    else:
-        sys.stdout.write(dot)
+    write_output(out, to_dot(g, title))
     return 0
 
 
@@ -274,15 +479,12 @@ def _load_npz(path: str, what: str) -> dict:
 def cmd_sample(args) -> int:
     import numpy as np
     path, text, dims = _load(args)
-    a = analyze(text, dims, str(path))
+    a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     if not a.model.feedbacks:
         raise SpecError.at(f"{path.name} has no feedback(...): there is nothing to feed back "
                            f"when generating", a.model.source, str(path), 1, 1,
                            "write the step's input as feedback(onehot(y[t-1]), o[t-1])")
-    for flag in ("T", "batch"):
-        if getattr(args, flag) < 1:
-            raise UsageError(f"--{flag} must be at least 1")
     dims = {k: a.model.dims[k] for k in dims}
     mod = load_module(render(a), path.stem)
     params = _load_npz(args.params, "params") if args.params else \
@@ -304,9 +506,9 @@ def cmd_sample(args) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     how = "sampled" if args.sample else "greedy"
-    print(f"{path}: {tokens.shape[1]} sequence(s), {how}, up to {tokens.shape[0]} steps")
+    _say(f"{path}: {tokens.shape[1]} sequence(s), {how}, up to {tokens.shape[0]} steps")
     for b in range(tokens.shape[1]):
-        print(" ".join(str(t) for t in tokens[:lengths[b], b]))
+        _say(" ".join(str(t) for t in tokens[:lengths[b], b]))
     return 0
 
 

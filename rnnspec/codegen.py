@@ -21,6 +21,8 @@ loop gives the contribution.
 """
 from __future__ import annotations
 
+import ast as pyast
+import itertools
 import keyword
 import re
 from dataclasses import dataclass
@@ -30,15 +32,17 @@ from . import __version__
 from .ast import Equation, Loss, unparse, walk
 from .check import PARAM, STATIC, STEP
 from .errors import missing_rule
+from .pytext import MARK as _MARK, comment, escape
 from .ops import ATOM, HELPERS, PRODUCT, RULES, precedence, rule, wrap
 from .schedule import Schedule
 from .sizes import Size
 
 LEAVES = ("param", "input", "target", "const")
 RESERVED = set(keyword.kwlist) | {
-    "np", "t", "T", "B", "params", "inputs", "targets", "state0", "cache", "outputs", "grads",
+    "np", "T", "B", "params", "inputs", "targets", "state0", "cache", "outputs", "grads",
     "dims", "dtype", "d_outputs", "up", "d_loss", "loss", "steps", "seed", "rng", "float", "len",
-    "range", "reversed", "dict", "None", "True", "False", "int", "max", "min", "sum", "abs"}
+    "range", "reversed", "dict", "None", "True", "False", "int", "max", "min", "sum", "abs",
+    "__debug__", "state0_given", "has_loss", "mode", "checkpoints"}  # (the last: cache's keys)
 
 
 class Emitter:
@@ -85,8 +89,14 @@ class Term:
     index: Optional[str] = None  # scatter into one index (or index array) of the buffer
 
 
-def _docstring_text(text: str) -> str:
-    return text.replace('\\', '\\\\').replace('"""', '\\"\\"\\"')
+def _verify_docstring(text: str, doc: str) -> None:
+    """The module's text must hold ``doc`` as its docstring, read back exactly: outside text
+    (file names, imports, the spec) went in only through :func:`rnnspec.pytext.escape`."""
+    tree = pyast.parse(text)
+    if pyast.get_docstring(tree, clean=False) != doc + "\n" or not all(
+            ch.isprintable() or ch in "\n\t" for ch in text):
+        raise AssertionError("bug in rnnspec: the generated module does not read back its "
+                             "docstring")
 
 
 def _where(stmt) -> str:
@@ -106,11 +116,75 @@ def generate_code(sched: Schedule, filename: str = "spec.rnn",
     that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
     segments of k steps (see :meth:`_Codegen.checkpoint_api`)."""
     if checkpoint:
-        return _Codegen(sched, filename, segmented=True).module(checkpoint=checkpoint)
-    if not variants:
-        return _Codegen(sched, filename).module()
-    main = _Codegen(sched, filename, "teacher")
-    return main.module([_Codegen(s, filename, mode) for mode, s in variants.items()])
+        coders = [_Codegen(sched, filename, segmented=True)]
+        text = coders[0].module(checkpoint=checkpoint)
+    elif not variants:
+        coders = [_Codegen(sched, filename)]
+        text = coders[0].module()
+    else:
+        coders = [_Codegen(sched, filename, "teacher")]
+        coders += [_Codegen(s, filename, mode) for mode, s in variants.items()]
+        text = coders[0].module(coders[1:])
+    text = _name_placeholders(text, coders)
+    _verify_docstring(text, coders[0].docstring(checkpoint))
+    return text
+
+
+MARK = _MARK  # the placeholder names' mark: a letter no spec name holds (names are ASCII),
+_TAGS = itertools.count()  # which escape() writes as an escape, never as itself
+
+
+def _own_names(text: str) -> set:
+    """The names a spec's variables must not take: every module-level name (functions, tables,
+    ``np``), and every name that a function holding spec variables uses itself (its arguments,
+    the generator's own variables such as ``mask`` or ``dims``, the builtins it calls), read
+    from the module's syntax tree (so also those inside f-strings; not attributes or keyword
+    arguments, which cannot clash)."""
+    tree = pyast.parse(text)
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (pyast.FunctionDef, pyast.ClassDef)):
+            names.add(node.name)
+        for sub in pyast.walk(node) if not isinstance(node, pyast.FunctionDef) else ():
+            if isinstance(sub, pyast.Name):
+                names.add(sub.id)
+            elif isinstance(sub, pyast.alias):
+                names.add((sub.asname or sub.name).split(".")[0])
+        if isinstance(node, pyast.FunctionDef) and MARK in pyast.unparse(node):
+            for sub in pyast.walk(node):
+                if isinstance(sub, pyast.Name):
+                    names.add(sub.id)
+                elif isinstance(sub, pyast.arg):
+                    names.add(sub.arg)
+                elif isinstance(sub, (pyast.FunctionDef, pyast.Lambda)) and sub is not node:
+                    names.add(getattr(sub, "name", "lambda"))
+    return names
+
+
+def _name_placeholders(text: str, coders: List["_Codegen"]) -> str:
+    """Replace each namer's placeholders by readable names: the base name a placeholder was
+    made for (``W_h``, ``d_W_h``, ``n_hidden``), numbered (``mask_2``) where that is a name the
+    module uses itself or another of the same namer's names.  Placeholders in a base (``d_`` +
+    a placeholder) are named first: fresh() hands them out in order."""
+    own = {n for n in _own_names(text) if MARK not in n} | RESERVED
+    final: Dict[str, str] = {}
+    for c in coders:
+        chosen: set = set()
+        for k, base in enumerate(c.bases):
+            base = re.sub(f"{MARK}\\d+_\\d+{MARK}", lambda m: final[m.group(0)], base)
+            base = re.sub(r"\W", "_", base)
+            if not base or base[0].isdigit():
+                base = "v_" + base
+            name, n = base, 2
+            while name in own or name in chosen:
+                name = f"{base}_{n}" if not base.endswith("_") else f"{base}{n}"
+                n += 1
+            chosen.add(name)
+            final[f"{MARK}{c.tag}_{k}{MARK}"] = name
+    text = re.sub(f"{MARK}\\d+_\\d+{MARK}", lambda m: final[m.group(0)], text)
+    if MARK in text:
+        raise AssertionError("bug in rnnspec: a placeholder name is left in the module")
+    return text
 
 
 def _atomic(text: str) -> bool:
@@ -145,9 +219,12 @@ class _Codegen:
         self.helpers: set = set()
         self.dims_used: set = set()
         self.pyname: Dict[int, str] = {}
-        self.taken: set = set(RESERVED)
+        self.tag = next(_TAGS)  # this namer's placeholders: MARK<tag>_<k>MARK (see fresh)
+        self.bases: List[str] = []  # the k-th name asked of fresh() was for bases[k]
         self.main = self.m.axes[0] if self.m.axes else "t"
-        self.taken |= {self.tvar(a) for a in self.m.axes}
+        self.axis_var = {a: self.fresh(a) for a in (self.m.axes or [self.main])}
+        self.dim_var: Dict[str, str] = {}
+        self.weight_var: Dict[int, str] = {}
         self._assign_names()
         self.inline = {i: self._inlinable(i) for i in self.ops}
         self.backward_reads: Optional[set] = None  # names the backward pass reads from cache
@@ -163,8 +240,7 @@ class _Codegen:
 
     def tvar(self, axis: Optional[str]) -> str:
         """The loop variable of an axis: its own name (t, i, ...)."""
-        axis = axis or self.main
-        return axis if axis.isidentifier() and axis not in RESERVED - {"t"} else f"t_{axis}"
+        return self.axis_var[axis or self.main]
 
     def axis_of(self, i: int) -> Optional[str]:
         return self.ops[i].ty.axis
@@ -188,16 +264,13 @@ class _Codegen:
 
     # ----- names -----------------------------------------------------------------------------
     def fresh(self, base: str) -> str:
-        base = re.sub(r"\W", "_", base)
-        if not base or base[0].isdigit():
-            base = "v_" + base
-        name = base
-        k = 2
-        while name in self.taken or name.startswith("_") and name in HELPERS:
-            name = f"{base}_{k}" if not base.endswith("_") else f"{base}{k}"
-            k += 1
-        self.taken.add(name)
-        return name
+        """A new variable for ``base`` (a spec name, or a name made from one): a placeholder
+        now, which :func:`_name_placeholders` replaces, once the whole module is written, by
+        ``base`` (or ``base_2``, ...) -- never a name the module uses itself.  So the
+        generator's own names (``mask``, ``_validate``, ``np``, ...) need no list: whatever
+        the text uses that did not come from here is out of reach of spec names."""
+        self.bases.append(base)
+        return f"{MARK}{self.tag}_{len(self.bases) - 1}{MARK}"
 
     def _assign_names(self) -> None:
         for i in sorted(self.ops, key=lambda i: (self.ops[i].name is None, i)):
@@ -209,11 +282,17 @@ class _Codegen:
                 base = base + "_"
             self.pyname[i] = self.fresh(base)
 
+    def dimvar(self, d: str) -> str:
+        """The variable holding dim ``d`` (n_hidden for hidden)."""
+        if d not in self.dim_var:
+            self.dim_var[d] = self.fresh(f"n_{d}")
+        return self.dim_var[d]
+
     def dim(self, size: Size) -> str:
         parts = []
         for d, c in size.terms:
             self.dims_used.add(d)
-            parts.append(f"n_{d}" if c == 1 else f"{c} * n_{d}")
+            parts.append(self.dimvar(d) if c == 1 else f"{c} * {self.dimvar(d)}")
         if size.const or not parts:
             parts.append(str(size.const))
         return " + ".join(parts)
@@ -350,6 +429,12 @@ class _Codegen:
             return {"bounds": self.bounds(op.attrs["rows"]), "index": op.attrs["index"]}
         if op.op in ("cross_entropy", "squared_error"):
             return {"w": self.weights(op.id)}
+        if op.op == "choose" and op.attrs.get("start"):  # the start class, unless state0 seeds
+            k, d, state = op.attrs["start"]
+            first = f"None if state0['(given)'][{state!r}] else {k}"
+            if mode == "step":
+                return {"start": f"({first}) if {self.tvar(op.ty.axis)} < {d} else None"}
+            return {"start": f"{first}, {d}"}
         return {}
 
     # ----- comments --------------------------------------------------------------------------
@@ -368,13 +453,17 @@ class _Codegen:
         if stmt is None or stmt is last[0]:
             return
         last[0] = stmt
-        em(f"# {self.stmt_text(stmt)}" + (f"  ({note})" if note else "") +
-           f"  [{_where(stmt)}]")
+        em(comment(f"{self.stmt_text(stmt)}" + (f"  ({note})" if note else "") +
+                   f"  [{_where(stmt)}]"))
 
     # ----- forward ---------------------------------------------------------------------------
     def weights(self, i: int) -> Optional[str]:
         """The variable holding a per-step loss's weights over (T, B), None for one per sequence."""
-        return f"w_{self.pyname[i]}" if self.ops[i].attrs["tk"] == STEP else None
+        if self.ops[i].attrs["tk"] != STEP:
+            return None
+        if i not in self.weight_var:
+            self.weight_var[i] = self.fresh(f"w_{self.pyname[i]}")
+        return self.weight_var[i]
 
     def weights_call(self, i: int) -> str:
         op = self.ops[i]
@@ -419,7 +508,8 @@ class _Codegen:
                 em(f"their states ({self.tsym(outer)}, B, size), lengths[{inner!r}] is "
                    f"({self.tsym(outer)}, B).")
             em("outputs holds every named value, outputs['final'] the states after the last step,")
-            em("and 'loss' when targets are given.")
+            em("and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])")
+            em("carries its last d steps, (d, B, size) in time order, in 'final' and in state0.")
             em('"""')
             if self.segmented:
                 em("params, inputs, targets, state0, dims = _validate_segment(params, inputs, "
@@ -436,7 +526,7 @@ class _Codegen:
             body = Emitter()
             body.level = em.level
             self.forward_body(body)
-            dim_lines = [f"n_{d} = dims[{d!r}]" for d in sorted(self.dims_used)]
+            dim_lines = [f"{self.dimvar(d)} = dims[{d!r}]" for d in sorted(self.dims_used)]
             em.extend(dim_lines)
             self.mask_lines(em, "\n".join(body.lines), comments=True)
             for name_i in self.leaf_ids("param"):
@@ -492,16 +582,42 @@ class _Codegen:
                 end = f"{T} + {before}" if before else T
                 em(f"{self.pyname[i]}[{end}:] = {init}")
 
+    def carry_steps(self, name: str) -> int:
+        """How many steps of state ``name`` outputs['final'] and state0 hold (STATES 'steps'):
+        as many as the spec reads back in its recurrence's direction (h[t-3]: 3), so that a
+        sequence split anywhere and run in pieces, each from the previous piece's final states,
+        gives exactly the unsplit result.  1 for one step (a (B, size) array, no step axis), and
+        for a state read both back and ahead (its initial value fills both sides)."""
+        i = self.g.values[name]
+        before, after = self.s.padding.get(i, (0, 0))
+        if before and after:
+            return 1
+        return max(before if self.s.direction.get(i, 1) > 0 else after, 1)
+
     def final_index(self, name: str) -> str:
         """Where the state after the last step of its recurrence is: step T, or step 1 for a
-        recurrence that runs backward in time."""
+        recurrence that runs backward in time; with ``carry_steps`` d > 1, the d steps up to it
+        (T-d+1..T, or 1..d), in time order."""
         i = self.g.values[name]
         start = self.pad(i)
+        D = self.carry_steps(name)
         if self.s.direction.get(i, 1) < 0:
-            return str(start)
+            return str(start) if D == 1 else f"{start or ''}:{start + D}"
         last = "last" + self.sfx(self.axis_of(i))  # each sequence's own last step
         batch = self.batch_sym(self.axis_of(i))
+        if D > 1:
+            return f"{last} + np.arange({start - D + 1}, {start + 1})[:, None], {batch}"
         return f"{last}, {batch}" if start == 0 else f"{last} + {start}, {batch}"
+
+    def state_layout(self, text: str, name: str) -> str:
+        """A state's final (or initial) steps in the users' layout: (d, B, n) for d > 1 carried
+        steps, and one per step s for a state over a nested axis ((d,) T_s, B, n)."""
+        i = self.g.values[name]
+        D = self.carry_steps(name)
+        axis = self.axis_of(i)
+        if D > 1 and axis in self.m.nested:
+            return f"{wrap(text, ATOM)}.reshape({D}, {self.tsym(self.m.nested[axis])}, B, -1)"
+        return self.unflat(text, axis, steps=False)
 
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
@@ -569,9 +685,9 @@ class _Codegen:
             for n, i in named:
                 em(f"{n!r}: {self.unflat(self.val(i, 0, 'all'), self.axis_of(i))},")
             if self.m.states:
-                finals = ", ".join(f"{n!r}: " + self.unflat(
-                    f"{self.pyname[self.g.values[n]]}[{self.final_index(n)}]",
-                    self.axis_of(self.g.values[n]), steps=False) for n in self.m.states)
+                finals = ", ".join(f"{n!r}: " + self.state_layout(
+                    f"{self.pyname[self.g.values[n]]}[{self.final_index(n)}]", n)
+                    for n in self.m.states)
                 em(f"'final': {{{finals}}},")
             attention = [(op.label.rsplit("_weights", 1)[0],
                           self.unflat(self.val(i, 0, "all"), op.attrs["key_axis"], steps=False)
@@ -593,7 +709,7 @@ class _Codegen:
                     self.forward_op(em, i, "all", last)
                 total = " + ".join(self.pyname[i] for i in self.g.losses)
                 em(f"outputs['loss'] = {total}")
-        em("cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],")
+        em("cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],")
         em(f"         'has_loss': 'loss' in outputs" +
            (f", 'mode': {self.variant!r}}}" if self.variant else "}"))
         for name in cache_names:
@@ -603,7 +719,7 @@ class _Codegen:
                 em(f"if targets is not None:")
                 with em.indent():
                     em(f"cache[{name!r}] = {name}")
-            elif name.startswith("w_"):
+            elif name in self.weight_var.values():
                 em(f"if targets is not None:")
                 with em.indent():
                     em(f"cache[{name!r}] = {name}")
@@ -806,7 +922,7 @@ class _Codegen:
                     self.pull(body, i)
         self.results(body)
         text = "\n".join(body.lines)
-        used = set(re.findall(r"\b[A-Za-z_][A-Za-z_0-9]*\b", text))
+        used = set(re.findall(rf"{MARK}\d+_\d+{MARK}|\b[A-Za-z_][A-Za-z_0-9]*\b", text))
         self.backward_reads = used
         em = Emitter()
         em(f"def {self.fname('backward')}(params, cache, d_outputs=None):")
@@ -822,15 +938,15 @@ class _Codegen:
             em(self.dims_line())
             self.mask_lines(em, text)
             for d in sorted(self.dims_used):
-                if f"n_{d}" in used:
-                    em(f"n_{d} = dims[{d!r}]")
+                if self.dimvar(d) in used:
+                    em(f"{self.dimvar(d)} = dims[{d!r}]")
             for i in self.leaf_ids("param"):
                 if self.pyname[i] in used:
                     em(f"{self.pyname[i]} = params[{self.ops[i].name!r}]")
             for name in self.cache_names():
                 if name in used:
                     em(f"{name} = cache[{name!r}]" if name not in self.target_names() and
-                       not name.startswith("w_") else f"{name} = cache.get({name!r})")
+                       name not in self.weight_var.values() else f"{name} = cache.get({name!r})")
         em.lines.extend(body.lines)
         return em.lines
 
@@ -964,6 +1080,8 @@ class _Codegen:
             if st.init != "value" or self.g.values[st.init_name] != i or s not in self.bufname:
                 continue
             total = self.initial_grad(s)
+            if total and self.ops[i].ty.tk == PARAM:  # one value for all sequences: summed
+                total = f"{wrap(total, ATOM)}.sum(axis=0)"
             if total:
                 terms.append(Term(total, f"not cache['state0_given'][{name!r}]"))
         return terms
@@ -1166,11 +1284,18 @@ class _Codegen:
         for name, st in self.m.states.items():
             i = self.g.values[name]
             size = self.dim(st.size)
+            D = self.carry_steps(name)
             total = self.initial_grad(i) if self.grad.get(i) is not None else None
+            if total and D > 1:  # one gradient per initial step, in time order (like state0)
+                before, _ = self.s.padding[i]
+                gn = self.bufname[i]
+                total = f"{gn}[:{before}]" if before else f"{gn}[{self.tsym(self.axis_of(i))}:]"
             if total:
                 em(f"d_state0[{name!r}] = {total}")
             else:
-                em(f"d_state0[{name!r}] = np.zeros(({self.bsym(self.axis_of(i))}, {size}), dtype)")
+                lead = f"{D}, " if D > 1 else ""
+                em(f"d_state0[{name!r}] = np.zeros(({lead}{self.bsym(self.axis_of(i))}, {size}), "
+                   f"dtype)")
         leaf_grads = {}
         for i in self.leaf_ids("param") + self.leaf_ids("input"):
             g = self.grad.get(i)
@@ -1188,7 +1313,9 @@ class _Codegen:
                 src = self.g.leaves[st.init_name]
                 gn = self.gname(src) if src not in self.bufname else self.bufname[src]
                 em(f"{gn} = {leaf_grads[src]}")
-                red = ".sum(axis=0)" if st.init == "param" else ""
+                steps = self.carry_steps(name) > 1  # summed over the initial steps it fills
+                red = (".sum(axis=(0, 1))" if steps else ".sum(axis=0)") if st.init == "param" \
+                    else (".sum(axis=0)" if steps else "")
                 em(f"if not cache['state0_given'][{name!r}]:")
                 with em.indent():
                     em(f"{gn} = {gn} + d_state0[{name!r}]{red}")
@@ -1196,8 +1323,7 @@ class _Codegen:
         for name in self.m.states:  # in the users' layout: one initial state per step s
             i = self.g.values[name]
             if self.axis_of(i) in self.m.nested:
-                em(f"d_state0[{name!r}] = " + self.unflat(f"d_state0[{name!r}]", self.axis_of(i),
-                                                          steps=False))
+                em(f"d_state0[{name!r}] = " + self.state_layout(f"d_state0[{name!r}]", name))
         for i in self.leaf_ids("input"):
             leaf_grads[i] = self.unflat(leaf_grads[i], self.axis_of(i))
         em("return {")
@@ -1222,31 +1348,12 @@ class _Codegen:
             fwd += ["", ""] + v.forward()
             self.helpers |= v.helpers
         m = self.m
-        src = _docstring_text(m.source)
         em = Emitter()
-        em(f"# generated from {self.filename} by rnnspec {__version__} -- do not edit; "
-           f"edit the spec and recompile")
-        em(f'"""Forward pass and exact BPTT gradients for {self.filename}.')
-        em("")
-        em("The spec:")
-        em("")
-        for line in src.rstrip().splitlines():
-            em(f"    {line}" if line.strip() else "")
-        for name, text in m.spec.imports:  # the files it imports (paths relative to the spec)
-            em("")
-            em(f"Imported {name}:")
-            em("")
-            for line in _docstring_text(text).rstrip().splitlines():
-                em(f"    {line}" if line.strip() else "")
-        if checkpoint:
-            em("")
-            em(f"Checkpointed (checkpoint={checkpoint}): forward keeps only the states at the start "
-               f"of every")
-            em(f"segment of {checkpoint} steps, and backward recomputes one segment at a time from "
-               f"them, so the")
-            em("cache holds O(T/k + k) steps of activations instead of O(T); the gradients are the")
-            em("full cache's.")
-        em('"""')
+        em(comment(f"generated from {self.filename} by rnnspec {__version__} -- do not edit; "
+                   f"edit the spec and recompile"))
+        doc = self.docstring(checkpoint)
+        em('"""' + "\n".join(escape(line) for line in doc.split("\n")))
+        em('"""')  # the docstring is doc + "\n", checked at the end
         em("import numpy as np")
         em("")
         em(f"DIMS = {dict(m.dims)!r}")
@@ -1283,13 +1390,15 @@ class _Codegen:
                 nested = (f", 'axis': {axis!r}, 'within': {m.nested[axis]!r}"
                           if axis in m.nested else "")
                 em(f"{name!r}: {{'size': {st.size.text()!r}, 'init': {st.init!r}, 'from': "
-                   f"{st.init_name!r}{nested}}},")
+                   f"{st.init_name!r}, 'steps': {self.carry_steps(name)}{nested}}},")
         em("}")
         em("OUTPUTS = {")
         with em.indent():
             for name, v in m.values.items():
-                em(f"{name!r}: {{'size': {v.size.text()!r}, 'kind': "
-                   f"{'sequence' if v.seq else 'static'!r}{self.axis_meta(v)}}},")
+                kind = "sequence" if v.seq else "static" if self.ops[
+                    self.g.values[name]].ty.tk != PARAM else "shared"  # shared: no batch axis
+                em(f"{name!r}: {{'size': {v.size.text()!r}, 'kind': {kind!r}"
+                   f"{self.axis_meta(v)}}},")
         em("}")
         em(f"MIN_T = {self.min_T()}")
         if checkpoint:
@@ -1321,6 +1430,27 @@ class _Codegen:
         text = "\n".join(em.lines)
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
+
+    def docstring(self, checkpoint: Optional[int]) -> str:
+        """The module docstring's text (unescaped): the file name, the spec and the files it
+        imports, listed as they are."""
+        lines = [f"Forward pass and exact BPTT gradients for {self.filename}.", "", "The spec:", ""]
+        listed = [("", self.m.source)] + [(f"Imported {name}:", text)
+                                          for name, text in self.m.spec.imports]
+        for title, text in listed:
+            if title:
+                lines += ["", title, ""]
+            for line in text.rstrip().split("\n"):
+                line = line.rstrip("\r")
+                lines.append(f"    {line}" if line.strip() else "")
+        if checkpoint:
+            lines += ["", f"Checkpointed (checkpoint={checkpoint}): forward keeps only the states "
+                      f"at the start of every",
+                      f"segment of {checkpoint} steps, and backward recomputes one segment at a "
+                      f"time from them, so the",
+                      "cache holds O(T/k + k) steps of activations instead of O(T); the gradients "
+                      "are the", "full cache's."]
+        return "\n".join(lines)
 
     def feedback_api(self) -> List[str]:
         """forward(mode=...), backward and generate() for a spec with feedback(teacher, free)."""
@@ -1385,8 +1515,9 @@ def backward(params, cache, d_outputs=None):
 def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=None, batch=None):
     """Generate sequences from the model itself (004 1.2.1): at every step the class chosen from
     the previous output -- the most likely one (greedy) or one drawn at random -- is fed back.
-    The first step reads the initial value of the fed-back state (a seed, e.g. a one-hot start
-    token in state0).  Returns (tokens (T, B) ints, lengths (B,), outputs); with `end`, a
+    The first step feeds what teacher forcing feeds there, the declared start class
+    (`target y[t]: class(K) = k`), unless state0 gives the fed-back state: then the class is
+    chosen from it (a seed, e.g. a one-hot start token).  Returns (tokens (T, B) ints, lengths (B,), outputs); with `end`, a
     sequence stops at its first end token (its length counts it; later tokens repeat it).
     batch: how many sequences, when no input or initial state says it."""
     if FEEDBACK["from"] is None:
@@ -1452,6 +1583,15 @@ def _solve_dims(entries, dims):
                         changed = True
 
 
+def _time_major(a, expected, dims):
+    """A note for an array whose first two axes look swapped: sequences are time-major."""
+    if len(expected) >= 2 and expected[1] == "B" and a.ndim >= 2 and \
+            a.shape[1] == dims.get(expected[0]) != a.shape[0]:
+        return (f"; arrays are time-major, ({expected[0]}, B, ...): transpose batch-major "
+                f"(B, {expected[0]}, ...) ones, e.g. np.swapaxes(x, 0, 1)")
+    return ""
+
+
 def _shape_text(expected, dims):
     names = "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")"
     try:
@@ -1515,7 +1655,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for n in state0:
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
-        lead = _lead(STATES[n], steps=False)
+        lead = _state_lead(STATES[n])
         entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
     main = next(iter(AXES))
     seen = (tuple((label, a.shape) for label, a, _ in entries),
@@ -1548,7 +1688,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
             if tuple(a.shape) != tuple(_size(e, dims) if all(
                     d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
                 raise ValueError(f"{label} has shape {a.shape}, "
-                                 f"expected {_shape_text(shape, dims)}")
+                                 f"expected {_shape_text(shape, dims)}"
+                                 f"{_time_major(a, shape, dims)}")
         for name, value in DIMS.items():
             dims.setdefault(name, value)
         for axis, key in AXES.items():
@@ -1586,10 +1727,20 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                 raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
                                  f"only for steps {NESTED[axis]} past their sequence's end), got "
                                  f"{n.min()}..{n.max()}")
-            n = np.maximum(n, 1).reshape(-1)  # those padding steps run one step w, unread
         elif n.size and (n.min() < 1 or n.max() > dims[key]):
             raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
                              f"{n.min()}..{n.max()}")
+        else:
+            real = np.ones(n.shape, bool)
+        short = np.argwhere(real & (n < MIN_T[key]))  # as refused for T alone: no step dropped
+        if len(short):
+            row = tuple(int(k) for k in short[0])
+            at = row[0] if len(row) == 1 else row
+            raise ValueError(f"{label}[{at}] = {n[row]}: this network needs at least "
+                             f"{MIN_T[key]} steps {axis} in every sequence, as {key} alone "
+                             f"does (it reads step {MIN_T[key]} or end - {MIN_T[key] - 1})")
+        if axis in NESTED:
+            n = np.maximum(n, 1).reshape(-1)  # padding steps s run one step w, unread
         dims.setdefault("B", n.shape[-1])
         dims["lengths" + key[1:]] = n.astype(np.int64)
         if axis not in NESTED:
@@ -1618,13 +1769,13 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         B = _batch(dims, info.get("axis"))
         if n in state0:
             if info.get("within"):
-                state0[n] = _flat_nested(state0[n], 1)
+                state0[n] = _flat_nested(state0[n], len(_state_lead(info)) - 1)
             continue
         size = _size(info["size"], dims)
         if info["init"] == "given":
             raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
                              f"given, shape "
-                             f"{_shape_text(_lead(info, steps=False) + (info['size'],), dims)}")
+                             f"{_shape_text(_state_lead(info) + (info['size'],), dims)}")
         if info["init"] == "value":  # computed by the network in forward
             continue
         if info["init"] == "param":
@@ -1633,7 +1784,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
             state0[n] = conv_inputs[info["from"]]
         else:
             state0[n] = np.zeros((B, size), dtype)
-    state0["given"] = given
+    state0["(given)"] = given  # (a key no state name can be)
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
@@ -1641,12 +1792,22 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
 
 def _lead(info, steps=True):
     """The leading axes of an array: (T, B) for a sequence, (T_w, T_s, B) for one over steps w
-    inside every step s, (B,) for one vector per sequence (per step s without ``steps``)."""
+    inside every step s, (B,) for one vector per sequence (per step s without ``steps``), () for
+    a value computed from parameters only (kind 'shared')."""
+    if info.get("kind") == "shared":  # computed from parameters only: one for all sequences
+        return ()
     within = info.get("within")
     lead = (AXES[info["axis"]],) if steps and info.get("kind", "sequence") == "sequence" else ()
     if within:
         return lead + (AXES[within], "B")
     return lead + ("B",)
+
+
+def _state_lead(info):
+    """The leading axes of a state's initial or final value: (B,) (or (T_s, B) over steps w
+    inside every step s), after (d,) when it carries d > 1 steps (STATES[n]['steps'])."""
+    d = info.get("steps", 1)
+    return ((str(d),) if d > 1 else ()) + _lead(info, steps=False)
 
 
 def _flat_nested(a, k):
@@ -1711,12 +1872,13 @@ def _upstream(d_outputs, cache):
                 if s not in STATES:
                     raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
                 gs = np.asarray(gs, dtype=dims["dtype"])
-                lead = _lead(STATES[s], steps=False)
-                shape = tuple(dims[k] for k in lead) + (_size(STATES[s]["size"], dims),)
+                lead = _state_lead(STATES[s])
+                shape = tuple(_size(k, dims) for k in lead) + (_size(STATES[s]["size"], dims),)
                 if gs.shape != shape:
                     raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
                                      f"expected {_shape_text(lead + (STATES[s]['size'],), dims)}")
-                up["final"][s] = _flat_nested(gs, 1) if STATES[s].get("within") else gs
+                up["final"][s] = _flat_nested(gs, len(lead) - 1) if STATES[s].get("within") \
+                    else gs
         elif n in OUTPUTS:
             info = OUTPUTS[n]
             g = np.asarray(g, dtype=dims["dtype"])
@@ -1749,6 +1911,19 @@ def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
 
 def init_params(dims=None, seed=0, dtype=np.float64):
     """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    for name in dims or {}:
+        if name not in DIMS:
+            def edits(a, b):  # the edit distance, for "did you mean"
+                row = list(range(len(b) + 1))
+                for i, ca in enumerate(a, 1):
+                    prev, row[0] = row[0], i
+                    for j, cb in enumerate(b, 1):
+                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+                return row[-1]
+            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
+                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
+            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
+                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
     dims = {**DIMS, **(dims or {})}
     rng = np.random.default_rng(seed)
     params = {}
@@ -1790,13 +1965,13 @@ def _validate_segment(params, inputs, targets, state0, T, lengths, segment):
         dims["lengths"] = np.asarray(lengths, dtype=np.int64)
         dims["last"] = dims["lengths"] - 1
     if segment is not None:
-        dims["_mean_steps"] = np.asarray(segment["steps"], dtype=dims["dtype"])
+        dims["(mean steps)"] = np.asarray(segment["steps"], dtype=dims["dtype"])
     return params, inputs, targets, state0, dims
 
 
 def _segment_loss_weights(dims, axis=None, steps=None, mean=False):
     """_loss_weights of one segment: a mean divides by the steps of the whole run."""
-    count = dims.get("_mean_steps")
+    count = dims.get("(mean steps)")
     if not mean or count is None:
         return _loss_weights(dims, axis, steps, mean)
     w = _loss_weights(dims, axis, steps)

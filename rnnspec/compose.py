@@ -21,6 +21,7 @@ them show that file.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -31,6 +32,56 @@ from .errors import Reporter, SpecError
 
 MAX_DEPTH = 10  # blocks using blocks, at most this deep
 MAX_IMPORT_DEPTH = 10  # files importing files, at most this deep
+MAX_SPEC_BYTES = 16 * 1024 * 1024  # a spec file (or an imported one) is at most this large
+SPEC_SUFFIX = ".rnn"  # imports read only files with this suffix (also after symlinks)
+
+
+class SpecFileError(Exception):
+    """A spec file that cannot be read: ``message``; ``kind`` is 'missing', 'not a file' (a
+    directory, a FIFO, a device), 'encoding' or 'other' (for the caller's hint)."""
+
+    def __init__(self, message: str, kind: str = "other"):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_spec_file(path, name: str) -> str:
+    """The UTF-8 text of the spec file ``path`` (``name``: how messages show it).  Regular files
+    only: a directory, a FIFO or a device (``/dev/urandom``) is refused at once, without
+    reading or blocking; at most :data:`MAX_SPEC_BYTES`.  :class:`SpecFileError` otherwise."""
+    def refuse_kind(mode):
+        if stat.S_ISDIR(mode):
+            raise SpecFileError(f"{name} is a directory, not a {SPEC_SUFFIX} file", "not a file")
+        if not stat.S_ISREG(mode):
+            kind = next((k for test, k in _KINDS if test(mode)), "not a regular file")
+            raise SpecFileError(f"{name} is {kind}: specs are read from regular files only",
+                                "not a file")
+    try:
+        refuse_kind(os.stat(path).st_mode)  # before opening: opening a device may act
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) |
+                     getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            refuse_kind(st.st_mode)  # (the file may have changed since)
+            data = f.read(MAX_SPEC_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecFileError(f"no such file: {name}", "missing") from None
+    except ValueError:  # a NUL in the path
+        raise SpecFileError(f"{name}: a file name cannot contain a NUL character") from None
+    except OSError as exc:
+        raise SpecFileError(f"cannot read {name}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecFileError(f"{name} is larger than {MAX_SPEC_BYTES // 2 ** 20} MB: too large "
+                            f"for a spec")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecFileError(f"{name} is not UTF-8 text ({exc.reason})", "encoding") from None
 
 
 @dataclass(eq=False)
@@ -206,20 +257,21 @@ class _Imports:
             return self.files[resolved]
         where = "relative to the directory of " + ("the importing file" if chain else
                                                    "this file (or the current directory)")
+        if not word.text.lower().endswith(SPEC_SUFFIX) or \
+                not str(resolved).lower().endswith(SPEC_SUFFIX):
+            # refused unread: the lines of a file that is not a spec are never quoted
+            links = "" if word.text.lower().endswith(SPEC_SUFFIX) else None
+            rep.error(word, f"{name} is not a {SPEC_SUFFIX} file" if links is None else
+                      f"{name} is a link to {resolved}, which is not a {SPEC_SUFFIX} file",
+                      f"an import names a spec file ending in {SPEC_SUFFIX} (a path {where}, "
+                      f"or absolute)")
+            return None
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            rep.error(word, f"no such file: {name}", f"import paths are {where}")
-            return None
-        except IsADirectoryError:
-            rep.error(word, f"{name} is a directory, not a .rnn file", f"import paths are {where}")
-            return None
-        except UnicodeDecodeError as exc:
-            rep.error(word, f"{name} is not UTF-8 text ({exc.reason})", "save the spec as UTF-8")
-            return None
-        except OSError as exc:
-            rep.error(word, f"cannot read {name}: {exc.strerror}", "check the path and "
-                      "permissions")
+            text = read_spec_file(path, name)
+        except SpecFileError as exc:
+            rep.error(word, exc.message, {"encoding": "save the spec as UTF-8",
+                                          "other": "check the path and permissions"}.get(
+                exc.kind, f"import paths are {where}"))
             return None
         try:
             spec = parse(text, name)

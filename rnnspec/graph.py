@@ -212,7 +212,15 @@ class _Lowering:
                 free = self.expr(e.args[1])
                 if self.mode == "free":
                     return free
-                return self.new("choose", [free], ty, f"{self.owner}_chosen"), 0
+                # generation feeds what teacher forcing feeds at the first steps, the start
+                # class of onehot(y[t-d]), unless state0 seeds the fed-back state
+                teach, src = e.args[0], e.args[1]
+                start = None
+                if isinstance(teach, ast.Call) and teach.func == "onehot" and \
+                        isinstance(src, ast.Ref) and src.name in m.states:
+                    r = teach.args[0]
+                    start = (m.targets[r.name].decl.start or 0, -r.index.offset, src.name)
+                return self.new("choose", [free], ty, f"{self.owner}_chosen", start=start), 0
             if e.func == "onehot":
                 r = e.args[0]
                 tgt = m.targets[r.name]

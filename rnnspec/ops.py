@@ -237,7 +237,7 @@ register("onehot",
          lambda i, g, out, args, **_: None,
          helpers=("_onehot",))
 register("choose",
-         lambda p, **_: f"_choose({p}, rng, greedy)",
+         lambda p, start=None, **_: f"_choose({p}, rng, greedy{', ' + start if start else ''})",
          lambda i, g, out, args, **_: None,
          helpers=("_choose",))
 
@@ -273,15 +273,19 @@ def _onehot(y, k, delay, start, dtype):
     return np.eye(k, dtype=dtype)[y]
 ''',
     "_choose": '''
-def _choose(p, rng, greedy):
+def _choose(p, rng, greedy, start=None, steps=None):
     """A class per row of the distributions p (B, k), as one-hot vectors: the most likely one
-    (greedy) or one drawn at random."""
+    (greedy) or one drawn at random.  start: the class fed instead (a declared start class, at
+    the steps before the first chosen one): in every row, or with ``steps`` in the first
+    ``steps`` steps of p (T, B, k)."""
     if greedy:
         chosen = p.argmax(axis=-1)
     else:
         cum = np.cumsum(p, axis=-1)
         chosen = (rng.random(p.shape[:-1] + (1,)) * cum[..., -1:] > cum).sum(axis=-1)
         chosen = np.minimum(chosen, p.shape[-1] - 1)
+    if start is not None:
+        chosen[:steps] = start
     return np.eye(p.shape[-1], dtype=p.dtype)[chosen]
 ''',
     "_context": '''

@@ -27,6 +27,12 @@ def _slice(mod, arrays, kinds, b, n):
     return out
 
 
+def _state_row(mod, name, a, b):
+    """Sequence b of a state's initial or final value, (1, n) (or (d, 1, n) for a state that
+    carries its last d > 1 steps)."""
+    return a[:, b:b + 1] if mod.STATES[name].get("steps", 1) > 1 else a[b:b + 1]
+
+
 @pytest.mark.parametrize("path", SEQ_SPECS, ids=lambda p: p.stem)
 def test_padded_batch_equals_sequences_one_by_one(path):
     mod = rnnspec.compile_file(path)
@@ -42,10 +48,10 @@ def test_padded_batch_equals_sequences_one_by_one(path):
         n = {axis: int(lens[b]) for axis, lens in lengths.items()}
         xs = _slice(mod, inputs, mod.INPUTS, b, n)
         ys = _slice(mod, targets, mod.TARGETS, b, n) if targets else None
-        s0 = {k: v[b:b + 1] for k, v in state0.items()}
+        s0 = {k: _state_row(mod, k, v, b) for k, v in state0.items()}
         o1, c1 = mod.forward(params, xs, ys, s0, T=n)
         u1 = _slice(mod, up, mod.OUTPUTS, b, n)
-        u1["final"] = {k: v[b:b + 1] for k, v in final_up.items()}
+        u1["final"] = {k: _state_row(mod, k, v, b) for k, v in final_up.items()}
         g1 = mod.backward(params, c1, u1)
         for name, info in mod.OUTPUTS.items():
             if info["kind"] == "sequence":
@@ -54,8 +60,8 @@ def test_padded_batch_equals_sequences_one_by_one(path):
                 got, want = out[name][b], o1[name][0]
             np.testing.assert_allclose(got, want, atol=1e-12, err_msg=name)
         for s in mod.STATES:
-            np.testing.assert_allclose(out["final"][s][b], o1["final"][s][0], atol=1e-12,
-                                       err_msg=f"final {s}")
+            np.testing.assert_allclose(_state_row(mod, s, out["final"][s], b),
+                                       o1["final"][s], atol=1e-12, err_msg=f"final {s}")
         if targets:
             total_loss += o1["loss"]
         for k in summed:
@@ -69,7 +75,8 @@ def test_padded_batch_equals_sequences_one_by_one(path):
             else:
                 np.testing.assert_allclose(g[b], g1["inputs"][name][0], atol=1e-11)
         for s in state0:
-            np.testing.assert_allclose(grads["state0"][s][b], g1["state0"][s][0], atol=1e-11)
+            np.testing.assert_allclose(_state_row(mod, s, grads["state0"][s], b),
+                                       g1["state0"][s], atol=1e-11)
     if targets:
         assert abs(out["loss"] - total_loss) < 1e-10
     for k in summed:

@@ -50,7 +50,7 @@ TARGETS = {
     'y': {'size': 'out', 'kind': 'sequence', 'type': 'class', 'axis': 't'},
 }
 STATES = {
-    'h': {'size': 'hidden', 'init': 'zeros', 'from': None},
+    'h': {'size': 'hidden', 'init': 'zeros', 'from': None, 'steps': 3},
 }
 OUTPUTS = {
     'h': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
@@ -149,6 +149,15 @@ def _solve_dims(entries, dims):
                         changed = True
 
 
+def _time_major(a, expected, dims):
+    """A note for an array whose first two axes look swapped: sequences are time-major."""
+    if len(expected) >= 2 and expected[1] == "B" and a.ndim >= 2 and \
+            a.shape[1] == dims.get(expected[0]) != a.shape[0]:
+        return (f"; arrays are time-major, ({expected[0]}, B, ...): transpose batch-major "
+                f"(B, {expected[0]}, ...) ones, e.g. np.swapaxes(x, 0, 1)")
+    return ""
+
+
 def _shape_text(expected, dims):
     names = "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")"
     try:
@@ -212,7 +221,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for n in state0:
         a = np.asarray(state0[n], dtype=dtype)
         state0[n] = a
-        lead = _lead(STATES[n], steps=False)
+        lead = _state_lead(STATES[n])
         entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
     main = next(iter(AXES))
     seen = (tuple((label, a.shape) for label, a, _ in entries),
@@ -245,7 +254,8 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
             if tuple(a.shape) != tuple(_size(e, dims) if all(
                     d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
                 raise ValueError(f"{label} has shape {a.shape}, "
-                                 f"expected {_shape_text(shape, dims)}")
+                                 f"expected {_shape_text(shape, dims)}"
+                                 f"{_time_major(a, shape, dims)}")
         for name, value in DIMS.items():
             dims.setdefault(name, value)
         for axis, key in AXES.items():
@@ -283,10 +293,20 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
                 raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
                                  f"only for steps {NESTED[axis]} past their sequence's end), got "
                                  f"{n.min()}..{n.max()}")
-            n = np.maximum(n, 1).reshape(-1)  # those padding steps run one step w, unread
         elif n.size and (n.min() < 1 or n.max() > dims[key]):
             raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
                              f"{n.min()}..{n.max()}")
+        else:
+            real = np.ones(n.shape, bool)
+        short = np.argwhere(real & (n < MIN_T[key]))  # as refused for T alone: no step dropped
+        if len(short):
+            row = tuple(int(k) for k in short[0])
+            at = row[0] if len(row) == 1 else row
+            raise ValueError(f"{label}[{at}] = {n[row]}: this network needs at least "
+                             f"{MIN_T[key]} steps {axis} in every sequence, as {key} alone "
+                             f"does (it reads step {MIN_T[key]} or end - {MIN_T[key] - 1})")
+        if axis in NESTED:
+            n = np.maximum(n, 1).reshape(-1)  # padding steps s run one step w, unread
         dims.setdefault("B", n.shape[-1])
         dims["lengths" + key[1:]] = n.astype(np.int64)
         if axis not in NESTED:
@@ -315,13 +335,13 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         B = _batch(dims, info.get("axis"))
         if n in state0:
             if info.get("within"):
-                state0[n] = _flat_nested(state0[n], 1)
+                state0[n] = _flat_nested(state0[n], len(_state_lead(info)) - 1)
             continue
         size = _size(info["size"], dims)
         if info["init"] == "given":
             raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
                              f"given, shape "
-                             f"{_shape_text(_lead(info, steps=False) + (info['size'],), dims)}")
+                             f"{_shape_text(_state_lead(info) + (info['size'],), dims)}")
         if info["init"] == "value":  # computed by the network in forward
             continue
         if info["init"] == "param":
@@ -330,7 +350,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
             state0[n] = conv_inputs[info["from"]]
         else:
             state0[n] = np.zeros((B, size), dtype)
-    state0["given"] = given
+    state0["(given)"] = given  # (a key no state name can be)
     dims["dtype"] = dtype
     params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, conv_inputs, conv_targets, state0, dims
@@ -338,12 +358,22 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
 
 def _lead(info, steps=True):
     """The leading axes of an array: (T, B) for a sequence, (T_w, T_s, B) for one over steps w
-    inside every step s, (B,) for one vector per sequence (per step s without ``steps``)."""
+    inside every step s, (B,) for one vector per sequence (per step s without ``steps``), () for
+    a value computed from parameters only (kind 'shared')."""
+    if info.get("kind") == "shared":  # computed from parameters only: one for all sequences
+        return ()
     within = info.get("within")
     lead = (AXES[info["axis"]],) if steps and info.get("kind", "sequence") == "sequence" else ()
     if within:
         return lead + (AXES[within], "B")
     return lead + ("B",)
+
+
+def _state_lead(info):
+    """The leading axes of a state's initial or final value: (B,) (or (T_s, B) over steps w
+    inside every step s), after (d,) when it carries d > 1 steps (STATES[n]['steps'])."""
+    d = info.get("steps", 1)
+    return ((str(d),) if d > 1 else ()) + _lead(info, steps=False)
 
 
 def _flat_nested(a, k):
@@ -408,12 +438,13 @@ def _upstream(d_outputs, cache):
                 if s not in STATES:
                     raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
                 gs = np.asarray(gs, dtype=dims["dtype"])
-                lead = _lead(STATES[s], steps=False)
-                shape = tuple(dims[k] for k in lead) + (_size(STATES[s]["size"], dims),)
+                lead = _state_lead(STATES[s])
+                shape = tuple(_size(k, dims) for k in lead) + (_size(STATES[s]["size"], dims),)
                 if gs.shape != shape:
                     raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
                                      f"expected {_shape_text(lead + (STATES[s]['size'],), dims)}")
-                up["final"][s] = _flat_nested(gs, 1) if STATES[s].get("within") else gs
+                up["final"][s] = _flat_nested(gs, len(lead) - 1) if STATES[s].get("within") \
+                    else gs
         elif n in OUTPUTS:
             info = OUTPUTS[n]
             g = np.asarray(g, dtype=dims["dtype"])
@@ -443,7 +474,8 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     T is needed only when no sequence is given; lengths (B,) gives each sequence's own
     length in a padded batch (with several time axes, both are dicts keyed by axis).
     outputs holds every named value, outputs['final'] the states after the last step,
-    and 'loss' when targets are given.
+    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
+    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
     """
     params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
@@ -477,7 +509,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     outputs = {
         'h': h[3:],
         'o': o,
-        'final': {'h': h[last + 3, batch]},
+        'final': {'h': h[last + np.arange(1, 4)[:, None], batch]},
     }
     if targets is not None:
         y = targets['y']
@@ -485,7 +517,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         w_loss_o = _loss_weights(dims)
         loss_o = _cross_entropy(a_o, y, w_loss_o, o)
         outputs['loss'] = loss_o
-    cache = {'params': params, 'dims': dims, 'state0_given': state0['given'],
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
              'has_loss': 'loss' in outputs}
     cache['x'] = x
     if targets is not None:
@@ -513,7 +545,6 @@ def backward(params, cache, d_outputs=None):
     W_h_x = params['W_h_x']
     W_h_h1 = params['W_h_h1']
     W_h_h3 = params['W_h_h3']
-    b_h = params['b_h']
     W_o_h = params['W_o_h']
     b_o = params['b_o']
     x = cache['x']
@@ -536,7 +567,7 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up:
         d_h[3:] += up['h']
     if 'h' in up['final']:
-        d_h[last + 3, batch] += up['final']['h']
+        d_h[last + np.arange(1, 4)[:, None], batch] += up['final']['h']
     h_slope = 1 - h[3:] * h[3:]  # tanh' at every step
     d_h_sum_2 = np.empty((T, B, n_hidden), dtype)
     d_W_h_h3_h3 = np.empty((T, B, n_hidden), dtype)
@@ -561,7 +592,7 @@ def backward(params, cache, d_outputs=None):
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
-    d_state0['h'] = d_h[:3].sum(axis=0)
+    d_state0['h'] = d_h[:3]
     return {
         'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_b_h, 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_b_o if d_b_o is not None else np.zeros_like(b_o)},
         'inputs': {'x': d_x},
@@ -579,6 +610,19 @@ def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
 
 def init_params(dims=None, seed=0, dtype=np.float64):
     """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    for name in dims or {}:
+        if name not in DIMS:
+            def edits(a, b):  # the edit distance, for "did you mean"
+                row = list(range(len(b) + 1))
+                for i, ca in enumerate(a, 1):
+                    prev, row[0] = row[0], i
+                    for j, cb in enumerate(b, 1):
+                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+                return row[-1]
+            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
+                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
+            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
+                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
     dims = {**DIMS, **(dims or {})}
     rng = np.random.default_rng(seed)
     params = {}
