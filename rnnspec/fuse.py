@@ -7,9 +7,15 @@ reading ``x[t]``) are one product with the stacked weights, ``[W_1; ...; W_k] @ 
 each original product is a part.  Per step this is one matrix product instead of k; in the
 backward pass the gradient of ``v`` is one product too, and so is the gradient of the stacked
 weights (one product over all T*B rows, then split).  Reschedule the result.
+
+A fused product computed inside a loop whose parts are read partly inside and partly after the
+loop (which statement order can bring about, e.g. a bidirectional layer's input products) is
+not fused: its gradient is gathered from its parts in one place, so they must all be on one
+side of the loop.
 """
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 
 from .check import PARAM, Ty
@@ -19,7 +25,35 @@ from .sizes import Size
 
 
 def fuse_products(graph: Graph, sched: Schedule) -> Graph:
-    """Fuse same-vector products of parameter matrices within each stage (in place)."""
+    """Fuse same-vector products of parameter matrices within each stage (a rewritten copy of
+    ``graph`` is returned); groups whose parts the new schedule would split across a loop's
+    boundary are left unfused."""
+    from .schedule import schedule
+    banned = set()
+    while True:
+        trial = copy.copy(graph)  # fusion reassigns ops' fields and edits edges: copy those
+        trial.ops = {i: copy.copy(op) for i, op in graph.ops.items()}
+        trial.nx = graph.nx.copy()
+        fused = _fuse(trial, sched, banned)
+        new = schedule(trial)
+        split = {key for key, f in fused.items() if _split_by_loop(trial, new, f)}
+        if not split:
+            return trial
+        banned |= split
+
+
+def _split_by_loop(graph: Graph, sched: Schedule, f: int) -> bool:
+    """Are the parts of fused product ``f``, computed in a loop, read both in it and after it?"""
+    k = sched.stage_of[f]
+    if sched.stages[k].kind != "loop":
+        return False
+    inside = {sched.stage_of[c] == k for c in graph.nx.successors(f)}
+    return len(inside) > 1
+
+
+def _fuse(graph: Graph, sched: Schedule, banned) -> dict:
+    """Fuse the groups not in ``banned`` (in place); their keys -> the fused product's id."""
+    done = {}
     ops, g = graph.ops, graph.nx
     groups = defaultdict(list)
     for i, op in ops.items():
@@ -29,8 +63,9 @@ def fuse_products(graph: Graph, sched: Schedule) -> Graph:
         if ops[w].op != "param":
             continue
         groups[(sched.stage_of[i], v, d, ops[w].ty.cols)].append(i)
-    for (_, v, d, cols), members in sorted(groups.items(), key=lambda kv: kv[1][0]):
-        if len(members) < 2:
+    for key, members in sorted(groups.items(), key=lambda kv: kv[1][0]):
+        _, v, d, cols = key
+        if len(members) < 2 or key in banned:
             continue
         first = ops[members[0]]
         weights = [ops[m].args[0][0] for m in members]
@@ -56,7 +91,8 @@ def fuse_products(graph: Graph, sched: Schedule) -> Graph:
             ops[m].attrs = {"rows": rows, "index": j}
         g.add_edge(stacked, fused, delay=0, delays={0})
         g.add_edge(v, fused, delay=d, delays={d})
-    return graph
+        done[key] = fused
+    return done
 
 
 def _new(graph: Graph, op: str, args, ty: Ty, like: Op, label: str) -> int:
