@@ -264,6 +264,40 @@ def test_a_backward_in_time_state_carries_its_first_steps_to_the_piece_before():
     assert rnnspec.gradcheck(mod).ok
 
 
+NESTED = """
+dim v = 3
+dim n = 2
+input word[w in s]: v
+param W: (n, n)
+param U: (n, v)
+state h: n = zeros
+state g: n = zeros
+h[w] = tanh(W @ h[w-2] + U @ word[w])
+sv[s] = h[end]
+g[s] = tanh(W @ g[s-2] + sv[s])
+"""
+
+
+def test_nested_axes_carry_the_outer_states_and_keep_the_inner_ones_per_sentence():
+    """States over w are one per sentence ((d, T_s, B, n) for d carried steps) and are not
+    carried between pieces of a document; the states over s are."""
+    mod = rnnspec.compile_source(NESTED)
+    assert mod.STATES["h"]["steps"] == mod.STATES["g"]["steps"] == 2
+    params = mod.init_params(seed=0)
+    word = np.random.default_rng(0).normal(size=(4, 5, 2, 3))
+    out, _ = mod.forward(params, {"word": word})
+    assert out["final"]["h"].shape == (2, 5, 2, 2) and out["final"]["g"].shape == (2, 2, 2)
+    for k in range(1, 5):
+        a, _ = mod.forward(params, {"word": word[:, :k]})
+        b, _ = mod.forward(params, {"word": word[:, k:]}, state0={"g": a["final"]["g"]})
+        np.testing.assert_allclose(np.concatenate([a["g"], b["g"]]), out["g"], atol=1e-12)
+        np.testing.assert_allclose(b["final"]["g"], out["final"]["g"], atol=1e-12)
+    lengths = {"s": np.array([3, 2]), "w": np.array([[4, 2], [1, 3], [2, 0]])}
+    for kw in ({}, {"lengths": lengths}):
+        report = rnnspec.gradcheck(mod, T={"s": 3, "w": 4}, batch=2, **kw)
+        assert report.ok, report.table()
+
+
 # ---- 4. generate() and the start class -----------------------------------------------------------
 def test_generate_feeds_the_declared_start_class_like_teacher_mode():
     text = (SPECS / "generate.rnn").read_text().replace("class(vocab) = 0", "class(vocab) = 2")
