@@ -188,6 +188,9 @@ def check(spec: ast.Spec, dims: Optional[Dict[str, int]] = None, cli: bool = Fal
     return _Checker(spec, dims or {}, cli).run()
 
 
+MAX_SUGGESTIONS = 20  # undefined names given a did-you-mean (the rest only the plain hint)
+
+
 def _suggest(name: str, names) -> str:
     return _closest(name, tuple(names))
 
@@ -644,7 +647,10 @@ class _Checker:
             return None
         if name in self.states:  # a state with no equation (reported in check_states)
             return None
-        known = list(self.params) + list(self.inputs) + list(self.values) + list(self.consts)
+        # did-you-mean for the first few undefined names only: each costs a search of all names
+        self.undefined = getattr(self, "undefined", 0) + 1
+        known = list(self.params) + list(self.inputs) + list(self.values) + list(self.consts) \
+            if self.undefined <= MAX_SUGGESTIONS else []
         self.rep.error(r, f"undefined name '{name}'", _suggest(name, known)
                        or "declare it as an input, param, state, const or with an equation")
         return None

@@ -387,9 +387,12 @@ def _late_values(m: Model) -> set:
     for comp in nx.strongly_connected_components(g):
         if len(comp) > 1 or any(g.has_edge(n, n) for n in comp):
             rec |= comp
-    late = set(rec)
-    for n in rec:
-        late |= nx.descendants(g, n)
+    late, todo = set(rec), list(rec)  # one search from all of them: linear in the graph
+    while todo:
+        for n in g.successors(todo.pop()):
+            if n not in late:
+                late.add(n)
+                todo.append(n)
     return late
 
 

@@ -268,8 +268,9 @@ HELPERS: Dict[str, str] = {
     "_onehot": '''
 def _onehot(y, k, delay, start, dtype):
     """One-hot vectors (T, B, k) of the classes y[t - delay] (the start class before step 1)."""
-    if delay:
-        y = np.concatenate([np.full((delay,) + y.shape[1:], start, y.dtype), y[:len(y) - delay]])
+    if delay:  # (all start classes when the sequence is shorter than the delay)
+        y = np.concatenate([np.full((min(delay, len(y)),) + y.shape[1:], start, y.dtype),
+                            y[:max(len(y) - delay, 0)]])
     return np.eye(k, dtype=dtype)[y]
 ''',
     "_choose": '''
