@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Diagnostic:
     source_line: str = ""
     hint: str = ""
     severity: str = "error"  # or 'warning'
+    # a second place the error involves, shown after the hint: (line, column, source line,
+    # what is there), e.g. the bracket an unexpected end of file leaves open
+    related: Optional[tuple] = None
 
     def render(self) -> str:
         head = f"{self.filename}:{self.line}:{self.column}: {self.severity}: {self.message}"
@@ -34,6 +37,12 @@ class Diagnostic:
             parts.append("    " + " " * caret + "^")
         if self.hint:
             parts.append(f"  hint: {self.hint}")
+        if self.related:
+            line, column, text, what = self.related
+            parts.append(f"{self.filename}:{line}:{column}: note: {what}")
+            text, caret = _window(text, max(column - 1, 0))
+            parts.append("    " + "".join(ch if ch.isprintable() else " " for ch in text))
+            parts.append("    " + " " * caret + "^")
         return "\n".join(parts)
 
     __str__ = render
@@ -77,7 +86,7 @@ def make_diagnostic(message: str, source: str, filename: str, line: int, column:
 
 class SpecError(ValueError):
     """Every error a user can cause in a spec.  ``diagnostics`` lists all of them (at least one);
-    ``filename``, ``line``, ``column``, ``hint`` describe the first."""
+    ``filename``, ``line``, ``column``, ``hint`` (and ``related``) describe the first."""
 
     def __init__(self, diagnostics: Sequence[Diagnostic]):
         diagnostics = list(diagnostics)
@@ -89,6 +98,7 @@ class SpecError(ValueError):
         self.line = first.line
         self.column = first.column
         self.hint = first.hint
+        self.related = first.related  # (line, column, source line, what), or None
         self.message = first.message
         super().__init__("\n".join(d.render() for d in diagnostics))
 

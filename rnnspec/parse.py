@@ -6,17 +6,20 @@ position, the source line with a caret, and what was expected there.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
+import unicodedata
 from importlib import resources
 from pathlib import Path
+from typing import Optional
 
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
-from .errors import SpecError, make_diagnostic
+from .errors import SpecError, make_diagnostic, source_line
 
 KEYWORDS = {"dim", "input", "target", "param", "state", "const", "loss", "block", "class", "scalar",
             "at", "end", "sum", "mean", "import"}
@@ -304,6 +307,8 @@ def parse(text: str, filename: str = "<spec>") -> ast.Spec:
     """Parse spec text into a :class:`rnnspec.ast.Spec`; raise :class:`SpecError` on bad syntax."""
     if not isinstance(text, str):
         raise TypeError("parse() takes the spec text as a str")
+    if text.startswith("\ufeff"):  # a UTF-8 byte-order mark (editors write it): not text
+        text = text[1:]
     bad = _BAD_CHARACTER.search(text)
     if bad:
         line, column = _line_col(text, bad.start())
@@ -390,6 +395,10 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SpecError:
         ch = text[exc.pos_in_stream] if 0 <= exc.pos_in_stream < len(text) else "?"
         message = f"unexpected character {ch!r}"
         hint = f"expected {_describe_expected(expected)}" if expected else "remove it"
+        if not ch.isascii() and (unicodedata.normalize("NFKC", ch).isidentifier() or
+                                 ch.isalnum()):  # fullwidth letters, the 'ﬁ' ligature, 'é'
+            message = f"unexpected character {ch!r} (U+{ord(ch):04X}) in a name"
+            hint = "names are ASCII letters, digits and underscore (a-z, A-Z, 0-9, _)"
     elif isinstance(exc, UnexpectedToken):
         tok = exc.token
         stack = getattr(getattr(exc, "state", None), "value_stack", None) or [None]
@@ -411,5 +420,38 @@ def _syntax_error(exc: UnexpectedInput, text: str, filename: str) -> SpecError:
         hint = hint or f"expected {_describe_expected(expected)}"
     else:  # pragma: no cover - lark has no other UnexpectedInput kinds
         message, hint = "syntax error", ""
-    return SpecError([make_diagnostic(f"syntax error: {message}", text, filename, line, column,
-                                      hint)])
+    diag = make_diagnostic(f"syntax error: {message}", text, filename, line, column, hint)
+    at = len(text) if isinstance(exc, UnexpectedEOF) or message == "unexpected end of file" \
+        else getattr(exc, "pos_in_stream", None)
+    opener = _open_bracket(text, at if at is not None else len(text))
+    if opener is not None:
+        o_line, o_col = _line_col(text, opener)
+        if (o_line, o_col) != (line, column):
+            diag = dataclasses.replace(diag, related=(
+                o_line, o_col, source_line(text, o_line), f"'{text[opener]}' opened here"))
+    return SpecError([diag])
+
+
+CLOSING = {"(": ")", "[": "]", "{": "}"}
+
+
+def _open_bracket(text: str, end: int) -> Optional[int]:
+    """The offset of the innermost bracket still open at offset ``end`` (comments and quoted
+    import paths skipped), or None."""
+    stack, i = [], 0
+    while i < min(end, len(text)):
+        ch = text[i]
+        if ch == "#":
+            j = text.find("\n", i)
+            i = len(text) if j < 0 else j
+            continue
+        if ch == '"':
+            j = text.find('"', i + 1)
+            i = len(text) if j < 0 else j + 1
+            continue
+        if ch in CLOSING:
+            stack.append(i)
+        elif ch in CLOSING.values() and stack and CLOSING[text[stack[-1]]] == ch:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None

@@ -149,3 +149,76 @@ def test_many_undefined_names_search_for_suggestions_a_bounded_number_of_times(m
     assert len(undefined) == n  # every one is still reported, at its place
     assert undefined[0].hint == "did you mean 'value0'?"
     assert searched[0] <= check.MAX_SUGGESTIONS * (n + 1)
+
+
+SMALL = """\
+dim n = 2
+input x[t]: n
+target y[t]: n
+param W: (n, n)
+state h: n = zeros
+h[t] = tanh(W @ h[t-1] + x[t])
+loss = squared_error(h[t], y[t])
+"""
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    assert rnnspec.generate("\ufeff" + SMALL) == rnnspec.generate(SMALL)
+    # a spec file and a file it imports, both with the mark
+    specs = SPECS[0].parent
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "cells.rnn").write_bytes(b"\xef\xbb\xbf" +
+                                                 (specs / "lib" / "cells.rnn").read_bytes())
+    main = tmp_path / "stacked_lstm_lib.rnn"
+    main.write_bytes(b"\xef\xbb\xbf" + (specs / "stacked_lstm_lib.rnn").read_bytes())
+    assert rnnspec.compile_file(main).OUTPUTS == \
+        rnnspec.compile_file(specs / "stacked_lstm_lib.rnn").OUTPUTS
+
+
+def test_byte_order_mark_keeps_error_positions():
+    from conftest import assert_rendered, first_error
+    text = SMALL.replace("W @ h[t-1]", "W @ hh[t-1]")
+    plain, marked = first_error(text), first_error("\ufeff" + text)
+    assert (marked.line, marked.column, marked.message) == (plain.line, plain.column, plain.message)
+    assert_rendered(marked, text)
+
+
+@pytest.mark.parametrize("name", ["\uff58", "\ufb01", "caf\u00e9", "\u0394t"])
+def test_non_ascii_names_are_refused_with_a_reason(name):
+    from conftest import assert_rendered, first_error
+    text = SMALL.replace("param W:", f"param {name}:")
+    diag = first_error(text)
+    assert "in a name" in diag.message
+    assert diag.hint == "names are ASCII letters, digits and underscore (a-z, A-Z, 0-9, _)"
+    assert (diag.line, diag.column) == (4, 7 + next(i for i, c in enumerate(name) if not c.isascii()))
+    assert_rendered(diag, text)
+
+
+@pytest.mark.parametrize("text,opened,bracket", [
+    ("dim n = 2\ninput x[t]: n\nh[t] = tanh(x[t]\nloss = squared_error(h[t], x[t])\n",
+     (3, 12), "("),
+    ("dim n = 2\ninput x[t]: n\nh[t] = tanh(x[t]\n", (3, 12), "("),
+    ("dim n = 2\ninput x[t]: n\nblock f(a) -> b {\n  b[t] = tanh(a[t])\n\nh[t] = f(x[t])\n",
+     (3, 17), "{"),
+    ("dim n = 2\n# a comment with ( in it\ninput x[t]: n\nh[t] = concat(x[t], tanh(x[t])\n",
+     (4, 14), "("),
+])
+def test_unclosed_bracket_points_at_where_it_was_opened(text, opened, bracket):
+    from conftest import first_error
+    diag = first_error(text)
+    assert diag.related is not None
+    line, column, source, what = diag.related
+    assert (line, column) == opened
+    assert what == f"'{bracket}' opened here"
+    assert source == text.split("\n")[line - 1]
+    rendered = str(diag).split("\n")
+    assert rendered[-3] == f"bad.rnn:{line}:{column}: note: '{bracket}' opened here"
+    assert rendered[-2] == "    " + source
+    assert rendered[-1] == "    " + " " * (column - 1) + "^"
+    assert (diag.line, diag.column) != opened  # the error itself is still where it was found
+
+
+def test_closed_brackets_add_no_note():
+    from conftest import first_error
+    diag = first_error("dim n = 2\ninput x[t]: n\nh[t] = tanh(x[t]))\n")
+    assert diag.related is None
