@@ -370,6 +370,11 @@ def cmd_check(args) -> int:
     _say(f"{path}: ok ({len(m.values)} values, {len(m.states)} states, "
           f"{len(m.losses)} loss terms; dims " +
           ", ".join(f"{k}={v}" for k, v in d.items()) + ")")
+    from .schedule import state_directions
+    for name, direction, axis in state_directions(a.schedule):
+        _say(f"state {name}: runs {direction}" + (
+            f" in {axis} (from step 1 to the last)" if direction == "forward" else
+            f" in {axis} (from the last step to 1)" if axis else ""))
     head = ("parameter", "shape", "count", "initializer", "")
     widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
     fmt = "  ".join("{:<%d}" % w for w in widths)

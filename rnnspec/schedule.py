@@ -96,6 +96,11 @@ def schedule(graph: Graph) -> Schedule:
                 if "all" in g.edges[p, u]["delays"]:
                     pp = pos[members[p]]
                     hard[c] = max(hard[c], pp + 1 if pp % 2 else pp)
+                elif members[p] != c and _against(g.edges[p, u], pos[members[p]], loop_dirs):
+                    # another value read at a step its loop has not reached yet (h[t+1] of a
+                    # forward h): only once that loop (or block) is complete
+                    pp = pos[members[p]]
+                    hard[c] = max(hard[c], pp + 1 if pp % 2 else pp)
         if c in direction_of_scc:
             d = direction_of_scc[c]
             if loop_dirs and loop_dirs[-1] == d and hard[c] < 2 * len(loop_dirs):
@@ -129,6 +134,7 @@ def schedule(graph: Graph) -> Schedule:
         stage_of[n] = k
     recurrent = {n for n in g.nodes if stages[stage_of[n]].kind == "loop"}
     direction = {n: stages[stage_of[n]].direction for n in recurrent}
+    _check_later_steps(graph, stages, stage_of)
     consumers = {n: graph.consumers(n) for n in g.nodes}
     padding = {}
     for n in g.nodes:
@@ -137,6 +143,62 @@ def schedule(graph: Graph) -> Schedule:
         if past or future:
             padding[n] = (max(past, default=0), max(future, default=0))
     return Schedule(graph, stages, stage_of, recurrent, padding, consumers, direction)
+
+
+def _check_later_steps(graph: Graph, stages: List[Stage], stage_of: Dict[int, int]) -> None:
+    """A later step ``h[t+d]`` can only be read of a recurrence running backward in time (its
+    value after the last step is its initial value): of a forward one (or of a state that is
+    no recurrence) there is no such step at a sequence's own last step."""
+    g = graph.nx
+    m = graph.model
+    errors = []
+    for u, v, data in g.edges(data=True):
+        later = sorted(-d for d in _delays(data) if d < 0)
+        if not later:
+            continue
+        stage = stages[stage_of[u]]
+        if stage.kind == "loop" and stage.direction == -1:
+            continue
+        op, reader = graph.ops[u], graph.ops[v]
+        name = op.name or "?"
+        ref = _reference(reader.stmt, name, later[0])
+        var = ref.index.var if ref is not None else (stage.axis or "t")
+        how = (f"'{name}' runs forward in time" if stage.kind == "loop" else
+               f"'{name}' is not a recurrence running backward in time")
+        errors.append(diagnostic_at(
+            ref or reader.stmt, f"'{name}[{var}+{later[0]}]' reads a later step, but {how}: at "
+            f"a sequence's last step there is no later {name}", m.source, m.filename,
+            f"read {name}[{var}] or an earlier step; for a recurrence running backward in time, "
+            f"write a state that reads its own later step: s[{var}] = f(s[{var}+1], ...)"))
+    if errors:
+        errors.sort(key=lambda d: (d.filename != m.filename, d.filename, d.line, d.column))
+        raise SpecError(errors)
+
+
+def _reference(stmt, name: str, offset: int):
+    """The reference ``name[t+offset]`` in a statement, if it is written there."""
+    from .ast import Ref, walk
+    expr = getattr(stmt, "expr", None)
+    if expr is None:
+        return None
+    for node in walk(expr):
+        if isinstance(node, Ref) and node.name == name and node.index is not None and \
+                node.index.kind == "rel" and node.index.offset == offset:
+            return node
+    return None
+
+
+def _against(data, pp: int, loop_dirs) -> bool:
+    """Whether an edge from an op at position ``pp`` with delays ``data['delays']`` reads a step
+    that a loop containing both ends would not have computed yet: a delay whose sign is not the
+    direction of the loop at ``pp`` (a later step of a forward loop), or any delay of an op
+    computed in a block (it may be pulled into a loop of either direction)."""
+    signs = {1 if d > 0 else -1 for d in _delays(data) if d}
+    if not signs:
+        return False
+    if pp % 2:
+        return signs != {loop_dirs[pp // 2][1]}
+    return True
 
 
 def _acyclic(g: nx.DiGraph, members, pos) -> nx.DiGraph:
@@ -162,3 +224,18 @@ def _mixed_direction_error(graph: Graph, ops: List[int]) -> None:
         f"({axis}-d) and later steps ({axis}+d)", m.source, m.filename,
         "a recurrence runs either forward or backward in time: split it into a forward and a "
         "backward state")])
+
+
+def state_directions(sched: Schedule) -> List[Tuple[str, str, Optional[str]]]:
+    """(state, direction, axis) for every state, in declaration order: direction is 'forward'
+    (its loop runs t = 1..T, reading earlier steps such as s[t-1]), 'backward' (t = T..1,
+    reading later steps such as s[t+1]) or 'not recurrent'; axis is the loop's time axis."""
+    out = []
+    for name in sched.graph.model.states:
+        op = sched.graph.values.get(name)
+        stage = sched.stages[sched.stage_of[op]] if op in sched.stage_of else None
+        if stage is None or stage.kind != "loop":
+            out.append((name, "not recurrent", None))
+        else:
+            out.append((name, "forward" if stage.direction > 0 else "backward", stage.axis))
+    return out

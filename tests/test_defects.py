@@ -222,3 +222,40 @@ def test_closed_brackets_add_no_note():
     from conftest import first_error
     diag = first_error("dim n = 2\ninput x[t]: n\nh[t] = tanh(x[t]))\n")
     assert diag.related is None
+
+
+TYPO = SMALL.replace("h[t-1]", "h[t+1]")
+
+
+def test_state_directions_show_a_typo_that_reverses_time():
+    from rnnspec.schedule import state_directions
+    assert state_directions(rnnspec.analyze(SMALL).schedule) == [("h", "forward", "t")]
+    assert state_directions(rnnspec.analyze(TYPO).schedule) == [("h", "backward", "t")]
+    path = SPECS[0].parent / "hierarchical.rnn"
+    got = state_directions(rnnspec.analyze(path.read_text(), filename=str(path)).schedule)
+    assert got == [("hf", "forward", "w"), ("hb", "backward", "w"), ("gf", "forward", "s"),
+                   ("gb", "backward", "s")]
+
+
+def test_check_command_prints_each_state_direction(tmp_path, capsys):
+    from rnnspec.cli import main
+    spec = tmp_path / "typo.rnn"
+    spec.write_text(TYPO)
+    assert main(["check", str(spec)]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[1] == "state h: runs backward in t (from the last step to 1)"
+
+
+def test_readme_shows_the_real_check_output_for_the_typo(tmp_path, capsys):
+    import subprocess
+    import sys
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("$ rnnspec check typo.rnn")[1].split("```")[0].split("\n", 1)[1]
+    spec = tmp_path / "typo.rnn"
+    spec.write_text("dim n = 3\ninput x[t]: n\ntarget y[t]: n\nparam W: (n, n)\n"
+                    "state h: n = zeros\nh[t] = tanh(W @ h[t+1] + x[t])\n"
+                    "loss = squared_error(h[t], y[t])\n")
+    out = subprocess.run([sys.executable, "-m", "rnnspec", "check", "typo.rnn"], cwd=tmp_path,
+                         capture_output=True, text=True).stdout
+    assert out == block
