@@ -11,6 +11,8 @@ import functools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
+from .pytext import shown
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -26,7 +28,8 @@ class Diagnostic:
     related: Optional[tuple] = None
 
     def render(self) -> str:
-        head = f"{self.filename}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        head = f"{shown(self.filename)}:{self.line}:{self.column}: {self.severity}: " \
+            f"{shown(self.message)}"
         parts = [head]
         if self.source_line:
             text, caret = _window(self.source_line, max(self.column - 1, 0))
@@ -39,7 +42,7 @@ class Diagnostic:
             parts.append(f"  hint: {self.hint}")
         if self.related:
             line, column, text, what = self.related
-            parts.append(f"{self.filename}:{line}:{column}: note: {what}")
+            parts.append(f"{shown(self.filename)}:{line}:{column}: note: {what}")
             text, caret = _window(text, max(column - 1, 0))
             parts.append("    " + "".join(ch if ch.isprintable() else " " for ch in text))
             parts.append("    " + " " * caret + "^")

@@ -15,7 +15,7 @@ identifier, see :func:`rnnspec.codegen` 's namer).
 """
 from __future__ import annotations
 
-__all__ = ["escape", "comment"]
+__all__ = ["escape", "comment", "shown"]
 
 MARK = "\u01c2"  # the code generator's placeholder names hold it: outside text never does
 
@@ -48,3 +48,12 @@ def escape(text: str) -> str:
 def comment(text: str) -> str:
     """A ``#`` comment line holding ``text``: one physical line, whatever ``text`` holds."""
     return "# " + escape(text)
+
+
+def shown(text: str) -> str:
+    """``text`` for a terminal: line breaks, control characters and a file name's undecodable
+    bytes as escapes (a file name cannot move the cursor or split an error message), all else
+    as it is."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _char(ch) for ch in text)
