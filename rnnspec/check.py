@@ -201,6 +201,9 @@ def _closest(name: str, names: Tuple[str, ...]) -> str:
     return f"did you mean '{close[0]}'?" if close else ""
 
 
+MAX_STEP_BYTES = 2 ** 30  # a delay or step number may ask for at most this per sequence
+
+
 class _Checker:
     def __init__(self, spec: ast.Spec, overrides: Dict[str, int], cli: bool = False):
         self.spec = spec
@@ -670,12 +673,30 @@ class _Checker:
     def seq_ref(self, r: ast.Ref, size: Size, seq: bool, owner: str, is_state: bool,
                 what: str, axis: Optional[str] = None) -> Optional[Ty]:
         name, ix = r.name, r.index
+        if ix is not None and ix.kind in ("rel", "abs", "end") and size is not None and \
+                abs(ix.offset) * size.evaluate(self.dims) * 8 > MAX_STEP_BYTES:
+            what_steps = f"keeps {abs(ix.offset)} steps of '{name}'" if ix.kind == "rel" else \
+                f"needs at least {abs(ix.offset)} steps"
+            need = abs(ix.offset) * size.evaluate(self.dims) * 8
+            self.rep.error(ix, f"'{unparse(r)}' {what_steps}: {need / 2**30:.1f} GiB for every "
+                           f"sequence of the batch (in float64), more than "
+                           f"{MAX_STEP_BYTES / 2**30:.0f} GiB",
+                           "read a nearer step (a delay or step number of at most a few "
+                           "thousand), or a smaller size")
+            return None
         ax = axis or self.axis or "t"
         if ix is None:
             self.rep.error(r, f"'{name}' is a sequence: say which step", f"write {name}"
                            f"[{ax}], {name}[{ax}-1] or {name}[end] (or attend over it)")
             return None
         if ix.kind in ("abs", "end"):
+            if ix.kind == "abs" and ix.offset == 0 and name in self.states:
+                self.rep.error(ix, f"{name}[0] is the initial value of state '{name}', which an "
+                               f"equation cannot read: steps are numbered from 1",
+                               f"it is set by the declaration (state {name}: ... = zeros, a "
+                               f"parameter or an input) or passed in state0; write {name}[1] "
+                               f"for the first step")
+                return None
             if ix.kind == "abs" and ix.offset < 1:
                 self.rep.error(ix, f"step {ix.offset} does not exist: steps are numbered from 1",
                                f"write {name}[1] for the first step")

@@ -259,3 +259,15 @@ def test_readme_shows_the_real_check_output_for_the_typo(tmp_path, capsys):
     out = subprocess.run([sys.executable, "-m", "rnnspec", "check", "typo.rnn"], cwd=tmp_path,
                          capture_output=True, text=True).stdout
     assert out == block
+
+
+def test_reading_a_states_step_0_says_it_is_the_initial_value():
+    """README: s[0] is a state's initial value; an equation cannot read it, and the error says
+    so (it used to say only that step 0 does not exist)."""
+    from conftest import assert_rendered, first_error
+    text = ("dim n = 3\ninput x[t]: n\ntarget y: n\nstate s: n\ns[t] = tanh(x[t] + s[t-1])\n"
+            "z = s[0]\nloss = squared_error(z, y)\n")
+    err = first_error(text)
+    assert (err.line, err.column) == (6, 7)
+    assert "initial value of state 's'" in err.message and "state0" in err.hint
+    assert_rendered(err, text)

@@ -18,7 +18,6 @@ from rnnspec import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.rnn"))
-GRAMMAR = (ROOT / "grammars" / "rnnspec.lark").read_text(encoding="utf-8")
 FILENAME = "fuzz.rnn"
 
 MUTANTS = 1300  # in all, shared by the specs: the whole file runs in well under 20 s
@@ -77,85 +76,9 @@ def check_diagnostics(exc: SpecError, text: str) -> None:
 
 
 # ----- (a) mutations of the example specs -----------------------------------------------------
-TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9]*|\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|#[^\n]*|\s+|.", re.S)
-NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
-INDEX = re.compile(r"\[\s*(t\s*[-+]\s*\d+|t|end(?:\s*-\s*\d+)?|\d+)\s*\]")
-INSERTS = list("()[]@*+-/=:,#.$_0123456789\t\n ") + [
-    "t", "t-1", "end", "é", "λ", "∑", "\u00a0", "\u2028", "\x00", "\x0c", "\r", "𝑥",
-    "\ufeff", "affine(", "dim", "state", "[t+1]", "1e999"]
-INDEX_REPLACEMENTS = ["[t+1]", "[t-0]", "[t]", "[t-2]", "[t-5]", "[end]", "[end-1]", "[0]",
-                      "[1]", "[s]", "[t+0]", "[]", "[t-99999999999]", "", "[end-9]"]
+from rnnspec.mutate import NAME, literals, mutant, vocabulary_words  # noqa: E402 (the mutator)
 
-
-def _tokens(text):
-    return TOKEN.findall(text)
-
-
-def _code_tokens(tokens):
-    return [i for i, tok in enumerate(tokens) if not tok.isspace() and not tok.startswith("#")]
-
-
-def mutate(text: str, rng: random.Random) -> str:
-    kind = rng.randrange(12)
-    tokens = _tokens(text)
-    code = _code_tokens(tokens)
-    lines = text.split("\n")
-    if kind == 0 and code:  # delete a token
-        del tokens[rng.choice(code)]
-    elif kind == 1 and code:  # duplicate a token
-        i = rng.choice(code)
-        tokens.insert(i, tokens[i])
-    elif kind == 2 and len(code) > 1:  # swap two tokens (often neighbours)
-        i = rng.randrange(len(code))
-        j = min(i + 1, len(code) - 1) if rng.random() < 0.5 else rng.randrange(len(code))
-        a, b = code[i], code[j]
-        tokens[a], tokens[b] = tokens[b], tokens[a]
-    elif kind == 3 and code:  # replace a name with another name of the file
-        names = [i for i in code if NAME.fullmatch(tokens[i])]
-        if names:
-            tokens[rng.choice(names)] = tokens[rng.choice(names)]
-    elif kind == 4:  # change a time index: t-1 -> t+1, t-0, end, ...
-        found = list(INDEX.finditer(text))
-        if found:
-            m = rng.choice(found)
-            return text[:m.start()] + rng.choice(INDEX_REPLACEMENTS) + text[m.end():]
-    elif kind == 5 and code:  # change a number
-        numbers = [i for i in code if tokens[i][0].isdigit()]
-        if numbers:
-            tokens[rng.choice(numbers)] = rng.choice(
-                ["0", "1", "2", "3", "00", "0.5", "-1", "1e999", "99999999999", "4" * 5000])
-    elif kind == 6:  # drop a line
-        del lines[rng.randrange(len(lines))]
-        return "\n".join(lines)
-    elif kind == 7:  # duplicate or swap lines
-        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
-        if rng.random() < 0.5:
-            lines.insert(i, lines[j])
-        else:
-            lines[i], lines[j] = lines[j], lines[i]
-        return "\n".join(lines)
-    elif kind == 8:  # insert random characters
-        i = rng.randrange(len(text) + 1)
-        junk = "".join(rng.choice(INSERTS) for _ in range(rng.randint(1, 4)))
-        return text[:i] + junk + text[i:]
-    elif kind == 9 and text:  # delete, duplicate or swap characters
-        i = rng.randrange(len(text))
-        choice = rng.randrange(3)
-        if choice == 0:
-            return text[:i] + text[i + 1:]
-        if choice == 1:
-            return text[:i] + text[i] + text[i:]
-        j = rng.randrange(len(text))
-        chars = list(text)
-        chars[i], chars[j] = chars[j], chars[i]
-        return "".join(chars)
-    elif kind == 10:  # truncate
-        return text[:rng.randrange(len(text) + 1)]
-    else:  # change a keyword or function into another word of the language
-        words = [i for i in code if NAME.fullmatch(tokens[i])]
-        if words:
-            tokens[rng.choice(words)] = rng.choice(VOCABULARY_WORDS)
-    return "".join(tokens)
+DONORS = [p.read_text(encoding="utf-8") for p in SPECS]  # splices between specs
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
@@ -165,10 +88,7 @@ def test_mutated_specs(spec):
     seen = {"ok": 0, "error": 0}
     for k in range(MUTANTS_PER_SPEC):
         rng = random.Random(f"{spec.name}:{k}")
-        text = original
-        for _ in range(rng.choice([1, 1, 1, 2, 3])):
-            text = mutate(text, rng)
-        seen[outcome(text)] += 1
+        seen[outcome(mutant(original, rng, DONORS))] += 1
     # the mutants exercise both sides: some still compile, some are rejected
     assert seen["ok"] > 0 and seen["error"] > 0, seen
 
@@ -185,11 +105,8 @@ def test_line_endings_tabs_and_spacing():
 
 
 # ----- (b) garbage ----------------------------------------------------------------------------
-LITERALS = sorted(set(re.findall(r'"([^"\n]+)"', GRAMMAR)))  # keywords and punctuation
-VOCABULARY_WORDS = sorted({w for w in LITERALS if NAME.fullmatch(w)} | {
-    "tanh", "sigmoid", "relu", "identity", "exp", "log", "softmax", "concat", "affine", "gate",
-    "cross_entropy", "squared_error", "zeros", "given", "xavier", "orthogonal", "normal", "size",
-    "name", "bias", "init", "true", "false"})
+LITERALS = list(literals())  # keywords and punctuation, read from the grammar
+VOCABULARY_WORDS = list(vocabulary_words())
 VOCABULARY = LITERALS + VOCABULARY_WORDS + [
     "t", "x", "h", "W", "b", "o", "y", "n", "hidden", "0", "1", "3", "0.5", "-1", "1e-3",
     "\n", "\n", "  ", "# comment\n", "t-1", "t+1"]
