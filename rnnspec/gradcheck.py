@@ -278,6 +278,7 @@ def estimate_bytes(mod, dims, T, batch) -> int:
     steps = 1
     for n in per_axis(mod, T).values():
         steps *= n
+    steps += _carried_steps(mod)
     rows = 0
     for table in (mod.INPUTS, mod.TARGETS, mod.OUTPUTS, mod.STATES):
         for info in table.values():
@@ -294,7 +295,14 @@ def evaluation_cost(mod, T) -> int:
     steps = 1
     for n in per_axis(mod, T).values():
         steps *= n
+    steps += _carried_steps(mod)
     return (steps + 10) * (len(mod.PARAMS) + len(mod.OUTPUTS) + len(mod.STATES) + 1)
+
+
+def _carried_steps(mod) -> int:
+    """The most past steps a state keeps before step 1 (h[t-65536]: 65536), which every
+    evaluation fills and reads like steps of its own."""
+    return max([info.get("steps", 1) for info in mod.STATES.values()] + [0])
 
 
 def plan_work(sizes: List[int], cost: int, max_work: Optional[int]):
