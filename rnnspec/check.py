@@ -282,8 +282,15 @@ class _Checker:
         for st in stmts:  # state initial values may name parameters/inputs declared later
             if isinstance(st, ast.StateDecl) and st.name in self.states:
                 self.resolve_state_init(st)
-        for v in list(self.values.values()):
-            self.value_size(v.name, v.eq)
+        for name in self.typing_order():
+            try:
+                self.value_size(name, self.values[name].eq)
+            except RecursionError:  # only a cycle of values can be this deep (typing_order)
+                self.rep.error(self.values[name].eq, f"cannot tell the size of '{name}': it is "
+                               f"in a cycle of values reading each other, too long to follow",
+                               f"give it a size ({name}[t]: SIZE = ...), or make one of the "
+                               f"values of the cycle a state")
+                self.rep.raise_if_errors()
         for st in stmts:
             if isinstance(st, ast.Loss):
                 self.check_loss(st)
@@ -531,6 +538,32 @@ class _Checker:
                                f"annotated {ann}", "make the sizes agree")
 
     # ----- values and expressions ------------------------------------------------------------
+    def typing_order(self) -> List[str]:
+        """The values, each after the values it reads (declaration order otherwise; a cycle in
+        any order): typing them so never recurses deeply, however long a chain of values that
+        read later-declared ones is (an iterative depth-first search)."""
+        order: List[str] = []
+        seen: set = set()
+        for root in self.values:
+            if root in seen:
+                continue
+            seen.add(root)
+            stack = [(root, iter(self._reads(root)))]
+            while stack:
+                name, todo = stack[-1]
+                nxt = next((n for n in todo if n not in seen), None)
+                if nxt is None:
+                    stack.pop()
+                    order.append(name)
+                else:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(self._reads(nxt))))
+        return order
+
+    def _reads(self, name: str) -> List[str]:
+        return [n.name for n in ast.walk(self.values[name].eq.expr)
+                if isinstance(n, ast.Ref) and n.name in self.values and n.name != name]
+
     def value_size(self, name: str, eq: ast.Equation) -> Optional[Size]:
         info = self.values[name]
         if name in self._typed_values:

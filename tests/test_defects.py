@@ -271,3 +271,25 @@ def test_reading_a_states_step_0_says_it_is_the_initial_value():
     assert (err.line, err.column) == (6, 7)
     assert "initial value of state 's'" in err.message and "state0" in err.hint
     assert_rendered(err, text)
+
+
+def _chain(n, state=False, cycle=True):
+    """n values, each reading a later-declared one (v_i = v_{i+1}), the last reading x (and,
+    with ``cycle``, v0 one step back: a cycle, legal only through a state)."""
+    last = f"tanh(v0[t-1] + x[t])" if cycle else "tanh(x[t])"
+    lines = ["dim n = 3", "input x[t]: n", "target y[t]: n"] + (["state v0: n"] if state else [])
+    lines += [f"v{i}[t] = v{i + 1}[t]" for i in range(n - 1)] + [f"v{n - 1}[t] = {last}"]
+    return "\n".join(lines + ["loss = squared_error(v0[t], y[t])"]) + "\n"
+
+
+def test_long_chains_of_values_reading_later_ones_are_typed_without_deep_recursion():
+    """3,000 values each reading a later-declared one: typed in dependency order (was a
+    RecursionError, a traceback); through a state the cycle is a network; without one, a
+    positioned error."""
+    import sys
+    assert 3000 > sys.getrecursionlimit() // 2
+    rnnspec.generate(_chain(3000, cycle=False))
+    rnnspec.generate(_chain(3000, state=True))
+    with pytest.raises(rnnspec.SpecError) as info:
+        rnnspec.generate(_chain(3000))
+    assert info.value.line and ("cycle" in info.value.message or "state" in info.value.message)
