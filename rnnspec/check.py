@@ -539,9 +539,10 @@ class _Checker:
 
     # ----- values and expressions ------------------------------------------------------------
     def typing_order(self) -> List[str]:
-        """The values, each after the values it reads (declaration order otherwise; a cycle in
-        any order): typing them so never recurses deeply, however long a chain of values that
-        read later-declared ones is (an iterative depth-first search)."""
+        """The values, each after the values of unknown size it reads (declaration order
+        otherwise, so parameters are created in the same order as typing them one by one
+        would): typing them so never recurses deeply, however long a chain of values that read
+        later-declared ones is (an iterative depth-first search; a cycle in any order)."""
         order: List[str] = []
         seen: set = set()
         for root in self.values:
@@ -561,8 +562,11 @@ class _Checker:
         return order
 
     def _reads(self, name: str) -> List[str]:
+        """The values whose typing typing ``name`` would start (:meth:`ref` types a value of
+        unknown size on the spot), in the order it would."""
         return [n.name for n in ast.walk(self.values[name].eq.expr)
-                if isinstance(n, ast.Ref) and n.name in self.values and n.name != name]
+                if isinstance(n, ast.Ref) and n.name in self.values and n.name != name
+                and self.values[n.name].size is None]
 
     def value_size(self, name: str, eq: ast.Equation) -> Optional[Size]:
         info = self.values[name]

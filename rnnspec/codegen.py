@@ -32,7 +32,7 @@ from . import __version__
 from .ast import Equation, Loss, unparse, walk
 from .check import PARAM, STATIC, STEP
 from .errors import missing_rule
-from .pytext import MARK as _MARK, comment, escape
+from .pytext import MARK, comment, escape
 from .ops import ATOM, HELPERS, PRODUCT, RULES, precedence, rule, wrap
 from .schedule import Schedule
 from .sizes import Size
@@ -130,8 +130,10 @@ def generate_code(sched: Schedule, filename: str = "spec.rnn",
     return text
 
 
-MARK = _MARK  # the placeholder names' mark: a letter no spec name holds (names are ASCII),
-_TAGS = itertools.count()  # which escape() writes as an escape, never as itself
+# A placeholder name is MARK<tag>_<k>MARK: MARK is a letter that no spec name holds (names are
+# ASCII) and that escape() never writes as itself, so only the namer's placeholders match.
+PLACEHOLDER = re.compile(f"{MARK}\\d+_\\d+{MARK}")
+_TAGS = itertools.count()  # one tag per namer (a module with feedback has three)
 
 
 def _own_names(text: str) -> set:
@@ -171,7 +173,7 @@ def _name_placeholders(text: str, coders: List["_Codegen"]) -> str:
     for c in coders:
         chosen: set = set()
         for k, base in enumerate(c.bases):
-            base = re.sub(f"{MARK}\\d+_\\d+{MARK}", lambda m: final[m.group(0)], base)
+            base = PLACEHOLDER.sub(lambda m: final[m.group(0)], base)
             base = re.sub(r"\W", "_", base)
             if not base or base[0].isdigit():
                 base = "v_" + base
@@ -181,7 +183,7 @@ def _name_placeholders(text: str, coders: List["_Codegen"]) -> str:
                 n += 1
             chosen.add(name)
             final[f"{MARK}{c.tag}_{k}{MARK}"] = name
-    text = re.sub(f"{MARK}\\d+_\\d+{MARK}", lambda m: final[m.group(0)], text)
+    text = PLACEHOLDER.sub(lambda m: final[m.group(0)], text)
     if MARK in text:
         raise AssertionError("bug in rnnspec: a placeholder name is left in the module")
     return text
@@ -922,7 +924,7 @@ class _Codegen:
                     self.pull(body, i)
         self.results(body)
         text = "\n".join(body.lines)
-        used = set(re.findall(rf"{MARK}\d+_\d+{MARK}|\b[A-Za-z_][A-Za-z_0-9]*\b", text))
+        used = set(re.findall(rf"{PLACEHOLDER.pattern}|\b[A-Za-z_][A-Za-z_0-9]*\b", text))
         self.backward_reads = used
         em = Emitter()
         em(f"def {self.fname('backward')}(params, cache, d_outputs=None):")
