@@ -147,7 +147,7 @@ class GradcheckReport:
                  f"eps={self.eps:g}; {sizes})",
                  f"an entry passes when |analytic - numeric| <= {self.atol:g} + noise "
                  f"{self.noise:.1e} + {self.rtol:g} * max(|analytic|, |numeric|) at step eps, "
-                 f"eps/4 or 4*eps", "",
+                 f"eps/4 or 4*eps, or extrapolated from eps and eps/4", "",
                  fmt.format(*head), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*row) for row in body]
         n_bad = sum(not r.ok for r in self.rows)
@@ -374,7 +374,9 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     ``h**2``.  An entry passes when ``|analytic - D(h)| <= atol + noise(h) + rtol *
     max(|analytic|, |D(h)|)`` for ``h = eps``; an entry that does not is measured again at
     ``eps / 4`` (less truncation) and ``4 * eps`` (less rounding) and passes if it agrees at
-    either, so that a mismatch at the numeric derivative's own noise level is not called wrong.
+    either, or with the Richardson extrapolation ``(16 D(eps/4) - D(eps)) / 15`` (whose
+    truncation error shrinks like ``h**4``; tolerance ``65/60 noise(eps/4)``), so that a
+    mismatch at the numeric derivative's own noise level is not called wrong.
     A failing report names, for each failing array, its worst entry with the analytic and
     numeric values, and says when the step rather than the gradients is the likely cause (the
     error shrinks with the step, or every array fails); values that are not finite (NaN, inf)
@@ -492,8 +494,9 @@ def _check_array(group, key, table, grads, objective, point, eps, rtol, atol, no
     row = Row(group, key, a.shape, len(probes), 0.0, 0.0, True, total=a.size,
               directions=dirs, sampled=count < a.size and not directional)
 
-    def agrees(ana, num, h):
-        return abs(ana - num) <= atol + noise_at(h) + rtol * max(abs(ana), abs(num))
+    def agrees(ana, num, h, noise_factor=1.0):
+        return abs(ana - num) <= (atol + noise_factor * noise_at(h)
+                                  + rtol * max(abs(ana), abs(num)))
 
     worst = -1.0
     for label, v, ana in probes:
@@ -509,7 +512,11 @@ def _check_array(group, key, table, grads, objective, point, eps, rtol, atol, no
         if not ok and retries[0] < retries[1]:
             retries[0] += 4
             small = D(v, eps / 4)
-            ok = agrees(ana, small, eps / 4) or agrees(ana, D(v, eps * 4), eps * 4)
+            # Richardson: the h**2 truncation terms of D(eps) and D(eps/4) cancel, leaving h**4;
+            # its rounding is (16 noise(eps/4) + noise(eps)) / 15 = 65/60 noise(eps/4)
+            extrapolated = (16 * small - num) / 15
+            ok = (agrees(ana, small, eps / 4) or agrees(ana, extrapolated, eps / 4, 65 / 60)
+                  or agrees(ana, D(v, eps * 4), eps * 4))
         err = abs(ana - num)
         scale = max(abs(ana), abs(num))
         row.max_abs = max(row.max_abs, err)

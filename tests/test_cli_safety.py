@@ -266,6 +266,26 @@ def test_a_step_too_large_is_named_as_the_cause():
     assert "not the gradients" in report.table()
 
 
+def test_huge_exact_gradients_pass_by_extrapolation_and_wrong_ones_still_fail():
+    """An exp recurrence (old fuzz finding 003341) whose gradient of alpha is about -5.7e18:
+    D(eps) and D(eps/4) are off by 4e-5 and 2e-6 relative (truncation), their Richardson
+    extrapolation agrees to 1e-9; a gradient wrong by 1e-4 relative is still a FAIL."""
+    path = Path(__file__).parent / "fuzz_findings" / "003341_gradfail.rnn"
+    dims = {"hidden": 4}
+    mod = rnnspec.compile_file(path, dims=dims)
+    report = gradcheck(mod, dims=dims, T=4, batch=2)
+    assert report.ok, report.table()
+    backward = mod.backward
+
+    def wrong(params, cache, upstream=None):
+        g = backward(params, cache, upstream)
+        g["params"]["alpha"] = g["params"]["alpha"] * (1 + 1e-4)
+        return g
+    mod.backward = wrong
+    report = gradcheck(mod, dims=dims, T=4, batch=2)
+    assert [r.label for r in report.rows if not r.ok] == ["params.alpha"], report.table()
+
+
 NONFINITE = {
     "log": "o[t] = log(x[t])",
     "division": "const z = 0\no[t] = x[t] / z",
