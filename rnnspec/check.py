@@ -20,6 +20,7 @@ import networkx as nx
 from . import ast
 from .ast import unparse
 from .errors import Reporter
+from .ops import RULES
 from .sizes import Size
 
 UNARY_FUNCS = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
@@ -28,7 +29,7 @@ CONNECTIONS = ("affine", "gate")
 ATTENTION = ("attend",)
 FEEDBACK = ("feedback", "onehot")
 SCORES = ("dot", "scaled", "cosine", "general", "concat")
-LOSS_FUNCS = ("cross_entropy", "squared_error")
+LOSS_FUNCS = tuple(sorted(n for n, r in RULES.items() if r.loss))  # the loss ops of ops.py
 FUNCTIONS = UNARY_FUNCS + VECTOR_FUNCS + CONNECTIONS + ATTENTION + FEEDBACK
 INITIALIZERS = {  # name -> (takes an argument, needs a matrix)
     "zeros": (False, False), "ones": (False, False), "constant": (True, False),

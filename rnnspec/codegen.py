@@ -33,7 +33,7 @@ from .ast import Equation, Loss, unparse, walk
 from .check import PARAM, STATIC, STEP
 from .errors import missing_rule
 from .pytext import MARK, comment, escape
-from .ops import ATOM, HELPERS, PRODUCT, RULES, precedence, rule, wrap
+from .ops import ATOM, HELPERS, PRODUCT, RULES, is_loss, precedence, rule, wrap
 from .schedule import Schedule
 from .sizes import Size
 
@@ -302,15 +302,15 @@ class _Codegen:
     # ----- inlining --------------------------------------------------------------------------
     def _inlinable(self, i: int) -> bool:
         op = self.ops[i]
-        if op.op in LEAVES or op.name or op.op in ("cross_entropy", "squared_error", "pick"):
+        if op.op in LEAVES or op.name or op.op == "pick" or is_loss(op.op):
             return False
         uses = self.s.consumers[i]
         if len(uses) != 1:
             return False
         c, pos, delay = uses[0]
         cop = self.ops[c]
-        if delay or self.s.stage_of[c] != self.s.stage_of[i] or cop.op in ("pick", "cross_entropy",
-                                                                      "squared_error"):
+        if delay or self.s.stage_of[c] != self.s.stage_of[i] or cop.op == "pick" \
+                or is_loss(cop.op):
             return False
         if rule(op.op).needs_out or pos in rule(cop.op).needs_args:
             return False
@@ -327,7 +327,7 @@ class _Codegen:
         for c, pos, delay in self.s.consumers[i]:
             if delay != 0 or self.s.stage_of[c] != self.s.stage_of[i]:
                 return False
-            if self.ops[c].op in ("pick", "cross_entropy", "squared_error"):
+            if self.ops[c].op == "pick" or is_loss(self.ops[c].op):
                 return False
             if pos in rule(self.ops[c].op).needs_args:
                 return False
@@ -429,7 +429,7 @@ class _Codegen:
             return {"bounds": self.bounds([self.ops[a].ty.rows for a, _ in op.args])}
         if op.op == "part":
             return {"bounds": self.bounds(op.attrs["rows"]), "index": op.attrs["index"]}
-        if op.op in ("cross_entropy", "squared_error"):
+        if is_loss(op.op):
             return {"w": self.weights(op.id)}
         if op.op == "choose" and op.attrs.get("start"):  # the start class, unless state0 seeds
             k, d, state = op.attrs["start"]
@@ -488,7 +488,7 @@ class _Codegen:
     def fed_targets(self) -> List[int]:
         """Target leaves that the network reads (teacher forcing), not only its losses."""
         return [i for i in self.leaf_ids("target")
-                if any(self.ops[c].op not in ("cross_entropy", "squared_error")
+                if any(not is_loss(self.ops[c].op)
                        for c, _, _ in self.s.consumers[i])]
 
     def forward(self) -> List[str]:
@@ -639,7 +639,7 @@ class _Codegen:
             if stage.kind == "all":
                 note = "hoisted: all steps at once" if k < len(self.s.stages) - 1 else ""
                 for i in stage.ops:
-                    if self.ops[i].op in ("cross_entropy", "squared_error") or self.loss_only(i):
+                    if is_loss(self.ops[i].op) or self.loss_only(i):
                         losses.append(i)
                         continue
                     self.forward_op(em, i, "all", last, note)
@@ -736,7 +736,7 @@ class _Codegen:
         """An op computed only for the loss (a picked step of the prediction)."""
         cons = self.s.consumers[i]
         return (self.ops[i].op == "pick" and not self.ops[i].name and cons and
-                all(self.ops[c].op in ("cross_entropy", "squared_error") for c, _, _ in cons))
+                all(is_loss(self.ops[c].op) for c, _, _ in cons))
 
     def forward_op(self, em: Emitter, i: int, mode: str, last: list, note: str = "") -> None:
         op = self.ops[i]
@@ -744,7 +744,7 @@ class _Codegen:
             return
         self.comment(em, op.stmt, last, note)
         name = self.pyname[i]
-        if op.op in ("cross_entropy", "squared_error"):
+        if is_loss(op.op):
             w = self.weights(i)
             if w:
                 em(f"{w} = {self.weights_call(i)}")
@@ -881,7 +881,7 @@ class _Codegen:
         names = []
         for i in self.s.order:
             op = self.ops[i]
-            if op.op in ("const", "param", "cross_entropy", "squared_error") or self.inline[i] \
+            if op.op in ("const", "param") or is_loss(op.op) or self.inline[i] \
                     or i in self.local:
                 continue
             names.append(self.pyname[i])
@@ -1109,7 +1109,7 @@ class _Codegen:
         if not self.has_grad(i):
             return
         cons = self.s.consumers[i]
-        if op.op in ("cross_entropy", "squared_error"):
+        if is_loss(op.op):
             self.grad[i] = Grad(None, "d_loss", "d_loss is not None")
             return
         terms = self.terms_from(i, cons, "all") + self.upstream_terms(i) + self.init_terms(i)
@@ -1482,7 +1482,7 @@ class _Codegen:
             if op.op == "pick":
                 ix, key = op.attrs["index"], self.tsym(op.attrs["axis"])
                 need[key] = max(need[key], ix.offset if ix.kind == "abs" else 1 - ix.offset)
-            if op.op in ("cross_entropy", "squared_error") and op.attrs["steps"]:
+            if is_loss(op.op) and op.attrs["steps"]:
                 key = self.tsym(op.attrs["axis"])
                 for s in op.attrs["steps"]:
                     need[key] = max(need[key], s.offset if s.kind == "abs" else 1)

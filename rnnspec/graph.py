@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import networkx as nx
 
 from . import ast
+from .ops import is_loss
 from .check import PARAM, STATIC, STEP, Model, Ty
 from .sizes import Size
 
@@ -88,7 +89,7 @@ class Graph:
 def _owner(g: Graph, i: int, seen=None) -> Optional[str]:
     """The named value an op belongs to (follow consumers until a named value)."""
     op = g.ops[i]
-    if op.op in ("cross_entropy", "squared_error"):
+    if is_loss(op.op):
         return None
     if op.name and op.op not in ("param", "input", "target"):
         return op.name

@@ -64,6 +64,7 @@ class Rule:
     # backward is g * slope(out) for an activation: in a time loop, slope is computed for all
     # steps before the loop (it does not depend on the recursion) and each step multiplies once
     slope: Optional[Callable[[str], str]] = None
+    loss: bool = False  # a loss term: a scalar summed into the loss, never an output
 
 
 RULES: Dict[str, Rule] = {}
@@ -73,6 +74,12 @@ def register(name: str, forward, backward, **kw) -> None:
     kw = {k: frozenset(v) if k in ("needs_args", "reduced", "passthrough") else v
           for k, v in kw.items()}
     RULES[name] = Rule(name, forward, backward, **kw)
+
+
+def is_loss(op_name: str) -> bool:
+    """Whether the op is a loss term (the one place that says which ops are)."""
+    r = RULES.get(op_name)
+    return r is not None and r.loss
 
 
 def rule(name: str) -> Rule:
@@ -253,14 +260,14 @@ register("cross_entropy",
          lambda z, o, y, w=None, **_: f"_cross_entropy({z}, {y}, {w}, {o})",
          lambda i, g, out, args, w=None, **_: (
              f"_cross_entropy_grad({args[1]}, {args[2]}, {w}, {g})" if i == 0 else None),
-         needs_args={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"))
+         needs_args={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"), loss=True)
 # squared_error(p, y): 1/2 |p - y|^2
 register("squared_error",
          lambda p, y, w=None, **_: f"_squared_error({p}, {y}{_w(w)})",
          lambda i, g, out, args, w=None, **_: (
              f"{wrap(g, PRODUCT)} * _squared_error_grad({args[0]}, {args[1]}{_w(w)})"
              if i == 0 else None),
-         needs_args={0, 1}, helpers=("_squared_error", "_squared_error_grad"))
+         needs_args={0, 1}, helpers=("_squared_error", "_squared_error_grad"), loss=True)
 
 
 # ---- helper functions emitted into generated modules (only those used) -------------------------
