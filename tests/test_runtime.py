@@ -61,3 +61,12 @@ def test_cross_entropy_and_its_gradient_by_central_differences():
         e[idx] = 1e-6
         num[idx] = (H._cross_entropy(z + e, y, w) - H._cross_entropy(z - e, y, w)) / 2e-6
     np.testing.assert_allclose(g, num, atol=1e-8)
+
+
+def test_validation_runtime_is_the_file_text_and_imports():
+    import rnnspec.runtime.validate as V
+    from rnnspec.codegen import RUNTIME
+    text = Path(V.__file__).read_text()
+    assert RUNTIME.strip("\n") in text
+    assert callable(V._validate) and callable(V._upstream)
+    assert V._terms("2*hidden + in") == ((2, "hidden"), (1, "in"))

@@ -9,10 +9,11 @@ from typing import Dict
 _MARK = re.compile(r"^# ---- helper: (\w+)\n", re.M)
 
 
-def helper_texts() -> Dict[str, str]:
-    """{group name: its source text} of rnnspec/runtime/helpers.py, each text as the generated
-    module gets it: a blank line, the group's definitions, a newline."""
-    text = (Path(__file__).parent / "helpers.py").read_text(encoding="utf-8")
+def helper_texts(filename: str = "helpers.py") -> Dict[str, str]:
+    """{group name: its source text} of a file of rnnspec/runtime/ (helpers.py: the op helpers),
+    each text as the generated module gets it: a blank line, the group's definitions, a
+    newline.  What comes before a file's first group is not copied."""
+    text = (Path(__file__).parent / filename).read_text(encoding="utf-8")
     marks = list(_MARK.finditer(text))
     groups = {}
     for m, nxt in zip(marks, marks[1:] + [None]):

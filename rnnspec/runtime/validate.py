@@ -1,0 +1,371 @@
+"""The validation and upstream-gradient runtime of every generated module, as real code.
+
+Codegen copies the ``# ---- helper: runtime`` group below into each module verbatim
+(``codegen.RUNTIME = runtime.helper_texts("validate.py")["runtime"]``).  In a generated module
+the tables it reads (``DIMS``, ``PARAMS``, ``INPUTS``, ...) are the module's own; here they are
+empty, so that this file imports and its functions can be tested with tables a test fills in."""
+import numpy as np
+
+# the generated module's own tables (filled in by each module; empty here)
+DIMS, PARAMS, INPUTS, TARGETS, STATES, OUTPUTS, AXES, NESTED = {}, {}, {}, {}, {}, {}, {}, {}
+MIN_T = 1
+
+
+# ---- helper: runtime
+_TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
+_SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
+
+
+def _terms(expr):
+    """The (coefficient, name or digits) terms of a size such as 'in + hidden' or '4*hidden'."""
+    out = _TERMS.get(expr)
+    if out is None:
+        out = []
+        for term in expr.split("+"):
+            coef, _, name = term.strip().rpartition("*")
+            out.append((int(coef) if coef else 1, name))
+        _TERMS[expr] = out = tuple(out)
+    return out
+
+
+def _size(expr, dims):
+    """Evaluate a size for the given dims."""
+    return sum(c * (int(n) if n.isdigit() else dims[n]) for c, n in _terms(expr))
+
+
+def _solve_dims(entries, dims):
+    """Bind the dims that appear only inside sizes like '2*n' or 'in + hidden' from the arrays."""
+    if all(d.isdigit() or d in dims for _, _, shape in entries for e in shape
+           for _, d in _terms(e)):
+        return  # all bound (the usual case): nothing to solve
+    changed = True
+    while changed:
+        changed = False
+        for _, a, shape in entries:
+            for n, expr in zip(a.shape, shape):
+                terms = _terms(expr)
+                unknown = [(c, d) for c, d in terms if not d.isdigit() and d not in dims]
+                if len(unknown) == 1:
+                    coef, name = unknown[0]
+                    rest = sum(c * (int(d) if d.isdigit() else dims[d]) for c, d in terms
+                               if d != name)
+                    if (n - rest) % coef == 0 and (n - rest) // coef >= 1:
+                        dims[name] = (n - rest) // coef
+                        changed = True
+
+
+def _time_major(a, expected, dims):
+    """A note for an array whose first two axes look swapped: sequences are time-major."""
+    if len(expected) >= 2 and expected[1] == "B" and a.ndim >= 2 and \
+            a.shape[1] == dims.get(expected[0]) != a.shape[0]:
+        return (f"; arrays are time-major, ({expected[0]}, B, ...): transpose batch-major "
+                f"(B, {expected[0]}, ...) ones, e.g. np.swapaxes(x, 0, 1)")
+    return ""
+
+
+def _shape_text(expected, dims):
+    names = "(" + ", ".join(expected) + ("," if len(expected) == 1 else "") + ")"
+    try:
+        return names + " = " + str(tuple(_size(e, dims) for e in expected))
+    except KeyError:
+        return names
+
+
+def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
+    """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
+    for what, d in (("params", params), ("inputs", inputs)):
+        if not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict, got {type(d).__name__}")
+    for what, d in (("targets", targets), ("state0", state0)):
+        if d is not None and not isinstance(d, dict):
+            raise ValueError(f"{what} must be a dict or None, got {type(d).__name__}")
+    missing = [n for n in PARAMS if n not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing}; expected {list(PARAMS)}")
+    missing = [n for n in INPUTS if n not in inputs]
+    if missing:
+        raise ValueError(f"inputs is missing {missing}; expected {list(INPUTS)}")
+    for what, d, known in (("params", params, PARAMS), ("inputs", inputs, INPUTS),
+                           ("targets", targets or {}, TARGETS), ("state0", state0 or {}, STATES)):
+        unknown = [n for n in d if n not in known]
+        if unknown:
+            raise ValueError(f"{what} has unknown names {unknown}; expected {list(known)}")
+    if targets is not None:
+        missing = [n for n in TARGETS if n not in targets]
+        if missing:
+            raise ValueError(f"targets is missing {missing}; expected {list(TARGETS)}")
+    state0 = dict(state0 or {})
+    floats = [np.asarray(p) for p in params.values()]
+    dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
+    if dtype not in (np.float32, np.float64):
+        dtype = np.dtype(np.float64)
+    entries = []
+    for n, shape in PARAMS.items():
+        entries.append((f"params[{n!r}]", np.asarray(params[n], dtype=dtype), shape))
+    conv_inputs = {}
+    for n, info in INPUTS.items():
+        a = np.asarray(inputs[n], dtype=dtype)
+        conv_inputs[n] = a
+        entries.append((f"inputs[{n!r}]", a, _lead(info) + (info["size"],)))
+    conv_targets = None
+    if targets is not None:
+        conv_targets = {}
+        for n, info in TARGETS.items():
+            lead = _lead(info)
+            if info["type"] == "class":
+                a = np.asarray(targets[n])
+                if a.size and not np.issubdtype(a.dtype, np.integer):
+                    if not np.all(np.mod(a, 1) == 0):
+                        raise ValueError(f"targets[{n!r}] must hold integer class indices")
+                    a = a.astype(np.int64)
+                entries.append((f"targets[{n!r}]", a, lead))
+            else:
+                a = np.asarray(targets[n], dtype=dtype)
+                entries.append((f"targets[{n!r}]", a, lead + (info["size"],)))
+            conv_targets[n] = a
+    for n in state0:
+        a = np.asarray(state0[n], dtype=dtype)
+        state0[n] = a
+        lead = _state_lead(STATES[n])
+        entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
+    main = next(iter(AXES))
+    seen = (tuple((label, a.shape) for label, a, _ in entries),
+            tuple(T.items()) if isinstance(T, dict) else T, B)
+    try:
+        known = _SHAPES_SEEN.get(seen)
+    except TypeError:  # an unhashable T: checked (and refused) below
+        known = None
+    if known is not None:  # these shapes were checked before: the same dims
+        dims = dict(known)
+    else:
+        dims = {} if B is None else {"B": int(B)}
+        for axis, n in (T if isinstance(T, dict) else {main: T}).items():
+            if n is None:
+                continue
+            if axis not in AXES:
+                raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+            if not isinstance(n, (int, np.integer)) or n < 1:
+                raise ValueError(f"T must be a positive integer, got {n!r}")
+            dims[AXES[axis]] = int(n)
+        for label, a, shape in entries:
+            if a.ndim != len(shape):
+                raise ValueError(f"{label} has shape {a.shape}, "
+                                 f"expected {_shape_text(shape, dims)}")
+            for n, expr in zip(a.shape, shape):
+                if expr.isidentifier() and expr not in dims:
+                    dims[expr] = n
+        _solve_dims(entries, dims)
+        for label, a, shape in entries:
+            if tuple(a.shape) != tuple(_size(e, dims) if all(
+                    d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
+                raise ValueError(f"{label} has shape {a.shape}, "
+                                 f"expected {_shape_text(shape, dims)}"
+                                 f"{_time_major(a, shape, dims)}")
+        for name, value in DIMS.items():
+            dims.setdefault(name, value)
+        for axis, key in AXES.items():
+            if key not in dims:
+                how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+                raise ValueError(f"cannot tell the number of steps {axis}: no sequence over "
+                                 f"{axis} was given; pass {how}")
+            if dims[key] < MIN_T[key]:
+                raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                                 f"{key}={dims[key]}")
+        if len(_SHAPES_SEEN) < 256:
+            _SHAPES_SEEN[seen] = dict(dims)
+    per_axis = isinstance(lengths, dict)  # (then messages name the axis)
+    if lengths is not None and not per_axis:
+        lengths = {main: lengths}
+    lengths = dict(lengths or {})
+    for axis in sorted(lengths, key=lambda a: a in NESTED):  # outer axes first
+        n = np.asarray(lengths[axis])
+        if axis not in AXES:
+            raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        key = AXES[axis]
+        label = f"lengths[{axis!r}]" if per_axis else "lengths"
+        expected = ("B",) if axis not in NESTED else (AXES[NESTED[axis]], "B")
+        if n.ndim != len(expected) or "B" in dims and n.shape[-1:] != (dims["B"],) or \
+                n.shape[:-1] != tuple(dims[k] for k in expected[:-1]):
+            raise ValueError(f"{label} has shape {n.shape}, expected "
+                             f"{_shape_text(expected, dict(dims, B=dims.get('B', n.shape[-1])))}")
+        if n.size and not np.issubdtype(n.dtype, np.integer):
+            raise ValueError(f"{label} must hold integers")
+        if axis in NESTED:  # steps s past their sequence's end may have no steps w at all
+            okey = AXES[NESTED[axis]]
+            real = np.broadcast_to(np.arange(dims[okey])[:, None] <= dims.get(
+                "last" + okey[1:], dims[okey] - 1), n.shape)
+            if n.size and (n[real].min(initial=1) < 1 or n.max() > dims[key]):
+                raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
+                                 f"only for steps {NESTED[axis]} past their sequence's end), got "
+                                 f"{n.min()}..{n.max()}")
+        elif n.size and (n.min() < 1 or n.max() > dims[key]):
+            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
+                             f"{n.min()}..{n.max()}")
+        else:
+            real = np.ones(n.shape, bool)
+        short = np.argwhere(real & (n < MIN_T[key]))  # as refused for T alone: no step dropped
+        if len(short):
+            row = tuple(int(k) for k in short[0])
+            at = row[0] if len(row) == 1 else row
+            raise ValueError(f"{label}[{at}] = {n[row]}: this network needs at least "
+                             f"{MIN_T[key]} steps {axis} in every sequence, as {key} alone "
+                             f"does (it reads step {MIN_T[key]} or end - {MIN_T[key] - 1})")
+        if axis in NESTED:
+            n = np.maximum(n, 1).reshape(-1)  # padding steps s run one step w, unread
+        dims.setdefault("B", n.shape[-1])
+        dims["lengths" + key[1:]] = n.astype(np.int64)
+        if axis not in NESTED:
+            dims["last" + key[1:]] = dims["lengths" + key[1:]] - 1
+    dims.setdefault("B", 1)
+    for axis, outer in NESTED.items():  # the batch of a nested axis: every step s of every sequence
+        dims["B" + AXES[axis][1:]] = dims[AXES[outer]] * dims["B"]
+    for axis, key in AXES.items():
+        n = dims.setdefault("lengths" + key[1:], None)
+        dims["last" + key[1:]] = np.full(_batch(dims, axis), dims[key] - 1) if n is None else n - 1
+    if conv_targets is not None:
+        for n, info in TARGETS.items():
+            a = conv_targets[n]
+            if info["type"] == "class" and a.size:
+                k = _size(info["size"], dims)
+                if a.min() < 0 or a.max() >= k:
+                    raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+    for n, info in list(INPUTS.items()) + list(TARGETS.items()):  # nested: (T_w, T_s * B, size)
+        if info.get("within") and n in conv_inputs:
+            conv_inputs[n] = _flat_nested(conv_inputs[n], 2)
+        if info.get("within") and conv_targets is not None and n in conv_targets:
+            conv_targets[n] = _flat_nested(conv_targets[n], 2)
+    given = {}
+    for n, info in STATES.items():
+        given[n] = n in state0
+        B = _batch(dims, info.get("axis"))
+        if n in state0:
+            if info.get("within"):
+                state0[n] = _flat_nested(state0[n], len(_state_lead(info)) - 1)
+            continue
+        size = _size(info["size"], dims)
+        if info["init"] == "given":
+            raise ValueError(f"state0[{n!r}] is required: the spec says its initial value is "
+                             f"given, shape "
+                             f"{_shape_text(_state_lead(info) + (info['size'],), dims)}")
+        if info["init"] == "value":  # computed by the network in forward
+            continue
+        if info["init"] == "param":
+            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype), (B, size))
+        elif info["init"] == "input":
+            state0[n] = conv_inputs[info["from"]]
+        else:
+            state0[n] = np.zeros((B, size), dtype)
+    state0["(given)"] = given  # (a key no state name can be)
+    dims["dtype"] = dtype
+    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
+    return params, conv_inputs, conv_targets, state0, dims
+
+
+def _lead(info, steps=True):
+    """The leading axes of an array: (T, B) for a sequence, (T_w, T_s, B) for one over steps w
+    inside every step s, (B,) for one vector per sequence (per step s without ``steps``), () for
+    a value computed from parameters only (kind 'shared')."""
+    if info.get("kind") == "shared":  # computed from parameters only: one for all sequences
+        return ()
+    within = info.get("within")
+    lead = (AXES[info["axis"]],) if steps and info.get("kind", "sequence") == "sequence" else ()
+    if within:
+        return lead + (AXES[within], "B")
+    return lead + ("B",)
+
+
+def _state_lead(info):
+    """The leading axes of a state's initial or final value: (B,) (or (T_s, B) over steps w
+    inside every step s), after (d,) when it carries d > 1 steps (STATES[n]['steps'])."""
+    d = info.get("steps", 1)
+    return ((str(d),) if d > 1 else ()) + _lead(info, steps=False)
+
+
+def _flat_nested(a, k):
+    """Merge axes k-1 and k (steps s and the batch) into the batch of a nested axis."""
+    return a.reshape(a.shape[:k - 1] + (-1,) + a.shape[k + 1:])
+
+
+def _batch(dims, axis=None):
+    """The batch of an axis: B, or T_s * B for steps w inside every step s."""
+    return dims["B" + AXES[axis][1:]] if axis in NESTED else dims["B"]
+
+
+def _step_mask(dims, axis=None):
+    """(T, B, 1) booleans, True up to each sequence's length; None when all are full length."""
+    key = AXES[axis or next(iter(AXES))]
+    if dims["lengths" + key[1:]] is None:
+        return None
+    return (np.arange(dims[key])[:, None] <= dims["last" + key[1:]][None, :])[..., None]
+
+
+def _loss_weights(dims, axis=None, steps=None, mean=False):
+    """Weights (T, B) of a per-step loss: the steps that count (selected steps, up to each
+    sequence's own length), divided by their number for a mean.  None: every step counts once."""
+    key = AXES[axis or next(iter(AXES))]
+    T, B, last = dims[key], _batch(dims, axis), dims["last" + key[1:]]
+    outer = AXES[NESTED[axis]] if axis in NESTED else None
+    if steps is None and dims["lengths" + key[1:]] is None and not mean and (
+            outer is None or dims["lengths" + outer[1:]] is None):
+        return None
+    if steps is None:
+        w = (np.arange(T)[:, None] <= last[None, :]).astype(dims["dtype"])
+    else:
+        w = np.zeros((T, B), dims["dtype"])
+        batch = np.arange(B)
+        for kind, k in steps:  # ('abs', k): step k; ('end', -j): each sequence's end - j
+            row = np.full(B, k - 1) if kind == "abs" else last + k
+            ok = (row >= 0) & (row <= last)
+            w[row[ok], batch[ok]] = 1
+    if outer is not None:  # no loss in the steps s past their sequence's end
+        w = w * (np.arange(dims[outer])[:, None] <= dims["last" + outer[1:]]).reshape(-1)
+    if mean:
+        w = w / np.maximum(w.sum(axis=0), 1)
+    return w
+
+
+def _upstream(d_outputs, cache):
+    """Validate the upstream gradients given to backward()."""
+    if d_outputs is None:
+        return {"final": {}}
+    if not isinstance(d_outputs, dict):
+        raise ValueError(f"d_outputs must be a dict, got {type(d_outputs).__name__}")
+    dims = cache["dims"]
+    up = {"final": {}}
+    for n, g in d_outputs.items():
+        if n == "loss":
+            if not cache["has_loss"]:
+                raise ValueError("d_outputs['loss'] given, but forward computed no loss "
+                                 "(call it with targets)")
+            up[n] = float(g)
+        elif n == "final":
+            for s, gs in dict(g).items():
+                if s not in STATES:
+                    raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
+                gs = np.asarray(gs, dtype=dims["dtype"])
+                lead = _state_lead(STATES[s])
+                shape = tuple(_size(k, dims) for k in lead) + (_size(STATES[s]["size"], dims),)
+                if gs.shape != shape:
+                    raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
+                                     f"expected {_shape_text(lead + (STATES[s]['size'],), dims)}")
+                up["final"][s] = _flat_nested(gs, len(lead) - 1) if STATES[s].get("within") \
+                    else gs
+        elif n in OUTPUTS:
+            info = OUTPUTS[n]
+            g = np.asarray(g, dtype=dims["dtype"])
+            lead = _lead(info)
+            shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
+            if g.shape != shape:
+                raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
+                                 f"{_shape_text(lead + (info['size'],), dims)}")
+            if info.get("within"):
+                g = _flat_nested(g, 2)
+            if info["kind"] == "sequence":
+                mask = _step_mask(dims, info["axis"])
+                if mask is not None:
+                    g = g * mask  # steps past a sequence's end get no gradient
+            up[n] = g
+        else:
+            raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
+                             f"{list(OUTPUTS) + ['final', 'loss']}")
+    return up
