@@ -47,7 +47,6 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # fuzz the checkout's rnnspec, not an installed copy
 
 SPECS_DIR = ROOT / "specs"
-CAP = 4  # dims capped at this size, as `rnnspec compile` checks
 OUTCOMES = ("refused", "checked", "nonfinite", "crash", "hang", "gradfail", "import-fail")
 FAILURES = ("crash", "hang", "gradfail", "import-fail")
 
@@ -75,11 +74,11 @@ def run_case(text: str, filename: str = "fuzz.rnn", base=SPECS_DIR):
     import numpy as np
     from rnnspec import SpecError
     from rnnspec.api import analyze, generate, load_module, render
-    from rnnspec.gradcheck import CheckTooLarge, compile_check
+    from rnnspec.gradcheck import CheckTooLarge, compile_check, compile_dims
     try:
         a = analyze(text, None, filename, base)
         render(a)
-        small = {k: min(v, CAP) for k, v in a.model.dims.items()}
+        small = compile_dims(a.model.dims)  # as `rnnspec compile` checks
         source = generate(text, small, filename, base)
     except SpecError as exc:
         if _positioned(exc, filename):

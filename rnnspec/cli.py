@@ -33,7 +33,6 @@ EXAMPLES = {
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
-CHECK_DIM_CAP = 4  # the automatic check of `compile` runs at dims capped to this size
 MAX_UNROLL = 1000  # `graph --unroll T`: at most this many steps
 
 
@@ -388,14 +387,14 @@ def cmd_check(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .gradcheck import CheckTooLarge, compile_check
+    from .gradcheck import CheckTooLarge, compile_check, compile_dims
     path, text, dims = _load(args)
     out = output_path(args.output, path, default=path.stem + ".py")
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     source = render(a, args.checkpoint)
     if not args.no_gradcheck:
-        small = {k: min(v, CHECK_DIM_CAP) for k, v in a.model.dims.items()}
+        small = compile_dims(a.model.dims)
         mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint),
                           path.stem)
         try:

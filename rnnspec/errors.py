@@ -32,23 +32,25 @@ class Diagnostic:
             f"{shown(self.message)}"
         parts = [head]
         if self.source_line:
-            text, caret = _window(self.source_line, max(self.column - 1, 0))
-            # one column per character, as the parser counts: tabs and other control characters
-            # (NUL, form feed, a lone carriage return) print as one space
-            text = "".join(ch if ch.isprintable() else " " for ch in text)
-            parts.append(f"    {text}")
-            parts.append("    " + " " * caret + "^")
+            parts += _quoted(self.source_line, self.column)
         if self.hint:
             parts.append(f"  hint: {self.hint}")
         if self.related:
             line, column, text, what = self.related
             parts.append(f"{shown(self.filename)}:{line}:{column}: note: {what}")
-            text, caret = _window(text, max(column - 1, 0))
-            parts.append("    " + "".join(ch if ch.isprintable() else " " for ch in text))
-            parts.append("    " + " " * caret + "^")
+            parts += _quoted(text, column)
         return "\n".join(parts)
 
     __str__ = render
+
+
+def _quoted(source_line: str, column: int) -> List[str]:
+    """The source line (a window of it around ``column``) and a caret under that column."""
+    text, caret = _window(source_line, max(column - 1, 0))
+    # one column per character, as the parser counts: tabs and other control characters (NUL,
+    # form feed, a lone carriage return) print as one space
+    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    return [f"    {text}", "    " + " " * caret + "^"]
 
 
 WINDOW = 100  # a longer source line is shown as an excerpt around the caret

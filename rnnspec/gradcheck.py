@@ -275,10 +275,7 @@ def estimate_bytes(mod, dims, T, batch) -> int:
     state for every step (the product of the steps of all axes, an upper bound for nested
     axes) and batch row, :data:`CACHE_FACTOR` times, plus the parameters (float64)."""
     d = {**mod.DIMS, **(dims or {})}
-    steps = 1
-    for n in per_axis(mod, T).values():
-        steps *= n
-    steps += _carried_steps(mod)
+    steps = _steps_run(mod, T)
     rows = 0
     for table in (mod.INPUTS, mod.TARGETS, mod.OUTPUTS, mod.STATES):
         for info in table.values():
@@ -292,17 +289,18 @@ def evaluation_cost(mod, T) -> int:
     product over the axes, plus 10 for the work outside the time loops) times the arrays each
     step computes (parameters, named outputs and states: a proxy for its operations).  One
     array-step takes roughly 3-6 microseconds at the small sizes of the automatic check."""
-    steps = 1
-    for n in per_axis(mod, T).values():
-        steps *= n
-    steps += _carried_steps(mod)
+    steps = _steps_run(mod, T)
     return (steps + 10) * (len(mod.PARAMS) + len(mod.OUTPUTS) + len(mod.STATES) + 1)
 
 
-def _carried_steps(mod) -> int:
-    """The most past steps a state keeps before step 1 (h[t-65536]: 65536), which every
-    evaluation fills and reads like steps of its own."""
-    return max([info.get("steps", 1) for info in mod.STATES.values()] + [0])
+def _steps_run(mod, T) -> int:
+    """The steps one evaluation runs: the product of the steps of all axes (an upper bound for
+    nested axes), plus the most past steps a state keeps before step 1 (h[t-65536]: 65536),
+    which every evaluation fills and reads like steps of its own."""
+    steps = 1
+    for n in per_axis(mod, T).values():
+        steps *= n
+    return steps + max([info.get("steps", 1) for info in mod.STATES.values()] + [0])
 
 
 def plan_work(sizes: List[int], cost: int, max_work: Optional[int]):
@@ -546,6 +544,15 @@ def _sizes_text(mod, dims, T, batch) -> str:
     d = _sizes(mod, dims, T, batch, 0)
     d.pop("seed")
     return ", ".join(f"{k}={v}" for k, v in d.items())
+
+
+CHECK_DIM_CAP = 4  # the automatic check of `rnnspec compile` runs at dims capped to this size
+
+
+def compile_dims(dims: Dict[str, int]) -> Dict[str, int]:
+    """The dims :func:`compile_check` runs at: each of ``dims`` capped at :data:`CHECK_DIM_CAP`
+    (generate the module to check at these)."""
+    return {k: min(v, CHECK_DIM_CAP) for k, v in dims.items()}
 
 
 def compile_check(mod, dims=None) -> GradcheckReport:

@@ -3,7 +3,8 @@
 In: any ``str`` that the user controls -- a file name, an import path, the spec's own text, a
 comment in it -- including quotes, backslashes, line breaks of any kind (``\\n``, ``\\r``,
 U+2028, U+0085), NUL and the lone surrogates that stand for a file name's non-UTF-8 bytes.
-Out: text made only of printable characters (and tabs), with no unescaped backslash and no quote that could close a string, so that
+Out: text made only of printable characters (and tabs), with no unescaped backslash and no quote
+that could close a string, so that
 
 * inside a comment it cannot end the comment (no line break of any kind survives), and
 * inside a non-raw ``\"\"\"`` string it cannot end the string, and Python reads back exactly the
@@ -37,7 +38,8 @@ def escape(text: str) -> str:
     """``text`` as printable characters that a ``\"\"\"`` string reads back exactly (see the
     module docstring); printable text without backslashes or quotes that could close a string is
     unchanged."""
-    if text.isprintable() and MARK not in text and "\\" not in text and '""' not in text and not text.endswith('"'):
+    if text.isprintable() and MARK not in text and "\\" not in text and '""' not in text \
+            and not text.endswith('"'):
         return text
     # a quote is escaped where it could start a closing triple quote: before another quote, or
     # last (the next text may start with one); a quote in prose stays as it is

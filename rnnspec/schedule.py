@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import networkx as nx
 
+from .ast import Ref, walk
 from .errors import SpecError, diagnostic_at
 from .graph import Graph
 
@@ -93,12 +94,10 @@ def schedule(graph: Graph) -> Schedule:
         hard[c] = max([hard[p] for p in cond.predecessors(c)], default=0)
         for u in scc_ops[c]:  # reading a whole sequence (attention): after it is complete
             for p in g.predecessors(u):
-                if "all" in g.edges[p, u]["delays"]:
-                    pp = pos[members[p]]
-                    hard[c] = max(hard[c], pp + 1 if pp % 2 else pp)
-                elif members[p] != c and _against(g.edges[p, u], pos[members[p]], loop_dirs):
-                    # another value read at a step its loop has not reached yet (h[t+1] of a
-                    # forward h): only once that loop (or block) is complete
+                # or another value read at a step its loop has not reached yet (h[t+1] of a
+                # forward h): only once that loop (or block) is complete
+                if "all" in g.edges[p, u]["delays"] or members[p] != c and \
+                        _against(g.edges[p, u], pos[members[p]], loop_dirs):
                     pp = pos[members[p]]
                     hard[c] = max(hard[c], pp + 1 if pp % 2 else pp)
         if c in direction_of_scc:
@@ -177,7 +176,6 @@ def _check_later_steps(graph: Graph, stages: List[Stage], stage_of: Dict[int, in
 
 def _reference(stmt, name: str, offset: int):
     """The reference ``name[t+offset]`` in a statement, if it is written there."""
-    from .ast import Ref, walk
     expr = getattr(stmt, "expr", None)
     if expr is None:
         return None
