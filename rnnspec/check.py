@@ -212,6 +212,7 @@ class _Checker:
         self.override_text = (lambda n, v: f"--dim {n}={v}") if cli else \
             (lambda n, v: f"dims={{{n!r}: {v!r}}}")  # how the user wrote a dimension override
         self.rep = Reporter(spec.source, spec.filename)
+        self.undefined = 0  # undefined names reported so far (did-you-mean for the first few)
         self.dims: Dict[str, int] = {}
         self.decl_at: Dict[str, ast.Node] = {}
         self.kind_of: Dict[str, str] = {}
@@ -689,7 +690,7 @@ class _Checker:
         if name in self.states:  # a state with no equation (reported in check_states)
             return None
         # did-you-mean for the first few undefined names only: each costs a search of all names
-        self.undefined = getattr(self, "undefined", 0) + 1
+        self.undefined += 1
         known = list(self.params) + list(self.inputs) + list(self.values) + list(self.consts) \
             if self.undefined <= MAX_SUGGESTIONS else []
         self.rep.error(r, f"undefined name '{name}'", _suggest(name, known)
@@ -711,11 +712,11 @@ class _Checker:
     def seq_ref(self, r: ast.Ref, size: Size, seq: bool, owner: str, is_state: bool,
                 what: str, axis: Optional[str] = None) -> Optional[Ty]:
         name, ix = r.name, r.index
-        if ix is not None and ix.kind in ("rel", "abs", "end") and size is not None and \
-                abs(ix.offset) * size.evaluate(self.dims) * 8 > MAX_STEP_BYTES:
+        need = abs(ix.offset) * size.evaluate(self.dims) * 8 if ix is not None and \
+            ix.kind in ("rel", "abs", "end") and size is not None else 0  # bytes, in float64
+        if need > MAX_STEP_BYTES:
             what_steps = f"keeps {abs(ix.offset)} steps of '{name}'" if ix.kind == "rel" else \
                 f"needs at least {abs(ix.offset)} steps"
-            need = abs(ix.offset) * size.evaluate(self.dims) * 8
             self.rep.error(ix, f"'{unparse(r)}' {what_steps}: {need / 2**30:.1f} GiB for every "
                            f"sequence of the batch (in float64), more than "
                            f"{MAX_STEP_BYTES / 2**30:.0f} GiB",
@@ -1267,9 +1268,11 @@ class _Checker:
         if not isinstance(target, ast.Ref) or target.name not in self.targets:
             what = f"'{target.name}' is not a target" if isinstance(target, ast.Ref) else \
                 f"`{unparse(target)}` is not a target"
+            name = target.name if isinstance(target, ast.Ref) else "y"
+            decl = f"target {name}[t]: class(K)" if c.func == "cross_entropy" else \
+                f"target {name}[t]: SIZE (the prediction's size)"
             self.rep.error(target, f"the loss has no target: {what}",
-                           "declare one: target y[t]: class(out), and pass it as the second "
-                           "argument")
+                           f"declare one: {decl}, and pass it as the second argument")
             return
         self.used.add(pred.name)
         info = self.values[pred.name]
