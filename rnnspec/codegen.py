@@ -33,7 +33,8 @@ from .ast import Equation, Loss, unparse, walk
 from .check import PARAM, STATIC, STEP
 from .errors import missing_rule
 from .pytext import MARK, comment, escape
-from .ops import ATOM, HELPERS, PRODUCT, RULES, is_loss, precedence, rule, wrap
+from .expr import ATOM, PRODUCT, ZERO, Call, Code, show
+from .ops import HELPERS, RULES, is_loss, rule
 from .runtime import helper_texts
 from .schedule import Schedule
 from .sizes import Size
@@ -190,17 +191,22 @@ def _name_placeholders(text: str, coders: List["_Codegen"]) -> str:
     return text
 
 
+def wrap(text: str, level: int) -> str:
+    """Parenthesize ``text`` if it binds less tightly than ``level`` (:mod:`rnnspec.expr`)."""
+    return show(Code(text), level)
+
+
 def _atomic(text: str) -> bool:
-    return precedence(text) >= ATOM
+    return Code(text).level >= ATOM
 
 
 OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with out=
 OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
 
 
-def _into(call: str, dest: str) -> str:
-    """A ufunc call text such as np.tanh(a), writing into ``dest`` (no temporary, no copy)."""
-    return f"{call[:-1]}, out={dest})"
+def _into(call: Call, dest: str) -> str:
+    """A ufunc call such as np.tanh(a), writing into ``dest`` (no temporary, no copy)."""
+    return show(call.with_kwarg("out", Code(dest)))
 
 
 def _plain(text: str) -> bool:
@@ -394,13 +400,17 @@ class _Codegen:
                                                   f"{last} - {-c}, {batch}")
 
     def expr(self, i: int, mode: str) -> str:
+        return show(self.expr_node(i, mode))
+
+    def expr_node(self, i: int, mode: str):
+        """Op ``i``'s value as an expression node (its rule's forward, on its arguments)."""
         op = self.ops[i]
         if op.op == "pick":
             src = op.args[0][0]
-            return f"{self.pyname[src]}[{self.pick_index(i)}]"
+            return Code(f"{self.pyname[src]}[{self.pick_index(i)}]")
         r = rule(op.op)
         self.helpers.update(r.helpers)
-        args = [self.val(a, d, mode) for a, d in op.args]
+        args = [Code(self.val(a, d, mode)) for a, d in op.args]
         return r.forward(*args, **self.attrs(op, mode))
 
     def bounds(self, sizes: List[Size]) -> List[Tuple[str, str]]:
@@ -749,16 +759,17 @@ class _Codegen:
             w = self.weights(i)
             if w:
                 em(f"{w} = {self.weights_call(i)}")
-            args = [self.val(a, d, "all") for a, d in op.args]
+            args = [Code(self.val(a, d, "all")) for a, d in op.args]
             r = rule(op.op)
             self.helpers.update(r.helpers)
-            em(f"{name} = {r.forward(*args, w=w)}")
+            em(f"{name} = {show(r.forward(*args, w=w))}")
             return
-        text = self.expr(i, mode)
+        value = self.expr_node(i, mode)
+        text = show(value)
         if mode == "step":
             cur = self.val(i, 0, "step")
             if op.op in OUT_FUNCS and cur.endswith("]"):  # into the buffer: no temporary
-                em(_into(text, cur))
+                em(_into(value, cur))
             elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
                     self.ops[a].ty.shape == "vec" or self.ops[a].op == "const" for a, _ in op.args):
                 args = ", ".join(self.val(a, d, "step") for a, d in op.args)
@@ -860,7 +871,7 @@ class _Codegen:
             dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.val(act, 0, "step")
             r = rule(self.ops[act].op)
             self.helpers.update(r.helpers)
-            em(_into(r.forward(f"{pre}[..., {lo}:{hi}]"), dest))
+            em(_into(r.forward(Code(f"{pre}[..., {lo}:{hi}]")), dest))
 
     def fresh_product(self, op, arg: Optional[int] = None) -> bool:
         """Is an argument of ``op`` (or ``arg``) an inlined matrix product with op's full shape?"""
@@ -998,11 +1009,12 @@ class _Codegen:
                 t = self.tvar(self.axis_of(c))
                 terms.append(Term(f"{wrap(gtext, PRODUCT)} * {self.slope(c)}[{t}]", cond))
                 continue
-            args = [self.val(a, d, mode) for a, d in cop.args]
-            out = self.val(c, 0, mode) if r.needs_out else None
-            text = r.backward(pos, gtext, out, args, **self.attrs(cop, mode))
-            if text is None:
+            args = [Code(self.val(a, d, mode)) for a, d in cop.args]
+            out = Code(self.val(c, 0, mode)) if r.needs_out else None
+            vjp = r.backward(pos, Code(gtext), out, args, **self.attrs(cop, mode))
+            if vjp is ZERO:
                 continue
+            text = show(vjp)
             if pos not in r.reduced:
                 text = self.reduce(text, cop.ty, self.ops[i].ty, mode)
             terms.append(Term(text, cond, delay=delay if isinstance(delay, int) else 0))
@@ -1013,7 +1025,7 @@ class _Codegen:
         (it depends only on the forward pass's output, not on the recursion)."""
         if c not in self.slopes:
             name = self.fresh(f"{self.pyname[c]}_slope")
-            text = rule(self.ops[c].op).slope(self.val(c, 0, "all"))
+            text = show(rule(self.ops[c].op).slope(Code(self.val(c, 0, "all"))))
             self.pre(f"{name} = {text}  # {self.ops[c].op}' at every step")
             self.slopes[c] = name
         return self.slopes[c]
@@ -1251,14 +1263,15 @@ class _Codegen:
             # push gradients through delayed references into the steps they read
             g = self.grad[i]
             r = rule(op.op)
-            args = [self.val(a, d, "step") for a, d in op.args]
-            out = self.val(i, 0, "step") if r.needs_out else None
+            args = [Code(self.val(a, d, "step")) for a, d in op.args]
+            out = Code(self.val(i, 0, "step")) if r.needs_out else None
             for pos, (a, d) in enumerate(op.args):
                 if a in loopset and isinstance(d, int) and d:
-                    text = r.backward(pos, g.step, out, args, **self.attrs(op, "step"))
-                    if text is None:
+                    vjp = r.backward(pos, Code(g.step), out, args, **self.attrs(op, "step"))
+                    if vjp is ZERO:
                         continue
-                    loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d, a)} += {text}")
+                    loop_lines(f"{self.at_step(self.gname(a), self.pad(a) - d, a)} += "
+                               f"{show(vjp)}")
         self.pre = None
         em.lines.extend(pre_lines.lines)
         em(self.loop_header(k, backward=True))

@@ -168,7 +168,12 @@ def _pos(node_or_pos) -> tuple:
     return getattr(node_or_pos, "line", 0) or 1, getattr(node_or_pos, "column", 0) or 1
 
 
-def missing_rule(op: str) -> "NotImplementedError":
+def missing_rule(op: str, mode: str = "reverse") -> "NotImplementedError":
+    """The error for an op without a derivative rule (``mode='forward'``: without a
+    forward-mode, JVP, rule)."""
+    if mode == "forward":
+        return NotImplementedError(f"no forward-mode (JVP) rule registered for op '{op}': add "
+                                   f"one to rnnspec/ops.py, next to its backward rule")
     return NotImplementedError(f"no derivative rule registered for op '{op}': add one to "
                                f"rnnspec/ops.py (forward and backward side by side)")
 

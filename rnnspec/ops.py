@@ -1,80 +1,70 @@
-"""Derivative rules: one per primitive op, forward and backward side by side.
+"""Derivative rules: one per primitive op, forward, reverse mode and forward mode side by side.
 
 In: nothing at import time; codegen asks :func:`rule` for an op name.  Out: :class:`Rule`
-objects.  A rule renders Python/NumPy text: ``forward(args)`` is the op's value from the texts of
-its arguments; ``backward(i, g, out, args)`` is the vector-Jacobian product for argument ``i``
-given the text ``g`` of the upstream gradient (``None`` when the argument gets no gradient).
-Texts work both for one step (arrays ``(B, n)``) and for all steps at once (``(T, B, n)``): the
-leading axes broadcast.  Codegen sums the contribution over broadcast axes; a rule that already
+objects whose functions build expression nodes (:mod:`rnnspec.expr`), never text:
+
+- ``forward(*args, **attrs)``: the op's value from its arguments' nodes;
+- ``backward(i, g, out, args, **attrs)``: the vector-Jacobian product for argument ``i`` given
+  the upstream gradient ``g`` (:data:`~rnnspec.expr.ZERO` when the argument gets none);
+- ``jvp(dargs, out, args, **attrs)``: the Jacobian-vector product, the tangent of the value from
+  the tangents of the arguments (``ZERO`` for an argument that does not vary).
+
+Nodes work both for one step (arrays ``(B, n)``) and for all steps at once (``(T, B, n)``): the
+leading axes broadcast.  Codegen sums a contribution over broadcast axes; a rule that already
 returns a reduced contribution lists the argument in ``reduced``.  ``needs_out``/``needs_args``
 say which values the backward pass reads, so codegen knows what to keep.
 
-Asking for an op without a rule raises ``NotImplementedError`` naming the op.
+Asking for an op without a rule raises ``NotImplementedError`` naming the op; so does asking for
+the forward-mode rule of an op that has none yet.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, List, Optional
 
 from .errors import missing_rule
+from .expr import (ELLIPSIS, ZERO, Attr, Expr, List_, add, call, div, greater, matmul, method,
+                   mul, neg, node, span, sub)
+from .expr import index as subscript
 from .runtime import helper_texts
-
-ATOM, UNARY, PRODUCT, SUM = 4, 3, 2, 1
-
-
-def precedence(text: str) -> int:
-    """The binding strength of a Python expression text: SUM < PRODUCT < UNARY < ATOM."""
-    depth = 0
-    level = ATOM
-    i = 0
-    if text.startswith("-"):
-        level = UNARY
-    while i < len(text):
-        ch = text[i]
-        if ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif depth == 0 and ch == " " and i + 2 < len(text) and text[i + 2] == " ":
-            op = text[i + 1]
-            if op in "+-":
-                return SUM
-            if op in "*/@":
-                level = min(level, PRODUCT)
-        elif depth == 0 and text.startswith(" if ", i):
-            return 0
-        i += 1
-    return level
-
-
-def wrap(text: str, level: int) -> str:
-    """Parenthesize ``text`` if it binds less tightly than ``level``."""
-    return text if precedence(text) >= level else f"({text})"
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str
-    forward: Callable[..., str]
-    backward: Callable[..., Optional[str]]
+    forward: Callable[..., Expr]
+    backward: Callable[..., Expr]
+    jvp: Optional[Callable[..., Expr]] = None
     needs_out: bool = False
     needs_args: FrozenSet[int] = frozenset()
     reduced: FrozenSet[int] = frozenset()
     passthrough: FrozenSet[int] = frozenset()  # backward(i) is exactly g
+    no_grad: FrozenSet[int] = frozenset()  # backward(i) is ZERO (targets, class indices)
+    # backward(i) reads args[j] for j in needs_args other than i, and args[i] itself for i here
+    reads_own: FrozenSet[int] = frozenset()
     helpers: tuple = ()
     # backward is g * slope(out) for an activation: in a time loop, slope is computed for all
     # steps before the loop (it does not depend on the recursion) and each step multiplies once
-    slope: Optional[Callable[[str], str]] = None
+    slope: Optional[Callable[[Expr], Expr]] = None
     loss: bool = False  # a loss term: a scalar summed into the loss, never an output
+
+    def tangent(self, dargs: List[Expr], out: Optional[Expr], args: List[Expr], **attrs) -> Expr:
+        """The forward-mode rule applied (``ZERO`` when no argument varies)."""
+        if self.jvp is None:
+            raise missing_rule(self.name, mode="forward")
+        if all(d is ZERO for d in dargs):
+            return ZERO
+        return self.jvp(dargs, out, args, **attrs)
 
 
 RULES: Dict[str, Rule] = {}
 
 
-def register(name: str, forward, backward, **kw) -> None:
-    kw = {k: frozenset(v) if k in ("needs_args", "reduced", "passthrough") else v
+def register(name: str, forward, backward, jvp=None, **kw) -> None:
+    kw = {k: frozenset(v) if k in ("needs_args", "reduced", "passthrough", "no_grad",
+                                                     "reads_own") else v
           for k, v in kw.items()}
-    RULES[name] = Rule(name, forward, backward, **kw)
+    RULES[name] = Rule(name, forward, backward, jvp, **kw)
 
 
 def is_loss(op_name: str) -> bool:
@@ -90,99 +80,128 @@ def rule(name: str) -> Rule:
         raise missing_rule(name) from None
 
 
-def _neg(g: str) -> str:
-    return f"-{wrap(g, UNARY + 1)}" if not g.startswith("-") else wrap(g[1:], UNARY)
-
-
 # ---- arithmetic ---------------------------------------------------------------------------------
 register("add",
-         lambda a, b, **_: f"{a} + {wrap(b, PRODUCT)}",
+         lambda a, b, **_: add(a, b),
          lambda i, g, out, args, **_: g,
+         lambda d, out, args, **_: add(d[0], d[1]),
          passthrough={0, 1})
 register("sub",
-         lambda a, b, **_: f"{a} - {wrap(b, PRODUCT)}",
-         lambda i, g, out, args, **_: g if i == 0 else _neg(g),
+         lambda a, b, **_: sub(a, b),
+         lambda i, g, out, args, **_: g if i == 0 else neg(g),
+         lambda d, out, args, **_: sub(d[0], d[1]),
          passthrough={0})
 register("neg",
-         lambda a, **_: f"-{wrap(a, UNARY + 1)}",
-         lambda i, g, out, args, **_: _neg(g))
+         lambda a, **_: neg(a),
+         lambda i, g, out, args, **_: neg(g),
+         lambda d, out, args, **_: neg(d[0]))
 register("mul",
-         lambda a, b, **_: f"{wrap(a, PRODUCT)} * {wrap(b, UNARY)}",
-         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {wrap(args[1 - i], UNARY)}",
+         lambda a, b, **_: mul(a, b),
+         lambda i, g, out, args, **_: mul(g, args[1 - i]),
+         lambda d, out, args, **_: add(mul(d[0], args[1]), mul(args[0], d[1])),
          needs_args={0, 1})
 register("div",
-         lambda a, b, **_: f"{wrap(a, PRODUCT)} / {wrap(b, UNARY)}",
-         lambda i, g, out, args, **_: (f"{wrap(g, PRODUCT)} / {wrap(args[1], UNARY)}" if i == 0
-                                       else f"-{wrap(g, UNARY + 1)} * {wrap(out, UNARY)} / "
-                                            f"{wrap(args[1], UNARY)}"),
-         needs_out=True, needs_args={1})
+         lambda a, b, **_: div(a, b),
+         lambda i, g, out, args, **_: (div(g, args[1]) if i == 0 else
+                                       div(mul(neg(g), out), args[1])),
+         lambda d, out, args, **_: div(sub(d[0], mul(out, d[1])), args[1]),
+         needs_out=True, needs_args={1}, reads_own={1})
+
+
 # W @ v for a batch of row vectors v: v @ W.T; dW sums the outer products over all rows.
 # For all steps at once (rows == True: a (T, B, n) array), the rows go through one product:
 # NumPy would otherwise run T small products.
+def _matvec(W, v, rows=False):
+    if W is ZERO or v is ZERO:
+        return ZERO
+    return call("_rows", v, Attr(W, "T")) if rows else matmul(v, Attr(W, "T"))
+
+
 register("matvec",
-         lambda W, v, rows=False, **_: (f"_rows({v}, {wrap(W, ATOM)}.T)" if rows else
-                                        f"{wrap(v, PRODUCT)} @ {wrap(W, ATOM)}.T"),
+         lambda W, v, rows=False, **_: _matvec(W, v, rows),
          lambda i, g, out, args, rows=False, **_: (
-             f"_flat({g}).T @ _flat({args[1]})" if i == 0 else
-             f"_rows({g}, {wrap(args[0], ATOM)})" if rows else
-             f"{wrap(g, PRODUCT)} @ {wrap(args[0], ATOM)}"),
+             matmul(Attr(call("_flat", g), "T"), call("_flat", args[1])) if i == 0 else
+             call("_rows", g, args[0]) if rows else matmul(g, args[0])),
+         lambda d, out, args, rows=False, **_: add(_matvec(d[0], args[1], rows),
+                                                   _matvec(args[0], d[1], rows)),
          needs_args={0, 1}, reduced={0}, helpers=("_flat", "_rows"))
+
 
 # Fused products: W_1 @ v, ..., W_k @ v (the gates of an LSTM reading h[t-1]) become one product
 # with the stacked weights; each original product is a part of it.
+def _zeros_if(d, like):
+    return call("np.zeros_like", like) if d is ZERO else d
+
+
 register("stack_rows",
-         lambda *Ws, **_: f"np.concatenate([{', '.join(Ws)}])",
-         lambda i, g, out, args, bounds, **_: "{}[{}:{}]".format(wrap(g, ATOM), *bounds[i]),
+         lambda *Ws, **_: call("np.concatenate", List_(tuple(node(W) for W in Ws))),
+         lambda i, g, out, args, bounds, **_: subscript(g, span(*bounds[i])),
+         lambda d, out, args, **_: call("np.concatenate", List_(tuple(
+             _zeros_if(di, a) for di, a in zip(d, args)))),
          reduced=range(64))
 register("part",
-         lambda F, bounds, index, **_: "{}[..., {}:{}]".format(wrap(F, ATOM), *bounds[index]),
-         lambda i, g, out, args, **_: g)  # assembled by codegen: one concatenation of all parts
+         lambda F, bounds, index, **_: _part(F, bounds[index]),
+         lambda i, g, out, args, **_: g,  # assembled by codegen: one concatenation of all parts
+         lambda d, out, args, bounds, index, **_: _part(d[0], bounds[index]))
+
+
+def _part(F, bound):
+    return subscript(F, ELLIPSIS, span(*bound))
+
 
 # ---- element-wise functions ---------------------------------------------------------------------
-register("tanh",
-         lambda a, **_: f"np.tanh({a})",
-         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * (1 - {out} * {out})",
-         needs_out=True, slope=lambda out: f"1 - {out} * {out}")
-register("sigmoid",
-         lambda a, **_: f"_sigmoid({a})",
-         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {out} * (1 - {out})",
-         needs_out=True, helpers=("_sigmoid",), slope=lambda out: f"{out} * (1 - {out})")
-register("relu",
-         lambda a, **_: f"np.maximum({a}, 0)",
-         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * ({out} > 0)",
-         needs_out=True, slope=lambda out: f"{out} > 0")
+# An activation's derivative is a function of its output: scale(x, out) is x * f'(.), so that
+# backward (g * f'), forward mode (da * f') and the slope hoisted out of a loop (f' alone, x = 1)
+# are one formula.
+def activation(name: str, forward, scale, hoist: bool = True, **kw) -> None:
+    register(name, forward,
+             lambda i, g, out, args, **_: scale(g, out),
+             lambda d, out, args, **_: scale(d[0], out),
+             needs_out=True, slope=(lambda out: scale(1, out)) if hoist else None, **kw)
+
+
+activation("tanh", lambda a, **_: call("np.tanh", a),
+           lambda x, out: mul(x, sub(1, mul(out, out))))
+activation("sigmoid", lambda a, **_: call("_sigmoid", a),
+           lambda x, out: mul(mul(x, out), sub(1, out)), helpers=("_sigmoid",))
+activation("relu", lambda a, **_: call("np.maximum", a, 0),
+           lambda x, out: mul(x, greater(out, 0)))
+activation("exp", lambda a, **_: call("np.exp", a), lambda x, out: mul(x, out), hoist=False)
 register("identity",
-         lambda a, **_: a,
+         lambda a, **_: node(a),
          lambda i, g, out, args, **_: g,
+         lambda d, out, args, **_: d[0],
          passthrough={0})
-register("exp",
-         lambda a, **_: f"np.exp({a})",
-         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} * {out}",
-         needs_out=True)
 register("log",
-         lambda a, **_: f"np.log({a})",
-         lambda i, g, out, args, **_: f"{wrap(g, PRODUCT)} / {wrap(args[0], UNARY)}",
-         needs_args={0})
+         lambda a, **_: call("np.log", a),
+         lambda i, g, out, args, **_: div(g, args[0]),
+         lambda d, out, args, **_: div(d[0], args[0]),
+         needs_args={0}, reads_own={0})
+
 
 # ---- vector functions ---------------------------------------------------------------------------
+def _softmax_scale(x, out):
+    """out * (x - <x, out>): the softmax Jacobian (symmetric) applied to x."""
+    return mul(out, sub(x, method(mul(x, out), "sum", axis=-1, keepdims=True)))
+
+
 register("softmax",
-         lambda a, **_: f"_softmax({a})",
-         lambda i, g, out, args, **_: (f"{out} * ({g} - ({wrap(g, PRODUCT)} * {out})"
-                                       f".sum(axis=-1, keepdims=True))"),
+         lambda a, **_: call("_softmax", a),
+         lambda i, g, out, args, **_: _softmax_scale(g, out),
+         lambda d, out, args, **_: _softmax_scale(d[0], out),
          needs_out=True, helpers=("_softmax",))
 
 
-def _concat_backward(i, g, out, args, sizes: List[str], **_):
+def _concat_bound(i, sizes: List[str]):
     start = " + ".join(sizes[:i]) or "0"
-    stop = " + ".join(sizes[:i + 1])
-    lo = "" if start == "0" else start
-    return f"{wrap(g, ATOM)}[..., {lo}:{stop}]" if i < len(sizes) - 1 else \
-        f"{wrap(g, ATOM)}[..., {lo}:]"
+    stop = " + ".join(sizes[:i + 1]) if i < len(sizes) - 1 else ""
+    return span("" if start == "0" else start, stop)
 
 
 register("concat",
-         lambda *args, **_: f"_concat({', '.join(args)})",
-         _concat_backward,
+         lambda *args, **_: call("_concat", *args),
+         lambda i, g, out, args, sizes, **_: subscript(g, ELLIPSIS, _concat_bound(i, sizes)),
+         lambda d, out, args, **_: call("_concat", *(_zeros_if(di, a) for di, a in zip(d, args))),
          helpers=("_concat",))
 
 
@@ -190,50 +209,57 @@ register("concat",
 # pick(h, k): one chosen step of a sequence (h[end], h[3]); codegen renders the index and the
 # backward scatters the gradient into that step.
 register("pick",
-         lambda h, index, **_: f"{h}[{index}]",
-         lambda i, g, out, args, **_: g)
+         lambda h, index, **_: subscript(h, index),  # index: rendered by codegen (last, batch)
+         lambda i, g, out, args, **_: g,
+         lambda d, out, args, index, **_: subscript(d[0], index))
+
 
 # Rows for every step s of every sequence (a nested axis w in s runs with that batch) regrouped
 # into a value over the steps s, and back.
 register("regroup",
-         lambda a, T, n, **_: f"{wrap(a, ATOM)}.reshape({T}, -1, {n})",
-         lambda i, g, out, args, n, **_: f"{wrap(g, ATOM)}.reshape(-1, {n})",
+         lambda a, T, n, **_: method(a, "reshape", T, -1, n),
+         lambda i, g, out, args, n, **_: method(g, "reshape", -1, n),
+         lambda d, out, args, T, n, **_: method(d[0], "reshape", T, -1, n),
          reduced={0})
+
 
 # ---- attention ----------------------------------------------------------------------------------
 # attn_weights(q, K, *params): softmax over the steps of K of score(q, K[t]) -- one row per query
 # step; attn_context(a, V): the weighted sum of V's steps.  K and V are whole sequences, so their
 # gradients (and the parameters') are already summed over the query steps.
-def _attention_options(score, roles, window, causal, qpos, last, **_):
-    opts = [repr(score)]
-    opts += [f"{role}={{{k}}}" for k, role in enumerate(roles)]
+def _attention_options(params, score, roles, window, causal, qpos, last, **_):
+    opts = {role: params[k] for k, role in enumerate(roles)}
     if window is not None:
-        opts.append(f"d={window!r}")
-    opts.append(f"last={last}")
+        opts["d"] = node(repr(window))
+    opts["last"] = node(last)
     if causal:
-        opts.append(f"qpos={qpos}")
-    return opts
+        opts["qpos"] = node(qpos)
+    return node(repr(score)), opts
 
 
 def _attention_forward(q, K, *params, **attrs):
-    opts = [o.format(*params) for o in _attention_options(**attrs)]
-    return f"_attention({q}, {K}, {', '.join(opts)})"
+    score, opts = _attention_options(params, **attrs)
+    return call("_attention", q, K, score, **opts)
 
 
 def _attention_backward(i, g, out, args, roles, **attrs):
     q, K, params = args[0], args[1], args[2:]
-    opts = [o.format(*params) for o in _attention_options(roles=roles, **attrs)]
+    score, opts = _attention_options(params, roles=roles, **attrs)
     wrt = ("q", "K")[i] if i < 2 else roles[i - 2]
-    return f"_attention_grad({g}, {out}, {q}, {K}, {opts[0]}, {wrt!r}, {', '.join(opts[1:])})"
+    return call("_attention_grad", g, out, q, K, score, repr(wrt), **opts)
 
 
 register("attn_weights", _attention_forward, _attention_backward,
-         needs_out=True, needs_args=range(8), reduced=range(1, 8),
+         needs_out=True, needs_args=range(8), reduced=range(1, 8), reads_own=range(8),
          helpers=("_attention", "_attention_grad", "_flat"))
 register("attn_context",
-         lambda a, V, **_: f"_context({a}, {V})",
-         lambda i, g, out, args, **_: (f"_context_grad_weights({g}, {args[1]})" if i == 0 else
-                                       f"_context_grad_values({g}, {args[0]})"),
+         lambda a, V, **_: call("_context", a, V),
+         lambda i, g, out, args, **_: (call("_context_grad_weights", g, args[1]) if i == 0 else
+                                       call("_context_grad_values", g, args[0])),
+         lambda d, out, args, **_: add(call("_context", d[0], args[1]) if d[0] is not ZERO
+                                       else ZERO,
+                                       call("_context", args[0], d[1]) if d[1] is not ZERO
+                                       else ZERO),
          needs_args={0, 1}, reduced={1}, helpers=("_context",))
 
 # ---- teacher forcing and generation ------------------------------------------------------------
@@ -241,34 +267,56 @@ register("attn_context",
 # no gradient flows into targets.  choose(p): a class drawn from the distribution p (or its most
 # likely class), as a one-hot vector -- generation only, it has no derivative.
 register("onehot",
-         lambda y, size, delay, start, **_: f"_onehot({y}, {size}, {delay}, {start}, dtype)",
-         lambda i, g, out, args, **_: None,
-         helpers=("_onehot",))
+         lambda y, size, delay, start, **_: call("_onehot", y, size, str(delay), str(start),
+                                                 "dtype"),
+         lambda i, g, out, args, **_: ZERO,
+         lambda d, out, args, **_: ZERO,
+         no_grad={0}, helpers=("_onehot",))
 register("choose",
-         lambda p, start=None, **_: f"_choose({p}, rng, greedy{', ' + start if start else ''})",
-         lambda i, g, out, args, **_: None,
-         helpers=("_choose",))
+         lambda p, start=None, **_: call("_choose", p, "rng", "greedy", *([start] if start else [])),
+         lambda i, g, out, args, **_: ZERO,
+         lambda d, out, args, **_: ZERO,
+         no_grad={0}, helpers=("_choose",))
+
 
 # ---- losses (scalar; their gradients go to the logits / prediction) -----------------------------
 # A per-step loss is weighted by w (T, B): which steps count (selected steps, each sequence's own
 # length) and 1/count for a mean; w is None when every step counts once.
 def _w(w):
-    return f", {w}" if w else ""
+    return [w] if w else []
+
+
+def _tangent_of_loss(grad_of_arg0):
+    """The forward-mode rule of a loss whose only varying argument is the first: the sum of
+    its gradient times the tangent."""
+    def jvp(d, out, args, w=None, **_):
+        return method(mul(grad_of_arg0(args, w), d[0]), "sum")
+    return jvp
+
+
+def _cross_entropy_grad(args, w, g=1):
+    return call("_cross_entropy_grad", args[1], args[2], str(w), g)
+
+
+def _squared_error_grad(args, w):
+    return call("_squared_error_grad", args[0], args[1], *_w(w))
 
 
 # cross_entropy(z, o, y): -log softmax(z)[y] computed stably from the logits z; o = softmax(z).
 register("cross_entropy",
-         lambda z, o, y, w=None, **_: f"_cross_entropy({z}, {y}, {w}, {o})",
-         lambda i, g, out, args, w=None, **_: (
-             f"_cross_entropy_grad({args[1]}, {args[2]}, {w}, {g})" if i == 0 else None),
-         needs_args={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"), loss=True)
+         lambda z, o, y, w=None, **_: call("_cross_entropy", z, y, str(w), o),
+         lambda i, g, out, args, w=None, **_: _cross_entropy_grad(args, w, g) if i == 0 else ZERO,
+         _tangent_of_loss(_cross_entropy_grad),
+         needs_args={1, 2}, no_grad={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"),
+         loss=True)
 # squared_error(p, y): 1/2 |p - y|^2
 register("squared_error",
-         lambda p, y, w=None, **_: f"_squared_error({p}, {y}{_w(w)})",
-         lambda i, g, out, args, w=None, **_: (
-             f"{wrap(g, PRODUCT)} * _squared_error_grad({args[0]}, {args[1]}{_w(w)})"
-             if i == 0 else None),
-         needs_args={0, 1}, helpers=("_squared_error", "_squared_error_grad"), loss=True)
+         lambda p, y, w=None, **_: call("_squared_error", p, y, *_w(w)),
+         lambda i, g, out, args, w=None, **_: (mul(g, _squared_error_grad(args, w)) if i == 0
+                                               else ZERO),
+         _tangent_of_loss(_squared_error_grad),
+         needs_args={0, 1}, no_grad={1}, reads_own={0},
+         helpers=("_squared_error", "_squared_error_grad"), loss=True)
 
 
 # ---- helper functions emitted into generated modules (only those used) -------------------------
