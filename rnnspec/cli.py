@@ -30,6 +30,7 @@ EXAMPLES = {
     "sample": "example:\n  rnnspec sample specs/generate.rnn --params trained.npz --T 20 "
               "--seed-class 0 --end 4\n  rnnspec sample specs/teacher_forcing.rnn --inputs x.npz "
               "--sample --seed 3",
+    "plan": "example:\n  rnnspec plan specs/lstm.rnn\n  rnnspec plan specs/lstm.rnn -o lstm.plan",
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
@@ -153,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="the class fed at the first step (the initial value of the fed-back "
                          "state, one-hot)")
     sm.add_argument("--end", type=count_arg, metavar="K", help="stop a sequence at this class")
+    pl = cmd("plan", "print the schedule and where every value lives (inline, a step's variable, "
+                     "an array over all steps, a loop buffer, a view; what the cache keeps)")
+    pl.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
     gr = cmd("graph", "write the cell graph (edges labelled with delays) as Graphviz DOT")
     gr.add_argument("--unroll", type=positive_int, metavar="T",
                     help="unroll the graph for T steps")
@@ -452,6 +456,18 @@ def cmd_gradcheck(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_plan(args) -> int:
+    from .layout import backward_reads, plan_layout, show_layout
+    path, text, dims = _load(args)
+    out = output_path(args.output, path)
+    a = analyze(text, dims, str(path), cli=True)
+    lay = plan_layout(a.schedule)
+    dims_text = ", ".join(f"{k}={v}" for k, v in a.model.dims.items())
+    write_output(out, f"plan of {path.name} ({dims_text}; T steps, batch B)\n" +
+                 show_layout(lay, backward_reads(a.schedule, lay)) + "\n")
+    return 0
+
+
 def cmd_graph(args) -> int:
     path, text, dims = _load(args)
     out = output_path(args.output, path)
@@ -517,7 +533,7 @@ def cmd_sample(args) -> int:
 
 
 COMMANDS = {"compile": cmd_compile, "check": cmd_check, "gradcheck": cmd_gradcheck,
-            "graph": cmd_graph, "sample": cmd_sample}
+            "graph": cmd_graph, "plan": cmd_plan, "sample": cmd_sample}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

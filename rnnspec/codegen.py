@@ -33,13 +33,16 @@ from .ast import Equation, Loss, unparse, walk
 from .check import PARAM, STATIC, STEP
 from .errors import missing_rule
 from .pytext import MARK, comment, escape
-from .expr import ATOM, PRODUCT, ZERO, Call, Code, show
+from .expr import ATOM, PRODUCT, ZERO, Call, Code, add, show
 from .ops import HELPERS, RULES, is_loss, rule
 from .runtime import helper_texts
+from .fuse import Fused
+from .layout import backward_reads, fresh_product, fused_parts, plan_layout
 from .schedule import Schedule
 from .sizes import Size
 
 LEAVES = ("param", "input", "target", "const")
+LOSS_GIVEN = "d_loss is not None"  # the condition of the loss's gradient (targets were given)
 RESERVED = set(keyword.kwlist) | {
     "np", "T", "B", "params", "inputs", "targets", "state0", "cache", "outputs", "grads",
     "dims", "dtype", "d_outputs", "up", "d_loss", "loss", "steps", "seed", "rng", "float", "len",
@@ -103,7 +106,16 @@ def _verify_docstring(text: str, doc: str) -> None:
 
 def _where(stmt) -> str:
     """``line 12``, or ``cells.rnn line 12`` for a statement of an imported file (its base name:
-    the module does not depend on the directory it was compiled from)."""
+    the module does not depend on the directory it was compiled from); ``lines 21-24`` for the
+    statements of a fused product."""
+    if isinstance(stmt, Fused):
+        places = [_where(s) for s in stmt.stmts]
+        if len(places) > 1 and all(p.startswith("line ") for p in places):
+            lines = [s.line for s in stmt.stmts]
+            if lines == list(range(lines[0], lines[0] + len(lines))):
+                return f"lines {lines[0]}-{lines[-1]}"
+            return "lines " + ", ".join(str(n) for n in lines)
+        return ", ".join(places)
     origin = getattr(stmt, "origin", None)
     return f"line {stmt.line}" if origin is None else \
         f"{origin.filename.replace(chr(92), '/').rsplit('/', 1)[-1]} line {stmt.line}"
@@ -209,6 +221,17 @@ def _into(call: Call, dest: str) -> str:
     return show(call.with_kwarg("out", Code(dest)))
 
 
+NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
+
+
+def _total(texts) -> str:
+    """The sum of gradient contributions (``a - b`` for a contribution ``-b``)."""
+    acc = ZERO
+    for text in texts:
+        acc = add(acc, Code(text))
+    return show(acc) if acc is not ZERO else ""
+
+
 def _plain(text: str) -> bool:
     """A name or a slice of one: cheap to repeat wherever a gradient is read (a call such as
     np.concatenate(...) is computed once, into a variable)."""
@@ -235,9 +258,10 @@ class _Codegen:
         self.dim_var: Dict[str, str] = {}
         self.weight_var: Dict[int, str] = {}
         self._assign_names()
-        self.inline = {i: self._inlinable(i) for i in self.ops}
-        self.backward_reads: Optional[set] = None  # names the backward pass reads from cache
-        self.local = {i for i in self.ops if self._step_local(i)}
+        self.layout = plan_layout(sched)  # where every value lives, decided before any code
+        self.inline = self.layout.inline
+        self.local = self.layout.local
+        self.kept = backward_reads(sched, self.layout)  # what the cache keeps for backward
 
     # ----- time axes -------------------------------------------------------------------------
     def sfx(self, axis: Optional[str]) -> str:
@@ -305,40 +329,6 @@ class _Codegen:
         if size.const or not parts:
             parts.append(str(size.const))
         return " + ".join(parts)
-
-    # ----- inlining --------------------------------------------------------------------------
-    def _inlinable(self, i: int) -> bool:
-        op = self.ops[i]
-        if op.op in LEAVES or op.name or op.op == "pick" or is_loss(op.op):
-            return False
-        uses = self.s.consumers[i]
-        if len(uses) != 1:
-            return False
-        c, pos, delay = uses[0]
-        cop = self.ops[c]
-        if delay or self.s.stage_of[c] != self.s.stage_of[i] or cop.op == "pick" \
-                or is_loss(cop.op):
-            return False
-        if rule(op.op).needs_out or pos in rule(cop.op).needs_args:
-            return False
-        return True
-
-    def _step_local(self, i: int) -> bool:
-        """A loop value that only its own step reads, and that the backward pass does not need:
-        a variable of the step, not an array over all steps."""
-        op = self.ops[i]
-        if self.inline[i] or op.op in LEAVES or op.name or not self.s.in_loop(i):
-            return False
-        if rule(op.op).needs_out or i in self.s.padding:
-            return False
-        for c, pos, delay in self.s.consumers[i]:
-            if delay != 0 or self.s.stage_of[c] != self.s.stage_of[i]:
-                return False
-            if self.ops[c].op == "pick" or is_loss(self.ops[c].op):
-                return False
-            if pos in rule(self.ops[c].op).needs_args:
-                return False
-        return True
 
     # ----- value texts -----------------------------------------------------------------------
     def pad(self, i: int) -> int:
@@ -452,6 +442,12 @@ class _Codegen:
 
     # ----- comments --------------------------------------------------------------------------
     def stmt_text(self, stmt) -> str:
+        if isinstance(stmt, Fused):
+            if len(stmt.stmts) == 1:
+                return self.stmt_text(stmt.stmts[0])
+            names = [s.name if isinstance(s, Equation) else "loss" for s in stmt.stmts]
+            return f"{', '.join(names)}: their products with {stmt.reads} in one, the weights " \
+                f"stacked"
         if isinstance(stmt, Equation):
             lhs = stmt.name + (f"[{stmt.axis}]" if stmt.axis else "")
             return f"{lhs} = {unparse(stmt.expr)}"
@@ -539,7 +535,9 @@ class _Codegen:
             body = Emitter()
             body.level = em.level
             self.forward_body(body)
-            dim_lines = [f"{self.dimvar(d)} = dims[{d!r}]" for d in sorted(self.dims_used)]
+            text = "\n".join(body.lines)
+            dim_lines = [f"{self.dimvar(d)} = dims[{d!r}]" for d in sorted(self.dims_used)
+                         if self.dimvar(d) in text]
             em.extend(dim_lines)
             self.mask_lines(em, "\n".join(body.lines), comments=True)
             for name_i in self.leaf_ids("param"):
@@ -659,7 +657,7 @@ class _Codegen:
             way = "forward" if stage.direction > 0 else "backward"
             which = f" {k // 2 + 1} of {n_loops}" if n_loops > 1 else ""
             em(f"# time loop{which} ({way} in time): only the recurrent part runs step by step")
-            groups = self.gate_groups(stage.ops)
+            groups = self.gate_groups(k)
             views = {}  # gates whose buffers are slices of one buffer: name -> its slice
             for g in groups:
                 for run in g["runs"]:
@@ -726,8 +724,6 @@ class _Codegen:
         em(f"         'has_loss': 'loss' in outputs" +
            (f", 'mode': {self.variant!r}}}" if self.variant else "}"))
         for name in cache_names:
-            if self.backward_reads is not None and name not in self.backward_reads:
-                continue  # the backward pass does not read it: not kept
             if name in self.target_names():
                 em(f"if targets is not None:")
                 with em.indent():
@@ -795,71 +791,26 @@ class _Codegen:
         else:
             em(f"{name} = {text}")
 
-    def gate_groups(self, loop: List[int]) -> List[dict]:
-        """Gates that read one fused product S (act_j(H_j + part_j(S)), with H_j the slices of
-        one hoisted product of the same layout): one sum and one call per run of the same
-        activation per step, instead of a sum and a call per gate."""
-        groups = []
-        for s in loop:
-            S = self.ops[s]
-            cons = self.s.consumers[s]
-            if S.op != "matvec" or not cons or any(
-                    self.ops[c].op != "part" or d != 0 or not self.inline[c] for c, _, d in cons):
-                continue
-            parts = sorted({c for c, _, _ in cons}, key=lambda c: self.ops[c].attrs["index"])
-            members, X, xs = [], None, []
-            for c in parts:
-                uses = self.s.consumers[c]
-                if len(uses) != 1:
-                    break
-                a, pos, _ = uses[0]
-                A = self.ops[a]
-                if A.op != "add" or not self.inline[a] or len(self.s.consumers[a]) != 1:
-                    break
-                h = A.args[1 - pos][0]
-                act = self.s.consumers[a][0][0]
-                H = self.ops[h]
-                if self.ops[act].op not in ("sigmoid", "tanh") or self.inline[act] or \
-                        act in self.local or self.carried(act) or A.args[1 - pos][1] != 0 or \
-                        self.s.in_loop(h) or H.op != "add" or not self.fresh_product(H):
-                    break
-                xp = next(x for x, _ in H.args if self.fresh_product(H, x))
-                if self.ops[xp].op != "part":
-                    break
-                if X is not None and self.ops[xp].args[0][0] != X:
-                    break
-                X = self.ops[xp].args[0][0]
-                xs.append(self.ops[xp].attrs["index"])
-                members.append((c, act))
-            else:
-                if len(members) < 2 or xs != list(range(xs[0], xs[0] + len(xs))) or \
-                        [self.ops[x].ty.rows for x in self.fused_parts(X)[xs[0]:xs[0] + len(xs)]] \
-                        != [self.ops[c].ty.rows for c, _ in members]:
-                    continue
-                runs = []
-                for c, act in members:
-                    lo, hi = self.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
-                    if runs and self.ops[runs[-1][-1][1]].op == self.ops[act].op:
-                        runs[-1].append(((lo, hi), act, c))
-                    else:
-                        runs.append([((lo, hi), act, c)])
-                xpart = self.fused_parts(X)[xs[0]]
-                groups.append({"S": s, "X": X, "x_lo": self.attrs(self.ops[xpart])["bounds"][
-                    xs[0]][0], "x_hi": self.attrs(self.ops[self.fused_parts(X)[xs[-1]]])[
-                    "bounds"][xs[-1]][1], "x_all": len(xs) == len(self.fused_parts(X)),
-                    "runs": runs, "acts": {act for _, act in members}, "comb": {}})
-        return groups
-
-    def fused_parts(self, x: int) -> List[int]:
-        """The part ops of fused product x, in order."""
-        return sorted({c for c, _, _ in self.s.consumers[x] if self.ops[c].op == "part"},
-                      key=lambda c: self.ops[c].attrs["index"])
+    def gate_groups(self, k: int) -> List[dict]:
+        """The layout's gate groups of loop stage k (:class:`rnnspec.layout.GateGroup`), with
+        the texts of their slices."""
+        out = []
+        for g in self.layout.groups.get(k, []):
+            runs = [[(self.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]], act, c)
+                     for act, c in run] for run in g.runs]
+            xs = fused_parts(self.s, g.X)
+            out.append({"S": g.S, "X": g.X, "runs": runs, "acts": g.acts, "comb": {},
+                        "x_all": g.x_all,
+                        "x_lo": self.attrs(self.ops[xs[g.x_first]])["bounds"][g.x_first][0],
+                        "x_hi": self.attrs(self.ops[xs[g.x_last]])["bounds"][g.x_last][1]})
+        return out
 
     def gate_group_step(self, em: Emitter, g: dict, last: list) -> None:
         acts = [act for run in g["runs"] for _, act, _ in run]
-        self.comment(em, self.ops[acts[0]].stmt, last)
-        em(f"# {', '.join(self.ops[a].name or self.pyname[a] for a in acts)}: one sum for all, "
-           f"one call per activation")
+        stmts = Fused(tuple(dict.fromkeys(self.ops[a].stmt for a in acts)))
+        em(comment(f"{', '.join(self.ops[a].name or self.ops[a].label for a in acts)}: one sum "
+                   f"for all, one call per activation  [{_where(stmts)}]"))
+        last[0] = stmts
         t = self.tvar(self.axis_of(g["S"]))
         x = f"{self.pyname[g['X']]}[{t}]" if g["x_all"] else \
             f"{self.pyname[g['X']]}[{t}, ..., {g['x_lo']}:{g['x_hi']}]"
@@ -874,27 +825,17 @@ class _Codegen:
             em(_into(r.forward(Code(f"{pre}[..., {lo}:{hi}]")), dest))
 
     def fresh_product(self, op, arg: Optional[int] = None) -> bool:
-        """Is an argument of ``op`` (or ``arg``) an inlined matrix product with op's full shape?"""
-        args = [arg] if arg is not None else [a for a, _ in op.args]
-        return any(self.inline.get(a) and self.ops[a].ty.tk == op.ty.tk and
-                   self.ops[a].ty.rows == op.ty.rows and (self.ops[a].op == "matvec" or
-                                                           self.own_part(a)) for a in args)
+        return fresh_product(self.s, self.inline, op, arg)
 
-    def own_part(self, a: int) -> bool:
-        """A part of a fused product that nothing else reads: its slice may be updated in place."""
-        op = self.ops[a]
-        if op.op != "part" or op.args[0][1] != 0:
-            return False
-        src = op.args[0][0]
-        return all(self.ops[c].op == "part" and self.inline.get(c) and d == 0
-                   for c, _, d in self.s.consumers[src]) and not self.ops[src].name
-
-    def cache_names(self) -> List[str]:
+    def cache_names(self, kept_only: bool = True) -> List[str]:
+        """What forward keeps for backward: the values the layout says backward reads
+        (:func:`rnnspec.layout.backward_reads`; all arrays with ``kept_only=False``) and the
+        loss weights."""
         names = []
         for i in self.s.order:
             op = self.ops[i]
             if op.op in ("const", "param") or is_loss(op.op) or self.inline[i] \
-                    or i in self.local:
+                    or i in self.local or (kept_only and i not in self.kept):
                 continue
             names.append(self.pyname[i])
         for i in self.g.losses:
@@ -937,7 +878,11 @@ class _Codegen:
         self.results(body)
         text = "\n".join(body.lines)
         used = set(re.findall(rf"{PLACEHOLDER.pattern}|\b[A-Za-z_][A-Za-z_0-9]*\b", text))
-        self.backward_reads = used
+        unkept = used.intersection(self.cache_names(kept_only=False)) - set(self.cache_names())
+        if unkept:
+            names = sorted(self.bases[int(n.strip(MARK).split("_")[1])] for n in unkept)
+            raise AssertionError(f"bug in rnnspec: the backward pass reads {names}, which the "
+                                 f"layout plan does not keep")
         em = Emitter()
         em(f"def {self.fname('backward')}(params, cache, d_outputs=None):")
         with em.indent():
@@ -976,16 +921,15 @@ class _Codegen:
             pieces = []
             for c, _, _ in parts:
                 g = self.grad.get(c)
-                zero = f"np.zeros_like({self.val(c, 0, mode)})"
                 text = None if g is None else (g.step if mode == "step" else g.all)
                 if text is not None and g.cond:
-                    text = f"({text} if {g.cond} else {zero})"
+                    text = f"({text} if {g.cond} else {self.zeros(c, mode)})"
                 pieces.append(text)
             stacked = self.stacked_grad(i, parts, pieces, mode)
             if stacked:
                 terms.append(Term(stacked))
             elif any(p is not None for p in pieces):
-                pieces = [p if p is not None else f"np.zeros_like({self.val(c, 0, mode)})"
+                pieces = [p if p is not None else self.zeros(c, mode)
                           for p, (c, _, _) in zip(pieces, parts)]
                 terms.append(Term(f"np.concatenate([{', '.join(pieces)}], axis=-1)"))
             consumers = [c for c in consumers if c not in parts]
@@ -1123,7 +1067,7 @@ class _Codegen:
             return
         cons = self.s.consumers[i]
         if is_loss(op.op):
-            self.grad[i] = Grad(None, "d_loss", "d_loss is not None")
+            self.grad[i] = Grad(None, "d_loss", LOSS_GIVEN)
             return
         terms = self.terms_from(i, cons, "all") + self.upstream_terms(i) + self.init_terms(i)
         last = self.last
@@ -1150,21 +1094,19 @@ class _Codegen:
             return
         gn = self.gname(i)
         if always:
-            em(f"{gn} = " + " + ".join(always[0:1][0].text if k == 0 else wrap(t.text, PRODUCT)
-                                      for k, t in enumerate(always)))
+            em(f"{gn} = {_total(t.text for t in always)}")
             for t in maybe:
                 self.emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
             self.grad[i] = Grad(None, gn)
             return
-        if len(maybe) == 1:
-            em(f"{gn} = {maybe[0].text} if {maybe[0].cond} else None")
-        else:
-            em(f"{gn} = None")
-            self.emit_cond(em, maybe[0].cond, f"{gn} = {maybe[0].text}")
-            for t in maybe[1:]:
-                self.emit_cond(em, t.cond, f"{gn} = {t.text} if {gn} is None else {gn} + "
-                                           f"{wrap(t.text, PRODUCT)}")
-        self.grad[i] = Grad(None, gn, f"{gn} is not None")
+        # only optional contributions (the loss's, an upstream gradient's): the gradient is an
+        # array in every case, zero when none is there, so nothing after this line tests it.
+        # The loss's comes first: it is there whenever targets were given.
+        maybe.sort(key=lambda t: t.cond != LOSS_GIVEN)
+        em(f"{gn} = {maybe[0].text} if {maybe[0].cond} else {self.zeros(i)}")
+        for t in maybe[1:]:
+            self.emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
+        self.grad[i] = Grad(None, gn)
 
     def target(self, gn: str, term: Term, i: int) -> str:
         """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
@@ -1221,8 +1163,7 @@ class _Codegen:
             needs_all = any(stage_of[a] != k and self.has_grad(a) for a, _ in op.args)
             if terms or buffered[i]:
                 self.comment(loop_lines, op.stmt, last)
-            total = " + ".join(t.text if k == 0 else wrap(t.text, PRODUCT)
-                               for k, t in enumerate(terms))
+            total = _total(t.text for t in terms)
             if buffered[i]:
                 gn = self.gname(i)
                 cur = self.at_step(gn, self.pad(i), i)
@@ -1293,6 +1234,17 @@ class _Codegen:
             return g.all
         return None
 
+    def zeros(self, i: int, mode: str = "all") -> str:
+        """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``), shaped from the
+        dims: no value of the forward pass is read for it, so none has to be kept."""
+        ty = self.ops[i].ty
+        size = [] if ty.shape == "scalar" else [self.dim(ty.rows)] if ty.shape == "vec" else \
+            [self.dim(ty.rows), self.dim(ty.cols)]
+        lead = [self.tsym(ty.axis), self.bsym(ty.axis)] if ty.tk == STEP and mode == "all" else \
+            [self.bsym(ty.axis)] if ty.tk != PARAM else []
+        shape = lead + size
+        return f"np.zeros(({', '.join(shape)}{',' if len(shape) == 1 else ''}), dtype)"
+
     def results(self, em: Emitter) -> None:
         em("")
         em("# gradients of the initial states (and of what they were initialized from)")
@@ -1316,14 +1268,11 @@ class _Codegen:
         for i in self.leaf_ids("param") + self.leaf_ids("input"):
             g = self.grad.get(i)
             name = self.pyname[i]
-            zeros = f"np.zeros_like({name})" if self.ops[i].op == "param" else \
-                f"np.zeros_like(cache[{name!r}])"
-            if g is None:
-                leaf_grads[i] = zeros
-            elif g.cond:
-                leaf_grads[i] = f"{g.all} if {g.cond} else {zeros}"
-            else:
+            if g is not None and not g.cond:
                 leaf_grads[i] = g.all
+                continue
+            zeros = f"np.zeros_like({name})" if self.ops[i].op == "param" else self.zeros(i)
+            leaf_grads[i] = zeros if g is None else f"{g.all} if {g.cond} else {zeros}"
         for name, st in self.m.states.items():
             if st.init in ("param", "input"):
                 src = self.g.leaves[st.init_name]
@@ -1342,14 +1291,32 @@ class _Codegen:
                 em(f"d_state0[{name!r}] = " + self.state_layout(f"d_state0[{name!r}]", name))
         for i in self.leaf_ids("input"):
             leaf_grads[i] = self.unflat(leaf_grads[i], self.axis_of(i))
+        self.returned(em, leaf_grads)
+
+    def returned(self, em: Emitter, leaf_grads: Dict[int, str]) -> None:
+        """The return statement: one line per gradient, each a name (a slice of a stacked
+        product's gradient gets its own line first)."""
+        unpacked = False
+        for i in self.leaf_ids("param") + self.leaf_ids("input"):
+            if NAME.fullmatch(leaf_grads[i]) or i in self.bufname:
+                continue
+            if not unpacked:
+                em("# each parameter's and input's gradient")
+                unpacked = True
+            em(f"{self.gname(i)} = {leaf_grads[i]}")
+            leaf_grads[i] = self.gname(i)
         em("return {")
         with em.indent():
-            params = ", ".join(f"{self.ops[i].name!r}: {leaf_grads[i]}"
-                               for i in self.leaf_ids("param"))
-            em(f"'params': {{{params}}},")
-            inputs = ", ".join(f"{self.ops[i].name!r}: {leaf_grads[i]}"
-                               for i in self.leaf_ids("input"))
-            em(f"'inputs': {{{inputs}}},")
+            for key, kind in (("params", "param"), ("inputs", "input")):
+                ids = self.leaf_ids(kind)
+                if not ids:
+                    em(f"{key!r}: {{}},")
+                    continue
+                em(f"{key!r}: {{")
+                with em.indent():
+                    for i in ids:
+                        em(f"{self.ops[i].name!r}: {leaf_grads[i]},")
+                em("},")
             em("'state0': d_state0,")
         em("}")
 

@@ -163,11 +163,14 @@ def span(lo, hi) -> Slice:
 
 
 def add(a, b) -> Expr:
+    """``a + b``; ``a + -x`` is ``a - x``."""
     a, b = node(a), node(b)
     if a is ZERO:
         return b
     if b is ZERO:
         return a
+    if isinstance(b, Neg) or (isinstance(b, Code) and b.level == UNARY and b.text.startswith("-")):
+        return Bin("-", a, neg(b))
     return Bin("+", a, b)
 
 

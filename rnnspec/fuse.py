@@ -17,11 +17,25 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Tuple
 
 from .check import PARAM, Ty
 from .graph import Graph, Op
 from .schedule import Schedule
 from .sizes import Size
+
+
+@dataclass(frozen=True)
+class Fused:
+    """The statement of a fused product: the statements of the products it computes (codegen's
+    comment above it names them all)."""
+    stmts: Tuple[object, ...]
+    reads: str = ""  # the vector the products read (x[t], h[t-1])
+
+    @property
+    def line(self) -> int:
+        return self.stmts[0].line
 
 
 def fuse_products(graph: Graph, sched: Schedule) -> Graph:
@@ -74,10 +88,14 @@ def _fuse(graph: Graph, sched: Schedule, banned) -> dict:
         for r in rows:
             total = total + r
         vname = ops[v].name or ops[v].label
+        reads = f"{vname}[t-{d}]" if isinstance(d, int) and d > 0 else \
+            f"{vname}[t+{-d}]" if isinstance(d, int) and d < 0 else f"{vname}[t]" \
+            if ops[v].ty.tk == first.ty.tk else vname
+        stmts = Fused(tuple(dict.fromkeys(ops[m].stmt for m in members)), reads)
         stacked = _new(graph, "stack_rows", [(w, 0) for w in weights],
-                       Ty("mat", total, cols, PARAM), first, f"W_{vname}_stacked")
+                       Ty("mat", total, cols, PARAM), stmts, f"W_{vname}_stacked")
         fused = _new(graph, "matvec", [(stacked, 0), (v, d)],
-                     Ty("vec", total, None, first.ty.tk, first.ty.axis), first,
+                     Ty("vec", total, None, first.ty.tk, first.ty.axis), stmts,
                      f"{vname}{d if d else ''}_products")
         for j, m in enumerate(members):
             w = ops[m].args[0][0]
@@ -95,8 +113,8 @@ def _fuse(graph: Graph, sched: Schedule, banned) -> dict:
     return done
 
 
-def _new(graph: Graph, op: str, args, ty: Ty, like: Op, label: str) -> int:
+def _new(graph: Graph, op: str, args, ty: Ty, stmt: Fused, label: str) -> int:
     i = max(graph.ops) + 1
-    graph.ops[i] = Op(i, op, list(args), ty, like.stmt, None, label, {})
+    graph.ops[i] = Op(i, op, list(args), ty, stmt, None, label, {})
     graph.nx.add_node(i)
     return i

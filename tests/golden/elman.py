@@ -546,11 +546,11 @@ def backward(params, cache, d_outputs=None):
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
+    n_m = dims['m']
     n_n = dims['n']
     U = params['U']
     W = params['W']
     V = params['V']
-    by = params['by']
     x = cache['x']
     y = cache.get('y')
     s = cache['s']
@@ -558,16 +558,13 @@ def backward(params, cache, d_outputs=None):
     w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(V @ s[t] + by)  [line 24]
-    d_o_add = None
+    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_m), dtype)
     if 'o' in up:
-        d_o_add = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-    if d_loss is not None:
-        d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_o_add is None else d_o_add + _cross_entropy_grad(o, y, w_loss_o, d_loss)
+        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_s = np.zeros_like(s)
-    if d_o_add is not None:
-        d_s[1:] += _rows(d_o_add, V)
+    d_s[1:] += _rows(d_o_add, V)
     if 's' in up:
         d_s[1:] += up['s']
     if 's' in up['final']:
@@ -583,9 +580,9 @@ def backward(params, cache, d_outputs=None):
         d_s[t] += d_s_add_2[t] @ W
 
     d_x = _rows(d_s_add_2, U)
-    d_by = d_o_add.sum(axis=(0, 1)) if d_o_add is not None else None
+    d_by = d_o_add.sum(axis=(0, 1))
     d_ba = d_s_add_2.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(s[1:]) if d_o_add is not None else None
+    d_V = _flat(d_o_add).T @ _flat(s[1:])
     d_W = _flat(d_s_add_2).T @ _flat(s[:T])
     d_U = _flat(d_s_add_2).T @ _flat(x)
 
@@ -593,8 +590,16 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['s'] = d_s[:1].sum(axis=0)
     return {
-        'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'ba': d_ba, 'by': d_by if d_by is not None else np.zeros_like(by)},
-        'inputs': {'x': d_x},
+        'params': {
+            'U': d_U,
+            'W': d_W,
+            'V': d_V,
+            'ba': d_ba,
+            'by': d_by,
+        },
+        'inputs': {
+            'x': d_x,
+        },
         'state0': d_state0,
     }
 

@@ -534,9 +534,10 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     V = params['V']
     c = params['c']
     x = inputs['x']
-    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
+    # z, r, h: their products with x[t] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-31]
     W_x_stacked = np.concatenate([Uz, Ur, U])
     x_products = _rows(x, W_x_stacked.T)
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
     z_add = x_products[..., :n_hidden]
     z_add += bz
     # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
@@ -545,7 +546,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
     h_add = x_products[..., 2 * n_hidden:3 * n_hidden]
     h_add += b
-    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
+    # z, r: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-30]
     W_h_stacked = np.concatenate([Wz, Wr])
 
     # time loop (forward in time): only the recurrent part runs step by step
@@ -558,9 +559,9 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     h = np.empty((T + 1, B, n_hidden), dtype)
     h[:1] = state0['h']
     for t in range(T):
-        # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+        # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
         h1_products = h[t] @ W_h_stacked.T
-        # z, r: one sum for all, one call per activation
+        # z, r: one sum for all, one call per activation  [lines 29-30]
         h1_products_sum = x_products[t, ..., :2 * n_hidden] + h1_products
         _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
@@ -620,9 +621,9 @@ def backward(params, cache, d_outputs=None):
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
+    n_out = dims['out']
     W = params['W']
     V = params['V']
-    c = params['c']
     x = cache['x']
     y = cache.get('y')
     W_x_stacked = cache['W_x_stacked']
@@ -637,16 +638,13 @@ def backward(params, cache, d_outputs=None):
     w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(c + V @ h[t])  [line 32]
-    d_o_add = None
+    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
     if 'o' in up:
-        d_o_add = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-    if d_loss is not None:
-        d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_o_add is None else d_o_add + _cross_entropy_grad(o, y, w_loss_o, d_loss)
+        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
-    if d_o_add is not None:
-        d_h[1:] += _rows(d_o_add, V)
+    d_h[1:] += _rows(d_o_add, V)
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
@@ -677,19 +675,21 @@ def backward(params, cache, d_outputs=None):
             d_r = d_r + up_r[t]
         d_r_add_2[t] = d_r * r_slope[t]
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
-        d_z = d_h[t + 1] * h[t] + -d_h_sub
+        d_z = d_h[t + 1] * h[t] - d_h_sub
         if up_z is not None:
             d_z = d_z + up_z[t]
         d_z_add_2[t] = d_z * z_slope[t]
+        # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
         d_h[t] += d_h1_products[t] @ W_h_stacked
 
-    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+    # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
     d_x_products = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)
+    # z, r, h: their products with x[t] in one, the weights stacked  [lines 29-31]
     d_W_x_stacked = _flat(d_x_products).T @ _flat(x)
     d_x = _rows(d_x_products, W_x_stacked)
-    d_c = d_o_add.sum(axis=(0, 1)) if d_o_add is not None else None
-    d_V = _flat(d_o_add).T @ _flat(h[1:]) if d_o_add is not None else None
+    d_c = d_o_add.sum(axis=(0, 1))
+    d_V = _flat(d_o_add).T @ _flat(h[1:])
     d_b = d_h_add_2.sum(axis=(0, 1))
     d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
     d_br = d_r_add_2.sum(axis=(0, 1))
@@ -698,9 +698,29 @@ def backward(params, cache, d_outputs=None):
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
+    # each parameter's and input's gradient
+    d_Uz = d_W_x_stacked[:n_hidden]
+    d_Wz = d_W_h_stacked[:n_hidden]
+    d_Ur = d_W_x_stacked[n_hidden:2 * n_hidden]
+    d_Wr = d_W_h_stacked[n_hidden:2 * n_hidden]
+    d_U = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
     return {
-        'params': {'Uz': d_W_x_stacked[:n_hidden], 'Wz': d_W_h_stacked[:n_hidden], 'bz': d_bz, 'Ur': d_W_x_stacked[n_hidden:2 * n_hidden], 'Wr': d_W_h_stacked[n_hidden:2 * n_hidden], 'br': d_br, 'U': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W': d_W, 'b': d_b, 'V': d_V if d_V is not None else np.zeros_like(V), 'c': d_c if d_c is not None else np.zeros_like(c)},
-        'inputs': {'x': d_x},
+        'params': {
+            'Uz': d_Uz,
+            'Wz': d_Wz,
+            'bz': d_bz,
+            'Ur': d_Ur,
+            'Wr': d_Wr,
+            'br': d_br,
+            'U': d_U,
+            'W': d_W,
+            'b': d_b,
+            'V': d_V,
+            'c': d_c,
+        },
+        'inputs': {
+            'x': d_x,
+        },
         'state0': d_state0,
     }
 

@@ -540,9 +540,10 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     W_o_h = params['W_o_h']
     b_o = params['b_o']
     x = inputs['x']
-    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
+    # f, g, q, C: their products with x[t] in one, the weights stacked  (hoisted: all steps at once)  [lines 21-24]
     W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
     x_products = _rows(x, W_x_stacked.T)
+    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
     f_sum = x_products[..., :n_hidden]
     f_sum += b_f
     # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
@@ -554,7 +555,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
     c_sum = x_products[..., 3 * n_hidden:4 * n_hidden]
     c_sum += b_c
-    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
+    # f, g, q, C: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 21-24]
     W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
 
     # time loop (forward in time): only the recurrent part runs step by step
@@ -569,9 +570,9 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     h = np.empty((T + 1, B, n_hidden), dtype)
     h[:1] = state0['h']
     for t in range(T):
-        # f[t] = gate(x[t], h[t-1])  [line 21]
+        # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
         h1_products = h[t] @ W_h_stacked.T
-        # f, g, q, C_tanh: one sum for all, one call per activation
+        # f, g, q, C_tanh: one sum for all, one call per activation  [lines 21-24]
         h1_products_sum = x_products[t] + h1_products
         _sigmoid(h1_products_sum[..., :3 * n_hidden], out=f_g_q[t])
         np.tanh(h1_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
@@ -637,8 +638,8 @@ def backward(params, cache, d_outputs=None):
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
+    n_out = dims['out']
     W_o_h = params['W_o_h']
-    b_o = params['b_o']
     x = cache['x']
     y = cache.get('y')
     W_x_stacked = cache['W_x_stacked']
@@ -654,11 +655,9 @@ def backward(params, cache, d_outputs=None):
     w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(affine(h[t]))  [line 26]
-    d_a_o = None
+    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
     if 'o' in up:
-        d_a_o = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-    if d_loss is not None:
-        d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_a_o is None else d_a_o + _cross_entropy_grad(o, y, w_loss_o, d_loss)
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_C = np.zeros_like(C)
@@ -667,8 +666,7 @@ def backward(params, cache, d_outputs=None):
     if 'C' in up['final']:
         d_C[last + 1, batch] += up['final']['C']
     d_h = np.zeros_like(h)
-    if d_a_o is not None:
-        d_h[1:] += _rows(d_a_o, W_o_h)
+    d_h[1:] += _rows(d_a_o, W_o_h)
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
@@ -715,14 +713,16 @@ def backward(params, cache, d_outputs=None):
         if up_f is not None:
             d_f = d_f + up_f[t]
         d_a_f[t] = d_f * f_slope[t]
+        # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
         d_h[t] += d_h1_products[t] @ W_h_stacked
 
-    # f[t] = gate(x[t], h[t-1])  [line 21]
+    # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
     d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    # f, g, q, C: their products with x[t] in one, the weights stacked  [lines 21-24]
     d_W_x_stacked = _flat(d_h1_products).T @ _flat(x)
     d_x = _rows(d_h1_products, W_x_stacked)
-    d_b_o = d_a_o.sum(axis=(0, 1)) if d_a_o is not None else None
-    d_W_o_h = _flat(d_a_o).T @ _flat(h[1:]) if d_a_o is not None else None
+    d_b_o = d_a_o.sum(axis=(0, 1))
+    d_W_o_h = _flat(d_a_o).T @ _flat(h[1:])
     d_b_c = d_a_c.sum(axis=(0, 1))
     d_b_q = d_a_q.sum(axis=(0, 1))
     d_b_g = d_a_g.sum(axis=(0, 1))
@@ -732,9 +732,35 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     d_state0['C'] = d_C[:1].sum(axis=0)
+    # each parameter's and input's gradient
+    d_W_f_x = d_W_x_stacked[:n_hidden]
+    d_W_f_h = d_W_h_stacked[:n_hidden]
+    d_W_g_x = d_W_x_stacked[n_hidden:2 * n_hidden]
+    d_W_g_h = d_W_h_stacked[n_hidden:2 * n_hidden]
+    d_W_q_x = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
+    d_W_q_h = d_W_h_stacked[2 * n_hidden:3 * n_hidden]
+    d_W_c_x = d_W_x_stacked[3 * n_hidden:4 * n_hidden]
+    d_W_c_h = d_W_h_stacked[3 * n_hidden:4 * n_hidden]
     return {
-        'params': {'W_f_x': d_W_x_stacked[:n_hidden], 'W_f_h': d_W_h_stacked[:n_hidden], 'b_f': d_b_f, 'W_g_x': d_W_x_stacked[n_hidden:2 * n_hidden], 'W_g_h': d_W_h_stacked[n_hidden:2 * n_hidden], 'b_g': d_b_g, 'W_q_x': d_W_x_stacked[2 * n_hidden:3 * n_hidden], 'W_q_h': d_W_h_stacked[2 * n_hidden:3 * n_hidden], 'b_q': d_b_q, 'W_c_x': d_W_x_stacked[3 * n_hidden:4 * n_hidden], 'W_c_h': d_W_h_stacked[3 * n_hidden:4 * n_hidden], 'b_c': d_b_c, 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_b_o if d_b_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': d_x},
+        'params': {
+            'W_f_x': d_W_f_x,
+            'W_f_h': d_W_f_h,
+            'b_f': d_b_f,
+            'W_g_x': d_W_g_x,
+            'W_g_h': d_W_g_h,
+            'b_g': d_b_g,
+            'W_q_x': d_W_q_x,
+            'W_q_h': d_W_q_h,
+            'b_q': d_b_q,
+            'W_c_x': d_W_c_x,
+            'W_c_h': d_W_c_h,
+            'b_c': d_b_c,
+            'W_o_h': d_W_o_h,
+            'b_o': d_b_o,
+        },
+        'inputs': {
+            'x': d_x,
+        },
         'state0': d_state0,
     }
 

@@ -545,11 +545,11 @@ def backward(params, cache, d_outputs=None):
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
+    n_classes = dims['classes']
     n_hidden = dims['hidden']
     U = params['U']
     W = params['W']
     V = params['V']
-    c = params['c']
     x = cache['x']
     y = cache.get('y')
     h = cache['h']
@@ -557,17 +557,14 @@ def backward(params, cache, d_outputs=None):
     o = cache['o']
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o = softmax(c + V @ h[end])  [line 24]
-    d_o_add = None
+    d_o_add = _cross_entropy_grad(o, y, None, d_loss) if d_loss is not None else np.zeros((B, n_classes), dtype)
     if 'o' in up:
-        d_o_add = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-    if d_loss is not None:
-        d_o_add = _cross_entropy_grad(o, y, None, d_loss) if d_o_add is None else d_o_add + _cross_entropy_grad(o, y, None, d_loss)
-    d_h_end = d_o_add @ V if d_o_add is not None else None
+        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+    d_h_end = d_o_add @ V
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
-    if d_h_end is not None:
-        d_h[last + 1, batch] += d_h_end
+    d_h[last + 1, batch] += d_h_end
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
@@ -583,9 +580,9 @@ def backward(params, cache, d_outputs=None):
         d_h[t] += d_h_add_2[t] @ W
 
     d_x = _rows(d_h_add_2, U)
-    d_c = d_o_add.sum(axis=0) if d_o_add is not None else None
+    d_c = d_o_add.sum(axis=0)
     d_b = d_h_add_2.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(h_end) if d_o_add is not None else None
+    d_V = _flat(d_o_add).T @ _flat(h_end)
     d_W = _flat(d_h_add_2).T @ _flat(h[:T])
     d_U = _flat(d_h_add_2).T @ _flat(x)
 
@@ -593,8 +590,16 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['h'] = d_h[:1].sum(axis=0)
     return {
-        'params': {'U': d_U, 'W': d_W, 'V': d_V if d_V is not None else np.zeros_like(V), 'b': d_b, 'c': d_c if d_c is not None else np.zeros_like(c)},
-        'inputs': {'x': d_x},
+        'params': {
+            'U': d_U,
+            'W': d_W,
+            'V': d_V,
+            'b': d_b,
+            'c': d_c,
+        },
+        'inputs': {
+            'x': d_x,
+        },
         'state0': d_state0,
     }
 

@@ -542,11 +542,11 @@ def backward(params, cache, d_outputs=None):
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
     n_hidden = dims['hidden']
+    n_out = dims['out']
     W_h_x = params['W_h_x']
     W_h_h1 = params['W_h_h1']
     W_h_h3 = params['W_h_h3']
     W_o_h = params['W_o_h']
-    b_o = params['b_o']
     x = cache['x']
     y = cache.get('y')
     h = cache['h']
@@ -554,16 +554,13 @@ def backward(params, cache, d_outputs=None):
     w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(affine(h[t]))  [line 16]
-    d_a_o = None
+    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
     if 'o' in up:
-        d_a_o = o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-    if d_loss is not None:
-        d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_a_o is None else d_a_o + _cross_entropy_grad(o, y, w_loss_o, d_loss)
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
-    if d_a_o is not None:
-        d_h[3:] += _rows(d_a_o, W_o_h)
+    d_h[3:] += _rows(d_a_o, W_o_h)
     if 'h' in up:
         d_h[3:] += up['h']
     if 'h' in up['final']:
@@ -583,8 +580,8 @@ def backward(params, cache, d_outputs=None):
         d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
 
     d_x = _rows(d_h_sum_2, W_h_x)
-    d_b_o = d_a_o.sum(axis=(0, 1)) if d_a_o is not None else None
-    d_W_o_h = _flat(d_a_o).T @ _flat(h[3:]) if d_a_o is not None else None
+    d_b_o = d_a_o.sum(axis=(0, 1))
+    d_W_o_h = _flat(d_a_o).T @ _flat(h[3:])
     d_b_h = d_h_sum_2.sum(axis=(0, 1))
     d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
     d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
@@ -594,8 +591,17 @@ def backward(params, cache, d_outputs=None):
     d_state0 = {}
     d_state0['h'] = d_h[:3]
     return {
-        'params': {'W_h_x': d_W_h_x, 'W_h_h1': d_W_h_h1, 'W_h_h3': d_W_h_h3, 'b_h': d_b_h, 'W_o_h': d_W_o_h if d_W_o_h is not None else np.zeros_like(W_o_h), 'b_o': d_b_o if d_b_o is not None else np.zeros_like(b_o)},
-        'inputs': {'x': d_x},
+        'params': {
+            'W_h_x': d_W_h_x,
+            'W_h_h1': d_W_h_h1,
+            'W_h_h3': d_W_h_h3,
+            'b_h': d_b_h,
+            'W_o_h': d_W_o_h,
+            'b_o': d_b_o,
+        },
+        'inputs': {
+            'x': d_x,
+        },
         'state0': d_state0,
     }
 
