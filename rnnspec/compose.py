@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from . import ast
-from .check import FUNCTIONS, LOSS_FUNCS, _suggest
+from .check import FUNCTIONS, LOSS_FUNCS, suggest
 from .errors import Reporter, SpecError
 
 MAX_DEPTH = 10  # blocks using blocks, at most this deep
@@ -208,7 +208,7 @@ class _Imports:
                         found[w.text] = (f.scope[w.text], w)
                     else:
                         rep.error(w, f"{f.name} has no block '{w.text}'",
-                                  _suggest(w.text, f.scope) or
+                                  suggest(w.text, f.scope) or
                                   (f"its blocks: {', '.join(f.scope)}" if f.scope else
                                    f"it defines no blocks; to use the whole spec: import "
                                    f"\"{imp.path.text}\" as NAME -> OUTPUT"))
@@ -322,7 +322,7 @@ class _Imports:
             static = any(isinstance(st, ast.Equation) and st.name == output.text for st in flat)
             rep.error(output, f"{f.name} has no per-step value '{output.text}' to return" +
                       (" (it is a static value)" if static else ""),
-                      _suggest(output.text, per_step) or
+                      suggest(output.text, per_step) or
                       f"its per-step values: {', '.join(per_step) or 'none'}")
             return None
         if not ok:
@@ -354,7 +354,7 @@ class _Imports:
         for b in imp.dims:
             if b.name not in dims:
                 rep.error(b, f"{f.name} has no dimension '{b.name}'",
-                          _suggest(b.name, dims) or f"its dimensions: {', '.join(dims) or 'none'}")
+                          suggest(b.name, dims) or f"its dimensions: {', '.join(dims) or 'none'}")
             elif b.name in bound:
                 rep.error(b, f"dimension '{b.name}' is set twice", "set it once")
             bound[b.name] = b.size
