@@ -128,7 +128,7 @@ def generate_code(sched: Schedule, filename: str = "spec.rnn",
     ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
     and 'sample' to the free-running and generation schedules.  With ``checkpoint=k`` (a spec
     that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
-    segments of k steps (see :meth:`_Codegen.checkpoint_api`)."""
+    segments of k steps (see rnnspec/runtime/checkpoint.py)."""
     if checkpoint:
         coders = [_Codegen(sched, filename, segmented=True)]
         text = coders[0].module(checkpoint=checkpoint)
@@ -1387,12 +1387,9 @@ class _Codegen:
         if checkpoint:
             em(f"CHECKPOINT = {checkpoint}  # steps per segment (forward stores the states every "
                f"CHECKPOINT steps)")
-        em("")
-        helper_names = sorted(self.helpers)
-        for h in helper_names:
-            em.lines.extend(HELPERS[h].rstrip().split("\n"))
-            em("")
-        em.lines.extend(RUNTIME.strip("\n").split("\n"))
+        if variants:
+            em(f"FEEDBACK = {self.feedback_table()!r}  # what generate() chooses from, one step "
+               f"back")
         em("")
         em("")
         em.lines.extend(fwd)
@@ -1401,15 +1398,15 @@ class _Codegen:
         em.lines.extend(bwd)
         em("")
         em("")
-        if variants:
-            em.lines.extend(self.feedback_api())
+        em(RUNTIME_BANNER)  # after the network's own code: a reader meets forward, backward first
+        em("")
+        em("")
+        runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
+            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.helpers)] + [RUNTIME]
+        for part in runtime:
+            em.lines.extend(part.strip("\n").split("\n"))
             em("")
             em("")
-        if checkpoint:
-            em.lines.extend(self.checkpoint_api())
-            em("")
-            em("")
-        em.lines.extend(LOSS_AND_GRAD.strip("\n").split("\n"))
         text = "\n".join(em.lines)
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
@@ -1435,21 +1432,17 @@ class _Codegen:
                       "are the", "full cache's."]
         return "\n".join(lines)
 
-    def feedback_api(self) -> List[str]:
-        """forward(mode=...), backward and generate() for a spec with feedback(teacher, free)."""
+    def feedback_table(self) -> dict:
+        """FEEDBACK of a spec with feedback(teacher, free): the value that feedback(...) defines
+        and the value its free side reads one step back (None when it is not such a read), what
+        generate() (rnnspec/runtime/feedback.py) feeds back."""
         from .ast import Ref
         call = self.m.feedbacks[0]
         owner = next(v.name for v in self.m.values.values() if any(n is call for n in walk(v.eq.expr)))
         free = call.args[1]
         source = free.name if isinstance(free, Ref) and free.index is not None and \
             free.index.kind == "rel" and free.index.offset == -1 else None
-        text = FEEDBACK_API.replace("{OWNER}", repr(owner)).replace("{SOURCE}", repr(source))
-        return text.strip("\n").split("\n")
-
-    def checkpoint_api(self) -> List[str]:
-        """The segment driver of a checkpointed module: public forward/backward over
-        _forward_full/_backward_full, which run one segment (its initial states given)."""
-        return CHECKPOINT_API.strip("\n").split("\n")
+        return {"value": owner, "from": source}
 
     def axis_meta(self, info) -> str:
         within = self.m.nested.get(info.axis)
@@ -1470,240 +1463,11 @@ class _Codegen:
         return need
 
 
-FEEDBACK_API = r'''
-FEEDBACK = {"value": {OWNER}, "from": {SOURCE}}  # what generate() chooses from, one step back
-
-
-def forward(params, inputs, targets=None, state0=None, T=None, lengths=None, mode="teacher"):
-    """Run the network on a batch; return (outputs, cache).
-
-    mode="teacher" (teacher forcing, 004 2.2): each feedback(...) is its teacher side, computed
-    from the targets' earlier steps -- pass targets.  mode="free": its free side, the model's own
-    earlier outputs.  See _forward_teacher for the arguments.
-    """
-    if mode == "teacher":
-        return _forward_teacher(params, inputs, targets, state0, T, lengths)
-    if mode == "free":
-        return _forward_free(params, inputs, targets, state0, T, lengths)
-    raise ValueError(f"mode must be 'teacher' or 'free', not {mode!r}")
-
-
-def backward(params, cache, d_outputs=None):
-    """BPTT for the mode forward ran in; see _backward_teacher."""
-    if cache["mode"] == "teacher":
-        return _backward_teacher(params, cache, d_outputs)
-    return _backward_free(params, cache, d_outputs)
-
-
-def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=None, batch=None):
-    """Generate sequences from the model itself (004 1.2.1): at every step the class chosen from
-    the previous output -- the most likely one (greedy) or one drawn at random -- is fed back.
-    The first step feeds what teacher forcing feeds there, the declared start class
-    (`target y[t]: class(K) = k`), unless state0 gives the fed-back state: then the class is
-    chosen from it (a seed, e.g. a one-hot start token).  Returns (tokens (T, B) ints, lengths (B,), outputs); with `end`, a
-    sequence stops at its first end token (its length counts it; later tokens repeat it).
-    batch: how many sequences, when no input or initial state says it."""
-    if FEEDBACK["from"] is None:
-        raise ValueError("generate() needs feedback(..., v[t-1]): the free side must be a value "
-                         "one step back")
-    rng = np.random.default_rng(seed)
-    outputs, _ = _forward_sample(params, inputs or {}, None, state0, T, None, rng=rng,
-                                 greedy=greedy, batch=batch)
-    chosen = outputs[FEEDBACK["value"]].argmax(axis=-1)  # step t reads the class chosen after t-1
-    last = _choose(outputs[FEEDBACK["from"]][-1], rng, greedy).argmax(axis=-1)
-    tokens = np.concatenate([chosen[1:], last[None]], axis=0)
-    T, B = tokens.shape
-    lengths = np.full(B, T)
-    if end is not None:
-        hit = tokens == end
-        first = np.where(hit.any(axis=0), hit.argmax(axis=0), T - 1)
-        lengths = first + 1
-        tokens = np.where(np.arange(T)[:, None] > first[None, :], end, tokens)
-    return tokens, lengths, outputs
-'''
-
-
-# _validate, _upstream and their helpers: real code in rnnspec/runtime/validate.py
+# The runtime of generated modules, real code in rnnspec/runtime/ (each copied verbatim): the
+# validation runtime (_validate, _upstream), loss_and_grad and init_params, the segment driver of
+# checkpointed modules and the entry points of modules with feedback.
 RUNTIME = helper_texts("validate.py")["runtime"]
-
-LOSS_AND_GRAD = r'''
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
-    if "loss" not in outputs:
-        raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
-
-
-def init_params(dims=None, seed=0, dtype=np.float64):
-    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
-    for name in dims or {}:
-        if name not in DIMS:
-            def edits(a, b):  # the edit distance, for "did you mean"
-                row = list(range(len(b) + 1))
-                for i, ca in enumerate(a, 1):
-                    prev, row[0] = row[0], i
-                    for j, cb in enumerate(b, 1):
-                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-                return row[-1]
-            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
-                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
-            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
-                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
-    dims = {**DIMS, **(dims or {})}
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in PARAMS.items():
-        shape = tuple(_size(s, dims) for s in shape)
-        kind, arg = INITS[name]
-        if kind == "zeros":
-            a = np.zeros(shape)
-        elif kind == "ones":
-            a = np.ones(shape)
-        elif kind == "constant":
-            a = np.full(shape, arg)
-        elif kind == "normal":
-            a = rng.normal(0.0, arg, shape)
-        elif kind == "uniform":
-            a = rng.uniform(-arg, arg, shape)
-        elif kind in ("xavier", "glorot"):
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            a = rng.uniform(-limit, limit, shape)
-        elif kind == "orthogonal":
-            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
-            q = q * np.sign(np.diag(r))
-            a = q if shape[0] >= shape[1] else q.T
-        else:
-            raise ValueError(f"unknown initializer {kind!r}")
-        params[name] = np.asarray(a, dtype=dtype)
-    return params
-'''
-
-
-CHECKPOINT_API = r'''
-def _validate_segment(params, inputs, targets, state0, T, lengths, segment):
-    """_validate for one segment of a checkpointed run.  A sequence may have 0 steps in the
-    segment (it ended before it: it keeps its state and gets no loss), and a mean loss divides
-    by each sequence's number of steps in the whole run, segment['steps'] (B,)."""
-    full = None if lengths is None else np.maximum(lengths, 1)
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, full)
-    if lengths is not None:
-        dims["lengths"] = np.asarray(lengths, dtype=np.int64)
-        dims["last"] = dims["lengths"] - 1
-    if segment is not None:
-        dims["(mean steps)"] = np.asarray(segment["steps"], dtype=dims["dtype"])
-    return params, inputs, targets, state0, dims
-
-
-def _segment_loss_weights(dims, axis=None, steps=None, mean=False):
-    """_loss_weights of one segment: a mean divides by the steps of the whole run."""
-    count = dims.get("(mean steps)")
-    if not mean or count is None:
-        return _loss_weights(dims, axis, steps, mean)
-    w = _loss_weights(dims, axis, steps)
-    if w is None:
-        w = np.ones((dims["T"], dims["B"]), dims["dtype"])
-    return w / count
-
-
-def _segments(T):
-    """(start, stop) of each segment of CHECKPOINT steps (the last one may be shorter)."""
-    return [(a, min(a + CHECKPOINT, T)) for a in range(0, T, CHECKPOINT)]
-
-
-def _segment_steps(dims, a, b):
-    """Each sequence's number of steps in segment [a, b) (0 once it has ended); None: all."""
-    if dims["lengths"] is None:
-        return None
-    return np.clip(dims["lengths"] - a, 0, b - a)
-
-
-def _run_segment(params, inputs, targets, state0, dims, a, b):
-    """_forward_full on steps a..b-1, from the states state0 at the segment's start."""
-    def part(arrays, infos):
-        return {n: v[a:b] if infos[n]["kind"] == "sequence" else v for n, v in arrays.items()}
-    total = dims["lengths"] if dims["lengths"] is not None else np.full(dims["B"], dims["T"])
-    return _forward_full(params, part(inputs, INPUTS),
-                         None if targets is None else part(targets, TARGETS), state0, b - a,
-                         _segment_steps(dims, a, b), segment={"steps": total})
-
-
-def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
-    """Run the network on a batch; return (outputs, cache).  Checkpointed: the steps run in
-    segments of CHECKPOINT, and the cache keeps only the states at each segment's start (and
-    the inputs and targets), not the activations; backward recomputes them segment by segment.
-
-    The arguments and outputs are those of _forward_full (the network on the whole sequence):
-    params, inputs, targets, state0 keyed by the spec's names; arrays time-major, (T, B, size);
-    lengths (B,) for a padded batch; outputs['final'] the states after each sequence's last step.
-    """
-    _, inputs, targets, _, dims = _validate(params, inputs, targets, state0, T, lengths)
-    checkpoints, parts, statics, loss = [], {}, {}, None
-    carry = state0
-    for a, b in _segments(dims["T"]):
-        checkpoints.append(carry)
-        out, _ = _run_segment(params, inputs, targets, carry, dims, a, b)
-        for n, info in OUTPUTS.items():
-            if info["kind"] == "sequence":
-                parts.setdefault(n, []).append(out[n])
-            elif a == 0:  # a static value is the same in every segment
-                statics[n] = out[n]
-        final = out.get("final", {})
-        steps = _segment_steps(dims, a, b)
-        if a > 0 and steps is not None:  # a sequence that has ended keeps its state
-            ended = (steps == 0)[:, None]
-            final = {n: np.where(ended, carry[n], v) for n, v in final.items()}
-        carry = final
-        if "loss" in out:
-            loss = out["loss"] if loss is None else loss + out["loss"]
-    outputs = {n: np.concatenate(parts[n], axis=0) if n in parts else statics[n]
-               for n in OUTPUTS}
-    if STATES:
-        outputs["final"] = carry
-    if loss is not None:
-        outputs["loss"] = loss
-    cache = {"checkpoints": checkpoints, "inputs": inputs, "targets": targets, "dims": dims,
-             "has_loss": "loss" in outputs}
-    return outputs, cache
-
-
-def backward(params, cache, d_outputs=None):
-    """BPTT segment by segment, last first: each segment is recomputed from its checkpoint and
-    differentiated with _backward_full, the gradient of its initial states carried into the
-    previous segment.  Arguments and result as _backward_full's: {'params', 'inputs', 'state0'}.
-    """
-    up = _upstream(d_outputs, cache)
-    dims = cache["dims"]
-    inputs, targets = cache["inputs"], cache["targets"]
-    d_params, d_inputs = None, {}
-    for n, v in inputs.items():
-        d_inputs[n] = np.zeros_like(v)
-    d_final = up["final"]
-    segments = _segments(dims["T"])
-    for s in reversed(range(len(segments))):
-        a, b = segments[s]
-        _, seg_cache = _run_segment(params, inputs, targets, cache["checkpoints"][s], dims, a, b)
-        d = {n: g[a:b] if OUTPUTS[n]["kind"] == "sequence" else g
-             for n, g in up.items() if n in OUTPUTS and (s == 0 or OUTPUTS[n]["kind"] == "sequence")}
-        if cache["has_loss"]:
-            d["loss"] = up.get("loss", 1.0)
-        steps = _segment_steps(dims, a, b)
-        passed = {}
-        if s > 0 and steps is not None:  # an ended sequence's state went through unchanged
-            ended = (steps == 0)[:, None]
-            passed = {n: np.where(ended, g, 0) for n, g in d_final.items()}
-            d_final = {n: np.where(ended, 0, g) for n, g in d_final.items()}
-        d["final"] = d_final
-        grads = _backward_full(params, seg_cache, d)
-        if d_params is None:
-            d_params = grads["params"]
-        else:
-            d_params = {n: d_params[n] + g for n, g in grads["params"].items()}
-        for n, g in grads["inputs"].items():
-            if INPUTS[n]["kind"] == "sequence":
-                d_inputs[n][a:b] = g
-            else:
-                d_inputs[n] = d_inputs[n] + g
-        d_final = {n: g + passed[n] if n in passed else g for n, g in grads["state0"].items()}
-    return {"params": d_params, "inputs": d_inputs, "state0": d_final}
-'''
+LOSS_AND_GRAD = helper_texts("api.py")["api"]
+CHECKPOINT_API = helper_texts("checkpoint.py")["checkpoint"]
+FEEDBACK_API = helper_texts("feedback.py")["feedback"]
+RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"

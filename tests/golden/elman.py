@@ -65,6 +65,193 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).
+
+    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
+    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
+    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
+    """
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    n_n = dims['n']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
+    U = params['U']
+    W = params['W']
+    V = params['V']
+    ba = params['ba']
+    by = params['by']
+    x = inputs['x']
+    # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
+    s_add = _rows(x, U.T)
+    s_add += ba
+
+    # time loop (forward in time): only the recurrent part runs step by step
+    s = np.empty((T + 1, B, n_n), dtype)
+    s[:1] = state0['s']
+    for t in range(T):
+        # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
+        np.tanh(s_add[t] + s[t] @ W.T, out=s[t + 1])
+        if mask is not None:  # past its end, a sequence keeps its state
+            s[t + 1] = np.where(mask[t], s[t + 1], s[t])
+
+    # o[t] = softmax(V @ s[t] + by)  [line 24]
+    o_add = _rows(s[1:], V.T)
+    o_add += by
+    o = _softmax(o_add)
+    outputs = {
+        's': s[1:],
+        'o': o,
+        'final': {'s': s[last + 1, batch]},
+    }
+    if targets is not None:
+        y = targets['y']
+        # loss = cross_entropy(o[t], y[t])  [line 26]
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
+        outputs['loss'] = loss_o
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
+             'has_loss': 'loss' in outputs}
+    cache['x'] = x
+    if targets is not None:
+        cache['y'] = y
+    cache['s'] = s
+    cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """Vector-Jacobian product of the whole unrolled network (BPTT).
+
+    d_outputs may hold an upstream gradient for any named value (same shape as in
+    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache['dims']
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
+    n_m = dims['m']
+    n_n = dims['n']
+    U = params['U']
+    W = params['W']
+    V = params['V']
+    x = cache['x']
+    y = cache.get('y')
+    s = cache['s']
+    o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
+    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
+    # o[t] = softmax(V @ s[t] + by)  [line 24]
+    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_m), dtype)
+    if 'o' in up:
+        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+
+    # gradients flowing into the loop from after it, and buffers for the loop
+    d_s = np.zeros_like(s)
+    d_s[1:] += _rows(d_o_add, V)
+    if 's' in up:
+        d_s[1:] += up['s']
+    if 's' in up['final']:
+        d_s[last + 1, batch] += up['final']['s']
+    s_slope = 1 - s[1:] * s[1:]  # tanh' at every step
+    d_s_add_2 = np.empty((T, B, n_n), dtype)
+    for t in reversed(range(T)):
+        # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
+        if mask is not None:  # past its end, the state was carried over
+            d_s[t] += ~mask[t] * d_s[t + 1]
+            d_s[t + 1] *= mask[t]
+        d_s_add_2[t] = d_s[t + 1] * s_slope[t]
+        d_s[t] += d_s_add_2[t] @ W
+
+    d_x = _rows(d_s_add_2, U)
+    d_by = d_o_add.sum(axis=(0, 1))
+    d_ba = d_s_add_2.sum(axis=(0, 1))
+    d_V = _flat(d_o_add).T @ _flat(s[1:])
+    d_W = _flat(d_s_add_2).T @ _flat(s[:T])
+    d_U = _flat(d_s_add_2).T @ _flat(x)
+
+    # gradients of the initial states (and of what they were initialized from)
+    d_state0 = {}
+    d_state0['s'] = d_s[:1].sum(axis=0)
+    return {
+        'params': {
+            'U': d_U,
+            'W': d_W,
+            'V': d_V,
+            'ba': d_ba,
+            'by': d_by,
+        },
+        'inputs': {
+            'x': d_x,
+        },
+        'state0': d_state0,
+    }
+
+
+# ---- runtime: rnnspec's helpers, the same in every module that uses them ----
+
+
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    for name in dims or {}:
+        if name not in DIMS:
+            def edits(a, b):  # the edit distance, for "did you mean"
+                row = list(range(len(b) + 1))
+                for i, ca in enumerate(a, 1):
+                    prev, row[0] = row[0], i
+                    for j, cb in enumerate(b, 1):
+                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+                return row[-1]
+            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
+                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
+            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
+                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params
+
+
 def _cross_entropy(z, y, w=None, p=None):
     """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
     p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
@@ -112,6 +299,7 @@ def _softmax(a):
     np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
 _SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
@@ -470,187 +658,3 @@ def _upstream(d_outputs, cache):
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
                              f"{list(OUTPUTS) + ['final', 'loss']}")
     return up
-
-
-def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
-    """Run the network on a batch; return (outputs, cache).
-
-    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
-    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
-    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
-    length in a padded batch (with several time axes, both are dicts keyed by axis).
-    outputs holds every named value, outputs['final'] the states after the last step,
-    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
-    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
-    """
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    n_n = dims['n']
-    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
-    last, batch = dims['last'], np.arange(B)  # each sequence's last step
-    U = params['U']
-    W = params['W']
-    V = params['V']
-    ba = params['ba']
-    by = params['by']
-    x = inputs['x']
-    # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
-    s_add = _rows(x, U.T)
-    s_add += ba
-
-    # time loop (forward in time): only the recurrent part runs step by step
-    s = np.empty((T + 1, B, n_n), dtype)
-    s[:1] = state0['s']
-    for t in range(T):
-        # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
-        np.tanh(s_add[t] + s[t] @ W.T, out=s[t + 1])
-        if mask is not None:  # past its end, a sequence keeps its state
-            s[t + 1] = np.where(mask[t], s[t + 1], s[t])
-
-    # o[t] = softmax(V @ s[t] + by)  [line 24]
-    o_add = _rows(s[1:], V.T)
-    o_add += by
-    o = _softmax(o_add)
-    outputs = {
-        's': s[1:],
-        'o': o,
-        'final': {'s': s[last + 1, batch]},
-    }
-    if targets is not None:
-        y = targets['y']
-        # loss = cross_entropy(o[t], y[t])  [line 26]
-        w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
-        outputs['loss'] = loss_o
-    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
-             'has_loss': 'loss' in outputs}
-    cache['x'] = x
-    if targets is not None:
-        cache['y'] = y
-    cache['s'] = s
-    cache['o'] = o
-    if targets is not None:
-        cache['w_loss_o'] = w_loss_o
-    return outputs, cache
-
-
-def backward(params, cache, d_outputs=None):
-    """Vector-Jacobian product of the whole unrolled network (BPTT).
-
-    d_outputs may hold an upstream gradient for any named value (same shape as in
-    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
-    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
-    """
-    up = _upstream(d_outputs, cache)
-    dims = cache['dims']
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    mask = _step_mask(dims)
-    last, batch = dims['last'], np.arange(B)
-    n_m = dims['m']
-    n_n = dims['n']
-    U = params['U']
-    W = params['W']
-    V = params['V']
-    x = cache['x']
-    y = cache.get('y')
-    s = cache['s']
-    o = cache['o']
-    w_loss_o = cache.get('w_loss_o')
-    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
-    # o[t] = softmax(V @ s[t] + by)  [line 24]
-    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_m), dtype)
-    if 'o' in up:
-        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-
-    # gradients flowing into the loop from after it, and buffers for the loop
-    d_s = np.zeros_like(s)
-    d_s[1:] += _rows(d_o_add, V)
-    if 's' in up:
-        d_s[1:] += up['s']
-    if 's' in up['final']:
-        d_s[last + 1, batch] += up['final']['s']
-    s_slope = 1 - s[1:] * s[1:]  # tanh' at every step
-    d_s_add_2 = np.empty((T, B, n_n), dtype)
-    for t in reversed(range(T)):
-        # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
-        if mask is not None:  # past its end, the state was carried over
-            d_s[t] += ~mask[t] * d_s[t + 1]
-            d_s[t + 1] *= mask[t]
-        d_s_add_2[t] = d_s[t + 1] * s_slope[t]
-        d_s[t] += d_s_add_2[t] @ W
-
-    d_x = _rows(d_s_add_2, U)
-    d_by = d_o_add.sum(axis=(0, 1))
-    d_ba = d_s_add_2.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(s[1:])
-    d_W = _flat(d_s_add_2).T @ _flat(s[:T])
-    d_U = _flat(d_s_add_2).T @ _flat(x)
-
-    # gradients of the initial states (and of what they were initialized from)
-    d_state0 = {}
-    d_state0['s'] = d_s[:1].sum(axis=0)
-    return {
-        'params': {
-            'U': d_U,
-            'W': d_W,
-            'V': d_V,
-            'ba': d_ba,
-            'by': d_by,
-        },
-        'inputs': {
-            'x': d_x,
-        },
-        'state0': d_state0,
-    }
-
-
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
-    if "loss" not in outputs:
-        raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
-
-
-def init_params(dims=None, seed=0, dtype=np.float64):
-    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
-    for name in dims or {}:
-        if name not in DIMS:
-            def edits(a, b):  # the edit distance, for "did you mean"
-                row = list(range(len(b) + 1))
-                for i, ca in enumerate(a, 1):
-                    prev, row[0] = row[0], i
-                    for j, cb in enumerate(b, 1):
-                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-                return row[-1]
-            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
-                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
-            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
-                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
-    dims = {**DIMS, **(dims or {})}
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in PARAMS.items():
-        shape = tuple(_size(s, dims) for s in shape)
-        kind, arg = INITS[name]
-        if kind == "zeros":
-            a = np.zeros(shape)
-        elif kind == "ones":
-            a = np.ones(shape)
-        elif kind == "constant":
-            a = np.full(shape, arg)
-        elif kind == "normal":
-            a = rng.normal(0.0, arg, shape)
-        elif kind == "uniform":
-            a = rng.uniform(-arg, arg, shape)
-        elif kind in ("xavier", "glorot"):
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            a = rng.uniform(-limit, limit, shape)
-        elif kind == "orthogonal":
-            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
-            q = q * np.sign(np.diag(r))
-            a = q if shape[0] >= shape[1] else q.T
-        else:
-            raise ValueError(f"unknown initializer {kind!r}")
-        params[name] = np.asarray(a, dtype=dtype)
-    return params

@@ -87,6 +87,280 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).
+
+    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
+    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
+    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
+    """
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
+    Uz = params['Uz']
+    Wz = params['Wz']
+    bz = params['bz']
+    Ur = params['Ur']
+    Wr = params['Wr']
+    br = params['br']
+    U = params['U']
+    W = params['W']
+    b = params['b']
+    V = params['V']
+    c = params['c']
+    x = inputs['x']
+    # z, r, h: their products with x[t] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-31]
+    W_x_stacked = np.concatenate([Uz, Ur, U])
+    x_products = _rows(x, W_x_stacked.T)
+    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
+    z_add = x_products[..., :n_hidden]
+    z_add += bz
+    # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
+    r_add = x_products[..., n_hidden:2 * n_hidden]
+    r_add += br
+    # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
+    h_add = x_products[..., 2 * n_hidden:3 * n_hidden]
+    h_add += b
+    # z, r: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-30]
+    W_h_stacked = np.concatenate([Wz, Wr])
+
+    # time loop (forward in time): only the recurrent part runs step by step
+    z_r = np.empty((T, B, 2 * n_hidden), dtype)  # z, r side by side
+    z = z_r[..., :n_hidden]
+    r = z_r[..., n_hidden:2 * n_hidden]
+    h_sub = np.empty((T, B, n_hidden), dtype)
+    h_mul_2 = np.empty((T, B, n_hidden), dtype)
+    h_tanh = np.empty((T, B, n_hidden), dtype)
+    h = np.empty((T + 1, B, n_hidden), dtype)
+    h[:1] = state0['h']
+    for t in range(T):
+        # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
+        h1_products = h[t] @ W_h_stacked.T
+        # z, r: one sum for all, one call per activation  [lines 29-30]
+        h1_products_sum = x_products[t, ..., :2 * n_hidden] + h1_products
+        _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
+        # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
+        np.subtract(1, z[t], out=h_sub[t])
+        np.multiply(r[t], h[t], out=h_mul_2[t])
+        np.tanh(h_add[t] + h_mul_2[t] @ W.T, out=h_tanh[t])
+        np.add(z[t] * h[t], h_sub[t] * h_tanh[t], out=h[t + 1])
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
+
+    # o[t] = softmax(c + V @ h[t])  [line 32]
+    o_add = _rows(h[1:], V.T)
+    o_add += c
+    o = _softmax(o_add)
+    outputs = {
+        'z': z,
+        'r': r,
+        'h': h[1:],
+        'o': o,
+        'final': {'h': h[last + 1, batch]},
+    }
+    if targets is not None:
+        y = targets['y']
+        # loss = cross_entropy(o[t], y[t])  [line 34]
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
+        outputs['loss'] = loss_o
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
+             'has_loss': 'loss' in outputs}
+    cache['x'] = x
+    if targets is not None:
+        cache['y'] = y
+    cache['W_x_stacked'] = W_x_stacked
+    cache['W_h_stacked'] = W_h_stacked
+    cache['z'] = z
+    cache['r'] = r
+    cache['h_sub'] = h_sub
+    cache['h_mul_2'] = h_mul_2
+    cache['h_tanh'] = h_tanh
+    cache['h'] = h
+    cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """Vector-Jacobian product of the whole unrolled network (BPTT).
+
+    d_outputs may hold an upstream gradient for any named value (same shape as in
+    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache['dims']
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
+    n_hidden = dims['hidden']
+    n_out = dims['out']
+    W = params['W']
+    V = params['V']
+    x = cache['x']
+    y = cache.get('y')
+    W_x_stacked = cache['W_x_stacked']
+    W_h_stacked = cache['W_h_stacked']
+    z = cache['z']
+    r = cache['r']
+    h_sub = cache['h_sub']
+    h_mul_2 = cache['h_mul_2']
+    h_tanh = cache['h_tanh']
+    h = cache['h']
+    o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
+    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
+    # o[t] = softmax(c + V @ h[t])  [line 32]
+    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
+    if 'o' in up:
+        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+
+    # gradients flowing into the loop from after it, and buffers for the loop
+    d_h = np.zeros_like(h)
+    d_h[1:] += _rows(d_o_add, V)
+    if 'h' in up:
+        d_h[1:] += up['h']
+    if 'h' in up['final']:
+        d_h[last + 1, batch] += up['final']['h']
+    h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
+    d_h_add_2 = np.empty((T, B, n_hidden), dtype)
+    up_r = up.get('r')  # upstream gradient of r
+    r_slope = r * (1 - r)  # sigmoid' at every step
+    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)  # the gradients below, side by side
+    d_r_add_2 = d_h1_products[..., n_hidden:2 * n_hidden]
+    up_z = up.get('z')  # upstream gradient of z
+    z_slope = z * (1 - z)  # sigmoid' at every step
+    d_z_add_2 = d_h1_products[..., :n_hidden]
+    for t in reversed(range(T)):
+        # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t] += ~mask[t] * d_h[t + 1]
+            d_h[t + 1] *= mask[t]
+        d_h_tanh = d_h[t + 1] * h_sub[t]
+        d_h_add_2[t] = d_h_tanh * h_tanh_slope[t]
+        d_h_mul_2 = d_h_add_2[t] @ W
+        d_h[t] += d_h_mul_2 * r[t]
+        d_h_sub = d_h[t + 1] * h_tanh[t]
+        d_h[t] += d_h[t + 1] * z[t]
+        # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
+        d_r = d_h_mul_2 * h[t]
+        if up_r is not None:
+            d_r = d_r + up_r[t]
+        d_r_add_2[t] = d_r * r_slope[t]
+        # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
+        d_z = d_h[t + 1] * h[t] - d_h_sub
+        if up_z is not None:
+            d_z = d_z + up_z[t]
+        d_z_add_2[t] = d_z * z_slope[t]
+        # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
+        d_h[t] += d_h1_products[t] @ W_h_stacked
+
+    # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
+    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    d_x_products = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)
+    # z, r, h: their products with x[t] in one, the weights stacked  [lines 29-31]
+    d_W_x_stacked = _flat(d_x_products).T @ _flat(x)
+    d_x = _rows(d_x_products, W_x_stacked)
+    d_c = d_o_add.sum(axis=(0, 1))
+    d_V = _flat(d_o_add).T @ _flat(h[1:])
+    d_b = d_h_add_2.sum(axis=(0, 1))
+    d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
+    d_br = d_r_add_2.sum(axis=(0, 1))
+    d_bz = d_z_add_2.sum(axis=(0, 1))
+
+    # gradients of the initial states (and of what they were initialized from)
+    d_state0 = {}
+    d_state0['h'] = d_h[:1].sum(axis=0)
+    # each parameter's and input's gradient
+    d_Uz = d_W_x_stacked[:n_hidden]
+    d_Wz = d_W_h_stacked[:n_hidden]
+    d_Ur = d_W_x_stacked[n_hidden:2 * n_hidden]
+    d_Wr = d_W_h_stacked[n_hidden:2 * n_hidden]
+    d_U = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
+    return {
+        'params': {
+            'Uz': d_Uz,
+            'Wz': d_Wz,
+            'bz': d_bz,
+            'Ur': d_Ur,
+            'Wr': d_Wr,
+            'br': d_br,
+            'U': d_U,
+            'W': d_W,
+            'b': d_b,
+            'V': d_V,
+            'c': d_c,
+        },
+        'inputs': {
+            'x': d_x,
+        },
+        'state0': d_state0,
+    }
+
+
+# ---- runtime: rnnspec's helpers, the same in every module that uses them ----
+
+
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    for name in dims or {}:
+        if name not in DIMS:
+            def edits(a, b):  # the edit distance, for "did you mean"
+                row = list(range(len(b) + 1))
+                for i, ca in enumerate(a, 1):
+                    prev, row[0] = row[0], i
+                    for j, cb in enumerate(b, 1):
+                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+                return row[-1]
+            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
+                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
+            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
+                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params
+
+
 def _cross_entropy(z, y, w=None, p=None):
     """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
     p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
@@ -146,6 +420,7 @@ def _softmax(a):
     np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
 _SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
@@ -504,274 +779,3 @@ def _upstream(d_outputs, cache):
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
                              f"{list(OUTPUTS) + ['final', 'loss']}")
     return up
-
-
-def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
-    """Run the network on a batch; return (outputs, cache).
-
-    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
-    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
-    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
-    length in a padded batch (with several time axes, both are dicts keyed by axis).
-    outputs holds every named value, outputs['final'] the states after the last step,
-    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
-    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
-    """
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    n_hidden = dims['hidden']
-    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
-    last, batch = dims['last'], np.arange(B)  # each sequence's last step
-    Uz = params['Uz']
-    Wz = params['Wz']
-    bz = params['bz']
-    Ur = params['Ur']
-    Wr = params['Wr']
-    br = params['br']
-    U = params['U']
-    W = params['W']
-    b = params['b']
-    V = params['V']
-    c = params['c']
-    x = inputs['x']
-    # z, r, h: their products with x[t] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-31]
-    W_x_stacked = np.concatenate([Uz, Ur, U])
-    x_products = _rows(x, W_x_stacked.T)
-    # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
-    z_add = x_products[..., :n_hidden]
-    z_add += bz
-    # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
-    r_add = x_products[..., n_hidden:2 * n_hidden]
-    r_add += br
-    # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
-    h_add = x_products[..., 2 * n_hidden:3 * n_hidden]
-    h_add += b
-    # z, r: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-30]
-    W_h_stacked = np.concatenate([Wz, Wr])
-
-    # time loop (forward in time): only the recurrent part runs step by step
-    z_r = np.empty((T, B, 2 * n_hidden), dtype)  # z, r side by side
-    z = z_r[..., :n_hidden]
-    r = z_r[..., n_hidden:2 * n_hidden]
-    h_sub = np.empty((T, B, n_hidden), dtype)
-    h_mul_2 = np.empty((T, B, n_hidden), dtype)
-    h_tanh = np.empty((T, B, n_hidden), dtype)
-    h = np.empty((T + 1, B, n_hidden), dtype)
-    h[:1] = state0['h']
-    for t in range(T):
-        # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
-        h1_products = h[t] @ W_h_stacked.T
-        # z, r: one sum for all, one call per activation  [lines 29-30]
-        h1_products_sum = x_products[t, ..., :2 * n_hidden] + h1_products
-        _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
-        # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
-        np.subtract(1, z[t], out=h_sub[t])
-        np.multiply(r[t], h[t], out=h_mul_2[t])
-        np.tanh(h_add[t] + h_mul_2[t] @ W.T, out=h_tanh[t])
-        np.add(z[t] * h[t], h_sub[t] * h_tanh[t], out=h[t + 1])
-        if mask is not None:  # past its end, a sequence keeps its state
-            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
-
-    # o[t] = softmax(c + V @ h[t])  [line 32]
-    o_add = _rows(h[1:], V.T)
-    o_add += c
-    o = _softmax(o_add)
-    outputs = {
-        'z': z,
-        'r': r,
-        'h': h[1:],
-        'o': o,
-        'final': {'h': h[last + 1, batch]},
-    }
-    if targets is not None:
-        y = targets['y']
-        # loss = cross_entropy(o[t], y[t])  [line 34]
-        w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
-        outputs['loss'] = loss_o
-    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
-             'has_loss': 'loss' in outputs}
-    cache['x'] = x
-    if targets is not None:
-        cache['y'] = y
-    cache['W_x_stacked'] = W_x_stacked
-    cache['W_h_stacked'] = W_h_stacked
-    cache['z'] = z
-    cache['r'] = r
-    cache['h_sub'] = h_sub
-    cache['h_mul_2'] = h_mul_2
-    cache['h_tanh'] = h_tanh
-    cache['h'] = h
-    cache['o'] = o
-    if targets is not None:
-        cache['w_loss_o'] = w_loss_o
-    return outputs, cache
-
-
-def backward(params, cache, d_outputs=None):
-    """Vector-Jacobian product of the whole unrolled network (BPTT).
-
-    d_outputs may hold an upstream gradient for any named value (same shape as in
-    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
-    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
-    """
-    up = _upstream(d_outputs, cache)
-    dims = cache['dims']
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    mask = _step_mask(dims)
-    last, batch = dims['last'], np.arange(B)
-    n_hidden = dims['hidden']
-    n_out = dims['out']
-    W = params['W']
-    V = params['V']
-    x = cache['x']
-    y = cache.get('y')
-    W_x_stacked = cache['W_x_stacked']
-    W_h_stacked = cache['W_h_stacked']
-    z = cache['z']
-    r = cache['r']
-    h_sub = cache['h_sub']
-    h_mul_2 = cache['h_mul_2']
-    h_tanh = cache['h_tanh']
-    h = cache['h']
-    o = cache['o']
-    w_loss_o = cache.get('w_loss_o')
-    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
-    # o[t] = softmax(c + V @ h[t])  [line 32]
-    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
-    if 'o' in up:
-        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-
-    # gradients flowing into the loop from after it, and buffers for the loop
-    d_h = np.zeros_like(h)
-    d_h[1:] += _rows(d_o_add, V)
-    if 'h' in up:
-        d_h[1:] += up['h']
-    if 'h' in up['final']:
-        d_h[last + 1, batch] += up['final']['h']
-    h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
-    d_h_add_2 = np.empty((T, B, n_hidden), dtype)
-    up_r = up.get('r')  # upstream gradient of r
-    r_slope = r * (1 - r)  # sigmoid' at every step
-    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)  # the gradients below, side by side
-    d_r_add_2 = d_h1_products[..., n_hidden:2 * n_hidden]
-    up_z = up.get('z')  # upstream gradient of z
-    z_slope = z * (1 - z)  # sigmoid' at every step
-    d_z_add_2 = d_h1_products[..., :n_hidden]
-    for t in reversed(range(T)):
-        # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
-        if mask is not None:  # past its end, the state was carried over
-            d_h[t] += ~mask[t] * d_h[t + 1]
-            d_h[t + 1] *= mask[t]
-        d_h_tanh = d_h[t + 1] * h_sub[t]
-        d_h_add_2[t] = d_h_tanh * h_tanh_slope[t]
-        d_h_mul_2 = d_h_add_2[t] @ W
-        d_h[t] += d_h_mul_2 * r[t]
-        d_h_sub = d_h[t + 1] * h_tanh[t]
-        d_h[t] += d_h[t + 1] * z[t]
-        # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-        d_r = d_h_mul_2 * h[t]
-        if up_r is not None:
-            d_r = d_r + up_r[t]
-        d_r_add_2[t] = d_r * r_slope[t]
-        # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
-        d_z = d_h[t + 1] * h[t] - d_h_sub
-        if up_z is not None:
-            d_z = d_z + up_z[t]
-        d_z_add_2[t] = d_z * z_slope[t]
-        # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
-        d_h[t] += d_h1_products[t] @ W_h_stacked
-
-    # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
-    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
-    d_x_products = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)
-    # z, r, h: their products with x[t] in one, the weights stacked  [lines 29-31]
-    d_W_x_stacked = _flat(d_x_products).T @ _flat(x)
-    d_x = _rows(d_x_products, W_x_stacked)
-    d_c = d_o_add.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(h[1:])
-    d_b = d_h_add_2.sum(axis=(0, 1))
-    d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
-    d_br = d_r_add_2.sum(axis=(0, 1))
-    d_bz = d_z_add_2.sum(axis=(0, 1))
-
-    # gradients of the initial states (and of what they were initialized from)
-    d_state0 = {}
-    d_state0['h'] = d_h[:1].sum(axis=0)
-    # each parameter's and input's gradient
-    d_Uz = d_W_x_stacked[:n_hidden]
-    d_Wz = d_W_h_stacked[:n_hidden]
-    d_Ur = d_W_x_stacked[n_hidden:2 * n_hidden]
-    d_Wr = d_W_h_stacked[n_hidden:2 * n_hidden]
-    d_U = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
-    return {
-        'params': {
-            'Uz': d_Uz,
-            'Wz': d_Wz,
-            'bz': d_bz,
-            'Ur': d_Ur,
-            'Wr': d_Wr,
-            'br': d_br,
-            'U': d_U,
-            'W': d_W,
-            'b': d_b,
-            'V': d_V,
-            'c': d_c,
-        },
-        'inputs': {
-            'x': d_x,
-        },
-        'state0': d_state0,
-    }
-
-
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
-    if "loss" not in outputs:
-        raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
-
-
-def init_params(dims=None, seed=0, dtype=np.float64):
-    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
-    for name in dims or {}:
-        if name not in DIMS:
-            def edits(a, b):  # the edit distance, for "did you mean"
-                row = list(range(len(b) + 1))
-                for i, ca in enumerate(a, 1):
-                    prev, row[0] = row[0], i
-                    for j, cb in enumerate(b, 1):
-                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-                return row[-1]
-            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
-                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
-            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
-                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
-    dims = {**DIMS, **(dims or {})}
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in PARAMS.items():
-        shape = tuple(_size(s, dims) for s in shape)
-        kind, arg = INITS[name]
-        if kind == "zeros":
-            a = np.zeros(shape)
-        elif kind == "ones":
-            a = np.ones(shape)
-        elif kind == "constant":
-            a = np.full(shape, arg)
-        elif kind == "normal":
-            a = rng.normal(0.0, arg, shape)
-        elif kind == "uniform":
-            a = rng.uniform(-arg, arg, shape)
-        elif kind in ("xavier", "glorot"):
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            a = rng.uniform(-limit, limit, shape)
-        elif kind == "orthogonal":
-            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
-            q = q * np.sign(np.diag(r))
-            a = q if shape[0] >= shape[1] else q.T
-        else:
-            raise ValueError(f"unknown initializer {kind!r}")
-        params[name] = np.asarray(a, dtype=dtype)
-    return params

@@ -90,6 +90,317 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).
+
+    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
+    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
+    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
+    """
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
+    W_f_x = params['W_f_x']
+    W_f_h = params['W_f_h']
+    b_f = params['b_f']
+    W_g_x = params['W_g_x']
+    W_g_h = params['W_g_h']
+    b_g = params['b_g']
+    W_q_x = params['W_q_x']
+    W_q_h = params['W_q_h']
+    b_q = params['b_q']
+    W_c_x = params['W_c_x']
+    W_c_h = params['W_c_h']
+    b_c = params['b_c']
+    W_o_h = params['W_o_h']
+    b_o = params['b_o']
+    x = inputs['x']
+    # f, g, q, C: their products with x[t] in one, the weights stacked  (hoisted: all steps at once)  [lines 21-24]
+    W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
+    x_products = _rows(x, W_x_stacked.T)
+    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
+    f_sum = x_products[..., :n_hidden]
+    f_sum += b_f
+    # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
+    g_sum = x_products[..., n_hidden:2 * n_hidden]
+    g_sum += b_g
+    # q[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 23]
+    q_sum = x_products[..., 2 * n_hidden:3 * n_hidden]
+    q_sum += b_q
+    # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
+    c_sum = x_products[..., 3 * n_hidden:4 * n_hidden]
+    c_sum += b_c
+    # f, g, q, C: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 21-24]
+    W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
+
+    # time loop (forward in time): only the recurrent part runs step by step
+    f_g_q = np.empty((T, B, 3 * n_hidden), dtype)  # f, g, q side by side
+    f = f_g_q[..., :n_hidden]
+    g = f_g_q[..., n_hidden:2 * n_hidden]
+    q = f_g_q[..., 2 * n_hidden:3 * n_hidden]
+    C_tanh = np.empty((T, B, n_hidden), dtype)
+    C = np.empty((T + 1, B, n_hidden), dtype)
+    C[:1] = state0['C']
+    h_tanh = np.empty((T, B, n_hidden), dtype)
+    h = np.empty((T + 1, B, n_hidden), dtype)
+    h[:1] = state0['h']
+    for t in range(T):
+        # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
+        h1_products = h[t] @ W_h_stacked.T
+        # f, g, q, C_tanh: one sum for all, one call per activation  [lines 21-24]
+        h1_products_sum = x_products[t] + h1_products
+        _sigmoid(h1_products_sum[..., :3 * n_hidden], out=f_g_q[t])
+        np.tanh(h1_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
+        # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
+        np.add(f[t] * C[t], g[t] * C_tanh[t], out=C[t + 1])
+        if mask is not None:  # past its end, a sequence keeps its state
+            C[t + 1] = np.where(mask[t], C[t + 1], C[t])
+        # h[t] = tanh(C[t]) * q[t]  [line 25]
+        np.tanh(C[t + 1], out=h_tanh[t])
+        np.multiply(h_tanh[t], q[t], out=h[t + 1])
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
+
+    # o[t] = softmax(affine(h[t]))  [line 26]
+    a_o = _rows(h[1:], W_o_h.T)
+    a_o += b_o
+    o = _softmax(a_o)
+    outputs = {
+        'f': f,
+        'g': g,
+        'q': q,
+        'C': C[1:],
+        'h': h[1:],
+        'o': o,
+        'final': {'h': h[last + 1, batch], 'C': C[last + 1, batch]},
+    }
+    if targets is not None:
+        y = targets['y']
+        # loss = cross_entropy(o[t], y[t])  [line 28]
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
+        outputs['loss'] = loss_o
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
+             'has_loss': 'loss' in outputs}
+    cache['x'] = x
+    if targets is not None:
+        cache['y'] = y
+    cache['W_x_stacked'] = W_x_stacked
+    cache['W_h_stacked'] = W_h_stacked
+    cache['f'] = f
+    cache['g'] = g
+    cache['q'] = q
+    cache['C_tanh'] = C_tanh
+    cache['C'] = C
+    cache['h_tanh'] = h_tanh
+    cache['h'] = h
+    cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """Vector-Jacobian product of the whole unrolled network (BPTT).
+
+    d_outputs may hold an upstream gradient for any named value (same shape as in
+    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache['dims']
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
+    n_hidden = dims['hidden']
+    n_out = dims['out']
+    W_o_h = params['W_o_h']
+    x = cache['x']
+    y = cache.get('y')
+    W_x_stacked = cache['W_x_stacked']
+    W_h_stacked = cache['W_h_stacked']
+    f = cache['f']
+    g = cache['g']
+    q = cache['q']
+    C_tanh = cache['C_tanh']
+    C = cache['C']
+    h_tanh = cache['h_tanh']
+    h = cache['h']
+    o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
+    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
+    # o[t] = softmax(affine(h[t]))  [line 26]
+    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
+    if 'o' in up:
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+
+    # gradients flowing into the loop from after it, and buffers for the loop
+    d_C = np.zeros_like(C)
+    if 'C' in up:
+        d_C[1:] += up['C']
+    if 'C' in up['final']:
+        d_C[last + 1, batch] += up['final']['C']
+    d_h = np.zeros_like(h)
+    d_h[1:] += _rows(d_a_o, W_o_h)
+    if 'h' in up:
+        d_h[1:] += up['h']
+    if 'h' in up['final']:
+        d_h[last + 1, batch] += up['final']['h']
+    h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
+    C_tanh_slope = 1 - C_tanh * C_tanh  # tanh' at every step
+    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)  # the gradients below, side by side
+    d_a_c = d_h1_products[..., 3 * n_hidden:4 * n_hidden]
+    up_q = up.get('q')  # upstream gradient of q
+    q_slope = q * (1 - q)  # sigmoid' at every step
+    d_a_q = d_h1_products[..., 2 * n_hidden:3 * n_hidden]
+    up_g = up.get('g')  # upstream gradient of g
+    g_slope = g * (1 - g)  # sigmoid' at every step
+    d_a_g = d_h1_products[..., n_hidden:2 * n_hidden]
+    up_f = up.get('f')  # upstream gradient of f
+    f_slope = f * (1 - f)  # sigmoid' at every step
+    d_a_f = d_h1_products[..., :n_hidden]
+    for t in reversed(range(T)):
+        # h[t] = tanh(C[t]) * q[t]  [line 25]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t] += ~mask[t] * d_h[t + 1]
+            d_h[t + 1] *= mask[t]
+        d_h_tanh = d_h[t + 1] * q[t]
+        # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
+        d_C[t + 1] += d_h_tanh * h_tanh_slope[t]
+        if mask is not None:  # past its end, the state was carried over
+            d_C[t] += ~mask[t] * d_C[t + 1]
+            d_C[t + 1] *= mask[t]
+        d_C_tanh = d_C[t + 1] * g[t]
+        d_a_c[t] = d_C_tanh * C_tanh_slope[t]
+        d_C[t] += d_C[t + 1] * f[t]
+        # q[t] = gate(x[t], h[t-1])  [line 23]
+        d_q = d_h[t + 1] * h_tanh[t]
+        if up_q is not None:
+            d_q = d_q + up_q[t]
+        d_a_q[t] = d_q * q_slope[t]
+        # g[t] = gate(x[t], h[t-1])  [line 22]
+        d_g = d_C[t + 1] * C_tanh[t]
+        if up_g is not None:
+            d_g = d_g + up_g[t]
+        d_a_g[t] = d_g * g_slope[t]
+        # f[t] = gate(x[t], h[t-1])  [line 21]
+        d_f = d_C[t + 1] * C[t]
+        if up_f is not None:
+            d_f = d_f + up_f[t]
+        d_a_f[t] = d_f * f_slope[t]
+        # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
+        d_h[t] += d_h1_products[t] @ W_h_stacked
+
+    # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
+    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    # f, g, q, C: their products with x[t] in one, the weights stacked  [lines 21-24]
+    d_W_x_stacked = _flat(d_h1_products).T @ _flat(x)
+    d_x = _rows(d_h1_products, W_x_stacked)
+    d_b_o = d_a_o.sum(axis=(0, 1))
+    d_W_o_h = _flat(d_a_o).T @ _flat(h[1:])
+    d_b_c = d_a_c.sum(axis=(0, 1))
+    d_b_q = d_a_q.sum(axis=(0, 1))
+    d_b_g = d_a_g.sum(axis=(0, 1))
+    d_b_f = d_a_f.sum(axis=(0, 1))
+
+    # gradients of the initial states (and of what they were initialized from)
+    d_state0 = {}
+    d_state0['h'] = d_h[:1].sum(axis=0)
+    d_state0['C'] = d_C[:1].sum(axis=0)
+    # each parameter's and input's gradient
+    d_W_f_x = d_W_x_stacked[:n_hidden]
+    d_W_f_h = d_W_h_stacked[:n_hidden]
+    d_W_g_x = d_W_x_stacked[n_hidden:2 * n_hidden]
+    d_W_g_h = d_W_h_stacked[n_hidden:2 * n_hidden]
+    d_W_q_x = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
+    d_W_q_h = d_W_h_stacked[2 * n_hidden:3 * n_hidden]
+    d_W_c_x = d_W_x_stacked[3 * n_hidden:4 * n_hidden]
+    d_W_c_h = d_W_h_stacked[3 * n_hidden:4 * n_hidden]
+    return {
+        'params': {
+            'W_f_x': d_W_f_x,
+            'W_f_h': d_W_f_h,
+            'b_f': d_b_f,
+            'W_g_x': d_W_g_x,
+            'W_g_h': d_W_g_h,
+            'b_g': d_b_g,
+            'W_q_x': d_W_q_x,
+            'W_q_h': d_W_q_h,
+            'b_q': d_b_q,
+            'W_c_x': d_W_c_x,
+            'W_c_h': d_W_c_h,
+            'b_c': d_b_c,
+            'W_o_h': d_W_o_h,
+            'b_o': d_b_o,
+        },
+        'inputs': {
+            'x': d_x,
+        },
+        'state0': d_state0,
+    }
+
+
+# ---- runtime: rnnspec's helpers, the same in every module that uses them ----
+
+
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    for name in dims or {}:
+        if name not in DIMS:
+            def edits(a, b):  # the edit distance, for "did you mean"
+                row = list(range(len(b) + 1))
+                for i, ca in enumerate(a, 1):
+                    prev, row[0] = row[0], i
+                    for j, cb in enumerate(b, 1):
+                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+                return row[-1]
+            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
+                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
+            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
+                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params
+
+
 def _cross_entropy(z, y, w=None, p=None):
     """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
     p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
@@ -149,6 +460,7 @@ def _softmax(a):
     np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
 _SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
@@ -507,311 +819,3 @@ def _upstream(d_outputs, cache):
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
                              f"{list(OUTPUTS) + ['final', 'loss']}")
     return up
-
-
-def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
-    """Run the network on a batch; return (outputs, cache).
-
-    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
-    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
-    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
-    length in a padded batch (with several time axes, both are dicts keyed by axis).
-    outputs holds every named value, outputs['final'] the states after the last step,
-    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
-    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
-    """
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    n_hidden = dims['hidden']
-    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
-    last, batch = dims['last'], np.arange(B)  # each sequence's last step
-    W_f_x = params['W_f_x']
-    W_f_h = params['W_f_h']
-    b_f = params['b_f']
-    W_g_x = params['W_g_x']
-    W_g_h = params['W_g_h']
-    b_g = params['b_g']
-    W_q_x = params['W_q_x']
-    W_q_h = params['W_q_h']
-    b_q = params['b_q']
-    W_c_x = params['W_c_x']
-    W_c_h = params['W_c_h']
-    b_c = params['b_c']
-    W_o_h = params['W_o_h']
-    b_o = params['b_o']
-    x = inputs['x']
-    # f, g, q, C: their products with x[t] in one, the weights stacked  (hoisted: all steps at once)  [lines 21-24]
-    W_x_stacked = np.concatenate([W_f_x, W_g_x, W_q_x, W_c_x])
-    x_products = _rows(x, W_x_stacked.T)
-    # f[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 21]
-    f_sum = x_products[..., :n_hidden]
-    f_sum += b_f
-    # g[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 22]
-    g_sum = x_products[..., n_hidden:2 * n_hidden]
-    g_sum += b_g
-    # q[t] = gate(x[t], h[t-1])  (hoisted: all steps at once)  [line 23]
-    q_sum = x_products[..., 2 * n_hidden:3 * n_hidden]
-    q_sum += b_q
-    # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  (hoisted: all steps at once)  [line 24]
-    c_sum = x_products[..., 3 * n_hidden:4 * n_hidden]
-    c_sum += b_c
-    # f, g, q, C: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 21-24]
-    W_h_stacked = np.concatenate([W_f_h, W_g_h, W_q_h, W_c_h])
-
-    # time loop (forward in time): only the recurrent part runs step by step
-    f_g_q = np.empty((T, B, 3 * n_hidden), dtype)  # f, g, q side by side
-    f = f_g_q[..., :n_hidden]
-    g = f_g_q[..., n_hidden:2 * n_hidden]
-    q = f_g_q[..., 2 * n_hidden:3 * n_hidden]
-    C_tanh = np.empty((T, B, n_hidden), dtype)
-    C = np.empty((T + 1, B, n_hidden), dtype)
-    C[:1] = state0['C']
-    h_tanh = np.empty((T, B, n_hidden), dtype)
-    h = np.empty((T + 1, B, n_hidden), dtype)
-    h[:1] = state0['h']
-    for t in range(T):
-        # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
-        h1_products = h[t] @ W_h_stacked.T
-        # f, g, q, C_tanh: one sum for all, one call per activation  [lines 21-24]
-        h1_products_sum = x_products[t] + h1_products
-        _sigmoid(h1_products_sum[..., :3 * n_hidden], out=f_g_q[t])
-        np.tanh(h1_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
-        # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        np.add(f[t] * C[t], g[t] * C_tanh[t], out=C[t + 1])
-        if mask is not None:  # past its end, a sequence keeps its state
-            C[t + 1] = np.where(mask[t], C[t + 1], C[t])
-        # h[t] = tanh(C[t]) * q[t]  [line 25]
-        np.tanh(C[t + 1], out=h_tanh[t])
-        np.multiply(h_tanh[t], q[t], out=h[t + 1])
-        if mask is not None:  # past its end, a sequence keeps its state
-            h[t + 1] = np.where(mask[t], h[t + 1], h[t])
-
-    # o[t] = softmax(affine(h[t]))  [line 26]
-    a_o = _rows(h[1:], W_o_h.T)
-    a_o += b_o
-    o = _softmax(a_o)
-    outputs = {
-        'f': f,
-        'g': g,
-        'q': q,
-        'C': C[1:],
-        'h': h[1:],
-        'o': o,
-        'final': {'h': h[last + 1, batch], 'C': C[last + 1, batch]},
-    }
-    if targets is not None:
-        y = targets['y']
-        # loss = cross_entropy(o[t], y[t])  [line 28]
-        w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
-        outputs['loss'] = loss_o
-    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
-             'has_loss': 'loss' in outputs}
-    cache['x'] = x
-    if targets is not None:
-        cache['y'] = y
-    cache['W_x_stacked'] = W_x_stacked
-    cache['W_h_stacked'] = W_h_stacked
-    cache['f'] = f
-    cache['g'] = g
-    cache['q'] = q
-    cache['C_tanh'] = C_tanh
-    cache['C'] = C
-    cache['h_tanh'] = h_tanh
-    cache['h'] = h
-    cache['o'] = o
-    if targets is not None:
-        cache['w_loss_o'] = w_loss_o
-    return outputs, cache
-
-
-def backward(params, cache, d_outputs=None):
-    """Vector-Jacobian product of the whole unrolled network (BPTT).
-
-    d_outputs may hold an upstream gradient for any named value (same shape as in
-    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
-    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
-    """
-    up = _upstream(d_outputs, cache)
-    dims = cache['dims']
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    mask = _step_mask(dims)
-    last, batch = dims['last'], np.arange(B)
-    n_hidden = dims['hidden']
-    n_out = dims['out']
-    W_o_h = params['W_o_h']
-    x = cache['x']
-    y = cache.get('y')
-    W_x_stacked = cache['W_x_stacked']
-    W_h_stacked = cache['W_h_stacked']
-    f = cache['f']
-    g = cache['g']
-    q = cache['q']
-    C_tanh = cache['C_tanh']
-    C = cache['C']
-    h_tanh = cache['h_tanh']
-    h = cache['h']
-    o = cache['o']
-    w_loss_o = cache.get('w_loss_o')
-    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
-    # o[t] = softmax(affine(h[t]))  [line 26]
-    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
-    if 'o' in up:
-        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-
-    # gradients flowing into the loop from after it, and buffers for the loop
-    d_C = np.zeros_like(C)
-    if 'C' in up:
-        d_C[1:] += up['C']
-    if 'C' in up['final']:
-        d_C[last + 1, batch] += up['final']['C']
-    d_h = np.zeros_like(h)
-    d_h[1:] += _rows(d_a_o, W_o_h)
-    if 'h' in up:
-        d_h[1:] += up['h']
-    if 'h' in up['final']:
-        d_h[last + 1, batch] += up['final']['h']
-    h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
-    C_tanh_slope = 1 - C_tanh * C_tanh  # tanh' at every step
-    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)  # the gradients below, side by side
-    d_a_c = d_h1_products[..., 3 * n_hidden:4 * n_hidden]
-    up_q = up.get('q')  # upstream gradient of q
-    q_slope = q * (1 - q)  # sigmoid' at every step
-    d_a_q = d_h1_products[..., 2 * n_hidden:3 * n_hidden]
-    up_g = up.get('g')  # upstream gradient of g
-    g_slope = g * (1 - g)  # sigmoid' at every step
-    d_a_g = d_h1_products[..., n_hidden:2 * n_hidden]
-    up_f = up.get('f')  # upstream gradient of f
-    f_slope = f * (1 - f)  # sigmoid' at every step
-    d_a_f = d_h1_products[..., :n_hidden]
-    for t in reversed(range(T)):
-        # h[t] = tanh(C[t]) * q[t]  [line 25]
-        if mask is not None:  # past its end, the state was carried over
-            d_h[t] += ~mask[t] * d_h[t + 1]
-            d_h[t + 1] *= mask[t]
-        d_h_tanh = d_h[t + 1] * q[t]
-        # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
-        d_C[t + 1] += d_h_tanh * h_tanh_slope[t]
-        if mask is not None:  # past its end, the state was carried over
-            d_C[t] += ~mask[t] * d_C[t + 1]
-            d_C[t + 1] *= mask[t]
-        d_C_tanh = d_C[t + 1] * g[t]
-        d_a_c[t] = d_C_tanh * C_tanh_slope[t]
-        d_C[t] += d_C[t + 1] * f[t]
-        # q[t] = gate(x[t], h[t-1])  [line 23]
-        d_q = d_h[t + 1] * h_tanh[t]
-        if up_q is not None:
-            d_q = d_q + up_q[t]
-        d_a_q[t] = d_q * q_slope[t]
-        # g[t] = gate(x[t], h[t-1])  [line 22]
-        d_g = d_C[t + 1] * C_tanh[t]
-        if up_g is not None:
-            d_g = d_g + up_g[t]
-        d_a_g[t] = d_g * g_slope[t]
-        # f[t] = gate(x[t], h[t-1])  [line 21]
-        d_f = d_C[t + 1] * C[t]
-        if up_f is not None:
-            d_f = d_f + up_f[t]
-        d_a_f[t] = d_f * f_slope[t]
-        # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
-        d_h[t] += d_h1_products[t] @ W_h_stacked
-
-    # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
-    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
-    # f, g, q, C: their products with x[t] in one, the weights stacked  [lines 21-24]
-    d_W_x_stacked = _flat(d_h1_products).T @ _flat(x)
-    d_x = _rows(d_h1_products, W_x_stacked)
-    d_b_o = d_a_o.sum(axis=(0, 1))
-    d_W_o_h = _flat(d_a_o).T @ _flat(h[1:])
-    d_b_c = d_a_c.sum(axis=(0, 1))
-    d_b_q = d_a_q.sum(axis=(0, 1))
-    d_b_g = d_a_g.sum(axis=(0, 1))
-    d_b_f = d_a_f.sum(axis=(0, 1))
-
-    # gradients of the initial states (and of what they were initialized from)
-    d_state0 = {}
-    d_state0['h'] = d_h[:1].sum(axis=0)
-    d_state0['C'] = d_C[:1].sum(axis=0)
-    # each parameter's and input's gradient
-    d_W_f_x = d_W_x_stacked[:n_hidden]
-    d_W_f_h = d_W_h_stacked[:n_hidden]
-    d_W_g_x = d_W_x_stacked[n_hidden:2 * n_hidden]
-    d_W_g_h = d_W_h_stacked[n_hidden:2 * n_hidden]
-    d_W_q_x = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
-    d_W_q_h = d_W_h_stacked[2 * n_hidden:3 * n_hidden]
-    d_W_c_x = d_W_x_stacked[3 * n_hidden:4 * n_hidden]
-    d_W_c_h = d_W_h_stacked[3 * n_hidden:4 * n_hidden]
-    return {
-        'params': {
-            'W_f_x': d_W_f_x,
-            'W_f_h': d_W_f_h,
-            'b_f': d_b_f,
-            'W_g_x': d_W_g_x,
-            'W_g_h': d_W_g_h,
-            'b_g': d_b_g,
-            'W_q_x': d_W_q_x,
-            'W_q_h': d_W_q_h,
-            'b_q': d_b_q,
-            'W_c_x': d_W_c_x,
-            'W_c_h': d_W_c_h,
-            'b_c': d_b_c,
-            'W_o_h': d_W_o_h,
-            'b_o': d_b_o,
-        },
-        'inputs': {
-            'x': d_x,
-        },
-        'state0': d_state0,
-    }
-
-
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
-    if "loss" not in outputs:
-        raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
-
-
-def init_params(dims=None, seed=0, dtype=np.float64):
-    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
-    for name in dims or {}:
-        if name not in DIMS:
-            def edits(a, b):  # the edit distance, for "did you mean"
-                row = list(range(len(b) + 1))
-                for i, ca in enumerate(a, 1):
-                    prev, row[0] = row[0], i
-                    for j, cb in enumerate(b, 1):
-                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-                return row[-1]
-            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
-                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
-            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
-                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
-    dims = {**DIMS, **(dims or {})}
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in PARAMS.items():
-        shape = tuple(_size(s, dims) for s in shape)
-        kind, arg = INITS[name]
-        if kind == "zeros":
-            a = np.zeros(shape)
-        elif kind == "ones":
-            a = np.ones(shape)
-        elif kind == "constant":
-            a = np.full(shape, arg)
-        elif kind == "normal":
-            a = rng.normal(0.0, arg, shape)
-        elif kind == "uniform":
-            a = rng.uniform(-arg, arg, shape)
-        elif kind in ("xavier", "glorot"):
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            a = rng.uniform(-limit, limit, shape)
-        elif kind == "orthogonal":
-            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
-            q = q * np.sign(np.diag(r))
-            a = q if shape[0] >= shape[1] else q.T
-        else:
-            raise ValueError(f"unknown initializer {kind!r}")
-        params[name] = np.asarray(a, dtype=dtype)
-    return params

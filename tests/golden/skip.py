@@ -59,6 +59,201 @@ OUTPUTS = {
 MIN_T = {'T': 1}
 
 
+def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
+    """Run the network on a batch; return (outputs, cache).
+
+    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
+    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
+    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
+    length in a padded batch (with several time axes, both are dicts keyed by axis).
+    outputs holds every named value, outputs['final'] the states after the last step,
+    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
+    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
+    """
+    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    n_hidden = dims['hidden']
+    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
+    last, batch = dims['last'], np.arange(B)  # each sequence's last step
+    W_h_x = params['W_h_x']
+    W_h_h1 = params['W_h_h1']
+    W_h_h3 = params['W_h_h3']
+    b_h = params['b_h']
+    W_o_h = params['W_o_h']
+    b_o = params['b_o']
+    x = inputs['x']
+    # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  (hoisted: all steps at once)  [line 15]
+    h_sum = _rows(x, W_h_x.T)
+    h_sum += b_h
+
+    # time loop (forward in time): only the recurrent part runs step by step
+    h = np.empty((T + 3, B, n_hidden), dtype)
+    h[:3] = state0['h']
+    for t in range(T):
+        # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
+        np.tanh(h_sum[t] + h[t + 2] @ W_h_h1.T + h[t] @ W_h_h3.T, out=h[t + 3])
+        if mask is not None:  # past its end, a sequence keeps its state
+            h[t + 3] = np.where(mask[t], h[t + 3], h[t + 2])
+
+    # o[t] = softmax(affine(h[t]))  [line 16]
+    a_o = _rows(h[3:], W_o_h.T)
+    a_o += b_o
+    o = _softmax(a_o)
+    outputs = {
+        'h': h[3:],
+        'o': o,
+        'final': {'h': h[last + np.arange(1, 4)[:, None], batch]},
+    }
+    if targets is not None:
+        y = targets['y']
+        # loss = cross_entropy(o[t], y[t])  [line 18]
+        w_loss_o = _loss_weights(dims)
+        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
+        outputs['loss'] = loss_o
+    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
+             'has_loss': 'loss' in outputs}
+    cache['x'] = x
+    if targets is not None:
+        cache['y'] = y
+    cache['h'] = h
+    cache['o'] = o
+    if targets is not None:
+        cache['w_loss_o'] = w_loss_o
+    return outputs, cache
+
+
+def backward(params, cache, d_outputs=None):
+    """Vector-Jacobian product of the whole unrolled network (BPTT).
+
+    d_outputs may hold an upstream gradient for any named value (same shape as in
+    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    """
+    up = _upstream(d_outputs, cache)
+    dims = cache['dims']
+    T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    mask = _step_mask(dims)
+    last, batch = dims['last'], np.arange(B)
+    n_hidden = dims['hidden']
+    n_out = dims['out']
+    W_h_x = params['W_h_x']
+    W_h_h1 = params['W_h_h1']
+    W_h_h3 = params['W_h_h3']
+    W_o_h = params['W_o_h']
+    x = cache['x']
+    y = cache.get('y')
+    h = cache['h']
+    o = cache['o']
+    w_loss_o = cache.get('w_loss_o')
+    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
+    # o[t] = softmax(affine(h[t]))  [line 16]
+    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
+    if 'o' in up:
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+
+    # gradients flowing into the loop from after it, and buffers for the loop
+    d_h = np.zeros_like(h)
+    d_h[3:] += _rows(d_a_o, W_o_h)
+    if 'h' in up:
+        d_h[3:] += up['h']
+    if 'h' in up['final']:
+        d_h[last + np.arange(1, 4)[:, None], batch] += up['final']['h']
+    h_slope = 1 - h[3:] * h[3:]  # tanh' at every step
+    d_h_sum_2 = np.empty((T, B, n_hidden), dtype)
+    d_W_h_h3_h3 = np.empty((T, B, n_hidden), dtype)
+    for t in reversed(range(T)):
+        # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
+        if mask is not None:  # past its end, the state was carried over
+            d_h[t + 2] += ~mask[t] * d_h[t + 3]
+            d_h[t + 3] *= mask[t]
+        d_a_h = d_h[t + 3] * h_slope[t]
+        d_h_sum_2[t] = d_a_h
+        d_W_h_h3_h3[t] = d_a_h
+        d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
+        d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
+
+    d_x = _rows(d_h_sum_2, W_h_x)
+    d_b_o = d_a_o.sum(axis=(0, 1))
+    d_W_o_h = _flat(d_a_o).T @ _flat(h[3:])
+    d_b_h = d_h_sum_2.sum(axis=(0, 1))
+    d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
+    d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
+    d_W_h_x = _flat(d_h_sum_2).T @ _flat(x)
+
+    # gradients of the initial states (and of what they were initialized from)
+    d_state0 = {}
+    d_state0['h'] = d_h[:3]
+    return {
+        'params': {
+            'W_h_x': d_W_h_x,
+            'W_h_h1': d_W_h_h1,
+            'W_h_h3': d_W_h_h3,
+            'b_h': d_b_h,
+            'W_o_h': d_W_o_h,
+            'b_o': d_b_o,
+        },
+        'inputs': {
+            'x': d_x,
+        },
+        'state0': d_state0,
+    }
+
+
+# ---- runtime: rnnspec's helpers, the same in every module that uses them ----
+
+
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
+    """The loss and the gradients of everything (backward with d_loss = 1)."""
+    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
+    if "loss" not in outputs:
+        raise ValueError("this network has no loss")
+    return outputs["loss"], backward(params, cache)
+
+
+def init_params(dims=None, seed=0, dtype=np.float64):
+    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
+    for name in dims or {}:
+        if name not in DIMS:
+            def edits(a, b):  # the edit distance, for "did you mean"
+                row = list(range(len(b) + 1))
+                for i, ca in enumerate(a, 1):
+                    prev, row[0] = row[0], i
+                    for j, cb in enumerate(b, 1):
+                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+                return row[-1]
+            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
+                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
+            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
+                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
+    dims = {**DIMS, **(dims or {})}
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in PARAMS.items():
+        shape = tuple(_size(s, dims) for s in shape)
+        kind, arg = INITS[name]
+        if kind == "zeros":
+            a = np.zeros(shape)
+        elif kind == "ones":
+            a = np.ones(shape)
+        elif kind == "constant":
+            a = np.full(shape, arg)
+        elif kind == "normal":
+            a = rng.normal(0.0, arg, shape)
+        elif kind == "uniform":
+            a = rng.uniform(-arg, arg, shape)
+        elif kind in ("xavier", "glorot"):
+            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
+            a = rng.uniform(-limit, limit, shape)
+        elif kind == "orthogonal":
+            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
+            q = q * np.sign(np.diag(r))
+            a = q if shape[0] >= shape[1] else q.T
+        else:
+            raise ValueError(f"unknown initializer {kind!r}")
+        params[name] = np.asarray(a, dtype=dtype)
+    return params
+
+
 def _cross_entropy(z, y, w=None, p=None):
     """Sum over all rows of -log softmax(z)[y] (weighted by w).  From the probabilities
     p = softmax(z) when given: -log p[y], with no second exp over the logits; rows where p[y]
@@ -106,6 +301,7 @@ def _softmax(a):
     np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
 _SHAPES_SEEN = {}  # the shapes of a call's arrays (and T, B) -> the dims they bind, once checked
@@ -464,195 +660,3 @@ def _upstream(d_outputs, cache):
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
                              f"{list(OUTPUTS) + ['final', 'loss']}")
     return up
-
-
-def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
-    """Run the network on a batch; return (outputs, cache).
-
-    params, inputs, targets, state0: dicts keyed by the spec's names (see PARAMS,
-    INPUTS, TARGETS, STATES); arrays are time-major, (T, B, size) for a sequence.
-    T is needed only when no sequence is given; lengths (B,) gives each sequence's own
-    length in a padded batch (with several time axes, both are dicts keyed by axis).
-    outputs holds every named value, outputs['final'] the states after the last step,
-    and 'loss' when targets are given.  A state read d > 1 steps back (STATES[n]['steps'])
-    carries its last d steps, (d, B, size) in time order, in 'final' and in state0.
-    """
-    params, inputs, targets, state0, dims = _validate(params, inputs, targets, state0, T, lengths)
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    n_hidden = dims['hidden']
-    mask = _step_mask(dims)  # (T, B, 1): True up to each sequence's length
-    last, batch = dims['last'], np.arange(B)  # each sequence's last step
-    W_h_x = params['W_h_x']
-    W_h_h1 = params['W_h_h1']
-    W_h_h3 = params['W_h_h3']
-    b_h = params['b_h']
-    W_o_h = params['W_o_h']
-    b_o = params['b_o']
-    x = inputs['x']
-    # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  (hoisted: all steps at once)  [line 15]
-    h_sum = _rows(x, W_h_x.T)
-    h_sum += b_h
-
-    # time loop (forward in time): only the recurrent part runs step by step
-    h = np.empty((T + 3, B, n_hidden), dtype)
-    h[:3] = state0['h']
-    for t in range(T):
-        # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
-        np.tanh(h_sum[t] + h[t + 2] @ W_h_h1.T + h[t] @ W_h_h3.T, out=h[t + 3])
-        if mask is not None:  # past its end, a sequence keeps its state
-            h[t + 3] = np.where(mask[t], h[t + 3], h[t + 2])
-
-    # o[t] = softmax(affine(h[t]))  [line 16]
-    a_o = _rows(h[3:], W_o_h.T)
-    a_o += b_o
-    o = _softmax(a_o)
-    outputs = {
-        'h': h[3:],
-        'o': o,
-        'final': {'h': h[last + np.arange(1, 4)[:, None], batch]},
-    }
-    if targets is not None:
-        y = targets['y']
-        # loss = cross_entropy(o[t], y[t])  [line 18]
-        w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
-        outputs['loss'] = loss_o
-    cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
-             'has_loss': 'loss' in outputs}
-    cache['x'] = x
-    if targets is not None:
-        cache['y'] = y
-    cache['h'] = h
-    cache['o'] = o
-    if targets is not None:
-        cache['w_loss_o'] = w_loss_o
-    return outputs, cache
-
-
-def backward(params, cache, d_outputs=None):
-    """Vector-Jacobian product of the whole unrolled network (BPTT).
-
-    d_outputs may hold an upstream gradient for any named value (same shape as in
-    outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
-    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
-    """
-    up = _upstream(d_outputs, cache)
-    dims = cache['dims']
-    T, B, dtype = dims['T'], dims['B'], dims['dtype']
-    mask = _step_mask(dims)
-    last, batch = dims['last'], np.arange(B)
-    n_hidden = dims['hidden']
-    n_out = dims['out']
-    W_h_x = params['W_h_x']
-    W_h_h1 = params['W_h_h1']
-    W_h_h3 = params['W_h_h3']
-    W_o_h = params['W_o_h']
-    x = cache['x']
-    y = cache.get('y')
-    h = cache['h']
-    o = cache['o']
-    w_loss_o = cache.get('w_loss_o')
-    d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
-    # o[t] = softmax(affine(h[t]))  [line 16]
-    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
-    if 'o' in up:
-        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-
-    # gradients flowing into the loop from after it, and buffers for the loop
-    d_h = np.zeros_like(h)
-    d_h[3:] += _rows(d_a_o, W_o_h)
-    if 'h' in up:
-        d_h[3:] += up['h']
-    if 'h' in up['final']:
-        d_h[last + np.arange(1, 4)[:, None], batch] += up['final']['h']
-    h_slope = 1 - h[3:] * h[3:]  # tanh' at every step
-    d_h_sum_2 = np.empty((T, B, n_hidden), dtype)
-    d_W_h_h3_h3 = np.empty((T, B, n_hidden), dtype)
-    for t in reversed(range(T)):
-        # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
-        if mask is not None:  # past its end, the state was carried over
-            d_h[t + 2] += ~mask[t] * d_h[t + 3]
-            d_h[t + 3] *= mask[t]
-        d_a_h = d_h[t + 3] * h_slope[t]
-        d_h_sum_2[t] = d_a_h
-        d_W_h_h3_h3[t] = d_a_h
-        d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
-        d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
-
-    d_x = _rows(d_h_sum_2, W_h_x)
-    d_b_o = d_a_o.sum(axis=(0, 1))
-    d_W_o_h = _flat(d_a_o).T @ _flat(h[3:])
-    d_b_h = d_h_sum_2.sum(axis=(0, 1))
-    d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
-    d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
-    d_W_h_x = _flat(d_h_sum_2).T @ _flat(x)
-
-    # gradients of the initial states (and of what they were initialized from)
-    d_state0 = {}
-    d_state0['h'] = d_h[:3]
-    return {
-        'params': {
-            'W_h_x': d_W_h_x,
-            'W_h_h1': d_W_h_h1,
-            'W_h_h3': d_W_h_h3,
-            'b_h': d_b_h,
-            'W_o_h': d_W_o_h,
-            'b_o': d_b_o,
-        },
-        'inputs': {
-            'x': d_x,
-        },
-        'state0': d_state0,
-    }
-
-
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
-    outputs, cache = forward(params, inputs, targets, state0, T, lengths)
-    if "loss" not in outputs:
-        raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
-
-
-def init_params(dims=None, seed=0, dtype=np.float64):
-    """Fresh parameters drawn with the spec's initializers (deterministic for a seed)."""
-    for name in dims or {}:
-        if name not in DIMS:
-            def edits(a, b):  # the edit distance, for "did you mean"
-                row = list(range(len(b) + 1))
-                for i, ca in enumerate(a, 1):
-                    prev, row[0] = row[0], i
-                    for j, cb in enumerate(b, 1):
-                        prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
-                return row[-1]
-            close = [d for d in sorted(DIMS, key=lambda d: edits(str(name), d))
-                     if edits(str(name), d) <= max(1, len(str(name)) // 3)][:1]
-            raise ValueError(f"init_params: unknown dim {name!r}" + (f"; did you mean "
-                             f"{close[0]!r}?" if close else "") + f" (the dims: {list(DIMS)})")
-    dims = {**DIMS, **(dims or {})}
-    rng = np.random.default_rng(seed)
-    params = {}
-    for name, shape in PARAMS.items():
-        shape = tuple(_size(s, dims) for s in shape)
-        kind, arg = INITS[name]
-        if kind == "zeros":
-            a = np.zeros(shape)
-        elif kind == "ones":
-            a = np.ones(shape)
-        elif kind == "constant":
-            a = np.full(shape, arg)
-        elif kind == "normal":
-            a = rng.normal(0.0, arg, shape)
-        elif kind == "uniform":
-            a = rng.uniform(-arg, arg, shape)
-        elif kind in ("xavier", "glorot"):
-            limit = np.sqrt(6.0 / (shape[0] + shape[1]))
-            a = rng.uniform(-limit, limit, shape)
-        elif kind == "orthogonal":
-            q, r = np.linalg.qr(rng.normal(0.0, 1.0, (max(shape), min(shape))))
-            q = q * np.sign(np.diag(r))
-            a = q if shape[0] >= shape[1] else q.T
-        else:
-            raise ValueError(f"unknown initializer {kind!r}")
-        params[name] = np.asarray(a, dtype=dtype)
-    return params
