@@ -383,29 +383,11 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     mod = _module_for(spec, dims)
     T = per_axis(mod, T)
     if max_bytes is not None:
-        need = estimate_bytes(mod, dims, T, batch)
-        if need > max_bytes:
-            raise CheckTooLarge(
-                f"the gradient check at {_sizes_text(mod, dims, T, batch)} would need about "
-                f"{need / 1e9:.1f} GB of memory (more than {max_bytes / 1e9:.1f} GB): use fewer "
-                f"steps, a smaller batch or smaller dims")
+        _check_memory(mod, dims, T, batch, max_bytes)
     params, inputs, targets, state0, upstream = random_problem(mod, dims, T, batch, seed,
                                                                lengths)
-    has_loss = bool(mod.TARGETS) and targets is not None
     how = {"mode": mode} if mode else {}
-
-    def objective(p, x, s0, magnitude=False) -> float:
-        out, _ = mod.forward(p, x, targets, s0, T, lengths, **how)
-        total = float(out["loss"]) if has_loss and "loss" in out else 0.0
-        size = abs(total)
-        for n, g in upstream.items():
-            pairs = ([(gs, out["final"][s]) for s, gs in g.items()] if n == "final"
-                     else [(g, out[n])])
-            for gs, v in pairs:
-                total += float(np.sum(gs * v))
-                size += float(np.sum(np.abs(gs * v)))
-        return (total, size) if magnitude else total
-
+    objective = _objective(mod, targets, T, lengths, how, upstream)
     sizes = _sizes(mod, dims, T, batch, seed)
     name = getattr(mod, "__name__", "spec")
     groups = {"params": params, "inputs": inputs, "state0": state0}
@@ -417,17 +399,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     report = GradcheckReport(name, [], rtol, atol, eps, mode_text, 0.0, sizes)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         out, cache = mod.forward(params, inputs, targets, state0, T, lengths, **how)
-        where = _first_nonfinite([(f"outputs[{k!r}]", out[k]) for k in mod.OUTPUTS if k in out]
-                                 + [("the loss", out[k]) for k in ("loss",) if k in out]
-                                 + [(f"outputs['final'][{k!r}]", v)
-                                    for k, v in out.get("final", {}).items()])
-        if where is None:
-            grads = mod.backward(params, cache, upstream)
-            where = _first_nonfinite([(f"the gradient of {g}[{n!r}]", grads[g][n])
-                                      for g, n in arrays if n in grads.get(g, {})])
-        if where is not None:
-            report.nonfinite = f"{where} in the forward pass at the check's random point" \
-                if "gradient" not in where else f"{where} at the check's random point"
+        grads, report.nonfinite = _gradients_at_point(mod, params, out, cache, upstream, arrays)
+        if report.nonfinite is not None:
             return report
         J0, S = objective(params, inputs, state0, magnitude=True)
         noise_at = lambda h: 32 * np.finfo(np.float64).eps * max(S, 1.0) / h  # noqa: E731
@@ -445,6 +418,52 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
             report.nonfinite = (f"the objective is not finite when {bad.label}"
                                 f"{_index_text(bad.worst_index)} moves by {bad.nonfinite:g}")
     return report
+
+
+def _check_memory(mod, dims, T, batch, max_bytes) -> None:
+    """Refuse (CheckTooLarge) a check that would hold more than ``max_bytes``."""
+    need = estimate_bytes(mod, dims, T, batch)
+    if need > max_bytes:
+        raise CheckTooLarge(
+            f"the gradient check at {_sizes_text(mod, dims, T, batch)} would need about "
+            f"{need / 1e9:.1f} GB of memory (more than {max_bytes / 1e9:.1f} GB): use fewer "
+            f"steps, a smaller batch or smaller dims")
+
+
+def _objective(mod, targets, T, lengths, how, upstream):
+    """The objective J(params, inputs, state0) = loss + sum <G, v> over the random upstream
+    gradients G; with ``magnitude``, (J, S), S the sum of the magnitudes of its terms."""
+    has_loss = bool(mod.TARGETS) and targets is not None
+
+    def objective(p, x, s0, magnitude=False) -> float:
+        out, _ = mod.forward(p, x, targets, s0, T, lengths, **how)
+        total = float(out["loss"]) if has_loss and "loss" in out else 0.0
+        size = abs(total)
+        for n, g in upstream.items():
+            pairs = ([(gs, out["final"][s]) for s, gs in g.items()] if n == "final"
+                     else [(g, out[n])])
+            for gs, v in pairs:
+                total += float(np.sum(gs * v))
+                size += float(np.sum(np.abs(gs * v)))
+        return (total, size) if magnitude else total
+    return objective
+
+
+def _gradients_at_point(mod, params, out, cache, upstream, arrays):
+    """(backward's gradients, None) at the check's random point; (None, where) when a value of
+    the forward pass or a gradient there is not finite (NaN, inf): the report's text for it."""
+    where = _first_nonfinite([(f"outputs[{k!r}]", out[k]) for k in mod.OUTPUTS if k in out]
+                             + [("the loss", out[k]) for k in ("loss",) if k in out]
+                             + [(f"outputs['final'][{k!r}]", v)
+                                for k, v in out.get("final", {}).items()])
+    if where is not None:
+        return None, f"{where} in the forward pass at the check's random point"
+    grads = mod.backward(params, cache, upstream)
+    where = _first_nonfinite([(f"the gradient of {g}[{n!r}]", grads[g][n])
+                              for g, n in arrays if n in grads.get(g, {})])
+    if where is not None:
+        return None, f"{where} at the check's random point"
+    return grads, None
 
 
 def _check_array(group, key, table, grads, objective, point, eps, rtol, atol, noise_at, rng,

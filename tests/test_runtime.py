@@ -445,7 +445,8 @@ def test_validate_binds_dims_and_initial_states(tables):
      r"time-major"),
     ({"T": 0}, "T must be a positive integer, got 0"),
     ({"T": {"u": 3}}, r"T has unknown time axis 'u'; the axes are \['t'\]"),
-    ({"inputs": {"x": np.zeros((1, 2, 2))}, "targets": None}, "this network needs at least 2 steps t, got T=1"),
+    ({"inputs": {"x": np.zeros((1, 2, 2))}, "targets": None},
+     "this network needs at least 2 steps t, got T=1"),
     ({"lengths": np.array([3, 4])}, r"lengths must be between 1 and T = 3, got 3\.\.4"),
     ({"lengths": np.array([3, 1])}, r"lengths\[1\] = 1: this network needs at least 2 steps t"),
     ({"lengths": np.array([3.0, 2.0])}, "lengths must hold integers"),
@@ -472,3 +473,27 @@ def test_validate_remembers_the_shapes_it_checked(tables):
     assert len(V._SHAPES_SEEN) == 1 and list(again["last"]) == list(dims["last"])
     V._validate(*args, 3)  # T given: another call
     assert len(V._SHAPES_SEEN) == 2
+
+
+def test_steps_of_validate_alone(tables):
+    tables(V, **VAL)
+    assert V._float_type({"W": np.ones(2, np.float32)}) == np.float32
+    assert V._float_type({"W": np.ones(2, np.float32), "b": np.ones(2)}) == np.float64
+    assert V._float_type({"W": np.ones(2, int)}) == V._float_type({}) == np.float64
+    assert V._class_indices("y", np.array([1.0, 2.0])).dtype == np.int64
+    assert V._class_indices("y", np.array([1, 2], np.int8)).dtype == np.int8
+    assert V._steps_given({"t": 4}, 2) == V._steps_given(4, 2) == {"T": 4, "B": 2}
+    assert V._steps_given(None, None) == {}
+
+
+def test_lengths_of_an_axis_inside_another(tables):
+    tables(V, AXES={"s": "T", "w": "T_w"}, NESTED={"w": "s"}, MIN_T={"T": 1, "T_w": 1})
+    dims = {"T": 2, "T_w": 3, "B": 2}
+    V._bind_lengths({"s": np.array([2, 1]), "w": np.array([[3, 1], [2, 0]])}, dims)
+    assert dims["B_w"] == 4  # every step s of every sequence
+    np.testing.assert_array_equal(dims["lengths_w"], [3, 1, 2, 1])  # a padding step s runs one w
+    np.testing.assert_array_equal(dims["last"], [1, 0])
+    np.testing.assert_array_equal(dims["last_w"], [2, 0, 1, 0])
+    with pytest.raises(ValueError, match=r"lengths\['w'\] must be between 1 and T_w = 3 \(0 is "
+                                         r"allowed only for steps s past their sequence's end\)"):
+        V._bind_lengths({"s": np.array([2, 2]), "w": np.array([[3, 1], [2, 0]])}, dict(dims))

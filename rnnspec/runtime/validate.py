@@ -73,6 +73,22 @@ def _shape_text(expected, dims):
 
 def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
+    _check_names(params, inputs, targets, state0)
+    dtype = _float_type(params)
+    entries, inputs, targets, state0 = _converted(params, inputs, targets, state0, dtype)
+    dims = _bind_dims(entries, T, B)
+    _bind_lengths(lengths, dims)
+    if targets is not None:
+        _check_classes(targets, dims)
+    _nested_as_batch(inputs, targets)
+    _initial_states(params, inputs, state0, dims, dtype)
+    dims["dtype"] = dtype
+    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
+    return params, inputs, targets, state0, dims
+
+
+def _check_names(params, inputs, targets, state0):
+    """Refuse arguments that are not dicts, and missing or unknown names."""
     for what, d in (("params", params), ("inputs", inputs)):
         if not isinstance(d, dict):
             raise ValueError(f"{what} must be a dict, got {type(d).__name__}")
@@ -94,11 +110,21 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         missing = [n for n in TARGETS if n not in targets]
         if missing:
             raise ValueError(f"targets is missing {missing}; expected {list(TARGETS)}")
-    state0 = dict(state0 or {})
+
+
+def _float_type(params):
+    """The dtype of the run: the parameters' (float32 or float64), float64 for any other."""
     floats = [np.asarray(p) for p in params.values()]
     dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
     if dtype not in (np.float32, np.float64):
         dtype = np.dtype(np.float64)
+    return dtype
+
+
+def _converted(params, inputs, targets, state0, dtype):
+    """The arrays as dtype (class targets as integers): (entries, inputs, targets, state0), the
+    entries (label, array, expected shape) of every array given, for _bind_dims."""
+    state0 = dict(state0 or {})
     entries = []
     for n, shape in PARAMS.items():
         entries.append((f"params[{n!r}]", np.asarray(params[n], dtype=dtype), shape))
@@ -113,11 +139,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         for n, info in TARGETS.items():
             lead = _lead(info)
             if info["type"] == "class":
-                a = np.asarray(targets[n])
-                if a.size and not np.issubdtype(a.dtype, np.integer):
-                    if not np.all(np.mod(a, 1) == 0):
-                        raise ValueError(f"targets[{n!r}] must hold integer class indices")
-                    a = a.astype(np.int64)
+                a = _class_indices(f"targets[{n!r}]", targets[n])
                 entries.append((f"targets[{n!r}]", a, lead))
             else:
                 a = np.asarray(targets[n], dtype=dtype)
@@ -128,7 +150,22 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         state0[n] = a
         lead = _state_lead(STATES[n])
         entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
-    main = next(iter(AXES))
+    return entries, conv_inputs, conv_targets, state0
+
+
+def _class_indices(label, a):
+    """A class target as integers; refused unless its values are whole numbers."""
+    a = np.asarray(a)
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.mod(a, 1) == 0):
+            raise ValueError(f"{label} must hold integer class indices")
+        a = a.astype(np.int64)
+    return a
+
+
+def _bind_dims(entries, T, B):
+    """The dims (and T, B) that T, B and the arrays' shapes bind, every shape checked against
+    its entry's; the shapes of a call seen before bind the same dims (_SHAPES_SEEN)."""
     seen = (tuple((label, a.shape) for label, a, _ in entries),
             tuple(T.items()) if isinstance(T, dict) else T, B)
     try:
@@ -136,80 +173,76 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     except TypeError:  # an unhashable T: checked (and refused) below
         known = None
     if known is not None:  # these shapes were checked before: the same dims
-        dims = dict(known)
-    else:
-        dims = {} if B is None else {"B": int(B)}
-        for axis, n in (T if isinstance(T, dict) else {main: T}).items():
-            if n is None:
-                continue
-            if axis not in AXES:
-                raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
-            if not isinstance(n, (int, np.integer)) or n < 1:
-                raise ValueError(f"T must be a positive integer, got {n!r}")
-            dims[AXES[axis]] = int(n)
-        for label, a, shape in entries:
-            if a.ndim != len(shape):
-                raise ValueError(f"{label} has shape {a.shape}, "
-                                 f"expected {_shape_text(shape, dims)}")
-            for n, expr in zip(a.shape, shape):
-                if expr.isidentifier() and expr not in dims:
-                    dims[expr] = n
-        _solve_dims(entries, dims)
-        for label, a, shape in entries:
-            if tuple(a.shape) != tuple(_size(e, dims) if all(
-                    d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
-                raise ValueError(f"{label} has shape {a.shape}, "
-                                 f"expected {_shape_text(shape, dims)}"
-                                 f"{_time_major(a, shape, dims)}")
-        for name, value in DIMS.items():
-            dims.setdefault(name, value)
-        for axis, key in AXES.items():
-            if key not in dims:
-                how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
-                raise ValueError(f"cannot tell the number of steps {axis}: no sequence over "
-                                 f"{axis} was given; pass {how}")
-            if dims[key] < MIN_T[key]:
-                raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
-                                 f"{key}={dims[key]}")
-        if len(_SHAPES_SEEN) < 256:
-            _SHAPES_SEEN[seen] = dict(dims)
+        return dict(known)
+    dims = _steps_given(T, B)
+    _check_shapes(entries, dims)
+    for name, value in DIMS.items():
+        dims.setdefault(name, value)
+    _check_steps(dims)
+    if len(_SHAPES_SEEN) < 256:
+        _SHAPES_SEEN[seen] = dict(dims)
+    return dims
+
+
+def _steps_given(T, B):
+    """The dims that the arguments T (steps of the main axis, or {axis: steps}) and B bind."""
+    dims = {} if B is None else {"B": int(B)}
+    for axis, n in (T if isinstance(T, dict) else {next(iter(AXES)): T}).items():
+        if n is None:
+            continue
+        if axis not in AXES:
+            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"T must be a positive integer, got {n!r}")
+        dims[AXES[axis]] = int(n)
+    return dims
+
+
+def _check_shapes(entries, dims):
+    """Bind the dims that the arrays' shapes say (into dims), and refuse a shape that does not
+    match its entry's expected one."""
+    for label, a, shape in entries:
+        if a.ndim != len(shape):
+            raise ValueError(f"{label} has shape {a.shape}, "
+                             f"expected {_shape_text(shape, dims)}")
+        for n, expr in zip(a.shape, shape):
+            if expr.isidentifier() and expr not in dims:
+                dims[expr] = n
+    _solve_dims(entries, dims)
+    for label, a, shape in entries:
+        if tuple(a.shape) != tuple(_size(e, dims) if all(
+                d.isdigit() or d in dims for _, d in _terms(e)) else -1 for e in shape):
+            raise ValueError(f"{label} has shape {a.shape}, "
+                             f"expected {_shape_text(shape, dims)}"
+                             f"{_time_major(a, shape, dims)}")
+
+
+def _check_steps(dims):
+    """Refuse a time axis whose number of steps is unknown or below what the network reads."""
+    main = next(iter(AXES))
+    for axis, key in AXES.items():
+        if key not in dims:
+            how = "T=n" if axis == main else f"T={{{axis!r}: n}}"
+            raise ValueError(f"cannot tell the number of steps {axis}: no sequence over "
+                             f"{axis} was given; pass {how}")
+        if dims[key] < MIN_T[key]:
+            raise ValueError(f"this network needs at least {MIN_T[key]} steps {axis}, got "
+                             f"{key}={dims[key]}")
+
+
+def _bind_lengths(lengths, dims):
+    """Check lengths ((B,) for the main axis, or {axis: lengths}) and bind into dims each
+    axis's lengths (None: every sequence full) and last steps, B, and the batch of nested axes."""
     per_axis = isinstance(lengths, dict)  # (then messages name the axis)
     if lengths is not None and not per_axis:
-        lengths = {main: lengths}
+        lengths = {next(iter(AXES)): lengths}
     lengths = dict(lengths or {})
     for axis in sorted(lengths, key=lambda a: a in NESTED):  # outer axes first
         n = np.asarray(lengths[axis])
         if axis not in AXES:
             raise ValueError(f"lengths has unknown time axis {axis!r}; the axes are {list(AXES)}")
         key = AXES[axis]
-        label = f"lengths[{axis!r}]" if per_axis else "lengths"
-        expected = ("B",) if axis not in NESTED else (AXES[NESTED[axis]], "B")
-        if n.ndim != len(expected) or "B" in dims and n.shape[-1:] != (dims["B"],) or \
-                n.shape[:-1] != tuple(dims[k] for k in expected[:-1]):
-            raise ValueError(f"{label} has shape {n.shape}, expected "
-                             f"{_shape_text(expected, dict(dims, B=dims.get('B', n.shape[-1])))}")
-        if n.size and not np.issubdtype(n.dtype, np.integer):
-            raise ValueError(f"{label} must hold integers")
-        if axis in NESTED:  # steps s past their sequence's end may have no steps w at all
-            okey = AXES[NESTED[axis]]
-            real = np.broadcast_to(np.arange(dims[okey])[:, None] <= dims.get(
-                "last" + okey[1:], dims[okey] - 1), n.shape)
-            if n.size and (n[real].min(initial=1) < 1 or n.max() > dims[key]):
-                raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
-                                 f"only for steps {NESTED[axis]} past their sequence's end), got "
-                                 f"{n.min()}..{n.max()}")
-        elif n.size and (n.min() < 1 or n.max() > dims[key]):
-            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
-                             f"{n.min()}..{n.max()}")
-        else:
-            real = np.ones(n.shape, bool)
-        short = np.argwhere(real & (n < MIN_T[key]))  # as refused for T alone: no step dropped
-        if len(short):
-            row = tuple(int(k) for k in short[0])
-            at = row[0] if len(row) == 1 else row
-            raise ValueError(f"{label}[{at}] = {n[row]}: this network needs at least "
-                             f"{MIN_T[key]} steps {axis} in every sequence, as {key} alone "
-                             f"does (it reads step {MIN_T[key]} or end - {MIN_T[key] - 1})")
+        _check_lengths(axis, n, f"lengths[{axis!r}]" if per_axis else "lengths", dims)
         if axis in NESTED:
             n = np.maximum(n, 1).reshape(-1)  # padding steps s run one step w, unread
         dims.setdefault("B", n.shape[-1])
@@ -222,18 +255,63 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     for axis, key in AXES.items():
         n = dims.setdefault("lengths" + key[1:], None)
         dims["last" + key[1:]] = np.full(_batch(dims, axis), dims[key] - 1) if n is None else n - 1
-    if conv_targets is not None:
-        for n, info in TARGETS.items():
-            a = conv_targets[n]
-            if info["type"] == "class" and a.size:
-                k = _size(info["size"], dims)
-                if a.min() < 0 or a.max() >= k:
-                    raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
-    for n, info in list(INPUTS.items()) + list(TARGETS.items()):  # nested: (T_w, T_s * B, size)
-        if info.get("within") and n in conv_inputs:
-            conv_inputs[n] = _flat_nested(conv_inputs[n], 2)
-        if info.get("within") and conv_targets is not None and n in conv_targets:
-            conv_targets[n] = _flat_nested(conv_targets[n], 2)
+
+
+def _check_lengths(axis, n, label, dims):
+    """Refuse lengths n of an axis with the wrong shape, not integers, out of range, or below
+    the steps the network reads (the outer axes' lengths are in dims already)."""
+    key = AXES[axis]
+    expected = ("B",) if axis not in NESTED else (AXES[NESTED[axis]], "B")
+    if n.ndim != len(expected) or "B" in dims and n.shape[-1:] != (dims["B"],) or \
+            n.shape[:-1] != tuple(dims[k] for k in expected[:-1]):
+        raise ValueError(f"{label} has shape {n.shape}, expected "
+                         f"{_shape_text(expected, dict(dims, B=dims.get('B', n.shape[-1])))}")
+    if n.size and not np.issubdtype(n.dtype, np.integer):
+        raise ValueError(f"{label} must hold integers")
+    if axis in NESTED:  # steps s past their sequence's end may have no steps w at all
+        okey = AXES[NESTED[axis]]
+        real = np.broadcast_to(np.arange(dims[okey])[:, None] <= dims.get(
+            "last" + okey[1:], dims[okey] - 1), n.shape)
+        if n.size and (n[real].min(initial=1) < 1 or n.max() > dims[key]):
+            raise ValueError(f"{label} must be between 1 and {key} = {dims[key]} (0 is allowed "
+                             f"only for steps {NESTED[axis]} past their sequence's end), got "
+                             f"{n.min()}..{n.max()}")
+    elif n.size and (n.min() < 1 or n.max() > dims[key]):
+        raise ValueError(f"{label} must be between 1 and {key} = {dims[key]}, got "
+                         f"{n.min()}..{n.max()}")
+    else:
+        real = np.ones(n.shape, bool)
+    short = np.argwhere(real & (n < MIN_T[key]))  # as refused for T alone: no step dropped
+    if len(short):
+        row = tuple(int(k) for k in short[0])
+        at = row[0] if len(row) == 1 else row
+        raise ValueError(f"{label}[{at}] = {n[row]}: this network needs at least "
+                         f"{MIN_T[key]} steps {axis} in every sequence, as {key} alone "
+                         f"does (it reads step {MIN_T[key]} or end - {MIN_T[key] - 1})")
+
+
+def _check_classes(targets, dims):
+    """Refuse class targets outside 0..k-1."""
+    for n, info in TARGETS.items():
+        a = targets[n]
+        if info["type"] == "class" and a.size:
+            k = _size(info["size"], dims)
+            if a.min() < 0 or a.max() >= k:
+                raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+
+
+def _nested_as_batch(inputs, targets):
+    """Inputs and targets over steps w inside every step s as (T_w, T_s * B, size), in place."""
+    for n, info in list(INPUTS.items()) + list(TARGETS.items()):
+        if info.get("within") and n in inputs:
+            inputs[n] = _flat_nested(inputs[n], 2)
+        if info.get("within") and targets is not None and n in targets:
+            targets[n] = _flat_nested(targets[n], 2)
+
+
+def _initial_states(params, inputs, state0, dims, dtype):
+    """Complete state0 in place with each state's initial value not given (zeros, a parameter,
+    an input; none for one the network computes); state0['(given)']: which were given."""
     given = {}
     for n, info in STATES.items():
         given[n] = n in state0
@@ -252,13 +330,10 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
         if info["init"] == "param":
             state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype), (B, size))
         elif info["init"] == "input":
-            state0[n] = conv_inputs[info["from"]]
+            state0[n] = inputs[info["from"]]
         else:
             state0[n] = np.zeros((B, size), dtype)
     state0["(given)"] = given  # (a key no state name can be)
-    dims["dtype"] = dtype
-    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
-    return params, conv_inputs, conv_targets, state0, dims
 
 
 def _lead(info, steps=True):
