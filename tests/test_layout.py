@@ -9,6 +9,7 @@ import pytest
 import rnnspec
 from conftest import ROOT, SPECS, spec_paths
 from rnnspec import api, codegen, layout
+import rnnspec.codegen.values  # noqa: F401 - patched below
 
 PLANS = ROOT / "tests" / "golden" / "plans"
 
@@ -87,7 +88,7 @@ def test_the_cache_keeps_exactly_what_the_backward_pass_reads():
 
 
 def test_a_plan_that_drops_a_read_value_fails_loudly(monkeypatch):
-    monkeypatch.setattr(codegen, "backward_reads", lambda s, lay: set())
+    monkeypatch.setattr(codegen.values, "backward_reads", lambda s, lay: set())
     with pytest.raises(AssertionError, match="layout plan does not keep"):
         rnnspec.generate((SPECS / "elman.rnn").read_text(), None, "elman.rnn")
 

@@ -1,0 +1,71 @@
+"""Stage 5, codegen: :class:`rnnspec.schedule.Schedule` -> the source text of a NumPy module.
+
+In: a schedule (and through it the graph and the checked model).  Out: Python source that imports
+only numpy and defines ``DIMS``, ``PARAMS``, ``INPUTS``, ``TARGETS``, ``STATES``, ``OUTPUTS``,
+``init_params``, ``forward``, ``backward`` and ``loss_and_grad``.  The text is deterministic (same
+spec and dims, byte-identical output).
+
+How the code is laid out follows the schedule's stages: ops of an ``all`` block are computed
+for all steps at once, ops of a ``loop`` stage step by step (forward or backward in time).  An
+op whose value is used once, in the same stage, and not needed by the backward pass is inlined
+into its consumer's expression; every other op gets a named array.  A value read with a delay d
+is stored with d initial steps before step 1 (``s[t + 1]`` holds s at step t when d = 1); one
+read d steps ahead, with d initial steps after step T.
+
+The backward pass runs the same stages in reverse.  Gradients are *pulled* from consumers where
+the consumer is in an all-steps block; inside a loop, same-step gradients are pulled and
+gradients through delayed references are *pushed* into the earlier step's buffer.  Gradients of
+loop-invariant arguments (weights, biases, hoisted input projections) are not accumulated step by
+step: the loop stores the per-step gradient of the op, and one product over all T*B rows after the
+loop gives the contribution.
+
+The passes, one module each: :mod:`.values` (names and value texts), :mod:`.forward`,
+:mod:`.adjoint` (reverse mode), :mod:`.module` (the whole text), :mod:`.names` (placeholders
+named at the end) and :mod:`.text` (the emitter and small text tools).
+"""
+from __future__ import annotations
+
+import ast as pyast
+from typing import Dict, Optional
+
+from ..schedule import Schedule
+from .module import (CHECKPOINT_API, FEEDBACK_API, LOSS_AND_GRAD, RUNTIME, RUNTIME_BANNER,
+                     ModuleWriter)
+from .names import _name_placeholders
+from .values import Values
+
+__all__ = ["generate_code", "RUNTIME", "RUNTIME_BANNER", "LOSS_AND_GRAD", "CHECKPOINT_API",
+           "FEEDBACK_API"]
+
+
+def _verify_docstring(text: str, doc: str) -> None:
+    """The module's text must hold ``doc`` as its docstring, read back exactly: outside text
+    (file names, imports, the spec) went in only through :func:`rnnspec.pytext.escape`."""
+    tree = pyast.parse(text)
+    if pyast.get_docstring(tree, clean=False) != doc + "\n" or not all(
+            ch.isprintable() or ch in "\n\t" for ch in text):
+        raise AssertionError("bug in rnnspec: the generated module does not read back its "
+                             "docstring")
+
+
+def generate_code(sched: Schedule, filename: str = "spec.rnn",
+                  variants: Optional[Dict[str, Schedule]] = None,
+                  checkpoint: Optional[int] = None) -> str:
+    """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
+    ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
+    and 'sample' to the free-running and generation schedules.  With ``checkpoint=k`` (a spec
+    that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
+    segments of k steps (see rnnspec/runtime/checkpoint.py)."""
+    if checkpoint:
+        coders = [Values(sched, filename, segmented=True)]
+        text = ModuleWriter(coders[0]).module(checkpoint=checkpoint)
+    elif not variants:
+        coders = [Values(sched, filename)]
+        text = ModuleWriter(coders[0]).module()
+    else:
+        coders = [Values(sched, filename, "teacher")]
+        coders += [Values(s, filename, mode) for mode, s in variants.items()]
+        text = ModuleWriter(coders[0]).module(coders[1:])
+    text = _name_placeholders(text, coders)
+    _verify_docstring(text, ModuleWriter(coders[0]).docstring(checkpoint))
+    return text

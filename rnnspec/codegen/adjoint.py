@@ -1,0 +1,445 @@
+"""The adjoint: reverse mode over a schedule, ``backward`` (BPTT) as Python.
+
+In: :class:`.values.Values`.  Out: the lines of ``backward``: the stages in reverse; gradients
+pulled from consumers in an all-steps block, and inside a time loop pulled within the step and
+pushed through delayed references into earlier steps' buffers; loop-invariant arguments'
+gradients (weights, biases, hoisted input products) as one product over all T*B rows after the
+loop; the initial states' gradients; one returned gradient per parameter and input.  Each op's
+contribution is its rule's vector-Jacobian product (:mod:`rnnspec.ops`).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..check import PARAM, STATIC, STEP
+from ..errors import missing_rule
+from ..expr import ATOM, PRODUCT, ZERO, Code, show
+from ..layout import LEAVES
+from ..ops import RULES, is_loss, rule
+from ..pytext import MARK
+from .names import PLACEHOLDER
+from .text import Emitter, _atomic, _plain, _total, spec_comment, wrap
+from .results import Results
+from .values import Values
+
+LOSS_GIVEN = "d_loss is not None"  # the condition of the loss's gradient (targets were given)
+
+
+@dataclass
+class Grad:
+    step: Optional[str]  # text of the gradient at step t (loop ops)
+    all: Optional[str]  # text of the gradient for all steps
+    cond: Optional[str] = None  # run-time condition under which it exists (None: always)
+
+
+@dataclass
+class Term:
+    text: str
+    cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
+    delay: int = 0
+    index: Optional[str] = None  # scatter into one index (or index array) of the buffer
+
+
+def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
+    """``line``, under ``if cond:`` when there is a condition."""
+    if cond:
+        em(f"if {cond}:")
+        with em.indent():
+            em(line)
+    else:
+        em(line)
+
+
+def reduce(text: str, src, dst, mode: str) -> str:
+    """A contribution of an op of type ``src`` to its argument of type ``dst``, summed over the
+    axes the argument was broadcast along (steps, batch)."""
+    src_tk = src.tk if mode == "all" else (STATIC if src.tk == STEP else src.tk)
+    dst_tk = dst.tk if mode == "all" else (STATIC if dst.tk == STEP else dst.tk)
+    if dst.shape == "scalar" and (src.shape != "scalar" or src_tk > PARAM):
+        return f"{wrap(text, ATOM)}.sum()"
+    k = src_tk - dst_tk
+    if k <= 0:
+        return text
+    axes = "0" if k == 1 else "(0, 1)"
+    return f"{wrap(text, ATOM)}.sum(axis={axes})"
+
+
+class Adjoint:
+    """The backward function of one schedule."""
+
+    def __init__(self, v: Values):
+        self.v = v  # the shared names and value texts (and what the module uses)
+        self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
+        self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
+
+    # ----- backward --------------------------------------------------------------------------
+    def backward(self) -> List[str]:
+        self.grad: Dict[int, Optional[Grad]] = {}
+        self.bufname: Dict[int, str] = {}
+        self.empty_buf: Dict[str, tuple] = {}  # per-step gradient buffers: (emitter, line)
+        self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts)
+        self.slopes: Dict[int, str] = {}  # loop activation -> its derivative at every step
+        self.pre: Optional[Emitter] = None  # the lines before the BPTT loop being emitted
+        body = Emitter()
+        body.level = 1
+        if self.g.losses:
+            body("d_loss = up.get('loss', 1.0) if cache['has_loss'] else None")
+        for k in reversed(range(len(self.s.stages))):
+            self.last = [None]
+            if self.s.stages[k].kind == "loop":
+                self.backward_loop(body, k)
+            else:
+                for i in reversed(self.v.stage_ops(k)):
+                    self.pull(body, i)
+        Results(self).emit(body)
+        text = "\n".join(body.lines)
+        used = set(re.findall(rf"{PLACEHOLDER.pattern}|\b[A-Za-z_][A-Za-z_0-9]*\b", text))
+        unkept = used.intersection(self.v.cache_names(kept_only=False)) - set(self.v.cache_names())
+        if unkept:
+            names = sorted(self.v.bases[int(n.strip(MARK).split("_")[1])] for n in unkept)
+            raise AssertionError(f"bug in rnnspec: the backward pass reads {names}, which the "
+                                 f"layout plan does not keep")
+        em = Emitter()
+        em(f"def {self.v.fname('backward')}(params, cache, d_outputs=None):")
+        with em.indent():
+            em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
+            em("")
+            em("d_outputs may hold an upstream gradient for any named value (same shape as in")
+            em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
+            em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.")
+            em('"""')
+            em("up = _upstream(d_outputs, cache)")
+            em("dims = cache['dims']")
+            em(self.v.dims_line())
+            self.v.mask_lines(em, text)
+            for d in sorted(self.v.dims_used):
+                if self.v.dimvar(d) in used:
+                    em(f"{self.v.dimvar(d)} = dims[{d!r}]")
+            for i in self.v.leaf_ids("param"):
+                if self.v.pyname[i] in used:
+                    em(f"{self.v.pyname[i]} = params[{self.ops[i].name!r}]")
+            for name in self.v.cache_names():
+                if name in used:
+                    em(f"{name} = cache[{name!r}]" if name not in self.v.target_names() and
+                       name not in self.v.weight_var.values() else f"{name} = cache.get({name!r})")
+        em.lines.extend(body.lines)
+        return em.lines
+
+    def has_grad(self, i: int) -> bool:
+        return self.ops[i].op not in ("const", "target")
+
+    def terms_from(self, i: int, consumers, mode: str) -> List[Term]:
+        """Gradient contributions to op ``i`` from the given consumers, in ``mode``."""
+        terms = []
+        parts = sorted((c for c in consumers if self.ops[c[0]].op == "part"),
+                       key=lambda c: self.ops[c[0]].attrs["index"])
+        if parts:  # a fused product: the gradients of its parts, side by side
+            pieces = []
+            for c, _, _ in parts:
+                g = self.grad.get(c)
+                text = None if g is None else (g.step if mode == "step" else g.all)
+                if text is not None and g.cond:
+                    text = f"({text} if {g.cond} else {self.v.zeros(c, mode)})"
+                pieces.append(text)
+            stacked = self.stacked_grad(i, parts, pieces, mode)
+            if stacked:
+                terms.append(Term(stacked))
+            elif any(p is not None for p in pieces):
+                pieces = [p if p is not None else self.v.zeros(c, mode)
+                          for p, (c, _, _) in zip(pieces, parts)]
+                terms.append(Term(f"np.concatenate([{', '.join(pieces)}], axis=-1)"))
+            consumers = [c for c in consumers if c not in parts]
+        for c, pos, delay in consumers:
+            g = self.grad.get(c)
+            if g is None:
+                continue
+            gtext = g.step if mode == "step" else g.all
+            if gtext is None:
+                raise AssertionError(f"internal: no all-steps gradient for op {c}")
+            cond = g.cond
+            cop = self.ops[c]
+            if cop.op == "pick":
+                terms.append(Term(gtext, cond, index=self.v.pick_index(c)))
+                continue
+            r = RULES.get(cop.op)
+            if r is None:
+                raise missing_rule(cop.op)
+            self.v.helpers.update(r.helpers)
+            if mode == "step" and r.slope and self.pre is not None and c not in self.local:
+                t = self.v.tvar(self.v.axis_of(c))
+                terms.append(Term(f"{wrap(gtext, PRODUCT)} * {self.slope(c)}[{t}]", cond))
+                continue
+            args = [Code(self.v.val(a, d, mode)) for a, d in cop.args]
+            out = Code(self.v.val(c, 0, mode)) if r.needs_out else None
+            vjp = r.backward(pos, Code(gtext), out, args, **self.v.attrs(cop, mode))
+            if vjp is ZERO:
+                continue
+            text = show(vjp)
+            if pos not in r.reduced:
+                text = reduce(text, cop.ty, self.ops[i].ty, mode)
+            terms.append(Term(text, cond, delay=delay if isinstance(delay, int) else 0))
+        return terms
+
+    def slope(self, c: int) -> str:
+        """The derivative of loop activation ``c`` at every step, computed before the BPTT loop
+        (it depends only on the forward pass's output, not on the recursion)."""
+        if c not in self.slopes:
+            name = self.v.fresh(f"{self.v.pyname[c]}_slope")
+            text = show(rule(self.ops[c].op).slope(Code(self.v.val(c, 0, "all"))))
+            self.pre(f"{name} = {text}  # {self.ops[c].op}' at every step")
+            self.slopes[c] = name
+        return self.slopes[c]
+
+    def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[str]:
+        """The gradient of fused product ``i`` when its parts' gradients are the loop's
+        per-step buffers: they become views of one (T, B, sum of sizes) buffer, written in
+        place by the loop, so no step (and no pass after the loop) concatenates them."""
+        if any(p is None for p in pieces):
+            return None
+        if mode == "all":  # after the loop: the views of one stacked buffer, in order
+            views = [self.views.get(p) for p in pieces]
+            if views[0] and all(v and v[0] == views[0][0] and v[1] == k
+                                for k, v in enumerate(views)) and views[0][2] == len(pieces):
+                return views[0][0]
+            return None
+        t = self.v.tvar(self.v.axis_of(i))
+        names = [p[:-len(f"[{t}]")] for p in pieces if p.endswith(f"[{t}]")]
+        if len(names) != len(pieces) or len(set(names)) != len(names) or \
+                not all(n in self.empty_buf for n in names):
+            return None
+        gn = self.gname(i)
+        op = self.ops[i]
+        T = self.v.tsym(self.v.axis_of(i))
+        first = min(self.empty_buf[n][1] for n in names)
+        for k, (n, (c, _, _)) in enumerate(zip(names, parts)):
+            em, at = self.empty_buf.pop(n)
+            lo, hi = self.v.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
+            indent = em.lines[at][:len(em.lines[at]) - len(em.lines[at].lstrip())]
+            line = f"{indent}{n} = {gn}[..., {lo}:{hi}]"
+            if at == first:
+                line = (f"{indent}{gn} = np.empty(({T}, {self.v.bsym(self.v.axis_of(i))}, "
+                        f"{self.v.dim(op.ty.rows)}), dtype)  # the gradients below, side by side"
+                        f"\n{line}")
+            em.lines[at] = line
+            self.views[n] = (gn, k, len(names))
+        return f"{gn}[{t}]"
+
+    def upstream_terms(self, i: int) -> List[Term]:
+        op = self.ops[i]
+        terms = []
+        if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
+            terms.append(Term(f"up[{op.name!r}]", f"{op.name!r} in up"))
+        if op.name in self.m.states and op.op not in ("param", "input"):
+            terms.append(Term(f"up['final'][{op.name!r}]", f"{op.name!r} in up['final']",
+                              index=self.v.final_index(op.name)))
+        return terms
+
+    def init_terms(self, i: int) -> List[Term]:
+        """Gradients into a static value that initializes states (s[0] = C)."""
+        terms = []
+        for name, st in self.m.states.items():
+            s = self.g.values[name]
+            if st.init != "value" or self.g.values[st.init_name] != i or s not in self.bufname:
+                continue
+            total = self.initial_grad(s)
+            if total and self.ops[i].ty.tk == PARAM:  # one value for all sequences: summed
+                total = f"{wrap(total, ATOM)}.sum(axis=0)"
+            if total:
+                terms.append(Term(total, f"not cache['state0_given'][{name!r}]"))
+        return terms
+
+    def initial_grad(self, s: int) -> Optional[str]:
+        """The gradient of state s's initial value: its buffer's gradient over the initial
+        steps (before step 1 and/or after step T), summed; None when it has none."""
+        before, after = self.s.padding.get(s, (0, 0))
+        if s not in self.bufname or not (before or after):
+            return None
+        gn, T = self.bufname[s], self.v.tsym(self.v.axis_of(s))
+        return " + ".join(([f"{gn}[:{before}].sum(axis=0)"] if before else []) +
+                          ([f"{gn}[{T} + {before}:].sum(axis=0)"] if after else []))
+
+    def gname(self, i: int) -> str:
+        if i not in self.bufname:
+            self.bufname[i] = self.v.fresh("d_" + self.v.pyname[i])
+        return self.bufname[i]
+
+    def pull(self, em: Emitter, i: int) -> None:
+        """Emit the gradient of all-steps op ``i`` from all its consumers."""
+        op = self.ops[i]
+        if not self.has_grad(i):
+            return
+        cons = self.s.consumers[i]
+        if is_loss(op.op):
+            self.grad[i] = Grad(None, "d_loss", LOSS_GIVEN)
+            return
+        terms = self.terms_from(i, cons, "all") + self.upstream_terms(i) + self.init_terms(i)
+        last = self.last
+        if not terms:
+            self.grad[i] = None
+            return
+        scatter = any(t.index is not None or t.delay for t in terms) or self.v.extra(i)
+        if op.op not in LEAVES and (scatter or len(terms) > 1 or not _atomic(terms[0].text)):
+            spec_comment(em, op.stmt, last)
+        if scatter:
+            gn = self.gname(i)
+            em(f"{gn} = np.zeros_like({self.v.pyname[i]})")
+            for t in terms:
+                emit_cond(em, t.cond, f"{self.target(gn, t, i)} += {t.text}")
+            self.grad[i] = Grad(None, self.v.window(gn, i, 0))
+            return
+        always = [t for t in terms if t.cond is None]
+        maybe = [t for t in terms if t.cond is not None]
+        if len(always) == 1 and not maybe and _plain(always[0].text):
+            self.grad[i] = Grad(None, always[0].text)
+            return
+        if not always and len(maybe) == 1 and _plain(maybe[0].text):
+            self.grad[i] = Grad(None, maybe[0].text, maybe[0].cond)
+            return
+        gn = self.gname(i)
+        if always:
+            em(f"{gn} = {_total(t.text for t in always)}")
+            for t in maybe:
+                emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
+            self.grad[i] = Grad(None, gn)
+            return
+        # only optional contributions (the loss's, an upstream gradient's): the gradient is an
+        # array in every case, zero when none is there, so nothing after this line tests it.
+        # The loss's comes first: it is there whenever targets were given.
+        maybe.sort(key=lambda t: t.cond != LOSS_GIVEN)
+        em(f"{gn} = {maybe[0].text} if {maybe[0].cond} else {self.v.zeros(i)}")
+        for t in maybe[1:]:
+            emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
+        self.grad[i] = Grad(None, gn)
+
+    def target(self, gn: str, term: Term, i: int) -> str:
+        """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
+        if term.index is not None:
+            return f"{gn}[{term.index}]"
+        return self.v.window(gn, i, term.delay)
+
+    def backward_loop(self, em: Emitter, k: int) -> None:
+        """BPTT through loop stage k: the loop's steps in the opposite order."""
+        loop = self.v.stage_ops(k)
+        buffered, upstream_only = self.loop_buffers(k)
+        em("")
+        em("# gradients flowing into the loop from after it, and buffers for the loop")
+        pre_lines = Emitter()
+        pre_lines.level = em.level
+        self.pre = pre_lines
+        loop_lines = Emitter()
+        loop_lines.level = em.level + 1
+        for i in loop:
+            if buffered[i]:
+                gn = self.gname(i)
+                cons = [c for c in self.s.consumers[i] if self.s.stage_of[c[0]] != k]
+                terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
+                pre_lines(f"{gn} = np.zeros_like({self.v.pyname[i]})")
+                for t in terms:
+                    emit_cond(pre_lines, t.cond, f"{self.target(gn, t, i)} += {t.text}")
+        last = [None]
+        for i in reversed(loop):
+            if self.step_grad(pre_lines, loop_lines, k, i, buffered[i], upstream_only[i], last):
+                self.push_delayed(loop_lines, i, set(loop))
+        self.pre = None
+        em.lines.extend(pre_lines.lines)
+        em(self.v.loop_header(k, backward=True))
+        if not loop_lines.lines:
+            loop_lines("pass")
+        em.lines.extend(loop_lines.lines)
+        em("")
+
+    def loop_buffers(self, k: int) -> Tuple[Dict[int, bool], Dict[int, bool]]:
+        """Which ops of loop stage k get a zero-filled gradient buffer over all steps (read after
+        the loop, by a later step, or a state), and which get only an optional upstream
+        gradient, added per step (an LSTM's named gates), with no buffer."""
+        stage_of = self.s.stage_of
+        buffered, upstream_only = {}, {}
+        for i in self.v.stage_ops(k):
+            cons = self.s.consumers[i]
+            outside = [c for c in cons if stage_of[c[0]] != k]
+            pushes = [c for c in cons if stage_of[c[0]] == k and isinstance(c[2], int) and c[2]]
+            named = bool(self.upstream_terms(i))
+            upstream_only[i] = named and not (outside or pushes) and \
+                self.ops[i].name not in self.m.states
+            buffered[i] = bool(outside or pushes or named) and not upstream_only[i]
+        return buffered, upstream_only
+
+    def step_grad(self, pre_lines: Emitter, loop_lines: Emitter, k: int, i: int,
+                  buffered: bool, upstream_only: bool, last: list) -> bool:
+        """Op i's gradient at one step of the backward loop (False: it has none)."""
+        op = self.ops[i]
+        stage_of = self.s.stage_of
+        same = [c for c in self.s.consumers[i] if stage_of[c[0]] == k and c[2] == 0]
+        terms = self.terms_from(i, same, "step")
+        needs_all = any(stage_of[a] != k and self.has_grad(a) for a, _ in op.args)
+        if terms or buffered:
+            spec_comment(loop_lines, op.stmt, last)
+        total = _total(t.text for t in terms)
+        if buffered:
+            gn = self.gname(i)
+            cur = self.v.at_step(gn, self.v.pad(i), i)
+            if terms:
+                loop_lines(f"{cur} += {total}")
+            if self.v.carried(i):
+                d = self.s.stages[k].direction
+                prev = self.v.at_step(gn, self.v.pad(i) - d, i)
+                mvar = f"mask{self.v.sfx(self.v.axis_of(i))}"
+                mask = f"{mvar}[{self.v.tvar(self.v.axis_of(i))}]"
+                loop_lines(f"if {mvar} is not None:  # past its end, the state was carried over")
+                loop_lines(f"    {prev} += ~{mask} * {cur}")
+                loop_lines(f"    {cur} *= {mask}")
+            self.grad[i] = Grad(cur, self.v.window(gn, i, 0))
+        elif not terms:
+            self.grad[i] = None
+            return False
+        elif len(terms) == 1 and _atomic(total) and self._alias_all(i, same) and \
+                not upstream_only:
+            self.grad[i] = Grad(total, self._alias_all(i, same))
+        else:
+            gn = self.gname(i)
+            t = self.v.tvar(self.v.axis_of(i))
+            cur = f"{gn}[{t}]" if needs_all else gn
+            if needs_all and total != cur:
+                T = self.v.tsym(self.v.axis_of(i))
+                self.empty_buf[gn] = (pre_lines, len(pre_lines.lines))
+                pre_lines(f"{gn} = np.empty(({T}, {self.v.bsym(self.v.axis_of(i))}, "
+                          f"{self.v.dim(op.ty.rows)}), dtype)")
+            if total != cur:  # (a stacked buffer is already written by its parts)
+                loop_lines(f"{cur} = {total}")
+            if upstream_only:
+                upv = self.v.fresh(f"up_{self.v.pyname[i]}")
+                pre_lines(f"{upv} = up.get({op.name!r})  # upstream gradient of {op.name}")
+                loop_lines(f"if {upv} is not None:")
+                loop_lines(f"    {cur} = {cur} + {upv}[{t}]")
+            self.grad[i] = Grad(cur, gn if needs_all else None)
+        return True
+
+    def push_delayed(self, loop_lines: Emitter, i: int, loopset: set) -> None:
+        """Push op i's step gradient through its delayed references into the steps they read."""
+        op = self.ops[i]
+        g = self.grad[i]
+        r = rule(op.op)
+        args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
+        out = Code(self.v.val(i, 0, "step")) if r.needs_out else None
+        for pos, (a, d) in enumerate(op.args):
+            if a in loopset and isinstance(d, int) and d:
+                vjp = r.backward(pos, Code(g.step), out, args, **self.v.attrs(op, "step"))
+                if vjp is ZERO:
+                    continue
+                loop_lines(f"{self.v.at_step(self.gname(a), self.v.pad(a) - d, a)} += "
+                           f"{show(vjp)}")
+
+    def _alias_all(self, i: int, same) -> Optional[str]:
+        """All-steps text of op i's gradient when it is exactly its single consumer's."""
+        if len(same) != 1:
+            return None
+        c, pos, _ = same[0]
+        g = self.grad.get(c)
+        if g is None or g.all is None:
+            return None
+        cop = self.ops[c]
+        if pos in rule(cop.op).passthrough and cop.ty == self.ops[i].ty:
+            return g.all
+        return None

@@ -1,0 +1,127 @@
+"""Small text tools of codegen: the line emitter, and the few pieces of Python text that are
+still made outside the expression printer (:mod:`rnnspec.expr`): a buffer's window, a sum of
+gradient contributions, a ufunc writing into its destination, the spec-line comments' places.
+
+In: texts and nodes.  Out: texts.
+"""
+from __future__ import annotations
+
+import re
+from typing import List
+
+from ..ast import Equation, Loss, unparse
+from ..expr import ATOM, ZERO, Call, Code, add, show
+from ..fuse import Fused
+from ..pytext import comment
+from .names import PLACEHOLDER
+
+
+class Emitter:
+    """Lines of Python with indentation."""
+
+    def __init__(self):
+        self.lines: List[str] = []
+        self.level = 0
+
+    def __call__(self, text: str = "") -> None:
+        self.lines.append(("    " * self.level + text) if text else "")
+
+    def indent(self):
+        emitter = self
+
+        class _Block:
+            def __enter__(self):
+                emitter.level += 1
+
+            def __exit__(self, *exc):
+                emitter.level -= 1
+        return _Block()
+
+    def extend(self, lines: List[str]) -> None:
+        for line in lines:
+            self(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def _where(stmt) -> str:
+    """``line 12``, or ``cells.rnn line 12`` for a statement of an imported file (its base name:
+    the module does not depend on the directory it was compiled from); ``lines 21-24`` for the
+    statements of a fused product."""
+    if isinstance(stmt, Fused):
+        places = [_where(s) for s in stmt.stmts]
+        if len(places) > 1 and all(p.startswith("line ") for p in places):
+            lines = [s.line for s in stmt.stmts]
+            if lines == list(range(lines[0], lines[0] + len(lines))):
+                return f"lines {lines[0]}-{lines[-1]}"
+            return "lines " + ", ".join(str(n) for n in lines)
+        return ", ".join(places)
+    origin = getattr(stmt, "origin", None)
+    return f"line {stmt.line}" if origin is None else \
+        f"{origin.filename.replace(chr(92), '/').rsplit('/', 1)[-1]} line {stmt.line}"
+
+
+def wrap(text: str, level: int) -> str:
+    """Parenthesize ``text`` if it binds less tightly than ``level`` (:mod:`rnnspec.expr`)."""
+    return show(Code(text), level)
+
+
+def _atomic(text: str) -> bool:
+    return Code(text).level >= ATOM
+
+
+OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with out=
+
+
+OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
+
+
+def _into(call: Call, dest: str) -> str:
+    """A ufunc call such as np.tanh(a), writing into ``dest`` (no temporary, no copy)."""
+    return show(call.with_kwarg("out", Code(dest)))
+
+
+NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
+
+
+def _total(texts) -> str:
+    """The sum of gradient contributions (``a - b`` for a contribution ``-b``)."""
+    acc = ZERO
+    for text in texts:
+        acc = add(acc, Code(text))
+    return show(acc) if acc is not ZERO else ""
+
+
+def _plain(text: str) -> bool:
+    """A name or a slice of one: cheap to repeat wherever a gradient is read (a call such as
+    np.concatenate(...) is computed once, into a variable)."""
+    return _atomic(text) and "(" not in text
+
+
+def stmt_text(stmt) -> str:
+    """The spec statement a block of generated code comes from, as the spec writes it."""
+    if isinstance(stmt, Fused):
+        if len(stmt.stmts) == 1:
+            return stmt_text(stmt.stmts[0])
+        names = [s.name if isinstance(s, Equation) else "loss" for s in stmt.stmts]
+        return f"{', '.join(names)}: their products with {stmt.reads} in one, the weights " \
+            f"stacked"
+    if isinstance(stmt, Equation):
+        lhs = stmt.name + (f"[{stmt.axis}]" if stmt.axis else "")
+        return f"{lhs} = {unparse(stmt.expr)}"
+    if isinstance(stmt, Loss):
+        text = f"loss = {'mean ' if stmt.reduce == 'mean' else ''}{unparse(stmt.expr)}"
+        if stmt.select:
+            text += f" at {stmt.select.var} = " + ", ".join(s.text() for s in stmt.select.steps)
+        return text
+    return ""
+
+
+def spec_comment(em: Emitter, stmt, last: list, note: str = "") -> None:
+    """The comment with the spec line above a block (once: ``last[0]`` holds the last one)."""
+    if stmt is None or stmt is last[0]:
+        return
+    last[0] = stmt
+    em(comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]"))
+
