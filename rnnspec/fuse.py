@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Tuple
 
 from .check import PARAM, Ty
-from .graph import Graph, Op
+from .graph import Graph, Op, delayed_label
 from .schedule import Schedule
 from .sizes import Size
 
@@ -96,7 +96,7 @@ def _fuse(graph: Graph, sched: Schedule, banned) -> dict:
                        Ty("mat", total, cols, PARAM), stmts, f"W_{vname}_stacked")
         fused = _new(graph, "matvec", [(stacked, 0), (v, d)],
                      Ty("vec", total, None, first.ty.tk, first.ty.axis), stmts,
-                     f"{vname}{d if d else ''}_products")
+                     f"{delayed_label(vname, d)}_products")
         for j, m in enumerate(members):
             w = ops[m].args[0][0]
             g.remove_edge(w, m)

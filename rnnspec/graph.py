@@ -19,6 +19,24 @@ from .ops import is_loss
 from .check import PARAM, STATIC, STEP, Model, Ty
 from .sizes import Size
 
+def delayed_label(name: str, delay) -> str:
+    """A label for ``name`` read ``delay`` steps back: h_prev for h[t-1], h_prev2, h_next."""
+    if not isinstance(delay, int) or not delay:
+        return name
+    word = "prev" if delay > 0 else "next"
+    return f"{name}_{word}{abs(delay) if abs(delay) > 1 else ''}"
+
+
+def partial_label(base: str, late: bool, next_late: bool) -> str:
+    """A partial sum of a pre-activation a_<base>: <base>_sum for all the terms no recurrence
+    reads (computed before the loop), <base>_acc once it holds recurrent terms, <base>_terms
+    for a part of the first on the way."""
+    return f"{base}_acc" if late else f"{base}_sum" if next_late else f"{base}_terms"
+
+
+# functions whose argument, when it is a sum, is named as their pre-activation (a_h)
+PREACTIVATED = ("tanh", "sigmoid", "relu", "exp", "log", "softmax")
+
 Key = Union[int, Tuple[str, str]]  # an op id, or ('value', name) before resolution
 
 
@@ -125,6 +143,7 @@ class _Lowering:
         self.losses: List[int] = []
         self.stmt: Optional[ast.Node] = None
         self.owner = ""
+        self.top: Optional[ast.Expr] = None  # the equation's whole right-hand side
 
     def new(self, op: str, args, ty: Ty, label: str, name=None, **attrs) -> int:
         i = len(self.ops)
@@ -148,6 +167,7 @@ class _Lowering:
         for name, v in m.values.items():
             self.stmt = v.eq
             self.owner = name
+            self.top = v.eq.expr
             key, delay = self.expr(v.eq.expr)
             if delay or not isinstance(key, int) or self.ops[key].name is not None:
                 ty = self.ops[key].ty if isinstance(key, int) else Ty(
@@ -186,12 +206,13 @@ class _Lowering:
         m = self.m
         ty = m.types.get(e)
         if isinstance(e, ast.Num):
-            return self.new("const", [], Ty("scalar"), "c", value=e.value), 0
+            label = {1: "one", 2: "two"}.get(e.value, "c")
+            return self.new("const", [], Ty("scalar"), label, value=e.value), 0
         if isinstance(e, ast.Ref):
             return self.ref(e)
         if isinstance(e, ast.Unary):
             a = self.expr(e.operand)
-            return self.new("neg", [a], ty, f"{self.owner}_neg"), 0
+            return self.new("neg", [a], ty, self.meaning("minus", None, a, "neg")), 0
         if isinstance(e, ast.Binary):
             if e.op == "@":
                 w, v = self.expr(e.left), self.expr(e.right)
@@ -201,7 +222,8 @@ class _Lowering:
                 return self.sum(e, ty), 0
             op = {"*": "mul", "/": "div"}[e.op]
             a, b = self.expr(e.left), self.expr(e.right)
-            return self.new(op, [a, b], ty, f"{self.owner}_{op}"), 0
+            return self.new(op, [a, b], ty, self.meaning({"mul": "times", "div": "over"}[op],
+                                                         a, b, op)), 0
         if isinstance(e, ast.Call):
             if e.func in ("affine", "gate"):
                 return self.connection(e), 0
@@ -227,7 +249,12 @@ class _Lowering:
                 tgt = m.targets[r.name]
                 return self.new("onehot", [(self.leaves[r.name], 0)], ty, f"{r.name}_onehot",
                                 delay=-r.index.offset, start=tgt.decl.start or 0), 0
-            args = [self.expr(a) for a in e.args]
+            out = self.owner if e is self.top else f"{self.owner}_{e.func}"
+            if e.func in PREACTIVATED and len(e.args) == 1 and isinstance(e.args[0], ast.Binary) \
+                    and e.args[0].op in "+-":  # the pre-activation: a_<value>
+                args = [(self.sum(e.args[0], m.types.get(e.args[0]), f"a_{out}"), 0)]
+            else:
+                args = [self.expr(a) for a in e.args]
             return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), 0
         raise TypeError(e)  # pragma: no cover
 
@@ -235,10 +262,20 @@ class _Lowering:
         """Does expression e read a recurrent value (or one computed from one)?"""
         return any(isinstance(n, ast.Ref) and n.name in self.late for n in ast.walk(e))
 
-    def sum(self, e: ast.Binary, ty: Ty) -> int:
+    def meaning(self, word: str, a, b, op: str) -> str:
+        """A label that says what a value is (``r_times_h1``, ``one_minus_z``, ``minus_x``) when
+        its operands have short labels; else the owner's name and the op (``h_mul``)."""
+        names = [self.label_of(x) for x in (a, b) if x is not None]
+        if all(len(n) <= 12 for n in names):
+            return f"{names[0]}_{word}_{names[1]}" if len(names) == 2 else f"{word}_{names[0]}"
+        return f"{self.owner}_{op}"
+
+    def sum(self, e: ast.Binary, ty: Ty, label: Optional[str] = None) -> int:
         """A chain of + and -, reassociated so that the terms that do not depend on any
         recurrence come first: their partial sum is one array computed before the time loop
-        (input projections plus biases), and the loop adds only the recurrent terms."""
+        (input projections plus biases), and the loop adds only the recurrent terms.  With
+        ``label`` (a pre-activation, ``a_h``), the whole sum is named so and its partial sums
+        ``h_sum`` (the terms no recurrence reads) and ``h_acc``; a sum of two short operands says what it is (``one_minus_z``)."""
         terms = []
 
         def flatten(x, sign):
@@ -252,7 +289,7 @@ class _Lowering:
             [t for t in terms if self.is_late(t[1])]
         acc = None
         acc_tk = PARAM
-        for sign, x in order:
+        for k, (sign, x) in enumerate(order):
             key = self.expr(x)
             xty = self.m.types.get(x)
             tk = max(acc_tk, xty.tk if xty else PARAM)
@@ -264,17 +301,22 @@ class _Lowering:
                 elif sign > 0:
                     acc = key[0]
             else:
-                acc = self.new("add" if sign > 0 else "sub", [(acc, 0), key], part,
-                               f"{self.owner}_{'add' if sign > 0 else 'sub'}")
+                kind = "add" if sign > 0 else "sub"
+                if label:
+                    name = label if len(order) == k + 1 else partial_label(
+                        label[2:], self.is_late(x), self.is_late(order[k + 1][1]))
+                elif len(order) == 2:
+                    name = self.meaning({"add": "plus", "sub": "minus"}[kind], (acc, 0), key, kind)
+                else:
+                    name = f"{self.owner}_{kind}"
+                acc = self.new(kind, [(acc, 0), key], part, name)
             acc_tk = tk
         return acc
 
     def label_of(self, key_delay) -> str:
         key, delay = key_delay
-        if isinstance(key, tuple):
-            return key[1] + (f"{delay}" if delay else "")
-        op = self.ops[key]
-        return (op.name or op.label) + (f"{delay}" if delay else "")
+        name = key[1] if isinstance(key, tuple) else self.ops[key].name or self.ops[key].label
+        return delayed_label(name, delay)
 
     def ref(self, r: ast.Ref) -> Tuple[Key, int]:
         m = self.m
@@ -316,9 +358,10 @@ class _Lowering:
             terms.append((False, self.leaves[conn.bias], PARAM))
         terms.sort(key=lambda t: t[0])  # stable: what no recurrence reads first, then the rest
         acc, acc_tk = terms[0][1], terms[0][2]
-        for k, (_, term, tk) in enumerate(terms[1:], 1):
+        for k, (late, term, tk) in enumerate(terms[1:], 1):
             acc_tk = max(acc_tk, tk)
-            label = f"a_{conn.prefix}" if k == len(terms) - 1 else f"{conn.prefix}_sum"
+            label = f"a_{conn.prefix}" if k == len(terms) - 1 else \
+                partial_label(conn.prefix, late, terms[k + 1][0])
             acc = self.new("add", [(acc, 0), (term, 0)],
                            Ty("vec", conn.size, tk=acc_tk, axis=ty.axis if acc_tk == STEP
                               else None), label)

@@ -278,24 +278,27 @@ def show_layout(lay: Layout, kept: Optional[Set[int]] = None) -> str:
                 if len(run) > 1:
                     for act, _ in run:
                         views[act] = [a for a, _ in run]
-    lines = []
+    rows = []  # a stage's title (a str) or an op's columns (a tuple)
     for k, st in enumerate(s.stages):
         if st.kind == "all":
-            lines.append(f"stage {k}: all steps at once")
+            rows.append(f"stage {k}: all steps at once")
         else:
             way = "forward" if st.direction > 0 else "backward"
-            lines.append(f"stage {k}: time loop over {st.axis or 't'}, {way} in time")
+            rows.append(f"stage {k}: time loop over {st.axis or 't'}, {way} in time")
         for i in st.ops:
             if ops[i].op == "const":
                 continue
-            mark = " *" if kept is not None and i in kept and lay.storage[i] != "leaf" or (
-                kept is not None and ops[i].op in ("input", "target") and i in kept) else ""
-            lines.append(f"  {_label(s, i):<16} {ops[i].op:<13} {_reads(s, i):<28} "
-                         f"{_where(lay, i, views)}{mark}".rstrip())
+            mark = " *" if kept is not None and i in kept and ops[i].op != "param" else ""
+            rows.append((_label(s, i), ops[i].op, _reads(s, i), _where(lay, i, views) + mark))
         for g in lay.groups.get(k, []):
             acts = ", ".join(_label(s, a) for run in g.runs for a, _ in run)
-            lines.append(f"  gates {acts}: one sum {_label(s, g.S)} + {_label(s, g.X)}[t] per "
-                         f"step, one call per run of one activation")
+            rows.append(f"  gates {acts}: one sum {_label(s, g.S)} + {_label(s, g.X)}[t] per "
+                        f"step, one call per run of one activation")
+    cols = [r for r in rows if isinstance(r, tuple)]
+    widths = [min(max((len(r[c]) for r in cols), default=0), cap) for c, cap in
+              ((0, 22), (1, 13), (2, 34))]
+    lines = [r if isinstance(r, str) else "  " + "  ".join(
+        f"{text:<{w}}" for text, w in zip(r[:3], widths)) + "  " + r[3] for r in rows]
     if kept is not None:
         lines.append("* kept in the cache for the backward pass")
     return "\n".join(lines)

@@ -61,7 +61,7 @@ def test_values_used_once_are_inlined_and_step_variables_stay_in_their_step():
     a, lay, _ = _storage("elman")
     ops = a.graph.ops
     inline = {ops[i].label for i, kind in lay.storage.items() if kind == "inline"}
-    assert {"U_x", "W_s1", "V_s"} <= inline
+    assert {"U_x", "W_s_prev", "V_s"} <= inline
     _, lay, _ = _storage("lstm")
     assert any(kind == "step" for kind in lay.storage.values())  # h1_products, per step
 

@@ -118,7 +118,7 @@ def test_schedule_hoists_input_projections_and_output_head():
     by_label = {ops[i].label: i for i in ops}
     assert [(st.kind, st.direction) for st in s.stages] == [("all", 0), ("loop", 1), ("all", 0)]
     assert s.stage_of[by_label["U_x"]] == 0            # U @ x[t]: one product before the loop
-    assert s.stage_of[by_label["W_s1"]] == 1           # W @ s[t-1]: the recurrence
+    assert s.stage_of[by_label["W_s_prev"]] == 1       # W @ s[t-1]: the recurrence
     assert s.stage_of[a.graph.values["s"]] == 1
     assert s.stage_of[a.graph.values["o"]] == 2        # softmax head: after the loop
     assert s.padding[a.graph.values["s"]] == (1, 0)

@@ -88,22 +88,22 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     by = params['by']
     x = inputs['x']
     # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  (hoisted: all steps at once)  [line 23]
-    s_add = _rows(x, U.T)
-    s_add += ba
+    s_sum = _rows(x, U.T)
+    s_sum += ba
 
     # time loop (forward in time): only the recurrent part runs step by step
     s = np.empty((T + 1, B, n_n), dtype)
     s[:1] = state0['s']
     for t in range(T):
         # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
-        np.tanh(s_add[t] + s[t] @ W.T, out=s[t + 1])
+        np.tanh(s_sum[t] + s[t] @ W.T, out=s[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             s[t + 1] = np.where(mask[t], s[t + 1], s[t])
 
     # o[t] = softmax(V @ s[t] + by)  [line 24]
-    o_add = _rows(s[1:], V.T)
-    o_add += by
-    o = _softmax(o_add)
+    a_o = _rows(s[1:], V.T)
+    a_o += by
+    o = _softmax(a_o)
     outputs = {
         's': s[1:],
         'o': o,
@@ -113,7 +113,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         y = targets['y']
         # loss = cross_entropy(o[t], y[t])  [line 26]
         w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
+        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
              'has_loss': 'loss' in outputs}
@@ -151,33 +151,33 @@ def backward(params, cache, d_outputs=None):
     w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(V @ s[t] + by)  [line 24]
-    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_m), dtype)
+    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_m), dtype)
     if 'o' in up:
-        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_s = np.zeros_like(s)
-    d_s[1:] += _rows(d_o_add, V)
+    d_s[1:] += _rows(d_a_o, V)
     if 's' in up:
         d_s[1:] += up['s']
     if 's' in up['final']:
         d_s[last + 1, batch] += up['final']['s']
     s_slope = 1 - s[1:] * s[1:]  # tanh' at every step
-    d_s_add_2 = np.empty((T, B, n_n), dtype)
+    d_a_s = np.empty((T, B, n_n), dtype)
     for t in reversed(range(T)):
         # s[t] = tanh(U @ x[t] + W @ s[t-1] + ba)  [line 23]
         if mask is not None:  # past its end, the state was carried over
             d_s[t] += ~mask[t] * d_s[t + 1]
             d_s[t + 1] *= mask[t]
-        d_s_add_2[t] = d_s[t + 1] * s_slope[t]
-        d_s[t] += d_s_add_2[t] @ W
+        d_a_s[t] = d_s[t + 1] * s_slope[t]
+        d_s[t] += d_a_s[t] @ W
 
-    d_x = _rows(d_s_add_2, U)
-    d_by = d_o_add.sum(axis=(0, 1))
-    d_ba = d_s_add_2.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(s[1:])
-    d_W = _flat(d_s_add_2).T @ _flat(s[:T])
-    d_U = _flat(d_s_add_2).T @ _flat(x)
+    d_x = _rows(d_a_s, U)
+    d_by = d_a_o.sum(axis=(0, 1))
+    d_ba = d_a_s.sum(axis=(0, 1))
+    d_V = _flat(d_a_o).T @ _flat(s[1:])
+    d_W = _flat(d_a_s).T @ _flat(s[:T])
+    d_U = _flat(d_a_s).T @ _flat(x)
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}

@@ -119,14 +119,14 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     W_x_stacked = np.concatenate([Uz, Ur, U])
     x_products = _rows(x, W_x_stacked.T)
     # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  (hoisted: all steps at once)  [line 29]
-    z_add = x_products[..., :n_hidden]
-    z_add += bz
+    z_sum = x_products[..., :n_hidden]
+    z_sum += bz
     # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  (hoisted: all steps at once)  [line 30]
-    r_add = x_products[..., n_hidden:2 * n_hidden]
-    r_add += br
+    r_sum = x_products[..., n_hidden:2 * n_hidden]
+    r_sum += br
     # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  (hoisted: all steps at once)  [line 31]
-    h_add = x_products[..., 2 * n_hidden:3 * n_hidden]
-    h_add += b
+    h_tanh_sum = x_products[..., 2 * n_hidden:3 * n_hidden]
+    h_tanh_sum += b
     # z, r: their products with h[t-1] in one, the weights stacked  (hoisted: all steps at once)  [lines 29-30]
     W_h_stacked = np.concatenate([Wz, Wr])
 
@@ -134,29 +134,29 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     z_r = np.empty((T, B, 2 * n_hidden), dtype)  # z, r side by side
     z = z_r[..., :n_hidden]
     r = z_r[..., n_hidden:2 * n_hidden]
-    h_sub = np.empty((T, B, n_hidden), dtype)
-    h_mul_2 = np.empty((T, B, n_hidden), dtype)
+    one_minus_z = np.empty((T, B, n_hidden), dtype)
+    r_times_h_prev = np.empty((T, B, n_hidden), dtype)
     h_tanh = np.empty((T, B, n_hidden), dtype)
     h = np.empty((T + 1, B, n_hidden), dtype)
     h[:1] = state0['h']
     for t in range(T):
         # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
-        h1_products = h[t] @ W_h_stacked.T
+        h_prev_products = h[t] @ W_h_stacked.T
         # z, r: one sum for all, one call per activation  [lines 29-30]
-        h1_products_sum = x_products[t, ..., :2 * n_hidden] + h1_products
-        _sigmoid(h1_products_sum[..., :2 * n_hidden], out=z_r[t])
+        h_prev_products_sum = x_products[t, ..., :2 * n_hidden] + h_prev_products
+        _sigmoid(h_prev_products_sum[..., :2 * n_hidden], out=z_r[t])
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
-        np.subtract(1, z[t], out=h_sub[t])
-        np.multiply(r[t], h[t], out=h_mul_2[t])
-        np.tanh(h_add[t] + h_mul_2[t] @ W.T, out=h_tanh[t])
-        np.add(z[t] * h[t], h_sub[t] * h_tanh[t], out=h[t + 1])
+        np.subtract(1, z[t], out=one_minus_z[t])
+        np.multiply(r[t], h[t], out=r_times_h_prev[t])
+        np.tanh(h_tanh_sum[t] + r_times_h_prev[t] @ W.T, out=h_tanh[t])
+        np.add(z[t] * h[t], one_minus_z[t] * h_tanh[t], out=h[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o[t] = softmax(c + V @ h[t])  [line 32]
-    o_add = _rows(h[1:], V.T)
-    o_add += c
-    o = _softmax(o_add)
+    a_o = _rows(h[1:], V.T)
+    a_o += c
+    o = _softmax(a_o)
     outputs = {
         'z': z,
         'r': r,
@@ -168,7 +168,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
         y = targets['y']
         # loss = cross_entropy(o[t], y[t])  [line 34]
         w_loss_o = _loss_weights(dims)
-        loss_o = _cross_entropy(o_add, y, w_loss_o, o)
+        loss_o = _cross_entropy(a_o, y, w_loss_o, o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
              'has_loss': 'loss' in outputs}
@@ -179,8 +179,8 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     cache['W_h_stacked'] = W_h_stacked
     cache['z'] = z
     cache['r'] = r
-    cache['h_sub'] = h_sub
-    cache['h_mul_2'] = h_mul_2
+    cache['one_minus_z'] = one_minus_z
+    cache['r_times_h_prev'] = r_times_h_prev
     cache['h_tanh'] = h_tanh
     cache['h'] = h
     cache['o'] = o
@@ -211,70 +211,70 @@ def backward(params, cache, d_outputs=None):
     W_h_stacked = cache['W_h_stacked']
     z = cache['z']
     r = cache['r']
-    h_sub = cache['h_sub']
-    h_mul_2 = cache['h_mul_2']
+    one_minus_z = cache['one_minus_z']
+    r_times_h_prev = cache['r_times_h_prev']
     h_tanh = cache['h_tanh']
     h = cache['h']
     o = cache['o']
     w_loss_o = cache.get('w_loss_o')
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o[t] = softmax(c + V @ h[t])  [line 32]
-    d_o_add = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
+    d_a_o = _cross_entropy_grad(o, y, w_loss_o, d_loss) if d_loss is not None else np.zeros((T, B, n_out), dtype)
     if 'o' in up:
-        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
-    d_h[1:] += _rows(d_o_add, V)
+    d_h[1:] += _rows(d_a_o, V)
     if 'h' in up:
         d_h[1:] += up['h']
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
     h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
-    d_h_add_2 = np.empty((T, B, n_hidden), dtype)
+    d_a_h_tanh = np.empty((T, B, n_hidden), dtype)
     up_r = up.get('r')  # upstream gradient of r
     r_slope = r * (1 - r)  # sigmoid' at every step
-    d_h1_products = np.empty((T, B, 2 * n_hidden), dtype)  # the gradients below, side by side
-    d_r_add_2 = d_h1_products[..., n_hidden:2 * n_hidden]
+    d_h_prev_products = np.empty((T, B, 2 * n_hidden), dtype)  # the gradients below, side by side
+    d_a_r = d_h_prev_products[..., n_hidden:2 * n_hidden]
     up_z = up.get('z')  # upstream gradient of z
     z_slope = z * (1 - z)  # sigmoid' at every step
-    d_z_add_2 = d_h1_products[..., :n_hidden]
+    d_a_z = d_h_prev_products[..., :n_hidden]
     for t in reversed(range(T)):
         # h[t] = z[t] * h[t-1] + (1 - z[t]) * tanh(b + U @ x[t] + W @ (r[t] * h[t-1]))  [line 31]
         if mask is not None:  # past its end, the state was carried over
             d_h[t] += ~mask[t] * d_h[t + 1]
             d_h[t + 1] *= mask[t]
-        d_h_tanh = d_h[t + 1] * h_sub[t]
-        d_h_add_2[t] = d_h_tanh * h_tanh_slope[t]
-        d_h_mul_2 = d_h_add_2[t] @ W
-        d_h[t] += d_h_mul_2 * r[t]
-        d_h_sub = d_h[t + 1] * h_tanh[t]
+        d_h_tanh = d_h[t + 1] * one_minus_z[t]
+        d_a_h_tanh[t] = d_h_tanh * h_tanh_slope[t]
+        d_r_times_h_prev = d_a_h_tanh[t] @ W
+        d_h[t] += d_r_times_h_prev * r[t]
+        d_one_minus_z = d_h[t + 1] * h_tanh[t]
         d_h[t] += d_h[t + 1] * z[t]
         # r[t] = sigmoid(br + Ur @ x[t] + Wr @ h[t-1])  [line 30]
-        d_r = d_h_mul_2 * h[t]
+        d_r = d_r_times_h_prev * h[t]
         if up_r is not None:
             d_r = d_r + up_r[t]
-        d_r_add_2[t] = d_r * r_slope[t]
+        d_a_r[t] = d_r * r_slope[t]
         # z[t] = sigmoid(bz + Uz @ x[t] + Wz @ h[t-1])  [line 29]
-        d_z = d_h[t + 1] * h[t] - d_h_sub
+        d_z = d_h[t + 1] * h[t] - d_one_minus_z
         if up_z is not None:
             d_z = d_z + up_z[t]
-        d_z_add_2[t] = d_z * z_slope[t]
+        d_a_z[t] = d_z * z_slope[t]
         # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
-        d_h[t] += d_h1_products[t] @ W_h_stacked
+        d_h[t] += d_h_prev_products[t] @ W_h_stacked
 
     # z, r: their products with h[t-1] in one, the weights stacked  [lines 29-30]
-    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
-    d_x_products = np.concatenate([d_z_add_2, d_r_add_2, d_h_add_2], axis=-1)
+    d_W_h_stacked = _flat(d_h_prev_products).T @ _flat(h[:T])
+    d_x_products = np.concatenate([d_a_z, d_a_r, d_a_h_tanh], axis=-1)
     # z, r, h: their products with x[t] in one, the weights stacked  [lines 29-31]
     d_W_x_stacked = _flat(d_x_products).T @ _flat(x)
     d_x = _rows(d_x_products, W_x_stacked)
-    d_c = d_o_add.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(h[1:])
-    d_b = d_h_add_2.sum(axis=(0, 1))
-    d_W = _flat(d_h_add_2).T @ _flat(h_mul_2)
-    d_br = d_r_add_2.sum(axis=(0, 1))
-    d_bz = d_z_add_2.sum(axis=(0, 1))
+    d_c = d_a_o.sum(axis=(0, 1))
+    d_V = _flat(d_a_o).T @ _flat(h[1:])
+    d_b = d_a_h_tanh.sum(axis=(0, 1))
+    d_W = _flat(d_a_h_tanh).T @ _flat(r_times_h_prev)
+    d_br = d_a_r.sum(axis=(0, 1))
+    d_bz = d_a_z.sum(axis=(0, 1))
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}

@@ -152,11 +152,11 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     h[:1] = state0['h']
     for t in range(T):
         # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
-        h1_products = h[t] @ W_h_stacked.T
+        h_prev_products = h[t] @ W_h_stacked.T
         # f, g, q, C_tanh: one sum for all, one call per activation  [lines 21-24]
-        h1_products_sum = x_products[t] + h1_products
-        _sigmoid(h1_products_sum[..., :3 * n_hidden], out=f_g_q[t])
-        np.tanh(h1_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
+        h_prev_products_sum = x_products[t] + h_prev_products
+        _sigmoid(h_prev_products_sum[..., :3 * n_hidden], out=f_g_q[t])
+        np.tanh(h_prev_products_sum[..., 3 * n_hidden:4 * n_hidden], out=C_tanh[t])
         # C[t] = f[t] * C[t-1] + g[t] * tanh(affine(x[t], h[t-1], name=c))  [line 24]
         np.add(f[t] * C[t], g[t] * C_tanh[t], out=C[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
@@ -254,17 +254,17 @@ def backward(params, cache, d_outputs=None):
         d_h[last + 1, batch] += up['final']['h']
     h_tanh_slope = 1 - h_tanh * h_tanh  # tanh' at every step
     C_tanh_slope = 1 - C_tanh * C_tanh  # tanh' at every step
-    d_h1_products = np.empty((T, B, 4 * n_hidden), dtype)  # the gradients below, side by side
-    d_a_c = d_h1_products[..., 3 * n_hidden:4 * n_hidden]
+    d_h_prev_products = np.empty((T, B, 4 * n_hidden), dtype)  # the gradients below, side by side
+    d_a_c = d_h_prev_products[..., 3 * n_hidden:4 * n_hidden]
     up_q = up.get('q')  # upstream gradient of q
     q_slope = q * (1 - q)  # sigmoid' at every step
-    d_a_q = d_h1_products[..., 2 * n_hidden:3 * n_hidden]
+    d_a_q = d_h_prev_products[..., 2 * n_hidden:3 * n_hidden]
     up_g = up.get('g')  # upstream gradient of g
     g_slope = g * (1 - g)  # sigmoid' at every step
-    d_a_g = d_h1_products[..., n_hidden:2 * n_hidden]
+    d_a_g = d_h_prev_products[..., n_hidden:2 * n_hidden]
     up_f = up.get('f')  # upstream gradient of f
     f_slope = f * (1 - f)  # sigmoid' at every step
-    d_a_f = d_h1_products[..., :n_hidden]
+    d_a_f = d_h_prev_products[..., :n_hidden]
     for t in reversed(range(T)):
         # h[t] = tanh(C[t]) * q[t]  [line 25]
         if mask is not None:  # past its end, the state was carried over
@@ -295,13 +295,13 @@ def backward(params, cache, d_outputs=None):
             d_f = d_f + up_f[t]
         d_a_f[t] = d_f * f_slope[t]
         # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
-        d_h[t] += d_h1_products[t] @ W_h_stacked
+        d_h[t] += d_h_prev_products[t] @ W_h_stacked
 
     # f, g, q, C: their products with h[t-1] in one, the weights stacked  [lines 21-24]
-    d_W_h_stacked = _flat(d_h1_products).T @ _flat(h[:T])
+    d_W_h_stacked = _flat(d_h_prev_products).T @ _flat(h[:T])
     # f, g, q, C: their products with x[t] in one, the weights stacked  [lines 21-24]
-    d_W_x_stacked = _flat(d_h1_products).T @ _flat(x)
-    d_x = _rows(d_h1_products, W_x_stacked)
+    d_W_x_stacked = _flat(d_h_prev_products).T @ _flat(x)
+    d_x = _rows(d_h_prev_products, W_x_stacked)
     d_b_o = d_a_o.sum(axis=(0, 1))
     d_W_o_h = _flat(d_a_o).T @ _flat(h[1:])
     d_b_c = d_a_c.sum(axis=(0, 1))

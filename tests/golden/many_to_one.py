@@ -88,23 +88,23 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     c = params['c']
     x = inputs['x']
     # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  (hoisted: all steps at once)  [line 23]
-    h_add = _rows(x, U.T)
-    h_add += b
+    h_sum = _rows(x, U.T)
+    h_sum += b
 
     # time loop (forward in time): only the recurrent part runs step by step
     h = np.empty((T + 1, B, n_hidden), dtype)
     h[:1] = state0['h']
     for t in range(T):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
-        np.tanh(h_add[t] + h[t] @ W.T, out=h[t + 1])
+        np.tanh(h_sum[t] + h[t] @ W.T, out=h[t + 1])
         if mask is not None:  # past its end, a sequence keeps its state
             h[t + 1] = np.where(mask[t], h[t + 1], h[t])
 
     # o = softmax(c + V @ h[end])  [line 24]
     h_end = h[last + 1, batch]
-    o_add = h_end @ V.T
-    o_add += c
-    o = _softmax(o_add)
+    a_o = h_end @ V.T
+    a_o += c
+    o = _softmax(a_o)
     outputs = {
         'h': h[1:],
         'o': o,
@@ -113,7 +113,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     if targets is not None:
         y = targets['y']
         # loss = cross_entropy(o, y)  [line 26]
-        loss_o = _cross_entropy(o_add, y, None, o)
+        loss_o = _cross_entropy(a_o, y, None, o)
         outputs['loss'] = loss_o
     cache = {'params': params, 'dims': dims, 'state0_given': state0['(given)'],
              'has_loss': 'loss' in outputs}
@@ -150,10 +150,10 @@ def backward(params, cache, d_outputs=None):
     o = cache['o']
     d_loss = up.get('loss', 1.0) if cache['has_loss'] else None
     # o = softmax(c + V @ h[end])  [line 24]
-    d_o_add = _cross_entropy_grad(o, y, None, d_loss) if d_loss is not None else np.zeros((B, n_classes), dtype)
+    d_a_o = _cross_entropy_grad(o, y, None, d_loss) if d_loss is not None else np.zeros((B, n_classes), dtype)
     if 'o' in up:
-        d_o_add = d_o_add + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
-    d_h_end = d_o_add @ V
+        d_a_o = d_a_o + o * (up['o'] - (up['o'] * o).sum(axis=-1, keepdims=True))
+    d_h_end = d_a_o @ V
 
     # gradients flowing into the loop from after it, and buffers for the loop
     d_h = np.zeros_like(h)
@@ -163,21 +163,21 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up['final']:
         d_h[last + 1, batch] += up['final']['h']
     h_slope = 1 - h[1:] * h[1:]  # tanh' at every step
-    d_h_add_2 = np.empty((T, B, n_hidden), dtype)
+    d_a_h = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(b + W @ h[t-1] + U @ x[t])  [line 23]
         if mask is not None:  # past its end, the state was carried over
             d_h[t] += ~mask[t] * d_h[t + 1]
             d_h[t + 1] *= mask[t]
-        d_h_add_2[t] = d_h[t + 1] * h_slope[t]
-        d_h[t] += d_h_add_2[t] @ W
+        d_a_h[t] = d_h[t + 1] * h_slope[t]
+        d_h[t] += d_a_h[t] @ W
 
-    d_x = _rows(d_h_add_2, U)
-    d_c = d_o_add.sum(axis=0)
-    d_b = d_h_add_2.sum(axis=(0, 1))
-    d_V = _flat(d_o_add).T @ _flat(h_end)
-    d_W = _flat(d_h_add_2).T @ _flat(h[:T])
-    d_U = _flat(d_h_add_2).T @ _flat(x)
+    d_x = _rows(d_a_h, U)
+    d_c = d_a_o.sum(axis=0)
+    d_b = d_a_h.sum(axis=(0, 1))
+    d_V = _flat(d_a_o).T @ _flat(h_end)
+    d_W = _flat(d_a_h).T @ _flat(h[:T])
+    d_U = _flat(d_a_h).T @ _flat(x)
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}

@@ -159,26 +159,26 @@ def backward(params, cache, d_outputs=None):
     if 'h' in up['final']:
         d_h[last + np.arange(1, 4)[:, None], batch] += up['final']['h']
     h_slope = 1 - h[3:] * h[3:]  # tanh' at every step
-    d_h_sum_2 = np.empty((T, B, n_hidden), dtype)
-    d_W_h_h3_h3 = np.empty((T, B, n_hidden), dtype)
+    d_h_acc = np.empty((T, B, n_hidden), dtype)
+    d_W_h_h3_h_prev3 = np.empty((T, B, n_hidden), dtype)
     for t in reversed(range(T)):
         # h[t] = tanh(affine(x[t], h[t-1], h[t-3]))  [line 15]
         if mask is not None:  # past its end, the state was carried over
             d_h[t + 2] += ~mask[t] * d_h[t + 3]
             d_h[t + 3] *= mask[t]
         d_a_h = d_h[t + 3] * h_slope[t]
-        d_h_sum_2[t] = d_a_h
-        d_W_h_h3_h3[t] = d_a_h
-        d_h[t] += d_W_h_h3_h3[t] @ W_h_h3
-        d_h[t + 2] += d_h_sum_2[t] @ W_h_h1
+        d_h_acc[t] = d_a_h
+        d_W_h_h3_h_prev3[t] = d_a_h
+        d_h[t] += d_W_h_h3_h_prev3[t] @ W_h_h3
+        d_h[t + 2] += d_h_acc[t] @ W_h_h1
 
-    d_x = _rows(d_h_sum_2, W_h_x)
+    d_x = _rows(d_h_acc, W_h_x)
     d_b_o = d_a_o.sum(axis=(0, 1))
     d_W_o_h = _flat(d_a_o).T @ _flat(h[3:])
-    d_b_h = d_h_sum_2.sum(axis=(0, 1))
-    d_W_h_h3 = _flat(d_W_h_h3_h3).T @ _flat(h[:T])
-    d_W_h_h1 = _flat(d_h_sum_2).T @ _flat(h[2:T + 2])
-    d_W_h_x = _flat(d_h_sum_2).T @ _flat(x)
+    d_b_h = d_h_acc.sum(axis=(0, 1))
+    d_W_h_h3 = _flat(d_W_h_h3_h_prev3).T @ _flat(h[:T])
+    d_W_h_h1 = _flat(d_h_acc).T @ _flat(h[2:T + 2])
+    d_W_h_x = _flat(d_h_acc).T @ _flat(x)
 
     # gradients of the initial states (and of what they were initialized from)
     d_state0 = {}
