@@ -154,7 +154,11 @@ def method(value, name: str, *args, **kwargs) -> Call:
 
 
 def index(value, *items) -> Index:
+    """``value[items]``."""
     return Index(node(value), tuple(node(i) for i in items))
+
+
+subscript = index  # (the name modules use where ``index`` means something else)
 
 
 def span(lo, hi) -> Slice:

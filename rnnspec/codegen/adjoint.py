@@ -15,14 +15,15 @@ from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STATIC, STEP
 from ..errors import missing_rule
-from ..expr import ATOM, PRODUCT, ZERO, Code, show
+from ..expr import (ATOM, PRODUCT, ZERO, Code, Expr, List_, Name, call, method, mul, show,
+                    subscript)
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
 from .names import PLACEHOLDER
 from .text import Emitter, _atomic, _plain, _total, spec_comment, wrap
 from .results import Results
-from .values import Values
+from .values import Pass
 
 LOSS_GIVEN = "d_loss is not None"  # the condition of the loss's gradient (targets were given)
 
@@ -36,10 +37,16 @@ class Grad:
 
 @dataclass
 class Term:
-    text: str
+    """One contribution to an op's gradient: an expression node (a rule's vector-Jacobian
+    product, summed over broadcast axes), printed only where a line is written."""
+    value: Expr
     cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
     delay: int = 0
     index: Optional[str] = None  # scatter into one index (or index array) of the buffer
+
+    @property
+    def text(self) -> str:
+        return show(self.value)
 
 
 def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
@@ -52,27 +59,21 @@ def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
         em(line)
 
 
-def reduce(text: str, src, dst, mode: str) -> str:
+def reduce(vjp: Expr, src, dst, mode: str) -> Expr:
     """A contribution of an op of type ``src`` to its argument of type ``dst``, summed over the
     axes the argument was broadcast along (steps, batch)."""
     src_tk = src.tk if mode == "all" else (STATIC if src.tk == STEP else src.tk)
     dst_tk = dst.tk if mode == "all" else (STATIC if dst.tk == STEP else dst.tk)
     if dst.shape == "scalar" and (src.shape != "scalar" or src_tk > PARAM):
-        return f"{wrap(text, ATOM)}.sum()"
+        return method(vjp, "sum")
     k = src_tk - dst_tk
     if k <= 0:
-        return text
-    axes = "0" if k == 1 else "(0, 1)"
-    return f"{wrap(text, ATOM)}.sum(axis={axes})"
+        return vjp
+    return method(vjp, "sum", axis=0 if k == 1 else Code("(0, 1)"))
 
 
-class Adjoint:
+class Adjoint(Pass):
     """The backward function of one schedule."""
-
-    def __init__(self, v: Values):
-        self.v = v  # the shared names and value texts (and what the module uses)
-        self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
-        self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
 
     # ----- backward --------------------------------------------------------------------------
     def backward(self) -> List[str]:
@@ -145,11 +146,12 @@ class Adjoint:
                 pieces.append(text)
             stacked = self.stacked_grad(i, parts, pieces, mode)
             if stacked:
-                terms.append(Term(stacked))
+                terms.append(Term(Code(stacked)))
             elif any(p is not None for p in pieces):
                 pieces = [p if p is not None else self.v.zeros(c, mode)
                           for p, (c, _, _) in zip(pieces, parts)]
-                terms.append(Term(f"np.concatenate([{', '.join(pieces)}], axis=-1)"))
+                terms.append(Term(call("np.concatenate", List_(tuple(Code(p) for p in pieces)),
+                                       axis=-1)))
             consumers = [c for c in consumers if c not in parts]
         for c, pos, delay in consumers:
             g = self.grad.get(c)
@@ -161,7 +163,7 @@ class Adjoint:
             cond = g.cond
             cop = self.ops[c]
             if cop.op == "pick":
-                terms.append(Term(gtext, cond, index=self.v.pick_index(c)))
+                terms.append(Term(Code(gtext), cond, index=self.v.pick_index(c)))
                 continue
             r = RULES.get(cop.op)
             if r is None:
@@ -169,17 +171,16 @@ class Adjoint:
             self.v.helpers.update(r.helpers)
             if mode == "step" and r.slope and self.pre is not None and c not in self.local:
                 t = self.v.tvar(self.v.axis_of(c))
-                terms.append(Term(f"{wrap(gtext, PRODUCT)} * {self.slope(c)}[{t}]", cond))
+                terms.append(Term(mul(Code(gtext), subscript(Name(self.slope(c)), t)), cond))
                 continue
             args = [Code(self.v.val(a, d, mode)) for a, d in cop.args]
             out = Code(self.v.val(c, 0, mode)) if r.needs_out else None
             vjp = r.backward(pos, Code(gtext), out, args, **self.v.attrs(cop, mode))
             if vjp is ZERO:
                 continue
-            text = show(vjp)
             if pos not in r.reduced:
-                text = reduce(text, cop.ty, self.ops[i].ty, mode)
-            terms.append(Term(text, cond, delay=delay if isinstance(delay, int) else 0))
+                vjp = reduce(vjp, cop.ty, self.ops[i].ty, mode)
+            terms.append(Term(vjp, cond, delay=delay if isinstance(delay, int) else 0))
         return terms
 
     def slope(self, c: int) -> str:
@@ -230,9 +231,10 @@ class Adjoint:
         op = self.ops[i]
         terms = []
         if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
-            terms.append(Term(f"up[{op.name!r}]", f"{op.name!r} in up"))
+            terms.append(Term(subscript(Name("up"), repr(op.name)), f"{op.name!r} in up"))
         if op.name in self.m.states and op.op not in ("param", "input"):
-            terms.append(Term(f"up['final'][{op.name!r}]", f"{op.name!r} in up['final']",
+            terms.append(Term(subscript(Code("up['final']"), repr(op.name)),
+                              f"{op.name!r} in up['final']",
                               index=self.v.final_index(op.name)))
         return terms
 
@@ -247,7 +249,7 @@ class Adjoint:
             if total and self.ops[i].ty.tk == PARAM:  # one value for all sequences: summed
                 total = f"{wrap(total, ATOM)}.sum(axis=0)"
             if total:
-                terms.append(Term(total, f"not cache['state0_given'][{name!r}]"))
+                terms.append(Term(Code(total), f"not cache['state0_given'][{name!r}]"))
         return terms
 
     def initial_grad(self, s: int) -> Optional[str]:

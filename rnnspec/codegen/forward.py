@@ -16,16 +16,11 @@ from ..layout import LEAVES, fused_parts
 from ..ops import is_loss, rule
 from ..pytext import comment
 from .text import OUT_BINARY, OUT_FUNCS, Emitter, _into, _where, spec_comment
-from .values import Values
+from .values import Pass
 
 
-class Forward:
+class Forward(Pass):
     """The forward function of one schedule."""
-
-    def __init__(self, v: Values):
-        self.v = v  # the shared names and value texts (and what the module uses)
-        self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
-        self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
 
     def forward(self) -> List[str]:
         em = Emitter()

@@ -19,7 +19,7 @@ from ..runtime import helper_texts
 from .text import Emitter
 from .adjoint import Adjoint
 from .forward import Forward
-from .values import Values
+from .values import Pass, Values
 
 # The runtime of generated modules, real code in rnnspec/runtime/ (each copied verbatim): the
 # validation runtime (_validate, _upstream), loss_and_grad and init_params, the segment driver of
@@ -39,13 +39,8 @@ FEEDBACK_API = helper_texts("feedback.py")["feedback"]
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
-class ModuleWriter:
+class ModuleWriter(Pass):
     """The text of one generated module."""
-
-    def __init__(self, v: Values):
-        self.v = v  # the shared names and value texts (and what the module uses)
-        self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
-        self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
 
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["Values"]] = None,

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Dict
 
 from .text import NAME, Emitter
+from .values import Pass
 
 
-class Results:
+class Results(Pass):
     """The initial states' and the leaves' gradients of one backward function."""
 
     def __init__(self, adj):
-        self.adj = adj
-        self.v = adj.v
-        self.s, self.g, self.m, self.ops = adj.s, adj.g, adj.m, adj.ops
+        super().__init__(adj.v)
+        self.adj = adj  # (the gradients found, their buffers' names)
 
     def emit(self, em: Emitter) -> None:
         """The initial states' gradients, then the return statement."""

@@ -401,3 +401,14 @@ class Values:
             [self.bsym(ty.axis)] if ty.tk != PARAM else []
         shape = lead + size
         return f"np.zeros(({', '.join(shape)}{',' if len(shape) == 1 else ''}), dtype)"
+
+
+class Pass:
+    """A pass of codegen over one schedule: its :class:`Values` and, for short, the schedule,
+    graph, model, ops and the layout's decisions."""
+
+    def __init__(self, v: Values):
+        self.v = v  # the shared names and value texts (and what the module uses)
+        self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
+        self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
+
