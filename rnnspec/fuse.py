@@ -8,6 +8,9 @@ each original product is a part.  Per step this is one matrix product instead of
 backward pass the gradient of ``v`` is one product too, and so is the gradient of the stacked
 weights (one product over all T*B rows, then split).  Reschedule the result.
 
+Fusion rewrites copies of the ops (their arguments are the graph's one store of edges) and makes
+a new :class:`~rnnspec.graph.Graph` of them, whose networkx graph is derived from them.
+
 A fused product computed inside a loop whose parts are read partly inside and partly after the
 loop (which statement order can bring about, e.g. a bidirectional layer's input products) is
 not fused: its gradient is gathered from its parts in one place, so they must all be on one
@@ -16,11 +19,13 @@ side of the loop.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Dict, Tuple
 
 from .check import PARAM, Ty
+from .delays import SAME
 from .graph import Graph, Op, delayed_label
 from .schedule import Schedule
 from .sizes import Size
@@ -45,10 +50,9 @@ def fuse_products(graph: Graph, sched: Schedule) -> Graph:
     from .schedule import schedule
     banned = set()
     while True:
-        trial = copy.copy(graph)  # fusion reassigns ops' fields and edits edges: copy those
-        trial.ops = {i: copy.copy(op) for i, op in graph.ops.items()}
-        trial.nx = graph.nx.copy()
-        fused = _fuse(trial, sched, banned)
+        ops = {i: copy.copy(op) for i, op in graph.ops.items()}  # fusion reassigns ops' fields
+        fused = _fuse(ops, sched, banned)
+        trial = dataclasses.replace(graph, ops=ops)  # (its edges derived from the new ops)
         new = schedule(trial)
         split = {key for key, f in fused.items() if _split_by_loop(trial, new, f)}
         if not split:
@@ -65,10 +69,10 @@ def _split_by_loop(graph: Graph, sched: Schedule, f: int) -> bool:
     return len(inside) > 1
 
 
-def _fuse(graph: Graph, sched: Schedule, banned) -> dict:
-    """Fuse the groups not in ``banned`` (in place); their keys -> the fused product's id."""
+def _fuse(ops: Dict[int, Op], sched: Schedule, banned) -> dict:
+    """Fuse the groups not in ``banned`` (rewriting ``ops`` in place); their keys -> the fused
+    product's id."""
     done = {}
-    ops, g = graph.ops, graph.nx
     groups = defaultdict(list)
     for i, op in ops.items():
         if op.op != "matvec":
@@ -88,33 +92,22 @@ def _fuse(graph: Graph, sched: Schedule, banned) -> dict:
         for r in rows:
             total = total + r
         vname = ops[v].name or ops[v].label
-        reads = f"{vname}[t-{d}]" if isinstance(d, int) and d > 0 else \
-            f"{vname}[t+{-d}]" if isinstance(d, int) and d < 0 else f"{vname}[t]" \
-            if ops[v].ty.tk == first.ty.tk else vname
+        reads = f"{vname}[{d.text()}]" if d.steps or ops[v].ty.tk == first.ty.tk else vname
         stmts = Fused(tuple(dict.fromkeys(ops[m].stmt for m in members)), reads)
-        stacked = _new(graph, "stack_rows", [(w, 0) for w in weights],
+        stacked = _new(ops, "stack_rows", [(w, SAME) for w in weights],
                        Ty("mat", total, cols, PARAM), stmts, f"W_{vname}_stacked")
-        fused = _new(graph, "matvec", [(stacked, 0), (v, d)],
+        fused = _new(ops, "matvec", [(stacked, SAME), (v, d)],
                      Ty("vec", total, None, first.ty.tk, first.ty.axis), stmts,
                      f"{delayed_label(vname, d)}_products")
         for j, m in enumerate(members):
-            w = ops[m].args[0][0]
-            g.remove_edge(w, m)
-            if g.has_edge(v, m):
-                g.remove_edge(v, m)
-            g.add_edge(w, stacked, delay=0, delays={0})
-            g.add_edge(fused, m, delay=0, delays={0})
             ops[m].op = "part"
-            ops[m].args = [(fused, 0)]
+            ops[m].args = [(fused, SAME)]
             ops[m].attrs = {"rows": rows, "index": j}
-        g.add_edge(stacked, fused, delay=0, delays={0})
-        g.add_edge(v, fused, delay=d, delays={d})
         done[key] = fused
     return done
 
 
-def _new(graph: Graph, op: str, args, ty: Ty, stmt: Fused, label: str) -> int:
-    i = max(graph.ops) + 1
-    graph.ops[i] = Op(i, op, list(args), ty, stmt, None, label, {})
-    graph.nx.add_node(i)
+def _new(ops: Dict[int, Op], op: str, args, ty: Ty, stmt: Fused, label: str) -> int:
+    i = max(ops) + 1
+    ops[i] = Op(i, op, list(args), ty, stmt, None, label, {})
     return i

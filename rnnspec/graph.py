@@ -2,10 +2,17 @@
 
 In: a checked model.  Out: a ``Graph`` whose ``ops`` are primitive operations in SSA form (one
 node per parameter, input, target, constant, and per operation of every equation, connections
-expanded into their matrix products and bias), and ``nx``, a networkx DiGraph over the op ids
-whose edges carry ``delay`` (0 for a same-step reference, d for ``h[t-d]``, ``'whole'`` for a
-reference to one chosen step such as ``h[end]``).  ``cell_graph`` gives the named-value graph
-(what ``rnnspec graph`` draws) and :func:`unroll` the DAG of ``(name, t)`` nodes for T steps.
+expanded into their matrix products and bias), each argument an (op id, delay) pair
+(:mod:`rnnspec.delays`: ``SAME`` for a same-step read, ``Step(d)`` for ``h[t-d]``, ``ATTEND`` for
+attention's keys and values), and ``nx``, a networkx DiGraph over the op ids.
+
+The ops' arguments are the one store of the edges: ``nx`` is derived from them by
+:func:`edges_of` when a ``Graph`` is made (an edge a -> i carries ``delays``, the set of delays
+op i reads a at), so a pass that rewrites ops builds a new ``Graph`` from them
+(``dataclasses.replace(graph, ops=...)``, see :mod:`rnnspec.fuse`) and never edits edges.
+
+``cell_graph`` gives the named-value graph (what ``rnnspec graph`` draws) and :func:`unroll` the
+DAG of ``(name, t)`` nodes for T steps.
 """
 from __future__ import annotations
 
@@ -15,16 +22,18 @@ from typing import Dict, List, Optional, Tuple, Union
 import networkx as nx
 
 from . import ast
+from .delays import ATTEND, CHOSEN, INIT, SAME, Delay, Init, Step, Whole, is_step
 from .ops import is_loss
 from .check import PARAM, STATIC, STEP, Model, Ty
 from .sizes import Size
 
-def delayed_label(name: str, delay) -> str:
-    """A label for ``name`` read ``delay`` steps back: h_prev for h[t-1], h_prev2, h_next."""
-    if not isinstance(delay, int) or not delay:
+
+def delayed_label(name: str, delay: Delay) -> str:
+    """A label for ``name`` read with ``delay``: h_prev for h[t-1], h_prev2, h_next."""
+    d = delay.steps
+    if not d:
         return name
-    word = "prev" if delay > 0 else "next"
-    return f"{name}_{word}{abs(delay) if abs(delay) > 1 else ''}"
+    return f"{name}_{'prev' if d > 0 else 'next'}{abs(d) if abs(d) > 1 else ''}"
 
 
 def partial_label(base: str, late: bool, next_late: bool) -> str:
@@ -44,7 +53,7 @@ Key = Union[int, Tuple[str, str]]  # an op id, or ('value', name) before resolut
 class Op:
     id: int
     op: str  # 'param' 'input' 'target' 'const' or a rule name of rnnspec.ops, or a loss
-    args: List[Tuple[Key, int]]  # (op id, delay >= 0)
+    args: List[Tuple[Key, Delay]]  # (op id, the delay it is read at)
     ty: Ty
     stmt: Optional[ast.Node] = None  # the spec statement this op comes from
     name: Optional[str] = None  # the spec name, for params, inputs, targets and values
@@ -60,12 +69,21 @@ class Op:
 class Graph:
     model: Model
     ops: Dict[int, Op]
-    nx: nx.DiGraph
     values: Dict[str, int]  # spec value name -> op id
     leaves: Dict[str, int]  # param/input/target name -> op id
     losses: List[int]
+    nx: nx.DiGraph = field(init=False, repr=False, compare=False)  # edges_of(ops, starts)
 
-    def consumers(self, i: int) -> List[Tuple[int, int, int]]:
+    def __post_init__(self):
+        self.nx = edges_of(self.ops, self.starts())
+
+    def starts(self) -> List[Tuple[int, int]]:
+        """(C, s) op ids for every state s that starts from a value the network computes
+        (``state s: n = C``): C must be computed before s's loop."""
+        return [(self.values[st.init_name], self.values[name])
+                for name, st in self.model.states.items() if st.init == "value"]
+
+    def consumers(self, i: int) -> List[Tuple[int, int, Delay]]:
         """(consumer id, arg position, delay) for every use of op ``i``."""
         out = []
         for c in self.nx.successors(i):
@@ -91,7 +109,7 @@ class Graph:
         for name, st in m.states.items():
             if st.init in ("param", "input", "value") and (params or st.init != "param"):
                 g.add_node(st.init_name, kind=st.init)
-                g.add_edge(st.init_name, name, delay="init")
+                g.add_edge(st.init_name, name, delay=INIT)
         if params:
             for name in m.params:
                 g.add_node(name, kind="param")
@@ -100,8 +118,25 @@ class Graph:
                     for c, _, _ in self.consumers(i):
                         owner = _owner(self, c)
                         if owner and not g.has_edge(op.name, owner):
-                            g.add_edge(op.name, owner, delay=0)
+                            g.add_edge(op.name, owner, delay=SAME)
         return g
+
+
+def edges_of(ops: Dict[int, Op], starts=()) -> nx.DiGraph:
+    """The networkx graph of ``ops``: a node per op (in id order), an edge a -> i carrying
+    ``delays`` (the set of delays op i reads a at) for every argument a of op i, and an edge
+    C -> s with ``{INIT}`` for every (C, s) of ``starts``."""
+    g = nx.DiGraph()
+    g.add_nodes_from(ops)
+    for a, i in starts:
+        g.add_edge(a, i, delays={INIT})
+    for i, op in ops.items():
+        for a, d in op.args:
+            if g.has_edge(a, i):
+                g.edges[a, i]["delays"].add(d)
+            else:
+                g.add_edge(a, i, delays={d})
+    return g
 
 
 def _owner(g: Graph, i: int, seen=None) -> Optional[str]:
@@ -169,7 +204,7 @@ class _Lowering:
             self.owner = name
             self.top = v.eq.expr
             key, delay = self.expr(v.eq.expr)
-            if delay or not isinstance(key, int) or self.ops[key].name is not None:
+            if delay != SAME or not isinstance(key, int) or self.ops[key].name is not None:
                 ty = self.ops[key].ty if isinstance(key, int) else Ty(
                     "vec", v.size, tk=STEP if v.seq else STATIC, axis=v.axis)
                 key = self.new("identity", [(key, delay)], ty, name)
@@ -180,55 +215,40 @@ class _Lowering:
         self.resolve()
         for loss in m.losses:
             self.loss(loss)
-        g = nx.DiGraph()
-        for i, op in self.ops.items():
-            g.add_node(i)
-        for name, st in m.states.items():  # s[0] = C: C must be computed before s's loop
-            if st.init == "value":
-                g.add_edge(self.values[st.init_name], self.values[name], delay="init",
-                           delays={"init"})
-        for i, op in self.ops.items():
-            for a, d in op.args:
-                if g.has_edge(a, i):
-                    prev = g.edges[a, i]["delay"]
-                    g.edges[a, i]["delays"].add(d)
-                    g.edges[a, i]["delay"] = prev if prev == 0 else d
-                else:
-                    g.add_edge(a, i, delay=d, delays={d})
-        return Graph(m, self.ops, g, self.values, self.leaves, self.losses)
+        return Graph(m, self.ops, self.values, self.leaves, self.losses)
 
     def resolve(self) -> None:
         for op in self.ops.values():
             op.args = [(self.values[k[1]] if isinstance(k, tuple) else k, d) for k, d in op.args]
 
     # expressions return (key, delay)
-    def expr(self, e: ast.Expr) -> Tuple[Key, int]:
+    def expr(self, e: ast.Expr) -> Tuple[Key, Delay]:
         m = self.m
         ty = m.types.get(e)
         if isinstance(e, ast.Num):
             label = {1: "one", 2: "two"}.get(e.value, "c")
-            return self.new("const", [], Ty("scalar"), label, value=e.value), 0
+            return self.new("const", [], Ty("scalar"), label, value=e.value), SAME
         if isinstance(e, ast.Ref):
             return self.ref(e)
         if isinstance(e, ast.Unary):
             a = self.expr(e.operand)
-            return self.new("neg", [a], ty, self.meaning("minus", None, a, "neg")), 0
+            return self.new("neg", [a], ty, self.meaning("minus", None, a, "neg")), SAME
         if isinstance(e, ast.Binary):
             if e.op == "@":
                 w, v = self.expr(e.left), self.expr(e.right)
                 label = f"{self.label_of(w)}_{self.label_of(v)}"
-                return self.new("matvec", [w, v], ty, label), 0
+                return self.new("matvec", [w, v], ty, label), SAME
             if e.op in "+-":
-                return self.sum(e, ty), 0
+                return self.sum(e, ty), SAME
             op = {"*": "mul", "/": "div"}[e.op]
             a, b = self.expr(e.left), self.expr(e.right)
             return self.new(op, [a, b], ty, self.meaning({"mul": "times", "div": "over"}[op],
-                                                         a, b, op)), 0
+                                                         a, b, op)), SAME
         if isinstance(e, ast.Call):
             if e.func in ("affine", "gate"):
-                return self.connection(e), 0
+                return self.connection(e), SAME
             if e.func == "attend":
-                return self.attention(e), 0
+                return self.attention(e), SAME
             if e.func == "feedback":
                 if self.mode == "teacher":
                     return self.expr(e.args[0])
@@ -243,19 +263,19 @@ class _Lowering:
                         isinstance(src, ast.Ref) and src.name in m.states:
                     r = teach.args[0]
                     start = (m.targets[r.name].decl.start or 0, -r.index.offset, src.name)
-                return self.new("choose", [free], ty, f"{self.owner}_chosen", start=start), 0
+                return self.new("choose", [free], ty, f"{self.owner}_chosen", start=start), SAME
             if e.func == "onehot":
                 r = e.args[0]
                 tgt = m.targets[r.name]
-                return self.new("onehot", [(self.leaves[r.name], 0)], ty, f"{r.name}_onehot",
-                                delay=-r.index.offset, start=tgt.decl.start or 0), 0
+                return self.new("onehot", [(self.leaves[r.name], SAME)], ty, f"{r.name}_onehot",
+                                delay=-r.index.offset, start=tgt.decl.start or 0), SAME
             out = self.owner if e is self.top else f"{self.owner}_{e.func}"
             if e.func in PREACTIVATED and len(e.args) == 1 and isinstance(e.args[0], ast.Binary) \
                     and e.args[0].op in "+-":  # the pre-activation: a_<value>
-                args = [(self.sum(e.args[0], m.types.get(e.args[0]), f"a_{out}"), 0)]
+                args = [(self.sum(e.args[0], m.types.get(e.args[0]), f"a_{out}"), SAME)]
             else:
                 args = [self.expr(a) for a in e.args]
-            return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), 0
+            return self.new(e.func, args, ty, f"{self.owner}_{e.func}"), SAME
         raise TypeError(e)  # pragma: no cover
 
     def is_late(self, e) -> bool:
@@ -296,7 +316,7 @@ class _Lowering:
             part = Ty(ty.shape, ty.rows, ty.cols, tk, ty.axis if tk == STEP else None)
             if acc is None:
                 acc = self.new("neg", [key], part, f"{self.owner}_neg") if sign < 0 else key
-                if sign > 0 and (key[1] or not isinstance(key[0], int)):
+                if sign > 0 and (key[1] != SAME or not isinstance(key[0], int)):
                     acc = self.new("identity", [key], part, f"{self.owner}_term")
                 elif sign > 0:
                     acc = key[0]
@@ -306,10 +326,10 @@ class _Lowering:
                     name = label if len(order) == k + 1 else partial_label(
                         label[2:], self.is_late(x), self.is_late(order[k + 1][1]))
                 elif len(order) == 2:
-                    name = self.meaning({"add": "plus", "sub": "minus"}[kind], (acc, 0), key, kind)
+                    name = self.meaning({"add": "plus", "sub": "minus"}[kind], (acc, SAME), key, kind)
                 else:
                     name = f"{self.owner}_{kind}"
-                acc = self.new(kind, [(acc, 0), key], part, name)
+                acc = self.new(kind, [(acc, SAME), key], part, name)
             acc_tk = tk
         return acc
 
@@ -318,29 +338,29 @@ class _Lowering:
         name = key[1] if isinstance(key, tuple) else self.ops[key].name or self.ops[key].label
         return delayed_label(name, delay)
 
-    def ref(self, r: ast.Ref) -> Tuple[Key, int]:
+    def ref(self, r: ast.Ref) -> Tuple[Key, Delay]:
         m = self.m
         name, ix = r.name, r.index
         if name in m.consts:
-            return self.new("const", [], Ty("scalar"), name, value=m.consts[name]), 0
+            return self.new("const", [], Ty("scalar"), name, value=m.consts[name]), SAME
         key: Key = self.leaves[name] if name in self.leaves else ("value", name)
         if ix is None or ix.kind == "rel":
-            return key, (-ix.offset if ix else 0)
+            return key, Step(-ix.offset if ix else 0)
         size = m.inputs[name].size if name in m.inputs else m.values[name].size
         label = f"{name}_end" if ix.kind == "end" else f"{name}_{ix.offset}"
         if ix.kind == "end" and ix.offset:
             label = f"{name}_end{-ix.offset}"
         axis = m.inputs[name].axis if name in m.inputs else m.values[name].axis
-        picked = self.new("pick", [(key, 0)], Ty("vec", size, tk=STATIC), label, index=ix,
+        picked = self.new("pick", [(key, SAME)], Ty("vec", size, tk=STATIC), label, index=ix,
                           axis=axis)
         if axis in m.nested:  # a chosen step w of every step s: regrouped into a value over s
-            return self.regroup(picked, m.types[r]), 0
-        return picked, 0
+            return self.regroup(picked, m.types[r]), SAME
+        return picked, SAME
 
     def regroup(self, key: int, ty: Ty) -> int:
         """Rows for every step s of every sequence (the batch of a nested axis w) -> a value
         over the steps s."""
-        return self.new("regroup", [(key, 0)], ty, f"{self.ops[key].label}_{ty.axis}",
+        return self.new("regroup", [(key, SAME)], ty, f"{self.ops[key].label}_{ty.axis}",
                         axis=ty.axis)
 
     def connection(self, c: ast.Call) -> int:
@@ -350,7 +370,7 @@ class _Lowering:
         for wname, src in conn.weights:
             s = self.expr(src)
             sty = self.m.types[src]
-            term = self.new("matvec", [(self.leaves[wname], 0), s],
+            term = self.new("matvec", [(self.leaves[wname], SAME), s],
                             Ty("vec", conn.size, tk=sty.tk, axis=sty.axis),
                             f"{wname}_{self.label_of(s)}")
             terms.append((self.is_late(src), term, sty.tk))
@@ -362,11 +382,11 @@ class _Lowering:
             acc_tk = max(acc_tk, tk)
             label = f"a_{conn.prefix}" if k == len(terms) - 1 else \
                 partial_label(conn.prefix, late, terms[k + 1][0])
-            acc = self.new("add", [(acc, 0), (term, 0)],
+            acc = self.new("add", [(acc, SAME), (term, SAME)],
                            Ty("vec", conn.size, tk=acc_tk, axis=ty.axis if acc_tk == STEP
                               else None), label)
         if conn.activation:
-            acc = self.new(conn.activation, [(acc, 0)], ty, f"{conn.prefix}_gate")
+            acc = self.new(conn.activation, [(acc, SAME)], ty, f"{conn.prefix}_gate")
         return acc
 
     def attention(self, c: ast.Call) -> int:
@@ -377,17 +397,17 @@ class _Lowering:
         q = self.expr(c.args[0])
         main = m.axes[0]
         steps = Size.dim("T" if att.key_axis == main else f"T_{att.key_axis}")
-        params = [(self.leaves[p], 0) for p in att.params.values()]
+        params = [(self.leaves[p], SAME) for p in att.params.values()]
         # pooling over a nested axis: one row per step s of every sequence, then regrouped
         wty = Ty("vec", steps, tk=STATIC) if att.regroup else Ty("vec", steps, tk=ty.tk,
                                                                  axis=ty.axis)
         weights = self.new("attn_weights", [q, (("value", att.keys) if att.keys in m.values else
-                                                self.leaves[att.keys], "all")] + params,
+                                                self.leaves[att.keys], ATTEND)] + params,
                            wty, f"{att.owner}_weights",
                            score=att.score, roles=list(att.params), window=att.window,
                            causal=att.causal, key_axis=att.key_axis, regroup=att.regroup)
         values = ("value", att.values) if att.values in m.values else self.leaves[att.values]
-        context = self.new("attn_context", [(weights, 0), (values, "all")],
+        context = self.new("attn_context", [(weights, SAME), (values, ATTEND)],
                            Ty("vec", ty.rows, tk=STATIC) if att.regroup else ty,
                            f"{att.owner}_context")
         return self.regroup(context, ty) if att.regroup else context
@@ -406,18 +426,18 @@ class _Lowering:
             if not picked:
                 return key
             src = self.ops[key]
-            return self.new("pick", [(key, 0)], Ty("vec", src.ty.rows, tk=STATIC),
+            return self.new("pick", [(key, SAME)], Ty("vec", src.ty.rows, tk=STATIC),
                             f"{src.label}_end", index=pred.index, axis=src.ty.axis)
 
         attrs = dict(steps=loss.steps, reduce=loss.reduce, tk=tk, axis=m.values[pred.name].axis)
         if loss.func == "cross_entropy":
             z, zdelay = self.ops[o].args[0]
-            if zdelay:
+            if zdelay != SAME:
                 z = self.new("identity", [(z, zdelay)], self.ops[z].ty, f"{pred.name}_logits")
-            i = self.new("cross_entropy", [(at(z), 0), (at(o), 0), (y, 0)], Ty("scalar"),
+            i = self.new("cross_entropy", [(at(z), SAME), (at(o), SAME), (y, SAME)], Ty("scalar"),
                          f"loss_{pred.name}", **attrs)
         else:
-            i = self.new("squared_error", [(at(o), 0), (y, 0)], Ty("scalar"),
+            i = self.new("squared_error", [(at(o), SAME), (y, SAME)], Ty("scalar"),
                          f"loss_{pred.name}", **attrs)
         self.losses.append(i)
 
@@ -446,7 +466,6 @@ def unroll(graph: Graph, T: int) -> nx.DiGraph:
     ``(g, T + 1)``, ... for a backward one), static values as ``(name, None)``.  A DAG."""
     if T < 1:
         raise ValueError("unroll needs T >= 1")
-    m = graph.model
     cell = graph.cell_graph()
     g = nx.DiGraph()
     seq = {n for n, d in cell.nodes(data=True) if d.get("seq")}
@@ -458,7 +477,7 @@ def unroll(graph: Graph, T: int) -> nx.DiGraph:
             g.add_node((n, None))
     for src, dst, data in cell.edges(data=True):
         delay = data["delay"]
-        if delay == "init":
+        if isinstance(delay, Init):
             g.add_edge((src, None), (dst, 0))
             continue
         if dst not in seq:
@@ -471,11 +490,11 @@ def unroll(graph: Graph, T: int) -> nx.DiGraph:
         for t in range(1, T + 1):
             if src not in seq:
                 g.add_edge((src, None), (dst, t))
-            elif delay in ("whole", "attend"):
+            elif isinstance(delay, Whole):
                 for s in range(1, T + 1):
                     g.add_edge((src, s), (dst, t))
             else:
-                g.add_edge((src, t - delay), (dst, t))
+                g.add_edge((src, t - delay.steps), (dst, t))
     for n in list(g.nodes):
         name, t = n
         if t is not None and (t <= 0 or t > T):  # initial values, before 1 or after T
@@ -503,17 +522,25 @@ def to_dot(g: nx.DiGraph, title: str = "rnnspec") -> str:
             attrs.append("style=dashed")
         lines.append(f"  {nid(n).strip()}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
     for u, v, *rest in sorted(g.edges(data=True), key=lambda e: (str(e[0]), str(e[1]),
-                                                                  str(e[2].get("delay")))):
+                                                                  _edge_order(e[2]))):
         data = rest[0] if rest else {}
         delay = data.get("delay")
         label = ""
-        if delay not in (None, 0):
-            text = delay if delay in ("whole", "init", "attend") else (
-                f"t-{delay}" if delay > 0 else f"t+{-delay}")
-            label = f' [label="{text}"{", style=dashed" if delay != "whole" else ""}]'
+        if delay is not None and delay != SAME:
+            dashed = ", style=dashed" if delay != CHOSEN else ""
+            label = f' [label="{delay.text()}"{dashed}]'
         lines.append(f"  {nid(u).strip()} -> {nid(v).strip()}{label};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _edge_order(data: dict) -> str:
+    """Edges between the same two nodes in the order DOT files have always had them: by the
+    delay as it was once spelled (its number of steps, or 'whole', 'attend', 'init')."""
+    delay = data.get("delay")
+    if delay is None:
+        return "None"
+    return str(delay.steps) if is_step(delay) else delay.text()
 
 
 __all__ = ["Graph", "Op", "build_graph", "unroll", "to_dot", "PARAM", "STATIC", "STEP", "Size"]

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set, Tuple
 
 from .check import PARAM, STEP
+from .delays import SAME, Delay, Whole
 from .ops import is_loss, rule
 from .schedule import Schedule
-from .sizes import Size
+
 
 LEAVES = ("param", "input", "target", "const")
 
@@ -84,7 +85,7 @@ def _inlinable(s: Schedule, i: int) -> bool:
         return False
     c, pos, delay = uses[0]
     cop = ops[c]
-    if delay or s.stage_of[c] != s.stage_of[i] or cop.op == "pick" or is_loss(cop.op):
+    if delay != SAME or s.stage_of[c] != s.stage_of[i] or cop.op == "pick" or is_loss(cop.op):
         return False
     return not (rule(op.op).needs_out or pos in rule(cop.op).needs_args)
 
@@ -99,7 +100,7 @@ def _step_local(s: Schedule, inline: Dict[int, bool], i: int) -> bool:
     if rule(op.op).needs_out or i in s.padding:
         return False
     for c, pos, delay in s.consumers[i]:
-        if delay != 0 or s.stage_of[c] != s.stage_of[i]:
+        if delay != SAME or s.stage_of[c] != s.stage_of[i]:
             return False
         if ops[c].op == "pick" or is_loss(ops[c].op) or pos in rule(ops[c].op).needs_args:
             return False
@@ -136,10 +137,10 @@ def own_part(s: Schedule, inline: Dict[int, bool], a: int) -> bool:
     """A part of a fused product that nothing else reads: its slice may be updated in place."""
     ops = s.graph.ops
     op = ops[a]
-    if op.op != "part" or op.args[0][1] != 0:
+    if op.op != "part" or op.args[0][1] != SAME:
         return False
     src = op.args[0][0]
-    return all(ops[c].op == "part" and inline.get(c) and d == 0
+    return all(ops[c].op == "part" and inline.get(c) and d == SAME
                for c, _, d in s.consumers[src]) and not ops[src].name
 
 
@@ -151,7 +152,7 @@ def gate_groups(s: Schedule, inline: Dict[int, bool], local: Set[int],
     for S in loop:
         cons = s.consumers[S]
         if ops[S].op != "matvec" or not cons or any(
-                ops[c].op != "part" or d != 0 or not inline[c] for c, _, d in cons):
+                ops[c].op != "part" or d != SAME or not inline[c] for c, _, d in cons):
             continue
         members = _gate_members(s, inline, local, S)
         if members is None:
@@ -190,7 +191,7 @@ def _gate_members(s: Schedule, inline, local, S: int):
         act = s.consumers[a][0][0]
         H = ops[h]
         if ops[act].op not in ("sigmoid", "tanh") or inline[act] or act in local or \
-                carries(s, act) or A.args[1 - pos][1] != 0 or s.in_loop(h) or \
+                carries(s, act) or A.args[1 - pos][1] != SAME or s.in_loop(h) or \
                 H.op != "add" or not fresh_product(s, inline, H):
             return None
         xp = next(x for x, _ in H.args if fresh_product(s, inline, H, x))
@@ -231,14 +232,13 @@ def _reads(s: Schedule, i: int) -> str:
     out = []
     for a, d in ops[i].args:
         name = _label(s, a) if ops[a].op != "const" else repr(ops[a].attrs["value"])
-        out.append(name if d in (0, None) else f"{name}[{_delay_text(d)}]")
+        out.append(name if d == SAME else f"{name}[{_delay_text(d)}]")
     return ", ".join(out)
 
 
-def _delay_text(d) -> str:
-    if isinstance(d, int):
-        return f"t-{d}" if d > 0 else f"t+{-d}"
-    return str(d)
+def _delay_text(d: Delay) -> str:
+    """``t-1``, ``t+2``; ``all`` for a whole sequence (attention's keys and values)."""
+    return "all" if isinstance(d, Whole) else d.text()
 
 
 def _where(lay: Layout, i: int, views: Dict[int, List[int]]) -> str:
@@ -359,10 +359,10 @@ def gradient_buffer(s: Schedule, i: int, flows: Set[int]) -> bool:
     k = s.stage_of[i]
     if s.in_loop(i):
         outside = any(s.stage_of[c] != k for c, _, _ in cons)
-        pushes = any(s.stage_of[c] == k and isinstance(d, int) and d for c, _, d in cons)
+        pushes = any(s.stage_of[c] == k and d.steps for c, _, d in cons)
         return outside or pushes or (op.name in g.model.states and
                                      op.op not in ("param", "input"))
     if i not in flows and op.op != "input":
         return False
     return bool(s.padding.get(i, (0, 0)) != (0, 0) or any(
-        (isinstance(d, int) and d) or g.ops[c].op == "pick" for c, _, d in cons))
+        d.steps or g.ops[c].op == "pick" for c, _, d in cons))

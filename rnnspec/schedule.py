@@ -1,6 +1,7 @@
 """Stage 4, schedule: :class:`rnnspec.graph.Graph` -> :class:`Schedule`.
 
-In: the SSA op graph (edges carry signed delays: +d for ``h[t-d]``, -d for ``h[t+d]``).
+In: the SSA op graph (its edges carry the delays of :mod:`rnnspec.delays`: ``Step(d)`` for
+``h[t-d]``, ``Step(-d)`` for ``h[t+d]``, ``ATTEND`` for a whole sequence read by attention).
 Out: a ``Schedule``: the computation as a sequence of *stages*, alternating
 
 * ``all`` blocks -- ops computed for all steps at once (every input projection ``U @ x[t]`` is
@@ -28,6 +29,7 @@ from typing import Dict, List, Optional, Set, Tuple
 import networkx as nx
 
 from .ast import Ref, walk
+from .delays import SAME, Delay, Whole, is_step
 from .errors import SpecError, diagnostic_at
 from .graph import Graph
 
@@ -47,7 +49,7 @@ class Schedule:
     stage_of: Dict[int, int]
     recurrent: Set[int]
     padding: Dict[int, Tuple[int, int]]  # op -> (steps before 1, steps after T)
-    consumers: Dict[int, List[Tuple[int, int, int]]]
+    consumers: Dict[int, List[Tuple[int, int, Delay]]]
     direction: Dict[int, int]  # recurrent op -> direction of its loop
 
     @property
@@ -58,8 +60,9 @@ class Schedule:
         return self.stages[self.stage_of[i]].kind == "loop"
 
 
-def _delays(data) -> Set[int]:
-    return {d for d in data["delays"] if isinstance(d, int)}
+def _steps(data) -> Set[int]:
+    """The steps back of an edge's relative reads (``h[t-d]``: d, ``h[t+d]``: -d, ``h[t]``: 0)."""
+    return {d.steps for d in data["delays"] if is_step(d)}
 
 
 def schedule(graph: Graph) -> Schedule:
@@ -75,7 +78,7 @@ def schedule(graph: Graph) -> Schedule:
         for u in ops:
             for v in g.successors(u):
                 if v in opset:
-                    signs |= {1 if d > 0 else -1 for d in _delays(g.edges[u, v]) if d}
+                    signs |= {1 if d > 0 else -1 for d in _steps(g.edges[u, v]) if d}
         if len(ops) > 1 or g.has_edge(ops[0], ops[0]):
             if len(signs) > 1:
                 _mixed_direction_error(graph, ops)
@@ -96,7 +99,7 @@ def schedule(graph: Graph) -> Schedule:
             for p in g.predecessors(u):
                 # or another value read at a step its loop has not reached yet (h[t+1] of a
                 # forward h): only once that loop (or block) is complete
-                if "all" in g.edges[p, u]["delays"] or members[p] != c and \
+                if _whole(g.edges[p, u]) or members[p] != c and \
                         _against(g.edges[p, u], pos[members[p]], loop_dirs):
                     pp = pos[members[p]]
                     hard[c] = max(hard[c], pp + 1 if pp % 2 else pp)
@@ -137,8 +140,8 @@ def schedule(graph: Graph) -> Schedule:
     consumers = {n: graph.consumers(n) for n in g.nodes}
     padding = {}
     for n in g.nodes:
-        past = [d for _, _, d in consumers[n] if isinstance(d, int) and d > 0]
-        future = [-d for _, _, d in consumers[n] if isinstance(d, int) and d < 0]
+        past = [d.steps for _, _, d in consumers[n] if d.steps > 0]
+        future = [-d.steps for _, _, d in consumers[n] if d.steps < 0]
         if past or future:
             padding[n] = (max(past, default=0), max(future, default=0))
     return Schedule(graph, stages, stage_of, recurrent, padding, consumers, direction)
@@ -152,7 +155,7 @@ def _check_later_steps(graph: Graph, stages: List[Stage], stage_of: Dict[int, in
     m = graph.model
     errors = []
     for u, v, data in g.edges(data=True):
-        later = sorted(-d for d in _delays(data) if d < 0)
+        later = sorted(-d for d in _steps(data) if d < 0)
         if not later:
             continue
         stage = stages[stage_of[u]]
@@ -186,12 +189,17 @@ def _reference(stmt, name: str, offset: int):
     return None
 
 
+def _whole(data) -> bool:
+    """Does an edge read a whole sequence (attention's keys or values)?"""
+    return any(isinstance(d, Whole) for d in data["delays"])
+
+
 def _against(data, pp: int, loop_dirs) -> bool:
     """Whether an edge from an op at position ``pp`` with delays ``data['delays']`` reads a step
     that a loop containing both ends would not have computed yet: a delay whose sign is not the
     direction of the loop at ``pp`` (a later step of a forward loop), or any delay of an op
     computed in a block (it may be pulled into a loop of either direction)."""
-    signs = {1 if d > 0 else -1 for d in _delays(data) if d}
+    signs = {1 if d > 0 else -1 for d in _steps(data) if d}
     if not signs:
         return False
     if pp % 2:
@@ -205,7 +213,7 @@ def _acyclic(g: nx.DiGraph, members, pos) -> nx.DiGraph:
     a.add_nodes_from(g.nodes)
     for u, v, data in g.edges(data=True):
         same_loop = pos[members[u]] == pos[members[v]] and pos[members[u]] % 2
-        if same_loop and 0 not in data["delays"]:
+        if same_loop and SAME not in data["delays"]:
             continue
         a.add_edge(u, v)
     return a

@@ -7,7 +7,10 @@ from conftest import SPECS
 from rnnspec import ast
 from rnnspec.api import analyze
 from rnnspec.cli import main
-from rnnspec.graph import to_dot, unroll
+from rnnspec.delays import SAME, Step
+from rnnspec.fuse import fuse_products
+from rnnspec.graph import build_graph, edges_of, to_dot, unroll
+from rnnspec.schedule import schedule
 from rnnspec.parse import parse
 from rnnspec.sizes import Size
 
@@ -91,8 +94,9 @@ def test_warning_for_unused_param():
 # ---- graph and schedule ---------------------------------------------------------------------
 def test_cell_graph_has_delays():
     g = analyze((SPECS / "skip.rnn").read_text()).graph.cell_graph()
-    delays = sorted(d["delay"] for u, v, d in g.edges(data=True) if u == v == "h")
+    delays = sorted(d["delay"].steps for u, v, d in g.edges(data=True) if u == v == "h")
     assert delays == [1, 3]
+    assert {d["delay"] for u, v, d in g.edges(data=True) if u == v == "h"} == {Step(1), Step(3)}
     assert g.nodes["h"]["kind"] == "state" and g.nodes["x"]["kind"] == "input"
 
 
@@ -100,10 +104,44 @@ def test_zero_delay_subgraph_is_acyclic_and_unroll_is_a_dag():
     for path in SPECS.glob("*.rnn"):
         a = analyze(path.read_text(), filename=str(path))  # (imports: relative to it)
         g = a.graph.nx
-        zero = nx.DiGraph([(u, v) for u, v, d in g.edges(data=True) if 0 in d["delays"]])
+        zero = nx.DiGraph([(u, v) for u, v, d in g.edges(data=True) if SAME in d["delays"]])
         assert nx.is_directed_acyclic_graph(zero), path
         u = unroll(a.graph, 4)
         assert nx.is_directed_acyclic_graph(u)
+
+
+def _edges(g):
+    return list(g.nodes), [(u, v, data) for u, v, data in g.edges(data=True)]
+
+
+def _gated_encdec() -> str:
+    """encdec.rnn with a gate reading s[i-1] too (fused with Ws @ s[i-1]; s starts from C)."""
+    text = (SPECS / "encdec.rnn").read_text()
+    text = text.replace("param R: (hidden, hidden)\n",
+                        "param R: (hidden, hidden)\nparam Wg: (hidden, hidden)\n")
+    old = "s[i] = tanh(bs + Ws @ s[i-1] + Us @ e[i] + R @ C)"
+    assert old in text
+    return text.replace(old, "g[i] = sigmoid(Wg @ s[i-1])\n"
+                        "s[i] = g[i] * tanh(bs + Ws @ s[i-1] + Us @ e[i] + R @ C)")
+
+
+@pytest.mark.parametrize("name", ["lstm", "bidirectional", "hierarchical", "self_attention",
+                                  "gated_encdec"])
+def test_fuse_edits_one_store(name):
+    # the ops' arguments are the graph's only edges: after fusion the networkx graph is the one
+    # derived from them (same nodes, edges, delays and order), and the input graph is untouched
+    text = _gated_encdec() if name == "gated_encdec" else (SPECS / f"{name}.rnn").read_text()
+    graph = build_graph(analyze(text, filename=str(SPECS / f"{name}.rnn")).model)
+    before = {i: list(op.args) for i, op in graph.ops.items()}
+    fused = fuse_products(graph, schedule(graph))
+    assert fused is not graph and any(op.op == "part" for op in fused.ops.values())
+    if name == "gated_encdec":
+        assert fused.starts()  # C -> s: an INIT edge, not an argument
+    assert _edges(fused.nx) == _edges(edges_of(fused.ops, fused.starts()))
+    assert {(a, i) for i, op in fused.ops.items() for a, _ in op.args} | \
+        set(fused.starts()) == set(fused.nx.edges)
+    assert {i: list(op.args) for i, op in graph.ops.items()} == before
+    assert _edges(graph.nx) == _edges(edges_of(graph.ops, graph.starts()))
 
 
 def test_unroll_skip_connection_reaches_initial_values():

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .. import ast
+from ..delays import INIT
 from ..sizes import Size
 from .model import InputInfo, ParamInfo, StateInfo, TargetInfo, ValueInfo
 from .symbols import Symbols, suggest
@@ -254,7 +255,7 @@ def resolve_state_init(sym: Symbols, st: ast.StateDecl) -> None:
         # a static value computed by the network, e.g. an encoder's context C = h[end]
         sym.used.add(init)
         info.init, info.init_name = "value", init
-        sym.references.append((init, st.name, "init"))
+        sym.references.append((init, st.name, INIT))
     else:
         sym.rep.error(pos, f"unknown initial value '{init}' for state '{st.name}'",
                       suggest(init, list(sym.params) + list(sym.inputs) + list(sym.values))

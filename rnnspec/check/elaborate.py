@@ -15,6 +15,7 @@ from typing import List, Optional, Tuple
 
 from .. import ast
 from ..ast import unparse
+from ..delays import ATTEND
 from ..sizes import Size
 from . import expressions, values
 from .context import Context
@@ -239,7 +240,7 @@ def _attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     prefix = _plain_name(sym, opts["name"], "att") if "name" in opts else ctx.owner
     params = _attention_params(sym, c, prefix, score, window, q.rows, ksize, att)
     for name in sorted({kname, vname}):
-        sym.references.append((name, ctx.owner, "attend"))
+        sym.references.append((name, ctx.owner, ATTEND))
     sym.attentions[c] = Attention(score, kname, vname, kaxis, params, window, causal, ctx.owner,
                                   regroup)
     tk = STEP if q.tk == STEP or regroup else STATIC

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .. import ast
+from ..delays import Delay
 from ..sizes import Size
 
 STEP, STATIC, PARAM = 2, 1, 0  # "time kinds": per step (T, B, n), per sequence (B, n), shared
@@ -148,7 +149,7 @@ class Model:
     connections: Dict[ast.Call, Connection]
     attentions: Dict[ast.Call, Attention]
     feedbacks: List[ast.Call]  # feedback(teacher, free) calls: training vs free-running inputs
-    references: List[Tuple[str, str, object]]  # (source, value, delay or 'whole'), per equation ref
+    references: List[Tuple[str, str, Delay]]  # (source, value, delay), per read in an equation
     warnings: list = field(default_factory=list)
     nested: Dict[str, str] = field(default_factory=dict)  # [w in s]: inner axis w -> outer s
 

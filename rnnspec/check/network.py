@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import networkx as nx
 
+from ..delays import ATTEND, INIT, SAME, Delay, is_step
 from .symbols import Symbols
 
 
@@ -43,10 +44,10 @@ def check_cycles(sym: Symbols) -> None:
     picked = []  # (src, dst, kind): dst reads src at a chosen step (src[end]), its init, attend
     for src, dst, delay in sym.references:
         if src in sym.values and dst in sym.values:
-            if delay == 0:
+            if delay == SAME:
                 same_step.add_edge(src, dst)
             full.add_edge(src, dst)
-            if delay in ("whole", "init", "attend") and (src, dst, delay) not in picked:
+            if not is_step(delay) and (src, dst, delay) not in picked:
                 picked.append((src, dst, delay))
     for cycle in nx.simple_cycles(same_step):
         _same_step_cycle(sym, list(cycle))
@@ -76,18 +77,18 @@ def _same_step_cycle(sym: Symbols, names) -> None:
     sym.rep.error(sym.values[first].eq, msg, hint)
 
 
-def _whole_sequence_cycle(sym: Symbols, src: str, dst: str, kind: str, back) -> None:
-    """``dst`` needs all of ``src`` (kind 'whole', 'init' or 'attend'), which is computed from
-    ``dst`` along ``back``."""
+def _whole_sequence_cycle(sym: Symbols, src: str, dst: str, kind: Delay, back) -> None:
+    """``dst`` needs all of ``src`` (kind ``CHOSEN``, ``INIT`` or ``ATTEND``), which is computed
+    from ``dst`` along ``back``."""
     path = " -> ".join([src] + back)
-    if kind == "init":
+    if kind == INIT:
         st = sym.states[dst]
         sym.rep.error((st.decl.init_line, st.decl.init_column),
                       f"cycle: state '{dst}' starts from '{src}', but '{src}' is "
                       f"computed from '{dst}' ({path})",
                       f"the initial value must be known before '{dst}' runs: compute "
                       f"'{src}' without it")
-    elif kind == "attend":
+    elif kind == ATTEND:
         sym.rep.error(sym.values[dst].eq, f"cycle: '{dst}' attends over every step of "
                       f"'{src}', but '{src}' is computed from '{dst}' ({path})",
                       f"attention reads the whole sequence '{src}' after it is complete: "

@@ -2,7 +2,8 @@
 
 In: an ``ast.Ref`` and its :class:`.context.Context`.  Out: the type of what it reads (a value
 of unknown size is typed on the spot, :func:`.values.value_size`), and one entry per value read in
-``Symbols.references`` (source, reader, delay: an int, or 'whole' for a chosen step).  Reported
+``Symbols.references`` (source, reader, :mod:`~rnnspec.delays` delay: a ``Step``, or
+``CHOSEN`` for a chosen step).  Reported
 here: undefined names (did-you-mean for the first :data:`~.symbols.MAX_SUGGESTIONS`), indices on
 names without steps, sequences read without a step, on another axis or from a static value,
 delayed or later steps of values that are not states, steps before the first, and delays that
@@ -14,6 +15,7 @@ from typing import Optional
 
 from .. import ast
 from ..ast import unparse
+from ..delays import CHOSEN, SAME, Step
 from ..sizes import Size
 from . import values
 from .context import Context
@@ -61,15 +63,15 @@ def _value_ref(sym: Symbols, r: ast.Ref, ctx: Context) -> Optional[Ty]:
             return seq_ref(sym, r, ctx, size, is_state=False, what="value", axis=info.axis)
         # a same-step reference to a value being inferred (or that could not be, for the
         # same reason): a cycle, reported with its path by the network checks
-        sym.references.append((name, ctx.owner, 0 if ix is None or ix.kind == "rel"
-                               else "whole"))
+        sym.references.append((name, ctx.owner, SAME if ix is None or ix.kind == "rel"
+                               else CHOSEN))
         return None
     if not info.seq:
         if ix is not None:
             sym.rep.error(ix, f"'{name}' is a static value: it has no time index",
                           f"write {name}")
             return None
-        sym.references.append((name, ctx.owner, 0))
+        sym.references.append((name, ctx.owner, SAME))
         return static_ref(sym, r, ctx, Ty("vec", size, tk=STATIC))
     return seq_ref(sym, r, ctx, size, is_state=name in sym.states, what="value",
                    axis=info.axis)
@@ -165,9 +167,9 @@ def _chosen_step(sym: Symbols, r: ast.Ref, ctx: Context, size: Optional[Size], a
                           f"one vector per step {outer}",
                           f"read it in a value over {outer}: v[{outer}] = {unparse(r)}")
             return None
-        sym.references.append((name, ctx.owner, "whole"))
+        sym.references.append((name, ctx.owner, CHOSEN))
         return Ty("vec", size, tk=STEP, axis=outer)
-    sym.references.append((name, ctx.owner, "whole"))
+    sym.references.append((name, ctx.owner, CHOSEN))
     return static_ref(sym, r, ctx, Ty("vec", size, tk=STATIC))
 
 
@@ -198,7 +200,7 @@ def _relative_step(sym: Symbols, r: ast.Ref, ctx: Context, size: Optional[Size],
     if ix.offset != 0 and not is_state:
         _not_a_state(sym, r, size, what)
         return None
-    sym.references.append((name, ctx.owner, -ix.offset))
+    sym.references.append((name, ctx.owner, Step(-ix.offset)))
     return Ty("vec", size, tk=STEP, axis=ax)
 
 

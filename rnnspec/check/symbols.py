@@ -14,6 +14,7 @@ import functools
 from typing import Dict, List, Optional, Tuple
 
 from .. import ast
+from ..delays import Delay
 from ..errors import Reporter
 from .model import (Attention, Connection, InputInfo, LossInfo, Model, ParamInfo, StateInfo,
                     TargetInfo, Ty, ValueInfo)
@@ -62,7 +63,7 @@ class Symbols:
         self.open_prefixes: set = set()  # automatic prefixes taken by connections being checked
         self.attentions: Dict[ast.Call, Attention] = {}
         self.feedbacks: List[ast.Call] = []
-        self.references: List[Tuple[str, str, object]] = []
+        self.references: List[Tuple[str, str, Delay]] = []
         self.used: set = set()
         self.axis: Optional[str] = None  # the main (first) time axis
         self.axes: List[str] = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STATIC, STEP
+from ..delays import SAME
 from ..errors import missing_rule
 from ..expr import (ATOM, PRODUCT, ZERO, Code, Expr, List_, Name, call, method, mul, show,
                     subscript)
@@ -41,7 +42,7 @@ class Term:
     product, summed over broadcast axes), printed only where a line is written."""
     value: Expr
     cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
-    delay: int = 0
+    steps: int = 0  # added that many steps back in the buffer (negative: ahead)
     index: Optional[str] = None  # scatter into one index (or index array) of the buffer
 
     @property
@@ -174,13 +175,13 @@ class Adjoint(Pass):
                 terms.append(Term(mul(Code(gtext), subscript(Name(self.slope(c)), t)), cond))
                 continue
             args = [Code(self.v.val(a, d, mode)) for a, d in cop.args]
-            out = Code(self.v.val(c, 0, mode)) if r.needs_out else None
+            out = Code(self.v.val(c, SAME, mode)) if r.needs_out else None
             vjp = r.backward(pos, Code(gtext), out, args, **self.v.attrs(cop, mode))
             if vjp is ZERO:
                 continue
             if pos not in r.reduced:
                 vjp = reduce(vjp, cop.ty, self.ops[i].ty, mode)
-            terms.append(Term(vjp, cond, delay=delay if isinstance(delay, int) else 0))
+            terms.append(Term(vjp, cond, steps=delay.steps))
         return terms
 
     def slope(self, c: int) -> str:
@@ -188,7 +189,7 @@ class Adjoint(Pass):
         (it depends only on the forward pass's output, not on the recursion)."""
         if c not in self.slopes:
             name = self.v.fresh(f"{self.v.pyname[c]}_slope")
-            text = show(rule(self.ops[c].op).slope(Code(self.v.val(c, 0, "all"))))
+            text = show(rule(self.ops[c].op).slope(Code(self.v.val(c, SAME, "all"))))
             self.pre(f"{name} = {text}  # {self.ops[c].op}' at every step")
             self.slopes[c] = name
         return self.slopes[c]
@@ -281,7 +282,7 @@ class Adjoint(Pass):
         if not terms:
             self.grad[i] = None
             return
-        scatter = any(t.index is not None or t.delay for t in terms) or self.v.extra(i)
+        scatter = any(t.index is not None or t.steps for t in terms) or self.v.extra(i)
         if op.op not in LEAVES and (scatter or len(terms) > 1 or not _atomic(terms[0].text)):
             spec_comment(em, op.stmt, last)
         if scatter:
@@ -319,7 +320,7 @@ class Adjoint(Pass):
         """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
         if term.index is not None:
             return f"{gn}[{term.index}]"
-        return self.v.window(gn, i, term.delay)
+        return self.v.window(gn, i, term.steps)
 
     def backward_loop(self, em: Emitter, k: int) -> None:
         """BPTT through loop stage k: the loop's steps in the opposite order."""
@@ -361,7 +362,7 @@ class Adjoint(Pass):
         for i in self.v.stage_ops(k):
             cons = self.s.consumers[i]
             outside = [c for c in cons if stage_of[c[0]] != k]
-            pushes = [c for c in cons if stage_of[c[0]] == k and isinstance(c[2], int) and c[2]]
+            pushes = [c for c in cons if stage_of[c[0]] == k and c[2].steps]
             named = bool(self.upstream_terms(i))
             upstream_only[i] = named and not (outside or pushes) and \
                 self.ops[i].name not in self.m.states
@@ -373,7 +374,7 @@ class Adjoint(Pass):
         """Op i's gradient at one step of the backward loop (False: it has none)."""
         op = self.ops[i]
         stage_of = self.s.stage_of
-        same = [c for c in self.s.consumers[i] if stage_of[c[0]] == k and c[2] == 0]
+        same = [c for c in self.s.consumers[i] if stage_of[c[0]] == k and c[2] == SAME]
         terms = self.terms_from(i, same, "step")
         needs_all = any(stage_of[a] != k and self.has_grad(a) for a, _ in op.args)
         if terms or buffered:
@@ -424,13 +425,13 @@ class Adjoint(Pass):
         g = self.grad[i]
         r = rule(op.op)
         args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
-        out = Code(self.v.val(i, 0, "step")) if r.needs_out else None
+        out = Code(self.v.val(i, SAME, "step")) if r.needs_out else None
         for pos, (a, d) in enumerate(op.args):
-            if a in loopset and isinstance(d, int) and d:
+            if a in loopset and d.steps:
                 vjp = r.backward(pos, Code(g.step), out, args, **self.v.attrs(op, "step"))
                 if vjp is ZERO:
                     continue
-                loop_lines(f"{self.v.at_step(self.gname(a), self.v.pad(a) - d, a)} += "
+                loop_lines(f"{self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a)} += "
                            f"{show(vjp)}")
 
     def _alias_all(self, i: int, same) -> Optional[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Dict, List
 
 from ..check import STEP
+from ..delays import SAME
 from ..expr import Code, show
 from ..fuse import Fused
 from ..layout import LEAVES, fused_parts
@@ -143,15 +144,16 @@ class Forward(Pass):
         em("outputs = {")
         with em.indent():
             for n, i in self.g.values.items():
-                em(f"{n!r}: {self.v.unflat(self.v.val(i, 0, 'all'), self.v.axis_of(i))},")
+                em(f"{n!r}: {self.v.unflat(self.v.val(i, SAME, 'all'), self.v.axis_of(i))},")
             if self.m.states:
                 finals = ", ".join(f"{n!r}: " + self.v.state_layout(
                     f"{self.v.pyname[self.g.values[n]]}[{self.v.final_index(n)}]", n)
                     for n in self.m.states)
                 em(f"'final': {{{finals}}},")
             attention = [(op.label.rsplit("_weights", 1)[0],
-                          self.v.unflat(self.v.val(i, 0, "all"), op.attrs["key_axis"], steps=False)
-                          if op.attrs.get("regroup") else self.v.val(i, 0, "all"))
+                          self.v.unflat(self.v.val(i, SAME, "all"), op.attrs["key_axis"],
+                                        steps=False)
+                          if op.attrs.get("regroup") else self.v.val(i, SAME, "all"))
                          for i, op in self.ops.items() if op.op == "attn_weights"]
             if attention:
                 weights = ", ".join(f"{n!r}: {v}" for n, v in attention)
@@ -202,7 +204,7 @@ class Forward(Pass):
         value = self.v.expr_node(i, mode)
         text = show(value)
         if mode == "step":
-            cur = self.v.val(i, 0, "step")
+            cur = self.v.val(i, SAME, "step")
             if op.op in OUT_FUNCS and cur.endswith("]"):  # into the buffer: no temporary
                 em(_into(value, cur))
             elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
@@ -254,11 +256,11 @@ class Forward(Pass):
         x = f"{self.v.pyname[g['X']]}[{t}]" if g["x_all"] else \
             f"{self.v.pyname[g['X']]}[{t}, ..., {g['x_lo']}:{g['x_hi']}]"
         pre = self.v.fresh(f"{self.v.pyname[g['S']]}_sum")
-        em(f"{pre} = {x} + {self.v.val(g['S'], 0, 'step')}")
+        em(f"{pre} = {x} + {self.v.val(g['S'], SAME, 'step')}")
         for run in g["runs"]:
             (lo, _), act, _ = run[0]
             hi = run[-1][0][1]
-            dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.v.val(act, 0, "step")
+            dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.v.val(act, SAME, "step")
             r = rule(self.ops[act].op)
             self.v.helpers.update(r.helpers)
             em(_into(r.forward(Code(f"{pre}[..., {lo}:{hi}]")), dest))

@@ -12,6 +12,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STEP
+from ..delays import Delay, Step, Whole
 from ..expr import ATOM, Code, show
 from ..layout import backward_reads, fresh_product, plan_layout
 from ..ops import is_loss, rule
@@ -126,9 +127,9 @@ class Values:
         before, after = self.s.padding.get(i, (0, 0))
         return before + after
 
-    def window(self, name: str, i: int, delay: int) -> str:
-        """All T steps of op i's buffer read ``delay`` steps back (negative: ahead)."""
-        start = self.pad(i) - delay
+    def window(self, name: str, i: int, steps: int) -> str:
+        """All T steps of op i's buffer read ``steps`` steps back (negative: ahead)."""
+        start = self.pad(i) - steps
         T = self.tsym(self.axis_of(i))
         if self.extra(i) == 0:
             return name
@@ -144,8 +145,8 @@ class Values:
         return f"{name}[{t}]" if start == 0 else (f"{name}[{t} + {start}]" if start > 0
                                                    else f"{name}[{t} - {-start}]")
 
-    def val(self, i: int, delay: int, mode: str) -> str:
-        """Text of op ``i`` read ``delay`` steps back, at step t (mode 'step') or for all steps."""
+    def val(self, i: int, delay: Delay, mode: str) -> str:
+        """Text of op ``i`` read at ``delay``, at step t (mode 'step') or for all steps."""
         op = self.ops[i]
         if op.op == "const":
             v = op.attrs["value"]
@@ -155,11 +156,11 @@ class Values:
         name = self.pyname[i]
         if op.tk != STEP or i in self.local:
             return name
-        if delay == "all":  # the whole sequence (attention's keys and values)
+        if isinstance(delay, Whole):  # the whole sequence (attention's keys and values)
             return self.window(name, i, 0)
         if mode == "step":
-            return self.at_step(name, self.pad(i) - delay, i)
-        return self.window(name, i, delay)
+            return self.at_step(name, self.pad(i) - delay.steps, i)
+        return self.window(name, i, delay.steps)
 
     def pick_index(self, i: int) -> str:
         """Index of the chosen step of pick op ``i`` into its source's (padded) buffer."""
@@ -389,7 +390,7 @@ class Values:
         before, after = self.s.padding.get(i, (0, 0))
         if (before if d > 0 else after) < 1:
             return None
-        return self.val(i, d, "step")
+        return self.val(i, Step(d), "step")
 
     def zeros(self, i: int, mode: str = "all") -> str:
         """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``), shaped from the
