@@ -38,6 +38,7 @@ def _own_names(text: str) -> set:
     from the module's syntax tree (so also those inside f-strings; not attributes or keyword
     arguments, which cannot clash)."""
     tree = pyast.parse(text)
+    lines = text.split("\n")
     names = set()
     for node in tree.body:
         if isinstance(node, (pyast.FunctionDef, pyast.ClassDef)):
@@ -47,7 +48,8 @@ def _own_names(text: str) -> set:
                 names.add(sub.id)
             elif isinstance(sub, pyast.alias):
                 names.add((sub.asname or sub.name).split(".")[0])
-        if isinstance(node, pyast.FunctionDef) and MARK in pyast.unparse(node):
+        if isinstance(node, pyast.FunctionDef) and \
+                MARK in "\n".join(lines[node.lineno - 1:node.end_lineno]):  # (its source text)
             for sub in pyast.walk(node):
                 if isinstance(sub, pyast.Name):
                     names.add(sub.id)
