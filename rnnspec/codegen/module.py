@@ -107,19 +107,15 @@ class ModuleWriter(Pass):
             for name, p in m.params.items():
                 em(f"{name!r}: ({p.init!r}, {p.init_arg!r}),")
         em("}")
-        em("INPUTS = {")
-        with em.indent():
-            for name, inp in m.inputs.items():
-                em(f"{name!r}: {{'size': {inp.size.text()!r}, 'kind': "
-                   f"{'sequence' if inp.seq else 'static'!r}{self.axis_meta(inp)}}},")
-        em("}")
-        em("TARGETS = {")
-        with em.indent():
-            for name, tg in m.targets.items():
-                em(f"{name!r}: {{'size': {tg.size.text()!r}, 'kind': "
-                   f"{'sequence' if tg.seq else 'static'!r}, 'type': {tg.kind!r}"
-                   f"{self.axis_meta(tg)}}},")
-        em("}")
+        for table, infos in (("INPUTS", m.inputs), ("TARGETS", m.targets)):
+            em(f"{table} = {{")
+            with em.indent():
+                for name, info in infos.items():
+                    kind = f", 'type': {info.kind!r}" if table == "TARGETS" else ""
+                    em(f"{name!r}: {{'size': {info.size.text()!r}, 'kind': "
+                       f"{'sequence' if info.seq else 'static'!r}{kind}"
+                       f"{self.axis_meta(info)}}},")
+            em("}")
         em("STATES = {")
         with em.indent():
             for name, st in m.states.items():
