@@ -442,6 +442,15 @@ class _Lowering:
         self.losses.append(i)
 
 
+def is_recurrence(g: nx.DiGraph, component) -> bool:
+    """Is a strongly connected component of ``g`` a cycle (more than one node, or one that reads
+    itself)?  In a graph whose same-step cycles the check refused, that is a recurrence: every
+    cycle goes through a delay.  The one test of what a recurrence is, for the values here and
+    for the ops in :func:`rnnspec.schedule.schedule`."""
+    members = list(component)
+    return len(members) > 1 or g.has_edge(members[0], members[0])
+
+
 def _late_values(m: Model) -> set:
     """Values on a recurrence (a cycle through delays) and everything computed from them."""
     g = nx.DiGraph()
@@ -449,7 +458,7 @@ def _late_values(m: Model) -> set:
         g.add_edge(src, dst)
     rec = set()
     for comp in nx.strongly_connected_components(g):
-        if len(comp) > 1 or any(g.has_edge(n, n) for n in comp):
+        if is_recurrence(g, comp):
             rec |= comp
     late, todo = set(rec), list(rec)  # one search from all of them: linear in the graph
     while todo:

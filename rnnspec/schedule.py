@@ -31,7 +31,7 @@ import networkx as nx
 from .ast import Ref, walk
 from .delays import SAME, Delay, Whole, is_step
 from .errors import SpecError, diagnostic_at
-from .graph import Graph
+from .graph import Graph, is_recurrence
 
 
 @dataclass
@@ -79,7 +79,7 @@ def schedule(graph: Graph) -> Schedule:
             for v in g.successors(u):
                 if v in opset:
                     signs |= {1 if d > 0 else -1 for d in _steps(g.edges[u, v]) if d}
-        if len(ops) > 1 or g.has_edge(ops[0], ops[0]):
+        if is_recurrence(g, ops):
             if len(signs) > 1:
                 _mixed_direction_error(graph, ops)
             axis = next((graph.ops[i].ty.axis for i in ops if graph.ops[i].ty.axis), None)
