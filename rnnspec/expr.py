@@ -307,3 +307,42 @@ def _level_of(text: str) -> int:
             elif op in "*/@":
                 lv = min(lv, PRODUCT)
     return lv
+
+
+# ---- statements ---------------------------------------------------------------------------------
+class Stmt:
+    """A statement of generated code (frozen dataclasses below), printed by :func:`show_stmt`."""
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    """``target = value``, or with ``op='+='`` ``target += value``."""
+    target: Expr
+    value: Expr
+    op: str = "="
+
+
+@dataclass(frozen=True)
+class If(Stmt):
+    """``if cond:`` and its body."""
+    cond: Expr
+    body: Tuple[Stmt, ...]
+
+
+def assign(target, value, op: str = "=") -> Assign:
+    return Assign(node(target), node(value), op)
+
+
+def guarded(cond, stmt: Stmt) -> Stmt:
+    """``stmt``, under ``if cond:`` when there is a condition (None: always)."""
+    return stmt if cond is None else If(node(cond), (stmt,))
+
+
+def show_stmt(s: Stmt, indent: str = "    ") -> list:
+    """The lines of statement ``s`` (a body indented by ``indent``)."""
+    if isinstance(s, Assign):
+        return [f"{show(s.target)} {s.op} {show(s.value)}"]
+    if isinstance(s, If):
+        return [f"if {show(s.cond)}:"] + [indent + line for b in s.body for line in show_stmt(b)]
+    raise TypeError(f"not a statement node: {s!r}")

@@ -61,3 +61,16 @@ def test_reduce_sums_over_the_broadcast_axes():
     assert expr.show(reduce(g, step, shared, "step")) == "g.sum(axis=0)"
     assert reduce(g, step, step, "all") is g
     assert expr.show(reduce(g, step, Ty("scalar"), "all")) == "g.sum()"
+
+
+def test_statements_are_nodes_printed_with_their_guard():
+    add_up = expr.guarded("'h' in up", expr.assign(expr.Code("d_h[1:]"),
+                                                  expr.subscript(expr.Name("up"), "'h'"), "+="))
+    assert expr.show_stmt(add_up) == ["if 'h' in up:", "    d_h[1:] += up['h']"]
+    assert expr.show_stmt(expr.guarded(None, expr.assign("d_x", expr.add("a", expr.neg("b"))))) \
+        == ["d_x = a - b"]
+    cond = expr.assign("d_a", expr.IfElse(expr.Name("g"), expr.Code("d_loss is not None"),
+                                          expr.call("np.zeros", expr.Code("(T, B, n)"), "dtype")))
+    assert expr.show_stmt(cond) == ["d_a = g if d_loss is not None else np.zeros((T, B, n), dtype)"]
+    with pytest.raises(TypeError, match="not a statement"):
+        expr.show_stmt(expr.Name("x"))

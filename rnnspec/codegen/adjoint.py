@@ -16,8 +16,8 @@ from typing import Dict, List, Optional, Tuple
 from ..check import PARAM, STATIC, STEP
 from ..delays import SAME
 from ..errors import missing_rule
-from ..expr import (ATOM, PRODUCT, ZERO, Code, Expr, List_, Name, call, method, mul, show,
-                    subscript)
+from ..expr import (ATOM, ZERO, Code, Expr, IfElse, List_, Name, add, assign, call, guarded,
+                    method, mul, show, subscript)
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
@@ -50,14 +50,12 @@ class Term:
         return show(self.value)
 
 
-def emit_cond(em: Emitter, cond: Optional[str], line: str) -> None:
-    """``line``, under ``if cond:`` when there is a condition."""
-    if cond:
-        em(f"if {cond}:")
-        with em.indent():
-            em(line)
-    else:
-        em(line)
+def _sum(values) -> Expr:
+    """The sum of gradient contributions (``a - b`` for a contribution ``-b``)."""
+    total = ZERO
+    for v in values:
+        total = add(total, v)
+    return total
 
 
 def reduce(vjp: Expr, src, dst, mode: str) -> Expr:
@@ -287,9 +285,9 @@ class Adjoint(Pass):
             spec_comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)
-            em(f"{gn} = np.zeros_like({self.v.pyname[i]})")
+            em.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
             for t in terms:
-                emit_cond(em, t.cond, f"{self.target(gn, t, i)} += {t.text}")
+                em.stmt(guarded(t.cond, assign(self.target(gn, t, i), t.value, "+=")))
             self.grad[i] = Grad(None, self.v.window(gn, i, 0))
             return
         always = [t for t in terms if t.cond is None]
@@ -302,18 +300,18 @@ class Adjoint(Pass):
             return
         gn = self.gname(i)
         if always:
-            em(f"{gn} = {_total(t.text for t in always)}")
+            em.stmt(assign(gn, _sum(t.value for t in always)))
             for t in maybe:
-                emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
+                em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
             self.grad[i] = Grad(None, gn)
             return
         # only optional contributions (the loss's, an upstream gradient's): the gradient is an
         # array in every case, zero when none is there, so nothing after this line tests it.
         # The loss's comes first: it is there whenever targets were given.
         maybe.sort(key=lambda t: t.cond != LOSS_GIVEN)
-        em(f"{gn} = {maybe[0].text} if {maybe[0].cond} else {self.v.zeros(i)}")
+        em.stmt(assign(gn, IfElse(maybe[0].value, Code(maybe[0].cond), Code(self.v.zeros(i)))))
         for t in maybe[1:]:
-            emit_cond(em, t.cond, f"{gn} = {gn} + {wrap(t.text, PRODUCT)}")
+            em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
         self.grad[i] = Grad(None, gn)
 
     def target(self, gn: str, term: Term, i: int) -> str:
@@ -338,9 +336,9 @@ class Adjoint(Pass):
                 gn = self.gname(i)
                 cons = [c for c in self.s.consumers[i] if self.s.stage_of[c[0]] != k]
                 terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
-                pre_lines(f"{gn} = np.zeros_like({self.v.pyname[i]})")
+                pre_lines.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
                 for t in terms:
-                    emit_cond(pre_lines, t.cond, f"{self.target(gn, t, i)} += {t.text}")
+                    pre_lines.stmt(guarded(t.cond, assign(self.target(gn, t, i), t.value, "+=")))
         last = [None]
         for i in reversed(loop):
             if self.step_grad(pre_lines, loop_lines, k, i, buffered[i], upstream_only[i], last):

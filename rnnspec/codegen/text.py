@@ -10,7 +10,7 @@ import re
 from typing import List
 
 from ..ast import Equation, Loss, unparse
-from ..expr import ATOM, ZERO, Call, Code, add, show
+from ..expr import ATOM, ZERO, Call, Code, add, show, show_stmt
 from ..fuse import Fused
 from ..pytext import comment
 from .names import PLACEHOLDER
@@ -36,6 +36,11 @@ class Emitter:
             def __exit__(self, *exc):
                 emitter.level -= 1
         return _Block()
+
+    def stmt(self, s) -> None:
+        """A statement node (:mod:`rnnspec.expr`), printed at the current indentation."""
+        for line in show_stmt(s):
+            self(line)
 
     def extend(self, lines: List[str]) -> None:
         for line in lines:
