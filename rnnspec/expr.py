@@ -77,6 +77,12 @@ class Neg(Expr):
 
 
 @dataclass(frozen=True)
+class Invert(Expr):
+    """``~operand`` (of a boolean mask)."""
+    operand: Expr
+
+
+@dataclass(frozen=True)
 class Attr(Expr):
     value: Expr
     attr: str
@@ -104,6 +110,11 @@ class Index(Expr):
 
 @dataclass(frozen=True)
 class List_(Expr):
+    items: Tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Tuple_(Expr):
     items: Tuple[Expr, ...]
 
 
@@ -237,7 +248,7 @@ def level(e: Expr) -> int:
         return e.level
     if isinstance(e, Bin):
         return _BIN_LEVEL[e.op]
-    if isinstance(e, Neg):
+    if isinstance(e, (Neg, Invert)):
         return UNARY
     if isinstance(e, Num):
         return UNARY if e.value < 0 else ATOM
@@ -265,6 +276,8 @@ def _text(e: Expr) -> str:
         return f"{show(e.left, lv)} {e.op} {show(e.right, lv + 1)}"
     if isinstance(e, Neg):
         return f"-{show(e.operand, ATOM)}"
+    if isinstance(e, Invert):
+        return f"~{show(e.operand, ATOM)}"
     if isinstance(e, Attr):
         return f"{show(e.value, ATOM)}.{e.attr}"
     if isinstance(e, Index):
@@ -275,6 +288,8 @@ def _text(e: Expr) -> str:
         return "..."
     if isinstance(e, List_):
         return f"[{', '.join(_text(i) for i in e.items)}]"
+    if isinstance(e, Tuple_):
+        return f"({', '.join(_text(i) for i in e.items)}{',' if len(e.items) == 1 else ''})"
     if isinstance(e, Call):
         parts = [_text(a) for a in e.args] + [f"{k}={_text(v)}" for k, v in e.kwargs]
         return f"{show(e.func, ATOM)}({', '.join(parts)})"
@@ -317,21 +332,28 @@ class Stmt:
 
 @dataclass(frozen=True)
 class Assign(Stmt):
-    """``target = value``, or with ``op='+='`` ``target += value``."""
+    """``target = value``, or with ``op='+='`` ``target += value`` (``*=``, ...); ``note``: a
+    comment at the end of the line."""
     target: Expr
     value: Expr
     op: str = "="
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class If(Stmt):
-    """``if cond:`` and its body."""
+    """``if cond:`` (with a comment ``note``) and its body."""
     cond: Expr
     body: Tuple[Stmt, ...]
+    note: str = ""
 
 
-def assign(target, value, op: str = "=") -> Assign:
-    return Assign(node(target), node(value), op)
+def assign(target, value, op: str = "=", note: str = "") -> Assign:
+    return Assign(node(target), node(value), op, note)
+
+
+def tuple_of(*items) -> Tuple_:
+    return Tuple_(tuple(node(i) for i in items))
 
 
 def guarded(cond, stmt: Stmt) -> Stmt:
@@ -342,7 +364,12 @@ def guarded(cond, stmt: Stmt) -> Stmt:
 def show_stmt(s: Stmt, indent: str = "    ") -> list:
     """The lines of statement ``s`` (a body indented by ``indent``)."""
     if isinstance(s, Assign):
-        return [f"{show(s.target)} {s.op} {show(s.value)}"]
+        return [f"{show(s.target)} {s.op} {show(s.value)}" + _note(s.note)]
     if isinstance(s, If):
-        return [f"if {show(s.cond)}:"] + [indent + line for b in s.body for line in show_stmt(b)]
+        return [f"if {show(s.cond)}:" + _note(s.note)] + [
+            indent + line for b in s.body for line in show_stmt(b)]
     raise TypeError(f"not a statement node: {s!r}")
+
+
+def _note(text: str) -> str:
+    return f"  # {text}" if text else ""

@@ -74,3 +74,17 @@ def test_statements_are_nodes_printed_with_their_guard():
     assert expr.show_stmt(cond) == ["d_a = g if d_loss is not None else np.zeros((T, B, n), dtype)"]
     with pytest.raises(TypeError, match="not a statement"):
         expr.show_stmt(expr.Name("x"))
+
+
+def test_a_carried_state_step_is_one_statement_with_its_note():
+    mask = expr.subscript(expr.Name("mask"), "t")
+    carried = expr.If(expr.Code("mask is not None"), (
+        expr.assign("d_h[t]", expr.mul(expr.Invert(mask), expr.Code("d_h[t + 1]")), "+="),
+        expr.assign("d_h[t + 1]", mask, "*=")), "past its end, the state was carried over")
+    assert expr.show_stmt(carried) == [
+        "if mask is not None:  # past its end, the state was carried over",
+        "    d_h[t] += ~mask[t] * d_h[t + 1]",
+        "    d_h[t + 1] *= mask[t]"]
+    empty = expr.assign("d_x", expr.call("np.empty", expr.tuple_of("T", "B", "n"), "dtype"))
+    assert expr.show_stmt(empty) == ["d_x = np.empty((T, B, n), dtype)"]
+    assert expr.show(expr.tuple_of("n")) == "(n,)"

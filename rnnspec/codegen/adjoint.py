@@ -16,13 +16,13 @@ from typing import Dict, List, Optional, Tuple
 from ..check import PARAM, STATIC, STEP
 from ..delays import SAME
 from ..errors import missing_rule
-from ..expr import (ATOM, ZERO, Code, Expr, IfElse, List_, Name, add, assign, call, guarded,
-                    method, mul, show, subscript)
+from ..expr import (ATOM, ZERO, Code, Expr, If, IfElse, Invert, List_, Name, add, assign, call,
+                    guarded, method, mul, show, subscript, tuple_of)
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
 from .names import PLACEHOLDER
-from .text import Emitter, _atomic, _plain, _total, spec_comment, wrap
+from .text import Emitter, _atomic, _plain, spec_comment, wrap
 from .results import Results
 from .values import Pass
 
@@ -377,20 +377,21 @@ class Adjoint(Pass):
         needs_all = any(stage_of[a] != k and self.has_grad(a) for a, _ in op.args)
         if terms or buffered:
             spec_comment(loop_lines, op.stmt, last)
-        total = _total(t.text for t in terms)
+        value = _sum(t.value for t in terms)
+        total = show(value) if terms else ""
         if buffered:
             gn = self.gname(i)
             cur = self.v.at_step(gn, self.v.pad(i), i)
             if terms:
-                loop_lines(f"{cur} += {total}")
+                loop_lines.stmt(assign(cur, value, "+="))
             if self.v.carried(i):
                 d = self.s.stages[k].direction
                 prev = self.v.at_step(gn, self.v.pad(i) - d, i)
                 mvar = f"mask{self.v.sfx(self.v.axis_of(i))}"
-                mask = f"{mvar}[{self.v.tvar(self.v.axis_of(i))}]"
-                loop_lines(f"if {mvar} is not None:  # past its end, the state was carried over")
-                loop_lines(f"    {prev} += ~{mask} * {cur}")
-                loop_lines(f"    {cur} *= {mask}")
+                mask = subscript(Name(mvar), self.v.tvar(self.v.axis_of(i)))
+                loop_lines.stmt(If(Code(f"{mvar} is not None"), (
+                    assign(prev, mul(Invert(mask), Code(cur)), "+="), assign(cur, mask, "*=")),
+                    "past its end, the state was carried over"))
             self.grad[i] = Grad(cur, self.v.window(gn, i, 0))
         elif not terms:
             self.grad[i] = None
@@ -405,15 +406,16 @@ class Adjoint(Pass):
             if needs_all and total != cur:
                 T = self.v.tsym(self.v.axis_of(i))
                 self.empty_buf[gn] = (pre_lines, len(pre_lines.lines))
-                pre_lines(f"{gn} = np.empty(({T}, {self.v.bsym(self.v.axis_of(i))}, "
-                          f"{self.v.dim(op.ty.rows)}), dtype)")
+                pre_lines.stmt(assign(gn, call("np.empty", tuple_of(
+                    T, self.v.bsym(self.v.axis_of(i)), self.v.dim(op.ty.rows)), "dtype")))
             if total != cur:  # (a stacked buffer is already written by its parts)
-                loop_lines(f"{cur} = {total}")
+                loop_lines.stmt(assign(cur, value))
             if upstream_only:
                 upv = self.v.fresh(f"up_{self.v.pyname[i]}")
-                pre_lines(f"{upv} = up.get({op.name!r})  # upstream gradient of {op.name}")
-                loop_lines(f"if {upv} is not None:")
-                loop_lines(f"    {cur} = {cur} + {upv}[{t}]")
+                pre_lines.stmt(assign(upv, method("up", "get", repr(op.name)),
+                                      note=f"upstream gradient of {op.name}"))
+                loop_lines.stmt(guarded(f"{upv} is not None",
+                                        assign(cur, add(cur, subscript(upv, t)))))
             self.grad[i] = Grad(cur, gn if needs_all else None)
         return True
 
@@ -429,8 +431,8 @@ class Adjoint(Pass):
                 vjp = r.backward(pos, Code(g.step), out, args, **self.v.attrs(op, "step"))
                 if vjp is ZERO:
                     continue
-                loop_lines(f"{self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a)} += "
-                           f"{show(vjp)}")
+                loop_lines.stmt(assign(self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a),
+                                       vjp, "+="))
 
     def _alias_all(self, i: int, same) -> Optional[str]:
         """All-steps text of op i's gradient when it is exactly its single consumer's."""

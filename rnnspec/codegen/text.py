@@ -10,7 +10,7 @@ import re
 from typing import List
 
 from ..ast import Equation, Loss, unparse
-from ..expr import ATOM, ZERO, Call, Code, add, show, show_stmt
+from ..expr import ATOM, Call, Code, show, show_stmt
 from ..fuse import Fused
 from ..pytext import comment
 from .names import PLACEHOLDER
@@ -88,14 +88,6 @@ def _into(call: Call, dest: str) -> str:
 
 
 NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
-
-
-def _total(texts) -> str:
-    """The sum of gradient contributions (``a - b`` for a contribution ``-b``)."""
-    acc = ZERO
-    for text in texts:
-        acc = add(acc, Code(text))
-    return show(acc) if acc is not ZERO else ""
 
 
 def _plain(text: str) -> bool:
