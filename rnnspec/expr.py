@@ -348,6 +348,12 @@ class If(Stmt):
     note: str = ""
 
 
+@dataclass(frozen=True)
+class Do(Stmt):
+    """An expression evaluated for its effect: ``np.tanh(a, out=h[t])``."""
+    value: Expr
+
+
 def assign(target, value, op: str = "=", note: str = "") -> Assign:
     return Assign(node(target), node(value), op, note)
 
@@ -365,6 +371,8 @@ def show_stmt(s: Stmt, indent: str = "    ") -> list:
     """The lines of statement ``s`` (a body indented by ``indent``)."""
     if isinstance(s, Assign):
         return [f"{show(s.target)} {s.op} {show(s.value)}" + _note(s.note)]
+    if isinstance(s, Do):
+        return [show(s.value)]
     if isinstance(s, If):
         return [f"if {show(s.cond)}:" + _note(s.note)] + [
             indent + line for b in s.body for line in show_stmt(b)]

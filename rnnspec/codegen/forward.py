@@ -11,12 +11,12 @@ from typing import Dict, List
 
 from ..check import STEP
 from ..delays import SAME
-from ..expr import Code, show
+from ..expr import Code, Do, If, Name, add, assign, call, subscript
 from ..fuse import Fused
 from ..layout import LEAVES, fused_parts
 from ..ops import is_loss, rule
 from ..pytext import comment
-from .text import OUT_BINARY, OUT_FUNCS, Emitter, _into, _where, spec_comment
+from .text import OUT_BINARY, OUT_FUNCS, Emitter, _where, spec_comment
 from .values import Pass
 
 
@@ -195,42 +195,46 @@ class Forward(Pass):
         if is_loss(op.op):
             w = self.v.weights(i)
             if w:
-                em(f"{w} = {self.v.weights_call(i)}")
+                em.stmt(assign(w, Code(self.v.weights_call(i))))
             args = [Code(self.v.val(a, d, "all")) for a, d in op.args]
             r = rule(op.op)
             self.v.helpers.update(r.helpers)
-            em(f"{name} = {show(r.forward(*args, w=w))}")
+            em.stmt(assign(name, r.forward(*args, w=w)))
             return
         value = self.v.expr_node(i, mode)
-        text = show(value)
         if mode == "step":
-            cur = self.v.val(i, SAME, "step")
-            if op.op in OUT_FUNCS and cur.endswith("]"):  # into the buffer: no temporary
-                em(_into(value, cur))
-            elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
-                    self.ops[a].ty.shape == "vec" or self.ops[a].op == "const" for a, _ in op.args):
-                args = ", ".join(self.v.val(a, d, "step") for a, d in op.args)
-                em(f"np.{OUT_BINARY[op.op]}({args}, out={cur})")
-            else:
-                em(f"{cur} = {text}")
-            prev = self.v.carried(i)
-            if prev:
-                mask, t = "mask" + self.v.sfx(self.v.axis_of(i)), self.v.tvar(self.v.axis_of(i))
-                em(f"if {mask} is not None:  # past its end, a sequence keeps its state")
-                with em.indent():
-                    em(f"{cur} = np.where({mask}[{t}], {cur}, {prev})")
+            self.step_op(em, i, value)
         elif op.tk == STEP and self.v.extra(i):
-            em(f"{name} = {self.v.alloc(i)}")
+            em.stmt(assign(name, Code(self.v.alloc(i))))
             self.v.state_init(em, i)
-            em(f"{self.v.window(name, i, 0)} = {text}")
+            em.stmt(assign(self.v.window(name, i, 0), value))
         elif op.op == "add" and self.v.fresh_product(op):
             # the product is a new array: add the other term into it (no second (T, B, n) array)
             k = next(k for k, (a, _) in enumerate(op.args) if self.v.fresh_product(op, a))
-            em(f"{name} = {self.v.val(op.args[k][0], op.args[k][1], mode)}")
-            other = self.v.val(*op.args[1 - k], mode)
-            em(f"{name} += {other}")
+            em.stmt(assign(name, Code(self.v.val(op.args[k][0], op.args[k][1], mode))))
+            em.stmt(assign(name, Code(self.v.val(*op.args[1 - k], mode)), "+="))
         else:
-            em(f"{name} = {text}")
+            em.stmt(assign(name, value))
+
+    def step_op(self, em: Emitter, i: int, value) -> None:
+        """Op i at one step of a loop: into its buffer's slot (a ufunc with out=, no
+        temporary), and a state kept past the end of a shorter sequence."""
+        op = self.ops[i]
+        cur = self.v.val(i, SAME, "step")
+        if op.op in OUT_FUNCS and cur.endswith("]"):
+            em.stmt(Do(value.with_kwarg("out", Code(cur))))
+        elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
+                self.ops[a].ty.shape == "vec" or self.ops[a].op == "const" for a, _ in op.args):
+            args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
+            em.stmt(Do(call(f"np.{OUT_BINARY[op.op]}", *args, out=Code(cur))))
+        else:
+            em.stmt(assign(cur, value))
+        prev = self.v.carried(i)
+        if prev:
+            mask, t = "mask" + self.v.sfx(self.v.axis_of(i)), self.v.tvar(self.v.axis_of(i))
+            em.stmt(If(Code(f"{mask} is not None"), (
+                assign(cur, call("np.where", subscript(Name(mask), t), Code(cur), Code(prev))),),
+                "past its end, a sequence keeps its state"))
 
     def gate_groups(self, k: int) -> List[dict]:
         """The layout's gate groups of loop stage k (:class:`rnnspec.layout.GateGroup`), with
@@ -256,11 +260,11 @@ class Forward(Pass):
         x = f"{self.v.pyname[g['X']]}[{t}]" if g["x_all"] else \
             f"{self.v.pyname[g['X']]}[{t}, ..., {g['x_lo']}:{g['x_hi']}]"
         pre = self.v.fresh(f"{self.v.pyname[g['S']]}_sum")
-        em(f"{pre} = {x} + {self.v.val(g['S'], SAME, 'step')}")
+        em.stmt(assign(pre, add(Code(x), Code(self.v.val(g["S"], SAME, "step")))))
         for run in g["runs"]:
             (lo, _), act, _ = run[0]
             hi = run[-1][0][1]
             dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.v.val(act, SAME, "step")
             r = rule(self.ops[act].op)
             self.v.helpers.update(r.helpers)
-            em(_into(r.forward(Code(f"{pre}[..., {lo}:{hi}]")), dest))
+            em.stmt(Do(r.forward(Code(f"{pre}[..., {lo}:{hi}]")).with_kwarg("out", Code(dest))))

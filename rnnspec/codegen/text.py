@@ -1,6 +1,6 @@
-"""Small text tools of codegen: the line emitter, and the few pieces of Python text that are
-still made outside the expression printer (:mod:`rnnspec.expr`): a buffer's window, a sum of
-gradient contributions, a ufunc writing into its destination, the spec-line comments' places.
+"""Small text tools of codegen: the line emitter (which prints statement nodes with
+:func:`rnnspec.expr.show_stmt`), the spec-line comments and their places, and the test of
+whether a value text is a plain name (cheap to repeat where a gradient is read).
 
 In: texts and nodes.  Out: texts.
 """
@@ -10,7 +10,7 @@ import re
 from typing import List
 
 from ..ast import Equation, Loss, unparse
-from ..expr import ATOM, Call, Code, show, show_stmt
+from ..expr import ATOM, Code, show, show_stmt
 from ..fuse import Fused
 from ..pytext import comment
 from .names import PLACEHOLDER
@@ -80,11 +80,6 @@ OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with
 
 
 OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
-
-
-def _into(call: Call, dest: str) -> str:
-    """A ufunc call such as np.tanh(a), writing into ``dest`` (no temporary, no copy)."""
-    return show(call.with_kwarg("out", Code(dest)))
 
 
 NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
