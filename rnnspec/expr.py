@@ -164,12 +164,9 @@ def method(value, name: str, *args, **kwargs) -> Call:
                 tuple((k, node(v)) for k, v in kwargs.items()))
 
 
-def index(value, *items) -> Index:
+def subscript(value, *items) -> Index:
     """``value[items]``."""
     return Index(node(value), tuple(node(i) for i in items))
-
-
-subscript = index  # (the name modules use where ``index`` means something else)
 
 
 def span(lo, hi) -> Slice:

@@ -24,8 +24,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional
 
 from .errors import missing_rule
 from .expr import (ELLIPSIS, ZERO, Attr, Expr, List_, add, call, div, greater, matmul, method,
-                   mul, neg, node, span, sub)
-from .expr import index as subscript
+                   mul, neg, node, span, sub, subscript)
 from .runtime import helper_texts
 
 

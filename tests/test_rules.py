@@ -162,7 +162,7 @@ def test_every_rule_has_a_forward_mode_rule_or_says_it_has_none():
     (E.mul(E.Name("g"), E.greater(E.Name("o"), 0)), "g * (o > 0)"),
     (E.method(E.mul(E.Name("g"), E.Name("o")), "sum", axis=-1, keepdims=True),
      "(g * o).sum(axis=-1, keepdims=True)"),
-    (E.index(E.Name("F"), E.ELLIPSIS, E.span("", "n")), "F[..., :n]"),
+    (E.subscript(E.Name("F"), E.ELLIPSIS, E.span("", "n")), "F[..., :n]"),
     (E.Attr(E.add(E.Name("a"), E.Name("b")), "T"), "(a + b).T"),
     (E.mul(E.Code("a + b"), E.Name("c")), "(a + b) * c"),
     (E.call("np.tanh", E.Name("a")).with_kwarg("out", E.Code("h[t]")), "np.tanh(a, out=h[t])"),

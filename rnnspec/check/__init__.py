@@ -40,7 +40,6 @@ from .model import (PARAM, STATIC, STEP, Attention, Connection, InputInfo, LossI
 from .references import MAX_STEP_BYTES
 from .symbols import MAX_SUGGESTIONS, Symbols, suggest
 
-_suggest = suggest  # the name rnnspec.compose imported
 
 __all__ = ["check", "check_module_names", "Model", "Ty", "InputInfo", "TargetInfo", "ParamInfo",
            "StateInfo", "ValueInfo", "Connection", "Attention", "LossInfo", "STEP", "STATIC",

@@ -94,7 +94,7 @@ class Adjoint(Pass):
                 for i in reversed(self.v.stage_ops(k)):
                     self.pull(body, i)
         Results(self).emit(body)
-        text = "\n".join(body.lines)
+        text = body.text()
         used = set(re.findall(rf"{PLACEHOLDER.pattern}|\b[A-Za-z_][A-Za-z_0-9]*\b", text))
         unkept = used.intersection(self.v.cache_names(kept_only=False)) - set(self.v.cache_names())
         if unkept:

@@ -60,11 +60,11 @@ class Forward(Pass):
             body = Emitter()
             body.level = em.level
             self.forward_body(body)
-            text = "\n".join(body.lines)
+            text = body.text()
             dim_lines = [f"{self.v.dimvar(d)} = dims[{d!r}]" for d in sorted(self.v.dims_used)
                          if self.v.dimvar(d) in text]
             em.extend(dim_lines)
-            self.v.mask_lines(em, "\n".join(body.lines), comments=True)
+            self.v.mask_lines(em, text, comments=True)
             for name_i in self.v.leaf_ids("param"):
                 em(f"{self.v.pyname[name_i]} = params[{self.ops[name_i].name!r}]")
             for name_i in self.v.leaf_ids("input"):

@@ -90,7 +90,7 @@ class ModuleWriter(Pass):
             em.lines.extend(part.strip("\n").split("\n"))
             em("")
             em("")
-        text = "\n".join(em.lines)
+        text = em.text()
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
 
