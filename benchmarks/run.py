@@ -305,7 +305,8 @@ def time_compile():
         rnnspec.generate(text, None, str(path))
         gen.append(time.perf_counter() - t0)
     mod = rnnspec.load_module(src, "lstm_default")
-    small = {k: min(v, 4) for k, v in mod.DIMS.items()}  # as `rnnspec compile` does
+    from rnnspec.gradcheck import compile_dims
+    small = compile_dims(mod.DIMS)  # as `rnnspec compile` does
     gc_times, ok = [], True
     for _ in range(3):
         t0 = time.perf_counter()
