@@ -352,17 +352,19 @@ def backward_reads(s: Schedule, lay: "Layout") -> Set[int]:
 
 def gradient_buffer(s: Schedule, i: int, flows: Set[int]) -> bool:
     """Does op i's gradient need a zero-filled buffer over all its steps?  In a loop: when it
-    is read after the loop, by a later step (a delay), or is a named value or a state (its
-    upstream gradient); elsewhere: when it is read with a delay or at chosen steps."""
+    is read after the loop, by a later step (a delay), or is a state; elsewhere: when it is read
+    with a delay or at chosen steps, or is a state (the upstream gradient of its final steps is
+    scattered into its last step: a state computed for all steps at once, such as a fed-back
+    output under teacher forcing)."""
     op, g = s.graph.ops[i], s.graph
     cons = s.consumers[i]
     k = s.stage_of[i]
+    state = op.name in g.model.states and op.op not in ("param", "input")
     if s.in_loop(i):
         outside = any(s.stage_of[c] != k for c, _, _ in cons)
         pushes = any(s.stage_of[c] == k and d.steps for c, _, d in cons)
-        return outside or pushes or (op.name in g.model.states and
-                                     op.op not in ("param", "input"))
+        return outside or pushes or state
     if i not in flows and op.op != "input":
         return False
-    return bool(s.padding.get(i, (0, 0)) != (0, 0) or any(
+    return bool(state or s.padding.get(i, (0, 0)) != (0, 0) or any(
         d.steps or g.ops[c].op == "pick" for c, _, d in cons))

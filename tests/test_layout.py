@@ -105,3 +105,17 @@ def test_cli_plan_prints_the_plan(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "bad.rnn:3:" in r.stderr and "zz" in r.stderr
+
+
+def test_a_state_computed_for_all_steps_keeps_what_its_gradient_buffer_is_made_like():
+    """teacher_forcing.rnn with the output state o a plain affine map (its softmax a value p):
+    o is computed for all steps at once, and its gradient still scatters up['final']['o'] into
+    its last step.  Was: AssertionError, the backward pass reads ['o'] that the plan did not
+    keep."""
+    text = (SPECS / "teacher_forcing.rnn").read_text()
+    text = text.replace("o[t] = softmax(c + V @ h[t])", "o[t] = c + V @ h[t]\np[t] = softmax(o[t])")
+    text = text.replace("cross_entropy(o[t], y[t])", "cross_entropy(p[t], y[t])")
+    assert "p[t] = softmax(o[t])" in text and "cross_entropy(p[t]" in text
+    mod = api.load_module(rnnspec.generate(text, None, "tf3.rnn"), "tf3")
+    report = rnnspec.gradcheck(mod, seed=0)
+    assert report.ok, report
