@@ -6,6 +6,8 @@ Public API::
     compile_file(path, dims=None)                  -> the same for a file
     generate(text, dims=None, filename="spec.rnn") -> the generated source text
     gradcheck(spec_or_module, ...)                 -> a GradcheckReport (what the CLI prints)
+    random_truncation(T, p, seed, B=None)          -> xi for backward(..., xi=xi)
+    clip_grads(grads, value= | norm=[, random=])   -> (clipped grads, norm before clipping)
     SpecError                                      -> every user error in a spec
 
 The stages, each a module with one entry function: parse.parse -> check.check ->
@@ -17,6 +19,9 @@ __version__ = "0.1.0"
 from .api import analyze, compile_file, compile_source, generate, load_module  # noqa: E402
 from .errors import SpecError  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
+from .clip import clip_grads  # noqa: E402
+from .truncation import random_truncation  # noqa: E402
 
 __all__ = ["compile_source", "compile_file", "generate", "gradcheck", "GradcheckReport",
-           "SpecError", "analyze", "load_module", "__version__"]
+           "SpecError", "analyze", "load_module", "random_truncation", "clip_grads",
+           "__version__"]

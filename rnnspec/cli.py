@@ -133,6 +133,10 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--atol", type=tolerance_arg, default=1e-8, help="absolute tolerance (1e-8)")
     g.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
                    help="check the module checkpointed every K steps")
+    g.add_argument("--truncate", type=positive_int, metavar="K",
+                   help="check backward(..., truncate=(K, K)), truncated BPTT, against the "
+                        "objective it computes exactly: the run in chunks of K steps, each "
+                        "from the states at its start held constant")
     sm = cmd("sample", "generate sequences from a spec with feedback(...), feeding back its own "
                        "choices")
     sm.add_argument("--params", metavar="FILE.npz",
@@ -432,10 +436,13 @@ def cmd_compile(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
-    from .gradcheck import CLI_WORK, CheckTooLarge, gradcheck
+    from .gradcheck import CLI_WORK, CheckTooLarge, NoChunkedObjective, gradcheck
+    from .truncation import check_truncatable
     path, text, dims = _load(args)
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
+    if args.truncate is not None:
+        check_truncatable(a.schedule)  # (a positioned error before any work)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
     mod = load_module(render(a, args.checkpoint), path.stem)
     need = max(mod.MIN_T.values(), default=1)
@@ -448,9 +455,12 @@ def cmd_gradcheck(args) -> int:
     try:
         report = gradcheck(mod, dims, T=steps, batch=args.batch, seed=args.seed,
                            directional=args.directional, directions=args.directions,
-                           eps=args.eps, rtol=args.rtol, atol=args.atol, max_work=CLI_WORK)
+                           eps=args.eps, rtol=args.rtol, atol=args.atol, max_work=CLI_WORK,
+                           truncate=args.truncate)
     except CheckTooLarge as exc:
         raise UsageError(f"{shown(path)}: {exc}") from None
+    except NoChunkedObjective as exc:
+        raise UsageError(f"{shown(path)}: --truncate: {exc}") from None
     report.spec = str(path)
     _say(report.table())
     return 0 if report.ok else 1

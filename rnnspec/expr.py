@@ -339,10 +339,13 @@ class Assign(Stmt):
 
 @dataclass(frozen=True)
 class If(Stmt):
-    """``if cond:`` (with a comment ``note``) and its body."""
+    """``if cond:`` (with a comment ``note``) and its body; ``orelse``: an ``else:`` body (with
+    its own comment ``else_note``)."""
     cond: Expr
     body: Tuple[Stmt, ...]
     note: str = ""
+    orelse: Tuple[Stmt, ...] = ()
+    else_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -371,8 +374,12 @@ def show_stmt(s: Stmt, indent: str = "    ") -> list:
     if isinstance(s, Do):
         return [show(s.value)]
     if isinstance(s, If):
-        return [f"if {show(s.cond)}:" + _note(s.note)] + [
+        lines = [f"if {show(s.cond)}:" + _note(s.note)] + [
             indent + line for b in s.body for line in show_stmt(b)]
+        if s.orelse:
+            lines += ["else:" + _note(s.else_note)] + [
+                indent + line for b in s.orelse for line in show_stmt(b)]
+        return lines
     raise TypeError(f"not a statement node: {s!r}")
 
 

@@ -26,6 +26,8 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
+from .surrogate import chunked_forward
+
 
 @dataclass
 class Row:
@@ -353,7 +355,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
               T: int = 5, batch: int = 3, seed: int = 0, directional: bool = False,
               directions: int = 3, eps: float = 1e-5, rtol: float = 1e-6, atol: float = 1e-8,
               lengths=None, mode: Optional[str] = None, max_work: Optional[int] = None,
-              max_bytes: Optional[int] = MAX_BYTES) -> GradcheckReport:
+              max_bytes: Optional[int] = MAX_BYTES, truncate: Optional[int] = None
+              ) -> GradcheckReport:
     """Check the analytic gradients of ``spec`` (a module, a .rnn path or spec text); with
     ``lengths`` (batch,), as a padded batch of sequences of those lengths.  ``T`` is the number
     of steps of every time axis, or a dict {axis: steps}.  ``mode`` ('teacher' or 'free') is
@@ -378,7 +381,11 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     A failing report names, for each failing array, its worst entry with the analytic and
     numeric values, and says when the step rather than the gradients is the likely cause (the
     error shrinks with the step, or every array fails); values that are not finite (NaN, inf)
-    are reported as such, with the first array they appear in, not as a mismatch."""
+    are reported as such, with the first array they appear in, not as a mismatch.
+
+    ``truncate=k`` checks ``backward(..., truncate=(k, k))`` against the objective it computes
+    exactly: the network run in chunks of k steps, each from the states the full run reaches
+    at its start, held constant (:mod:`rnnspec.surrogate`)."""
     _check_options(T, batch, directions, eps, rtol, atol, seed)
     mod = _module_for(spec, dims)
     T = per_axis(mod, T)
@@ -387,7 +394,10 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     params, inputs, targets, state0, upstream = random_problem(mod, dims, T, batch, seed,
                                                                lengths)
     how = {"mode": mode} if mode else {}
-    objective = _objective(mod, targets, T, lengths, how, upstream)
+    objective = _objective(mod, targets, T, lengths, how, upstream) if truncate is None else \
+        truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, upstream,
+                            truncate)
+    cut = {} if truncate is None else {"truncate": (truncate, truncate)}
     sizes = _sizes(mod, dims, T, batch, seed)
     name = getattr(mod, "__name__", "spec")
     groups = {"params": params, "inputs": inputs, "state0": state0}
@@ -396,10 +406,13 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
                      for g, n in arrays], evaluation_cost(mod, T), max_work)
     mode_text = "directional" if directional else "every entry" if cap is None else \
         f"at most {cap} random entries and 1 direction per array"
+    if truncate is not None:
+        mode_text += f"; truncate=({truncate}, {truncate}) against the run in chunks"
     report = GradcheckReport(name, [], rtol, atol, eps, mode_text, 0.0, sizes)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         out, cache = mod.forward(params, inputs, targets, state0, T, lengths, **how)
-        grads, report.nonfinite = _gradients_at_point(mod, params, out, cache, upstream, arrays)
+        grads, report.nonfinite = _gradients_at_point(mod, params, out, cache, upstream, arrays,
+                                                      cut)
         if report.nonfinite is not None:
             return report
         J0, S = objective(params, inputs, state0, magnitude=True)
@@ -437,19 +450,60 @@ def _objective(mod, targets, T, lengths, how, upstream):
 
     def objective(p, x, s0, magnitude=False) -> float:
         out, _ = mod.forward(p, x, targets, s0, T, lengths, **how)
-        total = float(out["loss"]) if has_loss and "loss" in out else 0.0
-        size = abs(total)
-        for n, g in upstream.items():
-            pairs = ([(gs, out["final"][s]) for s, gs in g.items()] if n == "final"
-                     else [(g, out[n])])
-            for gs, v in pairs:
-                total += float(np.sum(gs * v))
-                size += float(np.sum(np.abs(gs * v)))
-        return (total, size) if magnitude else total
+        return _J(out, has_loss, upstream, magnitude)
     return objective
 
 
-def _gradients_at_point(mod, params, out, cache, upstream, arrays):
+def _J(out, has_loss, upstream, magnitude):
+    """loss + sum <G, v> of a run's outputs; with ``magnitude``, (J, the sum of |its terms|)."""
+    total = float(out["loss"]) if has_loss and "loss" in out else 0.0
+    size = abs(total)
+    for n, g in upstream.items():
+        pairs = ([(gs, out["final"][s]) for s, gs in g.items()] if n == "final"
+                 else [(g, out[n])])
+        for gs, v in pairs:
+            total += float(np.sum(gs * v))
+            size += float(np.sum(np.abs(gs * v)))
+    return (total, size) if magnitude else total
+
+
+class NoChunkedObjective(ValueError):
+    """The network run in chunks is not the network run whole: a truncated gradient has no
+    chunked objective to be checked against."""
+
+
+def truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, upstream, k):
+    """The objective of a truncated check: J of the chunked run (chunks of k steps, each from
+    the states the run reaches at the check's point, held constant).  A ValueError when the
+    spec cannot be truncated, or when the chunked run is not the same network as the full run
+    (feedback of targets across a chunk's start, attention over earlier chunks' inputs)."""
+    refused = getattr(mod, "TRUNCATE", None)
+    if refused is not None:
+        raise ValueError(refused)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"truncate must be a positive number of steps, got {k!r}")
+    steps = T[next(iter(mod.AXES))]
+    if isinstance(lengths, dict):
+        lengths = lengths.get(next(iter(mod.AXES)))
+    how = {"mode": mode} if mode else {}
+    out, _ = mod.forward(params, inputs, targets, state0, T, lengths, **how)
+    whole, held = chunked_forward(mod, params, inputs, targets, state0, steps, k, lengths, mode=mode)
+    if "loss" in out and not np.isclose(out["loss"], whole["loss"], rtol=1e-10, atol=1e-12):
+        raise NoChunkedObjective(f"this network run in chunks of {k} steps is not the network run whole "
+                         f"(its loss is {whole['loss']:.12g}, not {float(out['loss']):.12g}): "
+                         f"something crosses a chunk's start other than the states (targets fed "
+                         f"back, attention over earlier steps) or a mean loss divides by the "
+                         f"steps, so no chunked objective exists to check the truncated gradient "
+                         f"against")
+    has_loss = bool(mod.TARGETS) and targets is not None
+
+    def objective(p, x, s0, magnitude=False) -> float:
+        run, _ = chunked_forward(mod, p, x, targets, s0, steps, k, lengths, held, mode)
+        return _J(run, has_loss, upstream, magnitude)
+    return objective
+
+
+def _gradients_at_point(mod, params, out, cache, upstream, arrays, cut=None):
     """(backward's gradients, None) at the check's random point; (None, where) when a value of
     the forward pass or a gradient there is not finite (NaN, inf): the report's text for it."""
     where = _first_nonfinite([(f"outputs[{k!r}]", out[k]) for k in mod.OUTPUTS if k in out]
@@ -458,7 +512,7 @@ def _gradients_at_point(mod, params, out, cache, upstream, arrays):
                                 for k, v in out.get("final", {}).items()])
     if where is not None:
         return None, f"{where} in the forward pass at the check's random point"
-    grads = mod.backward(params, cache, upstream)
+    grads = mod.backward(params, cache, upstream, **(cut or {}))
     where = _first_nonfinite([(f"the gradient of {g}[{n!r}]", grads[g][n])
                               for g, n in arrays if n in grads.get(g, {})])
     if where is not None:

@@ -86,7 +86,8 @@ from rnnspec import codegen  # noqa: E402
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 RUNTIME_FILES = {"validate.py": ("runtime", "RUNTIME"), "api.py": ("api", "LOSS_AND_GRAD"),
                  "checkpoint.py": ("checkpoint", "CHECKPOINT_API"),
-                 "feedback.py": ("feedback", "FEEDBACK_API")}
+                 "feedback.py": ("feedback", "FEEDBACK_API"),
+                 "truncation.py": ("truncation", "TRUNCATION")}
 
 
 def _defined(text):
@@ -203,9 +204,12 @@ def test_loss_and_grad_is_forward_then_backward_of_the_loss(monkeypatch):
         calls.append(args)
         return {"loss": 2.5, "h": 1}, "the cache"
     monkeypatch.setattr(A, "forward", forward)
-    monkeypatch.setattr(A, "backward", lambda params, cache: ("grads of", params, cache))
-    assert A.loss_and_grad("p", "x", "y", "s0", 4, "len") == (2.5, ("grads of", "p", "the cache"))
+    monkeypatch.setattr(A, "backward", lambda params, cache, up, xi, truncate:
+                        ("grads of", params, cache, up, xi, truncate))
+    assert A.loss_and_grad("p", "x", "y", "s0", 4, "len") == (
+        2.5, ("grads of", "p", "the cache", None, None, None))
     assert calls == [("p", "x", "y", "s0", 4, "len")]
+    assert A.loss_and_grad("p", "x", "y", truncate=(2, 2))[1][-1] == (2, 2)
     monkeypatch.setattr(A, "forward", lambda *args: ({"h": 1}, None))
     with pytest.raises(ValueError, match="this network has no loss"):
         A.loss_and_grad("p", "x", None)
@@ -223,7 +227,9 @@ def test_feedback_forward_and_backward_run_the_mode(monkeypatch):
     with pytest.raises(ValueError, match=r"^mode must be 'teacher' or 'free', not 'sample'$"):
         F.forward("p", "x", mode="sample")
     assert F.backward("p", {"mode": "teacher"})[0] == "d teacher"
-    assert F.backward("p", {"mode": "free"}, "up") == ("d free", ("p", {"mode": "free"}, "up"))
+    assert F.backward("p", {"mode": "free"}, "up") == (
+        "d free", ("p", {"mode": "free"}, "up", None, None))
+    assert F.backward("p", {"mode": "free"}, "up", "xi", (2, 2))[1][3:] == ("xi", (2, 2))
 
 
 def _sampler(monkeypatch, fed, probs):
@@ -302,7 +308,7 @@ def _toy_forward(params, inputs, targets=None, state0=None, T=None, lengths=None
     return out, cache
 
 
-def _toy_backward(params, cache, d_outputs=None):
+def _toy_backward(params, cache, d_outputs=None, xi=None):
     up, dims, s, a = V._upstream(d_outputs, cache), cache["dims"], cache["s"], cache["a"]
     mask = V._step_mask(dims)
     d_s = np.zeros_like(s)  # the gradient of s[t], t = 0..T

@@ -21,12 +21,18 @@ from ..expr import (ATOM, ZERO, Code, Expr, If, IfElse, Invert, List_, Name, add
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
+from .cuts import Cuts, scaled
 from .names import PLACEHOLDER
 from .text import Emitter, _atomic, _plain, spec_comment, wrap
 from .results import Results
 from .values import Pass
 
 LOSS_GIVEN = "d_loss is not None"  # the condition of the loss's gradient (targets were given)
+TRUNCATE_DOC = (  # (backward's docstring on truncation: rnnspec.truncation)
+    "xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through",
+    "the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):",
+    "it is cut at the start of every chunk of k steps (truncated BPTT).")
+REFUSED_DOC = ("This network cannot be truncated (see TRUNCATE): xi and truncate must be None.",)
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Term:
     cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
     steps: int = 0  # added that many steps back in the buffer (negative: ahead)
     index: Optional[str] = None  # scatter into one index (or index array) of the buffer
+    final_steps: int = 0  # the d > 1 steps of a final state: the older ones cross steps
 
     @property
     def text(self) -> str:
@@ -81,6 +88,7 @@ class Adjoint(Pass):
         self.empty_buf: Dict[str, tuple] = {}  # per-step gradient buffers: (emitter, line)
         self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts)
         self.slopes: Dict[int, str] = {}  # loop activation -> its derivative at every step
+        self.cuts = Cuts(self.v.truncation is None)  # where xi scales it (truncation)
         self.pre: Optional[Emitter] = None  # the lines before the BPTT loop being emitted
         body = Emitter()
         body.level = 1
@@ -102,17 +110,21 @@ class Adjoint(Pass):
             raise AssertionError(f"bug in rnnspec: the backward pass reads {names}, which the "
                                  f"layout plan does not keep")
         em = Emitter()
-        em(f"def {self.v.fname('backward')}(params, cache, d_outputs=None):")
+        em(f"def {self.v.fname('backward')}(params, cache, d_outputs=None, xi=None, "
+           f"truncate=None):")
         with em.indent():
             em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
             em("")
             em("d_outputs may hold an upstream gradient for any named value (same shape as in")
             em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
+            for line in TRUNCATE_DOC if self.v.truncation is None else REFUSED_DOC:
+                em(line)
             em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.")
             em('"""')
             em("up = _upstream(d_outputs, cache)")
             em("dims = cache['dims']")
             em(self.v.dims_line())
+            em("xi = _truncation(xi, truncate, dims)  # None: full BPTT")
             self.v.mask_lines(em, text)
             for d in sorted(self.v.dims_used):
                 if self.v.dimvar(d) in used:
@@ -232,9 +244,10 @@ class Adjoint(Pass):
         if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
             terms.append(Term(subscript(Name("up"), repr(op.name)), f"{op.name!r} in up"))
         if op.name in self.m.states and op.op not in ("param", "input"):
+            D = self.v.carry_steps(op.name)
             terms.append(Term(subscript(Code("up['final']"), repr(op.name)),
                               f"{op.name!r} in up['final']",
-                              index=self.v.final_index(op.name)))
+                              index=self.v.final_index(op.name), final_steps=D if D > 1 else 0))
         return terms
 
     def init_terms(self, i: int) -> List[Term]:
@@ -287,7 +300,7 @@ class Adjoint(Pass):
             gn = self.gname(i)
             em.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
             for t in terms:
-                em.stmt(guarded(t.cond, assign(self.target(gn, t, i), t.value, "+=")))
+                em.stmt(guarded(t.cond, self.add_term(gn, t, i)))
             self.grad[i] = Grad(None, self.v.window(gn, i, 0))
             return
         always = [t for t in terms if t.cond is None]
@@ -314,6 +327,14 @@ class Adjoint(Pass):
             em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
         self.grad[i] = Grad(None, gn)
 
+    def add_term(self, gn: str, term: Term, i: int):
+        """``buffer += term`` into the part of op i's gradient buffer ``gn`` it adds to (and
+        its form scaled by xi when the term crosses steps: :mod:`.cuts`)."""
+        add_to = assign(self.target(gn, term, i), term.value, "+=")
+        xi = self.cuts.term_factor(term.steps, term.final_steps, term.index is not None,
+                                   i in self.s.recurrent or self.ops[i].name in self.m.states)
+        return self.cuts.choose([add_to], [scaled(add_to, xi)])[0] if xi is not None else add_to
+
     def target(self, gn: str, term: Term, i: int) -> str:
         """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
         if term.index is not None:
@@ -338,7 +359,7 @@ class Adjoint(Pass):
                 terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
                 pre_lines.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
                 for t in terms:
-                    pre_lines.stmt(guarded(t.cond, assign(self.target(gn, t, i), t.value, "+=")))
+                    pre_lines.stmt(guarded(t.cond, self.add_term(gn, t, i)))
         last = [None]
         for i in reversed(loop):
             if self.step_grad(pre_lines, loop_lines, k, i, buffered[i], upstream_only[i], last):
@@ -389,6 +410,7 @@ class Adjoint(Pass):
                 prev = self.v.at_step(gn, self.v.pad(i) - d, i)
                 mvar = f"mask{self.v.sfx(self.v.axis_of(i))}"
                 mask = subscript(Name(mvar), self.v.tvar(self.v.axis_of(i)))
+                # (past a sequence's end there are no steps to cross: xi does not act here)
                 loop_lines.stmt(If(Code(f"{mvar} is not None"), (
                     assign(prev, mul(Invert(mask), Code(cur)), "+="), assign(cur, mask, "*=")),
                     "past its end, the state was carried over"))
@@ -420,19 +442,27 @@ class Adjoint(Pass):
         return True
 
     def push_delayed(self, loop_lines: Emitter, i: int, loopset: set) -> None:
-        """Push op i's step gradient through its delayed references into the steps they read."""
+        """Push op i's step gradient through its delayed references into the steps they read;
+        in a module that can be truncated, times xi over the steps each push crosses (when
+        backward is given xi or truncate)."""
         op = self.ops[i]
         g = self.grad[i]
         r = rule(op.op)
         args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
         out = Code(self.v.val(i, SAME, "step")) if r.needs_out else None
+        full, cut = [], []
         for pos, (a, d) in enumerate(op.args):
             if a in loopset and d.steps:
                 vjp = r.backward(pos, Code(g.step), out, args, **self.v.attrs(op, "step"))
                 if vjp is ZERO:
                     continue
-                loop_lines.stmt(assign(self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a),
-                                       vjp, "+="))
+                full.append(assign(self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a),
+                                   vjp, "+="))
+                if self.cuts.enabled:
+                    t = self.v.tvar(self.v.axis_of(i))
+                    cut.append(scaled(full[-1], self.cuts.loop_factor(d.steps, t, self.pre)))
+        for st in self.cuts.choose(full, cut):
+            loop_lines.stmt(st)
 
     def _alias_all(self, i: int, same) -> Optional[str]:
         """All-steps text of op i's gradient when it is exactly its single consumer's."""

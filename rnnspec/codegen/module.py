@@ -36,6 +36,9 @@ CHECKPOINT_API = helper_texts("checkpoint.py")["checkpoint"]
 FEEDBACK_API = helper_texts("feedback.py")["feedback"]
 
 
+TRUNCATION = helper_texts("truncation.py")["truncation"]
+
+
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
@@ -67,6 +70,9 @@ class ModuleWriter(Pass):
         em(f"NESTED = {dict(m.nested)!r}  # [w in s]: steps w inside every step s (w -> s)")
         self.tables(em)
         em(f"MIN_T = {self.min_T()}")
+        refused = self.v.truncation
+        em(f"TRUNCATE = {None if refused is None else str(refused)!r}  # why backward's xi= and "
+           f"truncate= are refused (None: they are not)")
         if checkpoint:
             em(f"CHECKPOINT = {checkpoint}  # steps per segment (forward stores the states every "
                f"CHECKPOINT steps)")
@@ -85,7 +91,7 @@ class ModuleWriter(Pass):
         em("")
         em("")
         runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
-            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] + [RUNTIME]
+            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] + [TRUNCATION, RUNTIME]
         for part in runtime:
             em.lines.extend(part.strip("\n").split("\n"))
             em("")

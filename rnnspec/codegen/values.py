@@ -19,6 +19,7 @@ from ..ops import is_loss, rule
 from ..pytext import MARK
 from ..schedule import Schedule
 from ..sizes import Size
+from ..truncation import refusal
 from .names import RESERVED, _TAGS
 from .text import Emitter, wrap
 
@@ -49,6 +50,8 @@ class Values:
         self.inline = self.layout.inline
         self.local = self.layout.local
         self.kept = backward_reads(sched, self.layout)  # what the cache keeps for backward
+        # why backward(..., truncate=, xi=) is refused (None: the gradient can be cut in time)
+        self.truncation = refusal(sched, filename)
 
     # ----- time axes -------------------------------------------------------------------------
     def sfx(self, axis: Optional[str]) -> str:

@@ -17,18 +17,20 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     raise NotImplementedError("forward is the generated module's own")
 
 
-def backward(params, cache, d_outputs=None):
+def backward(params, cache, d_outputs=None, xi=None, truncate=None):
     """Stand-in for the module's own backward pass."""
     raise NotImplementedError("backward is the generated module's own")
 
 
 # ---- helper: api
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None, xi=None,
+                  truncate=None):
+    """The loss and the gradients of everything (backward with d_loss = 1; xi, truncate: a
+    truncated gradient, see backward)."""
     outputs, cache = forward(params, inputs, targets, state0, T, lengths)
     if "loss" not in outputs:
         raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
+    return outputs["loss"], backward(params, cache, None, xi, truncate)
 
 
 def init_params(dims=None, seed=0, dtype=np.float64):

@@ -8,6 +8,7 @@ tables and ``CHECKPOINT`` are stand-ins, so that this file imports and its funct
 tested with a network and tables a test fills in."""
 import numpy as np
 
+from .truncation import _truncation
 from .validate import _loss_weights, _upstream, _validate  # a module's own copies, there
 
 # the generated module's own tables and segment length (filled in by each module; empty here)
@@ -20,7 +21,7 @@ def _forward_full(params, inputs, targets=None, state0=None, T=None, lengths=Non
     raise NotImplementedError("_forward_full is the generated module's own")
 
 
-def _backward_full(params, cache, d_outputs=None):
+def _backward_full(params, cache, d_outputs=None, xi=None, truncate=None):
     """Stand-in for the module's own backward pass over one segment."""
     raise NotImplementedError("_backward_full is the generated module's own")
 
@@ -112,13 +113,15 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     return outputs, cache
 
 
-def backward(params, cache, d_outputs=None):
+def backward(params, cache, d_outputs=None, xi=None, truncate=None):
     """BPTT segment by segment, last first: each segment is recomputed from its checkpoint and
     differentiated with _backward_full, the gradient of its initial states carried into the
-    previous segment.  Arguments and result as _backward_full's: {'params', 'inputs', 'state0'}.
+    previous segment.  Arguments and result as _backward_full's: {'params', 'inputs', 'state0'}
+    (xi, truncate: each segment gets its steps of the factors, see _truncation).
     """
     up = _upstream(d_outputs, cache)
     dims = cache["dims"]
+    xi = _truncation(xi, truncate, dims)
     inputs, targets = cache["inputs"], cache["targets"]
     d_params, d_inputs = None, {}
     for n, v in inputs.items():
@@ -139,7 +142,7 @@ def backward(params, cache, d_outputs=None):
             passed = {n: np.where(ended, g, 0) for n, g in d_final.items()}
             d_final = {n: np.where(ended, 0, g) for n, g in d_final.items()}
         d["final"] = d_final
-        grads = _backward_full(params, seg_cache, d)
+        grads = _backward_full(params, seg_cache, d, None if xi is None else xi[a:b, :, 0])
         if d_params is None:
             d_params = grads["params"]
         else:

@@ -63,6 +63,7 @@ OUTPUTS = {
     'o': {'size': 'm', 'kind': 'sequence', 'axis': 't'},
 }
 MIN_T = {'T': 1}
+TRUNCATE = None  # why backward's xi= and truncate= are refused (None: they are not)
 
 
 def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
@@ -127,16 +128,20 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     return outputs, cache
 
 
-def backward(params, cache, d_outputs=None):
+def backward(params, cache, d_outputs=None, xi=None, truncate=None):
     """Vector-Jacobian product of the whole unrolled network (BPTT).
 
     d_outputs may hold an upstream gradient for any named value (same shape as in
     outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).
+    xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through
+    the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):
+    it is cut at the start of every chunk of k steps (truncated BPTT).
     Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
     """
     up = _upstream(d_outputs, cache)
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    xi = _truncation(xi, truncate, dims)  # None: full BPTT
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
     n_m = dims['m']
@@ -170,7 +175,10 @@ def backward(params, cache, d_outputs=None):
             d_s[t] += ~mask[t] * d_s[t + 1]
             d_s[t + 1] *= mask[t]
         d_a_s[t] = d_s[t + 1] * s_slope[t]
-        d_s[t] += d_a_s[t] @ W
+        if xi is None:
+            d_s[t] += d_a_s[t] @ W
+        else:  # truncated: scaled by xi over the steps it goes back
+            d_s[t] += xi[t] * (d_a_s[t] @ W)
 
     d_x = _rows(d_a_s, U)
     d_by = d_a_o.sum(axis=(0, 1))
@@ -200,12 +208,14 @@ def backward(params, cache, d_outputs=None):
 # ---- runtime: rnnspec's helpers, the same in every module that uses them ----
 
 
-def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None):
-    """The loss and the gradients of everything (backward with d_loss = 1)."""
+def loss_and_grad(params, inputs, targets, state0=None, T=None, lengths=None, xi=None,
+                  truncate=None):
+    """The loss and the gradients of everything (backward with d_loss = 1; xi, truncate: a
+    truncated gradient, see backward)."""
     outputs, cache = forward(params, inputs, targets, state0, T, lengths)
     if "loss" not in outputs:
         raise ValueError("this network has no loss")
-    return outputs["loss"], backward(params, cache)
+    return outputs["loss"], backward(params, cache, None, xi, truncate)
 
 
 def init_params(dims=None, seed=0, dtype=np.float64):
@@ -299,6 +309,72 @@ def _softmax(a):
     np.exp(e, out=e)
     e /= e.sum(axis=-1, keepdims=True)
     return e
+
+
+def _truncation(xi, truncate, dims):
+    """The factors (T, B, 1) that scale what flows from each step t back to step t - 1 through
+    the recurrences, or None for full BPTT: xi (T,) or (T, B) as given, times, for
+    truncate=(k, k), a cut (0) at the first step of every chunk of k steps after the first
+    (Williams & Peng's TBPTT(k, k))."""
+    if xi is None and truncate is None:
+        return None
+    if TRUNCATE is not None:
+        raise ValueError(TRUNCATE)
+    T, B, dtype = dims["T"], dims["B"], dims["dtype"]
+    factors = np.ones((T, B, 1), dtype)
+    if xi is not None:
+        a = np.asarray(xi, dtype=dtype)
+        if a.shape not in ((T,), (T, B)):
+            raise ValueError(f"xi has shape {a.shape}, expected (T,) = ({T},) or (T, B) = "
+                             f"({T}, {B}): a factor per step (and sequence)")
+        if not np.isfinite(a).all():
+            raise ValueError("xi has entries that are not finite")
+        factors *= a.reshape(T, -1, 1)
+    if truncate is not None:
+        k1, k2 = _truncate_steps(truncate)
+        if k2 < T:  # (k2 >= T: every gradient goes back to the first step, full BPTT)
+            if k1 != k2:
+                raise ValueError(f"truncate=({k1}, {k2}): only (k, k) is supported yet (chunks "
+                                 f"of k steps, each backpropagated through its own steps), or "
+                                 f"k2 >= T (full BPTT)")
+            factors[k1::k1] = 0
+    return factors
+
+
+def _truncate_steps(truncate):
+    """truncate=(k1, k2) as two positive integers, k2 >= k1 (ValueError otherwise)."""
+    ok = isinstance(truncate, (tuple, list)) and len(truncate) == 2 and all(
+        isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1 for k in truncate)
+    if not ok:
+        raise ValueError(f"truncate must be (k1, k2), two positive integers (every k1 steps, "
+                         f"backpropagate k2 steps), got {truncate!r}")
+    k1, k2 = int(truncate[0]), int(truncate[1])
+    if k2 < k1:
+        raise ValueError(f"truncate=({k1}, {k2}): k2 must be at least k1 (the k1 steps whose "
+                         f"losses are backpropagated are among the k2 steps it goes back)")
+    return k1, k2
+
+
+def _xi_span(xi, d):
+    """The factor of a gradient read d steps back at each step t: xi over the d steps it crosses
+    (t, t - 1, ..., t - d + 1; before the first step there is nothing to cross)."""
+    out = xi.copy()
+    for j in range(1, d):
+        out[j:] *= xi[:-j]
+    return out
+
+
+def _xi_final(xi, last, d):
+    """The factors (d, B, 1) of the d steps of a final state, in time order up to each
+    sequence's last step: what reaches the step m steps before the last crosses the xi of the
+    steps last, last - 1, ..., last - m + 1 (none before the first step)."""
+    B = len(last)
+    out = np.ones((d, B, 1), xi.dtype)
+    for m in range(1, d):
+        for u in range(m):
+            step = last - u
+            out[d - 1 - m] *= np.where(step[:, None] >= 0, xi[np.maximum(step, 0), np.arange(B)], 1)
+    return out
 
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)

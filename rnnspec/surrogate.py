@@ -1,0 +1,127 @@
+"""The objective that truncated BPTT differentiates, computed independently of ``backward``.
+
+In: a generated module, a problem (params, inputs, targets, initial states, lengths) and a chunk
+length k.  Out: :func:`chunked_forward` runs the network chunk by chunk with the module's own
+``forward``, each chunk of k steps starting from given states, and puts the chunks' outputs,
+final states and losses together as one run's.  Started from the states a full run reaches at
+each chunk's start (``held``, computed once at a point and then held constant), its loss is the
+surrogate objective of Williams & Peng's TBPTT(k, k): a function of the parameters, the inputs
+and the initial states whose exact gradient ``backward(..., truncate=(k, k))`` must give.  So
+a truncated gradient *is* gradient-checked (:func:`rnnspec.gradcheck.gradcheck` with
+``truncate=k``), against a computation that shares nothing with the generated backward.
+
+In a padded batch, a sequence takes part in a chunk only while it has steps left in it (the
+chunk runs on those rows of the batch, with their own lengths), so its final state and a
+per-sequence loss come from the chunk in which it ends.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+
+def chunked_forward(mod, params, inputs, targets, state0, T: int, k: int, lengths=None,
+                    held: Optional[List[dict]] = None, mode: Optional[str] = None
+                    ) -> Tuple[dict, List[dict]]:
+    """(outputs, starts): the outputs of the whole run put together from chunks of ``k`` steps
+    (every named sequence (T, B, ...), a per-sequence value from the chunk where each sequence
+    ends, 'final', and 'loss' when targets are given), and the states at each chunk's start
+    (``starts[0]`` is ``state0``).  With ``held``, chunk c > 0 starts from ``held[c]`` instead of
+    the states the previous chunk reached."""
+    if k < 1:
+        raise ValueError(f"chunks must have at least one step, got k={k}")
+    B = _batch_of(mod, inputs, targets, state0, lengths)
+    length = np.full(B, T) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    per_sequence = targets is not None and any(
+        info["kind"] != "sequence" for info in mod.TARGETS.values())
+    if per_sequence and any(info["kind"] == "sequence" for info in mod.TARGETS.values()):
+        raise ValueError("a chunked run cannot place both per-step and per-sequence losses")
+    how = {"mode": mode} if mode else {}
+    outputs: Dict[str, np.ndarray] = {}
+    loss = 0.0
+    state = state0
+    starts = []
+    for c, a in enumerate(range(0, T, k)):
+        b = min(a + k, T)
+        start = state if held is None or c == 0 else held[c]
+        starts.append(start)
+        # (a sequence that has ended keeps its state from this run, not the held one)
+        state = {n: np.array(v, copy=True) for n, v in (state or {}).items()}
+        active = length > a
+        ending = active & (length <= b)
+        groups = [(ending, True), (active & ~ending, False)] if per_sequence else [(active, True)]
+        for rows, with_targets in groups:
+            rows = np.flatnonzero(rows)
+            if not len(rows):
+                continue
+            out, _ = mod.forward(params, _take(mod.INPUTS, inputs, rows, a, b),
+                                 _take(mod.TARGETS, targets, rows, a, b) if with_targets
+                                 else None,
+                                 _take_states(mod, start, rows), b - a,
+                                 np.clip(length[rows] - a, 1, b - a), **how)
+            if "loss" in out:
+                loss += float(out["loss"])
+            for n, info in mod.OUTPUTS.items():
+                if n not in out:
+                    continue
+                v = out[n]
+                if n not in outputs:
+                    lead = (T, B) if info["kind"] == "sequence" else (B,)
+                    outputs[n] = np.zeros(lead + v.shape[len(lead):], v.dtype)
+                if info["kind"] == "sequence":
+                    outputs[n][a:b, rows] = v
+                else:
+                    ends = np.isin(rows, np.flatnonzero(ending))
+                    outputs[n][rows[ends]] = v[ends]
+            for n, v in out["final"].items():
+                _put_states(mod, state, n, rows, v, B)
+    outputs["final"] = state
+    if targets is not None and mod.TARGETS:
+        outputs["loss"] = loss
+    return outputs, starts
+
+
+def _batch_of(mod, inputs, targets, state0, lengths) -> int:
+    if lengths is not None:
+        return len(lengths)
+    for table, arrays in ((mod.INPUTS, inputs), (mod.TARGETS, targets or {})):
+        for n, v in arrays.items():
+            info = table[n]
+            if info["kind"] == "sequence":
+                return np.shape(v)[1]
+            if info["kind"] != "shared":
+                return np.shape(v)[0]
+    for n, v in (state0 or {}).items():
+        return np.shape(v)[1 if mod.STATES[n].get("steps", 1) > 1 else 0]
+    raise ValueError("a chunked run needs a batch: give lengths, a batched input or a state")
+
+
+def _take(table, arrays, rows, a, b) -> Optional[dict]:
+    """The steps a..b-1 (for sequences) of the batch rows ``rows`` of each array."""
+    if arrays is None:
+        return None
+    out = {}
+    for n, v in arrays.items():
+        kind = table[n]["kind"]
+        v = np.asarray(v)
+        out[n] = v[a:b][:, rows] if kind == "sequence" else v if kind == "shared" else v[rows]
+    return out
+
+
+def _take_states(mod, states, rows) -> Optional[dict]:
+    if not states:
+        return None
+    return {n: np.asarray(v)[:, rows] if mod.STATES[n].get("steps", 1) > 1 else
+            np.asarray(v)[rows] for n, v in states.items()}
+
+
+def _put_states(mod, states, n, rows, v, B: int) -> None:
+    """Write a chunk's final state ``v`` of its rows ``rows`` into the whole batch's."""
+    several = mod.STATES[n].get("steps", 1) > 1
+    if n not in states:  # (not given at the start: every row is in the first chunk)
+        states[n] = np.zeros(((v.shape[0], B) if several else (B,)) + v.shape[-1:], v.dtype)
+    if several:
+        states[n][:, rows] = v
+    else:
+        states[n][rows] = v
