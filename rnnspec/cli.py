@@ -7,6 +7,7 @@ and a hint, never a traceback).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import stat
@@ -31,6 +32,8 @@ EXAMPLES = {
               "--seed-class 0 --end 4\n  rnnspec sample specs/teacher_forcing.rnn --inputs x.npz "
               "--sample --seed 3",
     "plan": "example:\n  rnnspec plan specs/lstm.rnn\n  rnnspec plan specs/lstm.rnn -o lstm.plan",
+    "flow": "example:\n  rnnspec flow specs/elman.rnn --T 100\n  rnnspec flow specs/lstm.rnn "
+            "--T 100 -o lstm_flow.png --json lstm_flow.json",
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
@@ -137,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="check backward(..., truncate=(K, K)), truncated BPTT, against the "
                         "objective it computes exactly: the run in chunks of K steps, each "
                         "from the states at its start held constant")
+    _other_commands(cmd)
+    return p
+
+
+def _other_commands(cmd) -> None:
+    """The parsers of sample, flow, plan and graph (``cmd`` makes one with SPEC and --dim)."""
     sm = cmd("sample", "generate sequences from a spec with feedback(...), feeding back its own "
                        "choices")
     sm.add_argument("--params", metavar="FILE.npz",
@@ -158,6 +167,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="the class fed at the first step (the initial value of the fed-back "
                          "state, one-hot)")
     sm.add_argument("--end", type=count_arg, metavar="K", help="stop a sequence at this class")
+    fl = cmd("flow", "show the gradient vanish or explode: its norm at every step, the step "
+                     "Jacobian's norm and radius, the recurrent matrices' radii")
+    fl.add_argument("--params", metavar="FILE.npz",
+                    help="parameters (np.savez(FILE, **params)); default: the spec's "
+                         "initializers with --seed")
+    fl.add_argument("--T", type=positive_int, default=100, help="steps (default 100)")
+    fl.add_argument("--seed", type=count_arg, default=0,
+                    help="seed of the parameters, inputs and targets (default 0)")
+    fl.add_argument("-o", "--output", metavar="FLOW.png",
+                    help="also plot the curves (needs matplotlib: pip install 'rnnspec[plot]')")
+    fl.add_argument("--json", metavar="FILE.json", help="also write every number as JSON")
     pl = cmd("plan", "print the schedule and where every value lives (inline, a step's variable, "
                      "an array over all steps, a loop buffer, a view; what the cache keeps)")
     pl.add_argument("-o", "--output", metavar="FILE", help="output file (default: stdout)")
@@ -166,7 +186,6 @@ def _parser() -> argparse.ArgumentParser:
                     help="unroll the graph for T steps")
     gr.add_argument("--params", action="store_true", help="also draw the parameters")
     gr.add_argument("-o", "--output", metavar="FILE.dot", help="output file (default: stdout)")
-    return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -541,8 +560,42 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_flow(args) -> int:
+    from .flow import gradient_flow
+    from .graph import build_graph
+    from .truncation import check_truncatable
+    path, text, dims = _load(args)
+    png = output_path(args.output, path) if args.output else None  # (checked before any work)
+    js = output_path(args.json, path, "--json") if args.json else None
+    if png is not None and png.suffix.lower() != ".png":
+        raise UsageError(f"-o {args.output}: the plot is a PNG file; name it .png")
+    if png is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("-o needs matplotlib for the plot: pip install 'rnnspec[plot]' (or "
+                         "leave out -o for the table)")
+    a = analyze(text, dims, str(path), cli=True)
+    _warn(a)
+    check_truncatable(a.schedule, "rnnspec flow measures a recurrence forward in time on one "
+                      "axis", "flow the gradient of a network with one time axis, forward in "
+                      "time")  # (a positioned error otherwise)
+    dims = {k: a.model.dims[k] for k in dims}
+    mod = load_module(render(a), path.stem)
+    params = _load_npz(args.params, "params") if args.params else None
+    try:
+        flow = gradient_flow(mod, params, T=args.T, seed=args.seed, dims=dims,
+                             graph=build_graph(a.model), spec=path.name)
+    except ValueError as exc:
+        raise UsageError(f"{shown(path)}: {exc}") from None
+    _say(flow.table())
+    if js is not None:
+        write_output(js, flow.to_json() + "\n")
+    if png is not None:
+        flow.plot(png)
+        _say(f"wrote {png}")
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "check": cmd_check, "gradcheck": cmd_gradcheck,
-            "graph": cmd_graph, "plan": cmd_plan, "sample": cmd_sample}
+            "graph": cmd_graph, "plan": cmd_plan, "sample": cmd_sample, "flow": cmd_flow}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -29,16 +29,19 @@ from .delays import Whole
 from .errors import Reporter, SpecError
 
 HINT = "call backward without truncate= and xi= (full BPTT)"
+WHAT = "truncated BPTT cannot cut this spec"
 
 
-def refusal(sched, filename: Optional[str] = None) -> Optional[SpecError]:
+def refusal(sched, filename: Optional[str] = None, what: str = WHAT, hint: str = HINT
+            ) -> Optional[SpecError]:
     """None when ``backward(..., truncate=, xi=)`` is exact for this schedule, else the error
     that says why not (every reason, each at its position in the spec; ``filename``: the name
-    the spec file is shown as, by default the model's)."""
+    the spec file is shown as, by default the model's; ``what``, ``hint``: for another tool
+    that needs the same, such as ``rnnspec flow``)."""
     g = sched.graph
     m = g.model
     rep = Reporter(m.source, filename or m.filename, once_per_place=True)
-    what = "truncated BPTT cannot cut this spec"
+    HINT = hint
     if len(m.axes) > 1:
         other = m.axes[1]
         node = next((st for st in m.spec.statements
@@ -74,9 +77,9 @@ def refusal(sched, filename: Optional[str] = None) -> Optional[SpecError]:
     return None  # (unreachable: raise_if_errors raised)
 
 
-def check_truncatable(sched) -> None:
+def check_truncatable(sched, what: str = WHAT, hint: str = HINT) -> None:
     """Raise the :func:`refusal` of ``sched``, if any (before long work such as a gradcheck)."""
-    err = refusal(sched)
+    err = refusal(sched, None, what, hint)
     if err is not None:
         raise err
 

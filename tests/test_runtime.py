@@ -228,8 +228,8 @@ def test_feedback_forward_and_backward_run_the_mode(monkeypatch):
         F.forward("p", "x", mode="sample")
     assert F.backward("p", {"mode": "teacher"})[0] == "d teacher"
     assert F.backward("p", {"mode": "free"}, "up") == (
-        "d free", ("p", {"mode": "free"}, "up", None, None))
-    assert F.backward("p", {"mode": "free"}, "up", "xi", (2, 2))[1][3:] == ("xi", (2, 2))
+        "d free", ("p", {"mode": "free"}, "up", None, None, False))
+    assert F.backward("p", {"mode": "free"}, "up", "xi", (2, 2), True)[1][3:] == ("xi", (2, 2), True)
 
 
 def _sampler(monkeypatch, fed, probs):
@@ -308,7 +308,7 @@ def _toy_forward(params, inputs, targets=None, state0=None, T=None, lengths=None
     return out, cache
 
 
-def _toy_backward(params, cache, d_outputs=None, xi=None):
+def _toy_backward(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     up, dims, s, a = V._upstream(d_outputs, cache), cache["dims"], cache["s"], cache["a"]
     mask = V._step_mask(dims)
     d_s = np.zeros_like(s)  # the gradient of s[t], t = 0..T

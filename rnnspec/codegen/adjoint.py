@@ -111,7 +111,7 @@ class Adjoint(Pass):
                                  f"layout plan does not keep")
         em = Emitter()
         em(f"def {self.v.fname('backward')}(params, cache, d_outputs=None, xi=None, "
-           f"truncate=None):")
+           f"truncate=None, state_grads=False):")
         with em.indent():
             em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
             em("")
@@ -119,7 +119,8 @@ class Adjoint(Pass):
             em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
             for line in TRUNCATE_DOC if self.v.truncation is None else REFUSED_DOC:
                 em(line)
-            em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.")
+            em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec")
+            em("(and with state_grads=True 'states': each state's gradient at every step).")
             em('"""')
             em("up = _upstream(d_outputs, cache)")
             em("dims = cache['dims']")

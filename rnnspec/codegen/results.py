@@ -81,6 +81,7 @@ class Results(Pass):
                 unpacked = True
             em(f"{self.adj.gname(i)} = {leaf_grads[i]}")
             leaf_grads[i] = self.adj.gname(i)
+        self.state_grads(em)
         em("return {")
         with em.indent():
             for key, kind in (("params", "param"), ("inputs", "input")):
@@ -94,4 +95,22 @@ class Results(Pass):
                         em(f"{self.ops[i].name!r}: {leaf_grads[i]},")
                 em("},")
             em("'state0': d_state0,")
+            if self.m.states:
+                em("**({'states': d_states} if state_grads else {}),")
         em("}")
+
+    def state_grads(self, em: Emitter) -> None:
+        """With ``state_grads=True``: each state's gradient at every step, (T, B, size) like
+        its output, the loss's total derivative with respect to it (what vanishes or
+        explodes through the recurrence)."""
+        if not self.m.states:
+            return
+        em("if state_grads:  # each state's gradient at every step (see rnnspec flow)")
+        with em.indent():
+            em("d_states = {}")
+            for name in self.m.states:
+                i = self.g.values[name]
+                gn = self.adj.bufname.get(i)
+                text = self.v.window(gn, i, 0) if gn and self.adj.grad.get(i) is not None \
+                    else self.v.zeros(i)
+                em(f"d_states[{name!r}] = {self.v.unflat(text, self.v.axis_of(i))}")

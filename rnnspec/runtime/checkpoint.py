@@ -21,7 +21,7 @@ def _forward_full(params, inputs, targets=None, state0=None, T=None, lengths=Non
     raise NotImplementedError("_forward_full is the generated module's own")
 
 
-def _backward_full(params, cache, d_outputs=None, xi=None, truncate=None):
+def _backward_full(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     """Stand-in for the module's own backward pass over one segment."""
     raise NotImplementedError("_backward_full is the generated module's own")
 
@@ -113,11 +113,12 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     return outputs, cache
 
 
-def backward(params, cache, d_outputs=None, xi=None, truncate=None):
+def backward(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     """BPTT segment by segment, last first: each segment is recomputed from its checkpoint and
     differentiated with _backward_full, the gradient of its initial states carried into the
     previous segment.  Arguments and result as _backward_full's: {'params', 'inputs', 'state0'}
-    (xi, truncate: each segment gets its steps of the factors, see _truncation).
+    (xi, truncate: each segment gets its steps of the factors, see _truncation; state_grads:
+    the segments' per-step state gradients, put together).
     """
     up = _upstream(d_outputs, cache)
     dims = cache["dims"]
@@ -127,6 +128,7 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None):
     for n, v in inputs.items():
         d_inputs[n] = np.zeros_like(v)
     d_final = up["final"]
+    d_states = {}
     segments = _segments(dims["T"])
     for s in reversed(range(len(segments))):
         a, b = segments[s]
@@ -142,7 +144,10 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None):
             passed = {n: np.where(ended, g, 0) for n, g in d_final.items()}
             d_final = {n: np.where(ended, 0, g) for n, g in d_final.items()}
         d["final"] = d_final
-        grads = _backward_full(params, seg_cache, d, None if xi is None else xi[a:b, :, 0])
+        grads = _backward_full(params, seg_cache, d, None if xi is None else xi[a:b, :, 0],
+                               None, state_grads)
+        for n, g in grads.get("states", {}).items():
+            d_states.setdefault(n, np.zeros((dims["T"],) + g.shape[1:], g.dtype))[a:b] = g
         if d_params is None:
             d_params = grads["params"]
         else:
@@ -153,4 +158,7 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None):
             else:
                 d_inputs[n] = d_inputs[n] + g
         d_final = {n: g + passed[n] if n in passed else g for n, g in grads["state0"].items()}
-    return {"params": d_params, "inputs": d_inputs, "state0": d_final}
+    grads = {"params": d_params, "inputs": d_inputs, "state0": d_final}
+    if state_grads:
+        grads["states"] = d_states
+    return grads

@@ -31,12 +31,12 @@ def _forward_sample(params, inputs, targets=None, state0=None, T=None, lengths=N
     raise NotImplementedError("_forward_sample is the generated module's own")
 
 
-def _backward_teacher(params, cache, d_outputs=None, xi=None, truncate=None):
+def _backward_teacher(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     """Stand-in for the module's own backward pass of a teacher-forced run."""
     raise NotImplementedError("_backward_teacher is the generated module's own")
 
 
-def _backward_free(params, cache, d_outputs=None, xi=None, truncate=None):
+def _backward_free(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     """Stand-in for the module's own backward pass of a free-running run."""
     raise NotImplementedError("_backward_free is the generated module's own")
 
@@ -56,11 +56,11 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None, mod
     raise ValueError(f"mode must be 'teacher' or 'free', not {mode!r}")
 
 
-def backward(params, cache, d_outputs=None, xi=None, truncate=None):
+def backward(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     """BPTT for the mode forward ran in; see _backward_teacher."""
     if cache["mode"] == "teacher":
-        return _backward_teacher(params, cache, d_outputs, xi, truncate)
-    return _backward_free(params, cache, d_outputs, xi, truncate)
+        return _backward_teacher(params, cache, d_outputs, xi, truncate, state_grads)
+    return _backward_free(params, cache, d_outputs, xi, truncate, state_grads)
 
 
 def generate(params, inputs=None, T=None, state0=None, seed=0, greedy=True, end=None, batch=None):

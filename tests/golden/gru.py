@@ -190,7 +190,7 @@ def forward(params, inputs, targets=None, state0=None, T=None, lengths=None):
     return outputs, cache
 
 
-def backward(params, cache, d_outputs=None, xi=None, truncate=None):
+def backward(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=False):
     """Vector-Jacobian product of the whole unrolled network (BPTT).
 
     d_outputs may hold an upstream gradient for any named value (same shape as in
@@ -198,7 +198,8 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None):
     xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through
     the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):
     it is cut at the start of every chunk of k steps (truncated BPTT).
-    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec.
+    Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec
+    (and with state_grads=True 'states': each state's gradient at every step).
     """
     up = _upstream(d_outputs, cache)
     dims = cache['dims']
@@ -299,6 +300,9 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None):
     d_Ur = d_W_x_stacked[n_hidden:2 * n_hidden]
     d_Wr = d_W_h_stacked[n_hidden:2 * n_hidden]
     d_U = d_W_x_stacked[2 * n_hidden:3 * n_hidden]
+    if state_grads:  # each state's gradient at every step (see rnnspec flow)
+        d_states = {}
+        d_states['h'] = d_h[1:]
     return {
         'params': {
             'Uz': d_Uz,
@@ -317,6 +321,7 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None):
             'x': d_x,
         },
         'state0': d_state0,
+        **({'states': d_states} if state_grads else {}),
     }
 
 

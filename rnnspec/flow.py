@@ -1,0 +1,212 @@
+"""Seeing gradients vanish and explode (004 3.1): how the gradient of a loss shrinks or grows as
+it flows back through the recurrence, measured on a generated module.
+
+In: a generated module (one time axis, forward in time), parameters, T and a seed.  Out: a
+:class:`Flow`: for every state s and step t, ``||dL/ds_t||`` for a loss on the last step's states
+(a random unit upstream gradient on the final states: the classic curve ``||(W^T)^(T-t) g||``
+of a linear network) and for the spec's own loss (random targets), both from the generated
+backward's per-step state gradients (``backward(..., state_grads=True)``); the spectral norm and
+the spectral radius of the step Jacobian ``dS_t/dS_{t-1}`` of all states together at every t
+(exact: its rows are one batched VJP of a one-step run); and the spectral radius of every
+recurrent matrix (a parameter multiplying a state read steps back).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .delays import Step
+from .gradcheck import random_problem
+
+MAX_JACOBIAN = 512  # states' total size past which the step Jacobian is not formed
+
+
+@dataclass
+class Flow:
+    spec: str
+    T: int
+    last: Dict[str, np.ndarray]  # state -> (T,) ||dL/ds_t|| for the loss on the last states
+    loss: Dict[str, np.ndarray]  # the same for the spec's own loss (empty without one)
+    jacobian_norm: Optional[np.ndarray]  # (T,) ||dS_t/dS_{t-1}||_2 (t = 1: from state0)
+    jacobian_radius: Optional[np.ndarray]  # (T,) its spectral radius
+    matrices: Dict[str, float] = field(default_factory=dict)  # recurrent matrix -> its rho
+    upstream: Dict[str, np.ndarray] = field(default_factory=dict)  # the unit g on the finals
+    note: str = ""
+
+    def table(self, rows: int = 11) -> str:
+        """The curves at ``rows`` steps spread over 1..T, and the matrices' radii."""
+        steps = sorted(set(np.linspace(0, self.T - 1, min(rows, self.T)).round().astype(int)))
+        head = ["t"] + [f"|dL/d{s}| last" for s in self.last] + \
+            [f"|dL/d{s}| loss" for s in self.loss]
+        if self.jacobian_norm is not None:
+            head += ["|J_t|", "rho(J_t)"]
+        body = []
+        for t in steps:
+            row = [str(t + 1)] + [f"{v[t]:.3e}" for v in self.last.values()] + \
+                [f"{v[t]:.3e}" for v in self.loss.values()]
+            if self.jacobian_norm is not None:
+                row += [f"{self.jacobian_norm[t]:.3f}", f"{self.jacobian_radius[t]:.3f}"]
+            body.append(row)
+        widths = [max(len(x) for x in col) for col in zip(head, *body)]
+        fmt = "  ".join("{:>%d}" % w for w in widths)
+        lines = [f"gradient flow of {self.spec} (T={self.T}, batch 1): the gradient's norm at "
+                 f"each step, for a loss on the last step's states ('last') and for the spec's "
+                 f"loss; J_t = dS_t/dS_(t-1), all states together", "",
+                 fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+        lines += [fmt.format(*r) for r in body]
+        if self.matrices:
+            lines += ["", "spectral radius of the recurrent matrices: " + ", ".join(
+                f"rho({n}) = {r:.3f}" for n, r in self.matrices.items())]
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        conv = lambda d: {k: v.tolist() for k, v in d.items()}  # noqa: E731
+        return json.dumps({"spec": self.spec, "T": self.T, "last": conv(self.last),
+                           "loss": conv(self.loss),
+                           "jacobian_norm": None if self.jacobian_norm is None
+                           else self.jacobian_norm.tolist(),
+                           "jacobian_radius": None if self.jacobian_radius is None
+                           else self.jacobian_radius.tolist(),
+                           "matrices": self.matrices, "note": self.note}, indent=1)
+
+    def plot(self, path) -> None:
+        """The curves on a log scale, as a PNG (needs matplotlib: ``pip install rnnspec[plot]``)."""
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(7, 4))
+        t = np.arange(1, self.T + 1)
+        for s, v in self.last.items():
+            ax.semilogy(t, np.maximum(v, 1e-300), label=f"|dL/d{s}_t|, loss on the last step")
+        for s, v in self.loss.items():
+            ax.semilogy(t, np.maximum(v, 1e-300), "--", label=f"|dL/d{s}_t|, the spec's loss")
+        ax.set_xlabel("t")
+        ax.set_title(f"gradient flow: {self.spec}")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+
+
+def gradient_flow(mod, params=None, T: int = 100, seed: int = 0, dims=None, graph=None,
+                  spec: str = "spec") -> Flow:
+    """The :class:`Flow` of module ``mod`` (parameters: ``params``, else its initializers with
+    ``seed``) on one random sequence of T steps; ``graph`` (the spec's op graph) names the
+    recurrent matrices."""
+    if len(mod.AXES) != 1 or getattr(mod, "TRUNCATE", None) is not None:
+        raise ValueError("rnnspec flow needs a network with one time axis running forward in "
+                         "time" + (f": {mod.TRUNCATE}" if getattr(mod, "TRUNCATE", None) else ""))
+    if params is None:
+        params = mod.init_params(dims, seed=seed)
+    _, inputs, targets, _, _ = random_problem(mod, dims, T, 1, seed)
+    out, cache = mod.forward(params, inputs, targets, None, T)
+    rng = np.random.default_rng(seed + 1)
+    g = {n: rng.standard_normal(v.shape) for n, v in out["final"].items()}
+    size = np.sqrt(sum(float(np.sum(v * v)) for v in g.values()))
+    up = {"final": {n: v / size for n, v in g.items()}}
+    if "loss" in out:
+        up["loss"] = 0.0
+    last = _norms(mod.backward(params, cache, up, state_grads=True)["states"])
+    loss = _norms(mod.backward(params, cache, state_grads=True)["states"]) if "loss" in out \
+        else {}
+    norm = radius = None
+    note = ""
+    n_state = sum(v.size for v in out["final"].values())
+    if n_state <= MAX_JACOBIAN:
+        norm, radius = _jacobians(mod, params, inputs, T)
+    else:
+        note = (f"the step Jacobian is not formed: the states hold {n_state} numbers "
+                f"(more than {MAX_JACOBIAN}); use smaller dims")
+    return Flow(spec, T, last, loss, norm, radius, _recurrent_radii(graph, params),
+                note=note, upstream=up["final"])
+
+
+def _norms(states) -> Dict[str, np.ndarray]:
+    """||.|| over everything but the step axis of each (T, B=1, ...) state gradient."""
+    return {n: np.sqrt(np.sum(np.reshape(v, (v.shape[0], -1)) ** 2, axis=1))
+            for n, v in states.items()}
+
+
+def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
+    """dS_t/dS_{t-1} for t = 1..T, S every state's carried steps flattened and put together:
+    each is the one-step run from the states before step t (reached step by step, which is
+    exactly the whole run), its rows at once as one VJP of a batch of N copies."""
+    state = None
+    jacobians = []
+    for t in range(T):
+        one = {n: v[t:t + 1] if mod.INPUTS[n]["kind"] == "sequence" else v
+               for n, v in inputs.items()}
+        out, _ = mod.forward(params, one, None, state, 1)
+        if state is None:
+            state = {n: np.zeros_like(v) for n, v in out["final"].items()}
+            out, _ = mod.forward(params, one, None, state, 1)  # (from state0 = 0, as given)
+        names = list(out["final"])
+        shapes = {n: out["final"][n].shape for n in names}
+        N = sum(int(np.prod(s)) for s in shapes.values())
+        rep = lambda v, info: np.repeat(v, N, axis=1 if info["kind"] == "sequence" else 0)  # noqa
+        batch = {n: rep(v, mod.INPUTS[n]) if mod.INPUTS[n]["kind"] != "shared" else v
+                 for n, v in one.items()}
+        s0 = {n: np.repeat(state[n], N, axis=_batch_axis(mod, n)) for n in names}
+        _, cache = mod.forward(params, batch, None, s0, 1)
+        eye = np.eye(N)
+        d_final, k = {}, 0
+        for n in names:
+            m = int(np.prod(shapes[n]))
+            d_final[n] = _rows_to_state(mod, n, eye[:, k:k + m], shapes[n], N)
+            k += m
+        g = mod.backward(params, cache, {"final": d_final})["state0"]
+        J = np.concatenate([_state_to_rows(mod, n, g[n], N) for n in names], axis=1)
+        jacobians.append(J)  # (row i: the gradient of output coordinate i)
+        state = out["final"]
+    return jacobians
+
+
+def _jacobians(mod, params, inputs, T):
+    Js = step_jacobians(mod, params, inputs, T)
+    norm = np.array([np.linalg.norm(J, 2) for J in Js])
+    radius = np.array([np.abs(np.linalg.eigvals(J)).max() for J in Js])
+    return norm, radius
+
+
+def _batch_axis(mod, n) -> int:
+    return 1 if mod.STATES[n].get("steps", 1) > 1 else 0
+
+
+def _rows_to_state(mod, n, rows, shape, N):
+    """(N, m) rows (one per batch copy) as the state's (d, N, size) or (N, size) array."""
+    if _batch_axis(mod, n):
+        d, _, size = shape
+        return rows.reshape(N, d, size).transpose(1, 0, 2)
+    return rows.reshape(N, shape[-1])
+
+
+def _state_to_rows(mod, n, v, N):
+    if _batch_axis(mod, n):
+        return v.transpose(1, 0, 2).reshape(N, -1)
+    return v.reshape(N, -1)
+
+
+def _recurrent_radii(graph, params) -> Dict[str, float]:
+    """rho of every square parameter matrix that multiplies a value read steps back."""
+    if graph is None:
+        return {}
+    names = []
+    for op in graph.ops.values():
+        if op.op != "matvec" or len(op.args) != 2:
+            continue
+        (w, _), (v, delay) = op.args
+        wop = graph.ops[w]
+        if wop.op == "param" and isinstance(delay, Step) and delay.steps > 0 and \
+                wop.name not in names:
+            names.append(wop.name)
+    out = {}
+    for n in names:
+        W = np.asarray(params[n])
+        if W.ndim == 2 and W.shape[0] == W.shape[1]:
+            out[n] = float(np.abs(np.linalg.eigvals(W)).max())
+    return out
