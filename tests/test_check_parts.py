@@ -9,7 +9,7 @@ import rnnspec
 from conftest import ROOT, SPECS
 from rnnspec import ast
 from rnnspec.check import BUILTINS, FUNCTIONS, LOSS_FUNCS, STATIC, STEP, Context, Symbols, Ty
-from rnnspec.check import functions
+from rnnspec.check import elaborate, functions
 from rnnspec.check.model import ValueInfo
 from rnnspec.compose import expand_blocks
 from rnnspec.ops import RULES
@@ -73,6 +73,16 @@ def test_an_unknown_function_is_refused_with_its_position_and_a_suggestion():
 
 
 def test_the_table_dispatches_by_name(monkeypatch):
+    unary = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
+    expected = {**{name: functions.unary for name in unary},
+                "softmax": functions.softmax, "concat": functions.concat,
+                "affine": elaborate.connection, "gate": elaborate.connection,
+                "attend": elaborate.attention, "feedback": functions.feedback,
+                "onehot": functions.onehot, "cross_entropy": functions.loss_outside_loss,
+                "squared_error": functions.loss_outside_loss}
+    assert set(BUILTINS) == set(expected)
+    for name, typer in expected.items():
+        assert BUILTINS[name] is typer, (name, BUILTINS[name])
     seen = []
 
     def spy(sym, call, ctx):
