@@ -277,7 +277,7 @@ def test_reading_a_states_step_0_says_it_is_the_initial_value():
 def _chain(n, state=False, cycle=True):
     """n values, each reading a later-declared one (v_i = v_{i+1}), the last reading x (and,
     with ``cycle``, v0 one step back: a cycle, legal only through a state)."""
-    last = f"tanh(v0[t-1] + x[t])" if cycle else "tanh(x[t])"
+    last = "tanh(v0[t-1] + x[t])" if cycle else "tanh(x[t])"
     lines = ["dim n = 3", "input x[t]: n", "target y[t]: n"] + (["state v0: n"] if state else [])
     lines += [f"v{i}[t] = v{i + 1}[t]" for i in range(n - 1)] + [f"v{n - 1}[t] = {last}"]
     return "\n".join(lines + ["loss = squared_error(v0[t], y[t])"]) + "\n"

@@ -140,8 +140,8 @@ def onehot(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
         return None
     tgt = sym.targets[r.name]
     if not ctx.teacher:
-        sym.rep.error(c, f"targets are fed to the network only on the teacher side of "
-                      f"feedback()", f"feedback(onehot({r.name}[t-1]), o[t-1])")
+        sym.rep.error(c, "targets are fed to the network only on the teacher side of "
+                      "feedback()", f"feedback(onehot({r.name}[t-1]), o[t-1])")
         return None
     ix = r.index
     if tgt.kind != "class" or not tgt.seq or ix is None or ix.kind != "rel" or \
