@@ -46,8 +46,7 @@ def attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
 def _connection(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     opts = _options(sym, c, ("size", "name", "bias", "init"))
     if not c.args:
-        sym.rep.error(c, f"{c.func}() needs at least one source", f"{c.func}(x[t], h[t-1])")
-        return None
+        raise sym.refuse(c, f"{c.func}() needs at least one source", f"{c.func}(x[t], h[t-1])")
     size = _connection_size(sym, c, ctx, opts)
     prefix = _option(sym, opts, "name", None, _plain_name, "f") or \
         _automatic_prefix(sym, ctx.owner)
@@ -58,9 +57,8 @@ def _connection(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
         return None
     for a, t in zip(c.args, tys):
         if t.shape != "vec":
-            sym.rep.error(a, f"{c.func}() sources are vectors, but {unparse(a)} is "
-                          f"{t.describe()}", "pass vectors")
-            return None
+            raise sym.refuse(a, f"{c.func}() sources are vectors, but {unparse(a)} is "
+                             f"{t.describe()}", "pass vectors")
     labels = _weight_labels(c.args)
     new = [(f"W_{prefix}_{lab}", (size, t.rows), init, init_arg) for lab, t in zip(labels, tys)]
     if bias:
@@ -204,9 +202,8 @@ def _weight_labels(args) -> List[str]:
 def _attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     opts = _options(sym, c, ("score", "size", "name", "window", "mask"))
     if len(c.args) not in (2, 3):
-        sym.rep.error(c, f"attend() takes a query, keys and optionally values, got "
-                      f"{len(c.args)} arguments", "attend(s[i-1], h) or attend(q[t], k, v)")
-        return None
+        raise sym.refuse(c, f"attend() takes a query, keys and optionally values, got "
+                         f"{len(c.args)} arguments", "attend(s[i-1], h) or attend(q[t], k, v)")
     score = _option(sym, opts, "score", "dot", _score_option)
     q = expressions.type_expr(sym, c.args[0], ctx.operand())
     keys = whole_sequence(sym, c.args[1], "keys")
@@ -214,22 +211,19 @@ def _attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     if q is None or keys is None or vals is None:
         return None
     if q.shape != "vec":
-        sym.rep.error(c.args[0], f"the query of attend() is a vector, but "
-                      f"{unparse(c.args[0])} is {q.describe()}", "pass a vector")
-        return None
+        raise sym.refuse(c.args[0], f"the query of attend() is a vector, but "
+                         f"{unparse(c.args[0])} is {q.describe()}", "pass a vector")
     (kname, ksize, kaxis), (vname, vsize, vaxis) = keys, vals
     if vaxis != kaxis:
-        sym.rep.error(c.args[2], f"keys '{kname}' run over steps {kaxis} but values "
-                      f"'{vname}' over steps {vaxis}", "keys and values are steps of one "
-                      "sequence")
-        return None
+        raise sym.refuse(c.args[2], f"keys '{kname}' run over steps {kaxis} but values "
+                         f"'{vname}' over steps {vaxis}", "keys and values are steps of one "
+                         "sequence")
     regroup = _regroup(sym, c, ctx, q, kname, ksize, kaxis)
     if score in ("dot", "scaled", "cosine") and q.rows != ksize:
-        sym.rep.error(c, f"score={score} compares the query with each key, but the query "
-                      f"{unparse(c.args[0])} has size {q.rows} and the keys '{kname}' size "
-                      f"{ksize}", "make the sizes equal, or use score=general (a matrix "
-                      "between them) or score=concat")
-        return None
+        raise sym.refuse(c, f"score={score} compares the query with each key, but the query "
+                         f"{unparse(c.args[0])} has size {q.rows} and the keys '{kname}' size "
+                         f"{ksize}", "make the sizes equal, or use score=general (a matrix "
+                         "between them) or score=concat")
     att = _option(sym, opts, "size", q.rows, _size_option)
     window = _option(sym, opts, "window", None, _window_option)
     causal = _option(sym, opts, "mask", False, _mask_option, q, kaxis)
