@@ -8,8 +8,9 @@ import pytest
 import rnnspec
 from conftest import ROOT, SPECS
 from rnnspec import ast
-from rnnspec.check import BUILTINS, FUNCTIONS, LOSS_FUNCS, STATIC, STEP, Context, Symbols, Ty
-from rnnspec.check import functions
+from rnnspec.check import (BUILTINS, FUNCTIONS, LOSS_FUNCS, MAX_SUGGESTIONS, STATIC, STEP, Context,
+                           Symbols, Ty)
+from rnnspec.check import elaborate, functions
 from rnnspec.check.model import ValueInfo
 from rnnspec.compose import expand_blocks
 from rnnspec.ops import RULES
@@ -73,6 +74,16 @@ def test_an_unknown_function_is_refused_with_its_position_and_a_suggestion():
 
 
 def test_the_table_dispatches_by_name(monkeypatch):
+    unary = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
+    expected = {**{name: functions.unary for name in unary},
+                "softmax": functions.softmax, "concat": functions.concat,
+                "affine": elaborate.connection, "gate": elaborate.connection,
+                "attend": elaborate.attention, "feedback": functions.feedback,
+                "onehot": functions.onehot, "cross_entropy": functions.loss_outside_loss,
+                "squared_error": functions.loss_outside_loss}
+    assert set(BUILTINS) == set(expected)
+    for name, typer in expected.items():
+        assert BUILTINS[name] is typer, (name, BUILTINS[name])
     seen = []
 
     def spy(sym, call, ctx):
@@ -166,3 +177,17 @@ def test_created_parameters_are_refused_on_a_taken_name_and_each_reported():
     assert not sym.create_param(call, "Wa_c", (Size.dim("n"),), "normal", 0.1,
                                 maker="attention")
     assert sym.rep.errors[-1].hint == "give the attention its own prefix with name=..."
+
+
+def test_undefined_keys_of_attention_share_the_did_you_mean_cap():
+    """attend(q, keys) over an undefined name goes the way of every undefined name: a
+    did-you-mean for the first MAX_SUGGESTIONS of them (counted together), the hint after."""
+    n = MAX_SUGGESTIONS + 3
+    text = "dim n = 3\ninput x[t]: n\nh[t] = tanh(x[t] + hx[t])\n" + "".join(
+        f"c{k}[t] = attend(h[t], hh)\n" for k in range(n))
+    diags = [d for d in _errors(text) if d.message in ("undefined name 'hx'",
+                                                       "undefined name 'hh'")]
+    assert len(diags) == n + 1 and diags[0].message == "undefined name 'hx'"
+    hints = [d.hint for d in diags[1:]]
+    assert hints == ["did you mean 'h'?"] * (MAX_SUGGESTIONS - 1) + [
+        "attend over an input or a value with a time index, such as h"] * (n - MAX_SUGGESTIONS + 1)

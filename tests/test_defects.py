@@ -132,13 +132,14 @@ def test_late_values_is_linear_in_a_long_recurrence(monkeypatch):
 def test_many_undefined_names_search_for_suggestions_a_bounded_number_of_times(monkeypatch):
     # 3,000 undefined names each searched all 3,000 names for a did-you-mean (37 s)
     from rnnspec import check
+    from rnnspec.check import symbols  # where the did-you-mean search runs
     searched = [0]
-    close = check.difflib.get_close_matches
+    close = symbols.difflib.get_close_matches
 
     def counted(word, possibilities, *a, **k):
         searched[0] += len(possibilities)
         return close(word, possibilities, *a, **k)
-    monkeypatch.setattr(check.difflib, "get_close_matches", counted)
+    monkeypatch.setattr(symbols.difflib, "get_close_matches", counted)
     n = 3000
     text = "dim n = 2\ninput x[t]: n\n" + "".join(
         f"value{i}[t] = x[t] + valeu{i}[t]\n" for i in range(n)) + \
@@ -276,7 +277,7 @@ def test_reading_a_states_step_0_says_it_is_the_initial_value():
 def _chain(n, state=False, cycle=True):
     """n values, each reading a later-declared one (v_i = v_{i+1}), the last reading x (and,
     with ``cycle``, v0 one step back: a cycle, legal only through a state)."""
-    last = f"tanh(v0[t-1] + x[t])" if cycle else "tanh(x[t])"
+    last = "tanh(v0[t-1] + x[t])" if cycle else "tanh(x[t])"
     lines = ["dim n = 3", "input x[t]: n", "target y[t]: n"] + (["state v0: n"] if state else [])
     lines += [f"v{i}[t] = v{i + 1}[t]" for i in range(n - 1)] + [f"v{n - 1}[t] = {last}"]
     return "\n".join(lines + ["loss = squared_error(v0[t], y[t])"]) + "\n"

@@ -7,7 +7,6 @@ grammar's vocabulary, deep nesting, very long lines, empty and comment-only file
 Everything is seeded, so a failure is reproducible; the failing text is in the assertion message.
 """
 import random
-import re
 import traceback
 from pathlib import Path
 
@@ -76,7 +75,7 @@ def check_diagnostics(exc: SpecError, text: str) -> None:
 
 
 # ----- (a) mutations of the example specs -----------------------------------------------------
-from rnnspec.mutate import NAME, literals, mutant, vocabulary_words  # noqa: E402 (the mutator)
+from rnnspec.mutate import literals, mutant, vocabulary_words  # noqa: E402 (the mutator)
 
 DONORS = [p.read_text(encoding="utf-8") for p in SPECS]  # splices between specs
 

@@ -24,13 +24,20 @@ def test_every_rule_helper_is_a_group_and_every_definition_is_in_one():
     assert defined == in_groups
 
 
-def test_copied_text_is_the_file_text_and_defines_the_same_functions():
-    text = HELPERS_FILE.read_text()
-    for name, body in helper_texts().items():
-        assert body.strip("\n") in text
+def test_each_group_is_its_function_and_modules_copy_it_as_it_is():
+    groups = helper_texts()
+    for name, body in groups.items():
         scope = {"np": np}
         exec(compile(body, f"<helper {name}>", "exec"), scope)
-        assert name in scope or any(k.startswith(name) for k in scope)
+        defined = {k for k, v in scope.items() if callable(v) and k != "np"}
+        assert name in defined and all(k.startswith(name) for k in defined), (name, defined)
+    copied = set()  # every group a generated module defines is the group's text, unchanged
+    for path in sorted(SPECS.glob("*.rnn")):
+        source = rnnspec.generate(path.read_text(), None, str(path), base=SPECS)
+        for name in _defined(source) & set(groups):
+            assert groups[name] in source, (path.name, name)
+            copied.add(name)
+    assert copied == set(groups), set(groups) - copied
 
 
 def test_sigmoid_softmax_onehot():
@@ -66,9 +73,8 @@ def test_cross_entropy_and_its_gradient_by_central_differences():
 def test_validation_runtime_is_the_file_text_and_imports():
     import rnnspec.runtime.validate as V
     from rnnspec.codegen import RUNTIME
-    text = Path(V.__file__).read_text()
-    assert RUNTIME.strip("\n") in text
-    assert callable(V._validate) and callable(V._upstream)
+    assert RUNTIME == helper_texts("validate.py")["runtime"]
+    assert {"_validate", "_upstream"} <= _defined(RUNTIME) <= set(vars(V))
     assert V._terms("2*hidden + in") == ((2, "hidden"), (1, "in"))
 
 
@@ -88,6 +94,9 @@ RUNTIME_FILES = {"validate.py": ("runtime", "RUNTIME"), "api.py": ("api", "LOSS_
                  "checkpoint.py": ("checkpoint", "CHECKPOINT_API"),
                  "feedback.py": ("feedback", "FEEDBACK_API"),
                  "truncation.py": ("truncation", "TRUNCATION")}
+RUNTIME_USERS = {"validate.py": ("elman", {}), "api.py": ("elman", {}),
+                 "checkpoint.py": ("elman", {"checkpoint": 3}), "feedback.py": ("generate", {}),
+                 "truncation.py": ("elman", {})}
 
 
 def _defined(text):
@@ -101,7 +110,9 @@ def test_each_runtime_file_is_one_group_copied_as_it_is(filename):
     groups = helper_texts(filename)
     assert list(groups) == [group]
     assert getattr(codegen, constant) == groups[group]
-    assert groups[group].strip("\n") in text
+    spec, kw = RUNTIME_USERS[filename]  # a module that has this file's group: it has it whole
+    assert groups[group] in rnnspec.generate((SPECS / f"{spec}.rnn").read_text(), None,
+                                             f"{spec}.rnn", **kw)
     stand_ins = text[:text.index("\n# ---- helper:")]  # defined for this file only, not copied
     assert _defined(stand_ins).isdisjoint(_defined(groups[group]))
     assert "{OWNER}" not in text and "{SOURCE}" not in text
@@ -470,15 +481,26 @@ def test_validate_refuses(tables, change, message):
         V._validate(**args)
 
 
-def test_validate_remembers_the_shapes_it_checked(tables):
+def test_validate_remembers_the_shapes_it_checked(tables, monkeypatch):
     tables(V, **VAL)
+    checked = []
+    check = V._check_shapes
+    monkeypatch.setattr(V, "_check_shapes", lambda entries, dims: (
+        checked.append([a.shape for _, a, _ in entries]), check(entries, dims))[1])
     args = _val_args()
     dims = V._validate(*args, None)[-1]
-    assert len(V._SHAPES_SEEN) == 1
+    assert len(checked) == 1
     again = V._validate(*args, None)[-1]
-    assert len(V._SHAPES_SEEN) == 1 and list(again["last"]) == list(dims["last"])
+    assert len(checked) == 1  # the same shapes: not checked again, the same dims
+    assert {k: v for k, v in again.items() if k not in ("last", "lengths")} == \
+        {k: v for k, v in dims.items() if k not in ("last", "lengths")}
+    assert list(again["last"]) == list(dims["last"])
     V._validate(*args, 3)  # T given: another call
-    assert len(V._SHAPES_SEEN) == 2
+    assert len(checked) == 2
+    V._validate(*_val_args(T=4), None)  # new shapes: checked
+    assert len(checked) == 3 and checked[-1][2] == (4, 2, 2)
+    V._validate(*_val_args(T=4), None)
+    assert len(checked) == 3
 
 
 def test_steps_of_validate_alone(tables):

@@ -21,7 +21,6 @@ import pytest
 
 import rnnspec
 from conftest import BAD_FILENAME, SPECS, assert_rendered, first_error
-from rnnspec import SpecError
 from rnnspec.gradcheck import random_problem
 
 ATTENTION = sorted(p.stem for p in SPECS.glob("attention_*.rnn"))

@@ -26,15 +26,13 @@ import each other as modules and look functions up when called.
 """
 from __future__ import annotations
 
-import difflib  # noqa: F401 - the did-you-mean search (tests patch rnnspec.check.difflib)
 from typing import Dict, Optional
 
 from .. import ast
 from . import declarations, losses, network, values
 from .context import Context
-from .declarations import INITIALIZERS, check_module_names
-from .elaborate import SCORES
-from .functions import BUILTINS, FUNCTIONS, LOSS_FUNCS, UNARY_FUNCS
+from .declarations import check_module_names
+from .functions import BUILTINS, FUNCTIONS, LOSS_FUNCS
 from .model import (PARAM, STATIC, STEP, Attention, Connection, InputInfo, LossInfo, Model,
                     ParamInfo, StateInfo, TargetInfo, Ty, ValueInfo)
 from .references import MAX_STEP_BYTES
@@ -43,8 +41,8 @@ from .symbols import MAX_SUGGESTIONS, Symbols, suggest
 
 __all__ = ["check", "check_module_names", "Model", "Ty", "InputInfo", "TargetInfo", "ParamInfo",
            "StateInfo", "ValueInfo", "Connection", "Attention", "LossInfo", "STEP", "STATIC",
-           "PARAM", "BUILTINS", "FUNCTIONS", "LOSS_FUNCS", "UNARY_FUNCS", "INITIALIZERS",
-           "SCORES", "MAX_SUGGESTIONS", "MAX_STEP_BYTES", "Context", "Symbols", "suggest"]
+           "PARAM", "BUILTINS", "FUNCTIONS", "LOSS_FUNCS", "MAX_SUGGESTIONS", "MAX_STEP_BYTES",
+           "Context", "Symbols", "suggest"]
 
 
 def check(spec: ast.Spec, dims: Optional[Dict[str, int]] = None, cli: bool = False) -> Model:

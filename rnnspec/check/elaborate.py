@@ -17,7 +17,7 @@ from .. import ast
 from ..ast import unparse
 from ..delays import ATTEND
 from ..sizes import Size
-from . import expressions, values
+from . import expressions, references, values
 from .context import Context
 from .declarations import check_init
 from .model import PARAM, STATIC, STEP, Attention, Connection, Ty
@@ -44,23 +44,21 @@ def attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
 
 
 def _connection(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
-    opts = _options(sym, c, ("size", "name", "bias", "init"), "options: size=, name=, bias=, init=")
+    opts = _options(sym, c, ("size", "name", "bias", "init"))
     if not c.args:
-        sym.rep.error(c, f"{c.func}() needs at least one source", f"{c.func}(x[t], h[t-1])")
-        return None
+        raise sym.refuse(c, f"{c.func}() needs at least one source", f"{c.func}(x[t], h[t-1])")
     size = _connection_size(sym, c, ctx, opts)
-    prefix = _plain_name(sym, opts["name"], "f") if "name" in opts else \
+    prefix = _option(sym, opts, "name", None, _plain_name, "f") or \
         _automatic_prefix(sym, ctx.owner)
-    bias = _bias_option(sym, opts)
-    init, init_arg = _init_option(sym, opts)
+    bias = _option(sym, opts, "bias", True, _bias_option)
+    init, init_arg = _option(sym, opts, "init", ("xavier", None), _init_option)
     tys = [expressions.type_expr(sym, a, ctx.operand()) for a in c.args]
     if any(t is None for t in tys):
         return None
     for a, t in zip(c.args, tys):
         if t.shape != "vec":
-            sym.rep.error(a, f"{c.func}() sources are vectors, but {unparse(a)} is "
-                          f"{t.describe()}", "pass vectors")
-            return None
+            raise sym.refuse(a, f"{c.func}() sources are vectors, but {unparse(a)} is "
+                             f"{t.describe()}", "pass vectors")
     labels = _weight_labels(c.args)
     new = [(f"W_{prefix}_{lab}", (size, t.rows), init, init_arg) for lab, t in zip(labels, tys)]
     if bias:
@@ -74,15 +72,21 @@ def _connection(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     return sym.note(c, ctx.ty("vec", size, None, max(t.tk for t in tys)))
 
 
-def _options(sym: Symbols, c: ast.Call, allowed: Tuple[str, ...], listing: str) -> dict:
+def _options(sym: Symbols, c: ast.Call, allowed: Tuple[str, ...]) -> dict:
     """The keyword arguments of ``c`` by name (refused: one not in ``allowed``)."""
     opts = {}
     for kw in c.kwargs:
         if kw.name not in allowed:
-            sym.rep.error(kw, f"{c.func}() has no option '{kw.name}'", listing)
-            raise Refused
+            raise sym.refuse(kw, f"{c.func}() has no option '{kw.name}'",
+                             "options: " + ", ".join(f"{name}=" for name in allowed))
         opts[kw.name] = kw
     return opts
+
+
+def _option(sym: Symbols, opts: dict, name: str, default, parse, *args):
+    """Option ``name`` as ``parse(sym, its keyword argument, *args)`` reads it (refusing a bad
+    value), or ``default`` when it is not given."""
+    return parse(sym, opts[name], *args) if name in opts else default
 
 
 def kw_size(sym: Symbols, kw: ast.KwArg) -> Optional[Size]:
@@ -109,9 +113,9 @@ def kw_size(sym: Symbols, kw: ast.KwArg) -> Optional[Size]:
     return size
 
 
-def _size_option(sym: Symbols, opts: dict) -> Size:
-    size = kw_size(sym, opts["size"])
-    if size is None:
+def _size_option(sym: Symbols, kw: ast.KwArg) -> Size:
+    size = kw_size(sym, kw)
+    if size is None:  # (reported)
         raise Refused
     return size
 
@@ -120,16 +124,14 @@ def _connection_size(sym: Symbols, c: ast.Call, ctx: Context, opts: dict) -> Siz
     """The output size: ``size=``, or the size expected of the call; one of them, and equal."""
     size = ctx.expected
     if "size" in opts:
-        size = _size_option(sym, opts)
+        size = _size_option(sym, opts["size"])
         if ctx.expected is not None and size != ctx.expected:
-            sym.rep.error(opts["size"], f"size={size} but '{ctx.owner}' has size "
-                          f"{ctx.expected}", "make the sizes agree")
-            raise Refused
+            raise sym.refuse(opts["size"], f"size={size} but '{ctx.owner}' has size "
+                             f"{ctx.expected}", "make the sizes agree")
     if size is None:
-        sym.rep.error(c, f"cannot tell the output size of {c.func}(...)",
-                      f"annotate the value ({ctx.owner}{f'[{ctx.axis}]' if ctx.seq else ''}: "
-                      f"hidden = ...) or add size=hidden")
-        raise Refused
+        raise sym.refuse(c, f"cannot tell the output size of {c.func}(...)",
+                         f"annotate the value ({ctx.owner}{f'[{ctx.axis}]' if ctx.seq else ''}: "
+                         f"hidden = ...) or add size=hidden")
     return size
 
 
@@ -137,8 +139,7 @@ def _plain_name(sym: Symbols, kw: ast.KwArg, example: str) -> str:
     """The prefix given as ``name=``."""
     v = kw.value
     if not (isinstance(v, ast.Ref) and v.index is None):
-        sym.rep.error(v, "name= takes a plain name", f"for example name={example}")
-        raise Refused
+        raise sym.refuse(v, "name= takes a plain name", f"for example name={example}")
     return v.name
 
 
@@ -156,23 +157,18 @@ def _automatic_prefix(sym: Symbols, owner: str) -> str:
     return prefix
 
 
-def _bias_option(sym: Symbols, opts: dict) -> bool:
-    if "bias" not in opts:
-        return True
-    v = opts["bias"].value
+def _bias_option(sym: Symbols, kw: ast.KwArg) -> bool:
+    v = kw.value
     if isinstance(v, ast.Num) and v.value in (0, 1):
         return bool(v.value)
     if isinstance(v, ast.Ref) and v.name in ("true", "false", "True", "False"):
         return v.name.lower() == "true"
-    sym.rep.error(v, "bias= takes true or false", "bias=false")
-    raise Refused
+    raise sym.refuse(v, "bias= takes true or false", "bias=false")
 
 
-def _init_option(sym: Symbols, opts: dict) -> Tuple[str, Optional[float]]:
-    """The initializer of the weights (``init=``, default xavier) and its argument."""
-    if "init" not in opts:
-        return "xavier", None
-    v = opts["init"].value
+def _init_option(sym: Symbols, kw: ast.KwArg) -> Tuple[str, Optional[float]]:
+    """The initializer of the weights (``init=``) and its argument."""
+    v = kw.value
     init_arg = None
     if isinstance(v, ast.Ref) and v.index is None:
         init = v.name
@@ -182,10 +178,9 @@ def _init_option(sym: Symbols, opts: dict) -> Tuple[str, Optional[float]]:
         a = v.args[0]
         init_arg = -a.operand.value if isinstance(a, ast.Unary) else a.value
     else:
-        sym.rep.error(v, f"init={unparse(v)} is not an initializer",
-                      "for example init=orthogonal or init=normal(0.1)")
-        raise Refused
-    check_init(sym, opts["init"], init, init_arg, 2)
+        raise sym.refuse(v, f"init={unparse(v)} is not an initializer",
+                         "for example init=orthogonal or init=normal(0.1)")
+    check_init(sym, kw, init, init_arg, 2)
     return init, init_arg
 
 
@@ -205,39 +200,34 @@ def _weight_labels(args) -> List[str]:
 
 # ----- attention -------------------------------------------------------------------------------
 def _attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
-    opts = _options(sym, c, ("score", "size", "name", "window", "mask"),
-                    "options: score=, size=, name=, window=, mask=")
+    opts = _options(sym, c, ("score", "size", "name", "window", "mask"))
     if len(c.args) not in (2, 3):
-        sym.rep.error(c, f"attend() takes a query, keys and optionally values, got "
-                      f"{len(c.args)} arguments", "attend(s[i-1], h) or attend(q[t], k, v)")
-        return None
-    score = _score_option(sym, opts)
+        raise sym.refuse(c, f"attend() takes a query, keys and optionally values, got "
+                         f"{len(c.args)} arguments", "attend(s[i-1], h) or attend(q[t], k, v)")
+    score = _option(sym, opts, "score", "dot", _score_option)
     q = expressions.type_expr(sym, c.args[0], ctx.operand())
     keys = whole_sequence(sym, c.args[1], "keys")
     vals = whole_sequence(sym, c.args[2], "values") if len(c.args) == 3 else keys
     if q is None or keys is None or vals is None:
         return None
     if q.shape != "vec":
-        sym.rep.error(c.args[0], f"the query of attend() is a vector, but "
-                      f"{unparse(c.args[0])} is {q.describe()}", "pass a vector")
-        return None
+        raise sym.refuse(c.args[0], f"the query of attend() is a vector, but "
+                         f"{unparse(c.args[0])} is {q.describe()}", "pass a vector")
     (kname, ksize, kaxis), (vname, vsize, vaxis) = keys, vals
     if vaxis != kaxis:
-        sym.rep.error(c.args[2], f"keys '{kname}' run over steps {kaxis} but values "
-                      f"'{vname}' over steps {vaxis}", "keys and values are steps of one "
-                      "sequence")
-        return None
+        raise sym.refuse(c.args[2], f"keys '{kname}' run over steps {kaxis} but values "
+                         f"'{vname}' over steps {vaxis}", "keys and values are steps of one "
+                         "sequence")
     regroup = _regroup(sym, c, ctx, q, kname, ksize, kaxis)
     if score in ("dot", "scaled", "cosine") and q.rows != ksize:
-        sym.rep.error(c, f"score={score} compares the query with each key, but the query "
-                      f"{unparse(c.args[0])} has size {q.rows} and the keys '{kname}' size "
-                      f"{ksize}", "make the sizes equal, or use score=general (a matrix "
-                      "between them) or score=concat")
-        return None
-    att = _size_option(sym, opts) if "size" in opts else q.rows
-    window = _window_option(sym, opts)
-    causal = _mask_option(sym, opts, q, kaxis)
-    prefix = _plain_name(sym, opts["name"], "att") if "name" in opts else ctx.owner
+        raise sym.refuse(c, f"score={score} compares the query with each key, but the query "
+                         f"{unparse(c.args[0])} has size {q.rows} and the keys '{kname}' size "
+                         f"{ksize}", "make the sizes equal, or use score=general (a matrix "
+                         "between them) or score=concat")
+    att = _option(sym, opts, "size", q.rows, _size_option)
+    window = _option(sym, opts, "window", None, _window_option)
+    causal = _option(sym, opts, "mask", False, _mask_option, q, kaxis)
+    prefix = _option(sym, opts, "name", ctx.owner, _plain_name, "att")
     params = _attention_params(sym, c, prefix, score, window, q.rows, ksize, att)
     for name in sorted({kname, vname}):
         sym.references.append((name, ctx.owner, ATTEND))
@@ -247,15 +237,12 @@ def _attention(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     return sym.note(c, ctx.ty("vec", vsize, None, tk))
 
 
-def _score_option(sym: Symbols, opts: dict) -> str:
-    if "score" not in opts:
-        return "dot"
-    v = opts["score"].value
+def _score_option(sym: Symbols, kw: ast.KwArg) -> str:
+    v = kw.value
     score = v.name if isinstance(v, ast.Ref) and v.index is None else unparse(v)
     if score not in SCORES:
-        sym.rep.error(v, f"unknown attention score '{score}'", suggest(score, SCORES)
-                      or f"scores: {', '.join(SCORES)}")
-        raise Refused
+        raise sym.refuse(v, f"unknown attention score '{score}'", suggest(score, SCORES)
+                         or f"scores: {', '.join(SCORES)}")
     return score
 
 
@@ -268,11 +255,14 @@ def whole_sequence(sym: Symbols, e: ast.Expr, what: str) -> Optional[Tuple[str, 
     name = e.name
     info = sym.inputs.get(name) or sym.values.get(name)
     if info is None:
-        known = list(sym.inputs) + list(sym.values)
-        sym.rep.error(e, f"undefined name '{name}'" if name not in sym.decl_at else
-                      f"attention over '{name}', which is not a sequence",
-                      suggest(name, known) or "attend over an input or a value with a time "
-                      "index, such as h")
+        def known():
+            return list(sym.inputs) + list(sym.values)
+        hint = "attend over an input or a value with a time index, such as h"
+        if name not in sym.decl_at:
+            references.undefined_name(sym, e, known, hint)
+        else:
+            sym.rep.error(e, f"attention over '{name}', which is not a sequence",
+                          suggest(name, known()) or hint)
         return None
     if not info.seq:
         sym.rep.error(e, f"attention over '{name}', which is not a sequence (one vector per "
@@ -301,46 +291,37 @@ def _regroup(sym: Symbols, c: ast.Call, ctx: Context, q: Ty, kname: str, ksize: 
         if q.tk == PARAM and ctx.seq and ctx.axis == outer:
             return outer  # pooling: one vector per step s from its steps w
         if not (q.tk == STEP and q.axis == kaxis):
-            sym.rep.error(c, f"attention over '{kname}', whose steps {kaxis} run inside "
-                          f"every step {outer}: the query must be a parameter (one vector "
-                          f"shared by all, like the word context of 4.5.3) in a value over "
-                          f"{outer}, or a value over {kaxis}",
-                          f"pool each step {outer}: v[{outer}] = attend(u, {kname}), with "
-                          f"param u: {ksize}")
-            raise Refused
+            raise sym.refuse(c, f"attention over '{kname}', whose steps {kaxis} run inside "
+                             f"every step {outer}: the query must be a parameter (one vector "
+                             f"shared by all, like the word context of 4.5.3) in a value over "
+                             f"{outer}, or a value over {kaxis}",
+                             f"pool each step {outer}: v[{outer}] = attend(u, {kname}), with "
+                             f"param u: {ksize}")
     elif ctx.axis in sym.nested and ctx.seq:
-        sym.rep.error(c, f"'{ctx.owner}' runs over steps {ctx.axis} inside every step "
-                      f"{sym.nested[ctx.axis]}, but '{kname}' runs over {kaxis}",
-                      f"attend over a sequence over {ctx.axis}")
-        raise Refused
+        raise sym.refuse(c, f"'{ctx.owner}' runs over steps {ctx.axis} inside every step "
+                         f"{sym.nested[ctx.axis]}, but '{kname}' runs over {kaxis}",
+                         f"attend over a sequence over {ctx.axis}")
     return None
 
 
-def _window_option(sym: Symbols, opts: dict) -> Optional[float]:
-    """d of local attention's Gaussian window (``window=``), or None."""
-    if "window" not in opts:
-        return None
-    v = opts["window"].value
+def _window_option(sym: Symbols, kw: ast.KwArg) -> float:
+    """d of local attention's Gaussian window (``window=``)."""
+    v = kw.value
     if not isinstance(v, ast.Num) or v.value <= 0:
-        sym.rep.error(v, "window= is the width d of local attention's Gaussian, a "
-                      "positive number", "for example window=2")
-        raise Refused
+        raise sym.refuse(v, "window= is the width d of local attention's Gaussian, a "
+                         "positive number", "for example window=2")
     return float(v.value)
 
 
-def _mask_option(sym: Symbols, opts: dict, q: Ty, kaxis: str) -> bool:
+def _mask_option(sym: Symbols, kw: ast.KwArg, q: Ty, kaxis: str) -> bool:
     """``mask=causal``: only keys up to the query's own step (queries on the keys' axis)."""
-    if "mask" not in opts:
-        return False
-    v = opts["mask"].value
+    v = kw.value
     if not (isinstance(v, ast.Ref) and v.name == "causal" and v.index is None):
-        sym.rep.error(v, f"unknown mask {unparse(v)}", "mask=causal: only keys up to the "
-                      "query's own step")
-        raise Refused
+        raise sym.refuse(v, f"unknown mask {unparse(v)}", "mask=causal: only keys up to the "
+                         "query's own step")
     if q.tk != STEP or q.axis != kaxis:
-        sym.rep.error(v, "mask=causal needs queries and keys on the same time axis",
-                      f"use it for self-attention: attend(q[{kaxis}], k, v, mask=causal)")
-        raise Refused
+        raise sym.refuse(v, "mask=causal needs queries and keys on the same time axis",
+                         f"use it for self-attention: attend(q[{kaxis}], k, v, mask=causal)")
     return True
 
 

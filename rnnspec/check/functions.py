@@ -39,7 +39,9 @@ def type_call(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     return typer(sym, c, ctx)
 
 
-def _no_kwargs(sym: Symbols, c: ast.Call) -> bool:
+def no_kwargs(sym: Symbols, c: ast.Call) -> bool:
+    """False (reported) if ``c`` has keyword arguments (of a builtin or a loss that takes
+    none)."""
     if c.kwargs:
         sym.rep.error(c.kwargs[0], f"{c.func}() takes no keyword arguments",
                       f"remove {c.kwargs[0].name}=")
@@ -49,7 +51,7 @@ def _no_kwargs(sym: Symbols, c: ast.Call) -> bool:
 
 def _one_argument(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     """The type of the one argument of ``c`` (which has the call's size)."""
-    if not _no_kwargs(sym, c):
+    if not no_kwargs(sym, c):
         return None
     if len(c.args) != 1:
         sym.rep.error(c, f"{c.func}() takes one argument, got {len(c.args)}",
@@ -77,7 +79,7 @@ def softmax(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
 
 def concat(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     """``concat(a, b, ...)``: the vectors one after the other."""
-    if not _no_kwargs(sym, c):
+    if not no_kwargs(sym, c):
         return None
     if not c.args:
         sym.rep.error(c, "concat() needs at least one vector", "concat(a[t], b[t])")
@@ -138,8 +140,8 @@ def onehot(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
         return None
     tgt = sym.targets[r.name]
     if not ctx.teacher:
-        sym.rep.error(c, f"targets are fed to the network only on the teacher side of "
-                      f"feedback()", f"feedback(onehot({r.name}[t-1]), o[t-1])")
+        sym.rep.error(c, "targets are fed to the network only on the teacher side of "
+                      "feedback()", f"feedback(onehot({r.name}[t-1]), o[t-1])")
         return None
     ix = r.index
     if tgt.kind != "class" or not tgt.seq or ix is None or ix.kind != "rel" or \

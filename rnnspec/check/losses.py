@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 
 from .. import ast
 from ..ast import unparse
-from .functions import LOSS_FUNCS
+from .functions import LOSS_FUNCS, no_kwargs
 from .model import LossInfo, TargetInfo, ValueInfo
 from .symbols import Refused, Symbols
 
@@ -25,9 +25,8 @@ def check_loss(sym: Symbols, st: ast.Loss) -> None:
         if info.seq:
             steps = _per_step_steps(sym, st, pred, target, info, tgt)
         elif pred.index is not None:
-            sym.rep.error(pred.index, f"'{pred.name}' is a static value: it has no time index",
-                          f"write {pred.name}")
-            raise Refused
+            raise sym.refuse(pred.index, f"'{pred.name}' is a static value: it has no time index",
+                             f"write {pred.name}")
         else:
             steps = None
         if not info.seq or pred.index.kind != "rel":
@@ -45,27 +44,21 @@ def _arguments(sym: Symbols, st: ast.Loss) -> Tuple[ast.Ref, ast.Ref]:
     """The prediction (a named value, marked used) and the target of a loss call."""
     c = st.expr
     if not isinstance(c, ast.Call) or c.func not in LOSS_FUNCS:
-        sym.rep.error(st.expr, "a loss is cross_entropy(...) or squared_error(...)",
-                      "write: loss = cross_entropy(o[t], y[t])")
-        raise Refused
-    if c.kwargs:
-        sym.rep.error(c.kwargs[0], f"{c.func}() takes no keyword arguments",
-                      f"remove {c.kwargs[0].name}=")
+        raise sym.refuse(st.expr, "a loss is cross_entropy(...) or squared_error(...)",
+                         "write: loss = cross_entropy(o[t], y[t])")
+    if not no_kwargs(sym, c):
         raise Refused
     if len(c.args) == 0:
-        sym.rep.error(c, f"{c.func}() needs a prediction and a target",
-                      f"write {c.func}(o[t], y[t])")
-        raise Refused
+        raise sym.refuse(c, f"{c.func}() needs a prediction and a target",
+                         f"write {c.func}(o[t], y[t])")
     pred = c.args[0]
     if len(c.args) < 2:
-        sym.rep.error(c, f"the loss has no target: {c.func}() needs a prediction and a "
-                      f"target", f"declare one (target y[t]: class(out)) and write "
-                      f"{c.func}({unparse(pred)}, y[t])")
-        raise Refused
+        raise sym.refuse(c, f"the loss has no target: {c.func}() needs a prediction and a "
+                         f"target", f"declare one (target y[t]: class(out)) and write "
+                         f"{c.func}({unparse(pred)}, y[t])")
     if len(c.args) > 2:
-        sym.rep.error(c.args[2], f"{c.func}() takes two arguments, got {len(c.args)}",
-                      f"{c.func}(prediction, target)")
-        raise Refused
+        raise sym.refuse(c.args[2], f"{c.func}() takes two arguments, got {len(c.args)}",
+                         f"{c.func}(prediction, target)")
     target = c.args[1]
     _named_prediction(sym, c, pred)
     _declared_target(sym, c, target)
@@ -77,13 +70,11 @@ def _named_prediction(sym: Symbols, c: ast.Call, pred: ast.Expr) -> None:
     if isinstance(pred, ast.Ref) and pred.name in sym.values:
         return
     if isinstance(pred, ast.Ref) and pred.name in sym.targets:
-        sym.rep.error(pred, f"'{pred.name}' is a target; the first argument of "
-                      f"{c.func}() is the prediction", f"{c.func}(o[t], {pred.name}...)")
-    else:
-        sym.rep.error(pred, f"the prediction of a loss must be a named value, not "
-                      f"`{unparse(pred)}`", "name it with an equation, e.g. "
-                      "o[t] = softmax(...)")
-    raise Refused
+        raise sym.refuse(pred, f"'{pred.name}' is a target; the first argument of "
+                         f"{c.func}() is the prediction", f"{c.func}(o[t], {pred.name}...)")
+    raise sym.refuse(pred, f"the prediction of a loss must be a named value, not "
+                     f"`{unparse(pred)}`", "name it with an equation, e.g. "
+                     "o[t] = softmax(...)")
 
 
 def _declared_target(sym: Symbols, c: ast.Call, target: ast.Expr) -> None:
@@ -95,9 +86,8 @@ def _declared_target(sym: Symbols, c: ast.Call, target: ast.Expr) -> None:
     name = target.name if isinstance(target, ast.Ref) else "y"
     decl = f"target {name}[t]: class(K)" if c.func == "cross_entropy" else \
         f"target {name}[t]: SIZE (the prediction's size)"
-    sym.rep.error(target, f"the loss has no target: {what}",
-                  f"declare one: {decl}, and pass it as the second argument")
-    raise Refused
+    raise sym.refuse(target, f"the loss has no target: {what}",
+                     f"declare one: {decl}, and pass it as the second argument")
 
 
 def _per_step_steps(sym: Symbols, st: ast.Loss, pred: ast.Ref, target: ast.Ref,
@@ -106,36 +96,30 @@ def _per_step_steps(sym: Symbols, st: ast.Loss, pred: ast.Ref, target: ast.Ref,
     of ``at``: the result), or one chosen step ``o[end]`` against a static target (None)."""
     pix, tix, ax = pred.index, target.index, info.axis
     if pix is None:
-        sym.rep.error(pred, f"'{pred.name}' is a sequence: say which step",
-                      f"write {pred.name}[{ax}] (every step) or "
-                      f"{pred.name}[end] (the last step)")
-        raise Refused
+        raise sym.refuse(pred, f"'{pred.name}' is a sequence: say which step",
+                         f"write {pred.name}[{ax}] (every step) or "
+                         f"{pred.name}[end] (the last step)")
     if pix.kind != "rel":
         if tgt.seq:
-            sym.rep.error(target, f"{unparse(pred)} is one step, so the target must "
-                          f"be static", f"declare target {target.name}: ...")
-            raise Refused
+            raise sym.refuse(target, f"{unparse(pred)} is one step, so the target must "
+                             f"be static", f"declare target {target.name}: ...")
         return None
     if pix.offset != 0 or pix.var != ax:
-        sym.rep.error(pix, f"a per-step loss uses {pred.name}[{ax}]", f"write {pred.name}[{ax}]")
-        raise Refused
+        raise sym.refuse(pix, f"a per-step loss uses {pred.name}[{ax}]", f"write {pred.name}[{ax}]")
     if not tgt.seq or tix is None or tix.kind != "rel" or tix.offset != 0 or \
             tgt.axis != ax or tix.var != ax:
         other = f" (it runs over steps {tgt.axis})" if tgt.seq and tgt.axis != ax else ""
-        sym.rep.error(target, f"{pred.name}[{ax}] is compared at every step, "
-                      f"so the target must be a sequence indexed [{ax}]{other}",
-                      f"declare target {target.name}[{ax}]: ... and write "
-                      f"{target.name}[{ax}]")
-        raise Refused
+        raise sym.refuse(target, f"{pred.name}[{ax}] is compared at every step, "
+                         f"so the target must be a sequence indexed [{ax}]{other}",
+                         f"declare target {target.name}[{ax}]: ... and write "
+                         f"{target.name}[{ax}]")
     if not st.select:
         return None
     if st.select.var != ax:
-        sym.rep.error(st.select, f"unknown time index '{st.select.var}'", f"write at {ax} = ...")
-        raise Refused
+        raise sym.refuse(st.select, f"unknown time index '{st.select.var}'", f"write at {ax} = ...")
     for s in st.select.steps:
         if s.kind == "abs" and s.offset < 1:
-            sym.rep.error(s, "steps are numbered from 1", "write at t = 1, end")
-            raise Refused
+            raise sym.refuse(s, "steps are numbered from 1", "write at t = 1, end")
     return st.select.steps
 
 
@@ -143,13 +127,11 @@ def _static_target(sym: Symbols, st: ast.Loss, pred: ast.Ref, target: ast.Ref,
                    info: ValueInfo, tgt: TargetInfo) -> None:
     """A prediction that is one vector per sequence: a static target, and no ``at``."""
     if tgt.seq or target.index is not None:
-        sym.rep.error(target, f"the prediction is one vector per sequence, so the "
-                      f"target must be static", f"declare target {target.name}: ...")
-        raise Refused
+        raise sym.refuse(target, "the prediction is one vector per sequence, so the "
+                         "target must be static", f"declare target {target.name}: ...")
     if st.select:
-        sym.rep.error(st.select, "'at' selects steps of a per-step loss",
-                      f"use {pred.name}[{info.axis}] with at, or drop it")
-        raise Refused
+        raise sym.refuse(st.select, "'at' selects steps of a per-step loss",
+                         f"use {pred.name}[{info.axis}] with at, or drop it")
 
 
 def _kinds_and_sizes(sym: Symbols, c: ast.Call, pred: ast.Ref, target: ast.Ref,
@@ -158,21 +140,17 @@ def _kinds_and_sizes(sym: Symbols, c: ast.Call, pred: ast.Ref, target: ast.Ref,
     either: the target's size is the prediction's."""
     if c.func == "cross_entropy":
         if tgt.kind != "class":
-            sym.rep.error(target, f"cross_entropy needs class targets, but "
-                          f"'{target.name}' is a real vector", f"declare target "
-                          f"{target.name}...: class({tgt.size}), or use squared_error")
-            raise Refused
+            raise sym.refuse(target, f"cross_entropy needs class targets, but "
+                             f"'{target.name}' is a real vector", f"declare target "
+                             f"{target.name}...: class({tgt.size}), or use squared_error")
         if not info.is_softmax:
-            sym.rep.error(pred, f"cross_entropy needs probabilities from softmax, but "
-                          f"'{pred.name}' is not defined as softmax(...)",
-                          f"define {pred.name}[t] = softmax(...)")
-            raise Refused
+            raise sym.refuse(pred, f"cross_entropy needs probabilities from softmax, but "
+                             f"'{pred.name}' is not defined as softmax(...)",
+                             f"define {pred.name}[t] = softmax(...)")
     elif tgt.kind != "real":
-        sym.rep.error(target, f"squared_error needs real-valued targets, but "
-                      f"'{target.name}' holds class indices",
-                      f"declare target {target.name}...: {tgt.size}, or use cross_entropy")
-        raise Refused
+        raise sym.refuse(target, f"squared_error needs real-valued targets, but "
+                         f"'{target.name}' holds class indices",
+                         f"declare target {target.name}...: {tgt.size}, or use cross_entropy")
     if tgt.size != info.size:
-        sym.rep.error(target, f"'{pred.name}' has size {info.size} but target '{target.name}' "
-                      f"has size {tgt.size}", "make the sizes agree")
-        raise Refused
+        raise sym.refuse(target, f"'{pred.name}' has size {info.size} but target '{target.name}' "
+                         f"has size {tgt.size}", "make the sizes agree")

@@ -11,7 +11,7 @@ would keep more than :data:`MAX_STEP_BYTES` per sequence.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, List, Optional
 
 from .. import ast
 from ..ast import unparse
@@ -86,17 +86,23 @@ def _not_readable(sym: Symbols, r: ast.Ref) -> None:
         return None
     if name in sym.dims:
         sym.rep.error(r, f"'{name}' is a dimension, not a value",
-                      f"use a const or a param for a number")
+                      "use a const or a param for a number")
         return None
     if name in sym.states:  # a state with no equation (reported by the network checks)
         return None
-    # did-you-mean for the first few undefined names only: each costs a search of all names
-    sym.undefined += 1
-    known = list(sym.params) + list(sym.inputs) + list(sym.values) + list(sym.consts) \
-        if sym.undefined <= MAX_SUGGESTIONS else []
-    sym.rep.error(r, f"undefined name '{name}'", suggest(name, known)
-                  or "declare it as an input, param, state, const or with an equation")
+    undefined_name(sym, r, lambda: list(sym.params) + list(sym.inputs) + list(sym.values) +
+                   list(sym.consts), "declare it as an input, param, state, const or with an "
+                   "equation")
     return None
+
+
+def undefined_name(sym: Symbols, r: ast.Ref, known: Callable[[], List[str]], hint: str) -> None:
+    """Report ``r``'s name as undefined: did you mean one of ``known()``, else ``hint``.  The
+    did-you-mean is for the first :data:`MAX_SUGGESTIONS` undefined names only (each costs a
+    search of all names)."""
+    sym.undefined += 1
+    close = suggest(r.name, known()) if sym.undefined <= MAX_SUGGESTIONS else ""
+    sym.rep.error(r, f"undefined name '{r.name}'", close or hint)
 
 
 def static_ref(sym: Symbols, r: ast.Ref, ctx: Context, ty: Ty) -> Optional[Ty]:

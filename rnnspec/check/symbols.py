@@ -99,6 +99,12 @@ class Symbols:
         self.used.add(name)
         return True
 
+    def refuse(self, node, message: str, hint: str = "") -> Refused:
+        """Report the error ``message`` at ``node`` and return the :class:`Refused` that gives
+        up on the node being checked: ``raise sym.refuse(node, message, hint)``."""
+        self.rep.error(node, message, hint)
+        return Refused(message)
+
     def note(self, node: ast.Node, ty: Ty) -> Ty:
         """Record ``ty`` as the type of ``node`` and return it."""
         self.types[node] = ty

@@ -572,7 +572,7 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     """Check every array against the spec's shapes; bind dims (and T, B) from the arrays."""
     _check_names(params, inputs, targets, state0)
     dtype = _float_type(params)
-    entries, inputs, targets, state0 = _converted(params, inputs, targets, state0, dtype)
+    entries, params, inputs, targets, state0 = _converted(params, inputs, targets, state0, dtype)
     dims = _bind_dims(entries, T, B)
     _bind_lengths(lengths, dims)
     if targets is not None:
@@ -580,33 +580,32 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     _nested_as_batch(inputs, targets)
     _initial_states(params, inputs, state0, dims, dtype)
     dims["dtype"] = dtype
-    params = {n: np.asarray(params[n], dtype=dtype) for n in PARAMS}
     return params, inputs, targets, state0, dims
 
 
 def _check_names(params, inputs, targets, state0):
-    """Refuse arguments that are not dicts, and missing or unknown names."""
-    for what, d in (("params", params), ("inputs", inputs)):
-        if not isinstance(d, dict):
-            raise ValueError(f"{what} must be a dict, got {type(d).__name__}")
-    for what, d in (("targets", targets), ("state0", state0)):
-        if d is not None and not isinstance(d, dict):
-            raise ValueError(f"{what} must be a dict or None, got {type(d).__name__}")
-    missing = [n for n in PARAMS if n not in params]
-    if missing:
-        raise ValueError(f"params is missing {missing}; expected {list(PARAMS)}")
-    missing = [n for n in INPUTS if n not in inputs]
-    if missing:
-        raise ValueError(f"inputs is missing {missing}; expected {list(INPUTS)}")
-    for what, d, known in (("params", params, PARAMS), ("inputs", inputs, INPUTS),
-                           ("targets", targets or {}, TARGETS), ("state0", state0 or {}, STATES)):
-        unknown = [n for n in d if n not in known]
+    """Refuse arguments that are not dicts (targets and state0 may be None), then missing
+    params and inputs, unknown names, and missing targets (when targets are given)."""
+    given = (("params", params, PARAMS), ("inputs", inputs, INPUTS),
+             ("targets", targets, TARGETS), ("state0", state0, STATES))
+    for k, (what, d, _) in enumerate(given):
+        if not isinstance(d, dict) and (k < 2 or d is not None):
+            raise ValueError(f"{what} must be a dict{' or None' if k >= 2 else ''}, "
+                             f"got {type(d).__name__}")
+    for what, d, known in given[:2]:
+        _refuse_missing(what, d, known)
+    for what, d, known in given:
+        unknown = [n for n in d or {} if n not in known]
         if unknown:
             raise ValueError(f"{what} has unknown names {unknown}; expected {list(known)}")
     if targets is not None:
-        missing = [n for n in TARGETS if n not in targets]
-        if missing:
-            raise ValueError(f"targets is missing {missing}; expected {list(TARGETS)}")
+        _refuse_missing("targets", targets, TARGETS)
+
+
+def _refuse_missing(what, d, known):
+    missing = [n for n in known if n not in d]
+    if missing:
+        raise ValueError(f"{what} is missing {missing}; expected {list(known)}")
 
 
 def _float_type(params):
@@ -619,12 +618,14 @@ def _float_type(params):
 
 
 def _converted(params, inputs, targets, state0, dtype):
-    """The arrays as dtype (class targets as integers): (entries, inputs, targets, state0), the
-    entries (label, array, expected shape) of every array given, for _bind_dims."""
+    """The arrays as dtype (class targets as integers): (entries, params, inputs, targets,
+    state0), the entries (label, array, expected shape) of every array given, for _bind_dims."""
     state0 = dict(state0 or {})
     entries = []
+    conv_params = {}
     for n, shape in PARAMS.items():
-        entries.append((f"params[{n!r}]", np.asarray(params[n], dtype=dtype), shape))
+        conv_params[n] = a = np.asarray(params[n], dtype=dtype)
+        entries.append((f"params[{n!r}]", a, shape))
     conv_inputs = {}
     for n, info in INPUTS.items():
         a = np.asarray(inputs[n], dtype=dtype)
@@ -647,7 +648,7 @@ def _converted(params, inputs, targets, state0, dtype):
         state0[n] = a
         lead = _state_lead(STATES[n])
         entries.append((f"state0[{n!r}]", a, lead + (STATES[n]["size"],)))
-    return entries, conv_inputs, conv_targets, state0
+    return entries, conv_params, conv_inputs, conv_targets, state0
 
 
 def _class_indices(label, a):
@@ -825,7 +826,7 @@ def _initial_states(params, inputs, state0, dims, dtype):
         if info["init"] == "value":  # computed by the network in forward
             continue
         if info["init"] == "param":
-            state0[n] = np.broadcast_to(np.asarray(params[info["from"]], dtype=dtype), (B, size))
+            state0[n] = np.broadcast_to(params[info["from"]], (B, size))  # (as dtype)
         elif info["init"] == "input":
             state0[n] = inputs[info["from"]]
         else:
