@@ -8,6 +8,7 @@ Public API::
     gradcheck(spec_or_module, ...)                 -> a GradcheckReport (what the CLI prints)
     random_truncation(T, p, seed, B=None)          -> xi for backward(..., xi=xi)
     clip_grads(grads, value= | norm=[, random=])   -> (clipped grads, norm before clipping)
+    rtrl(module, params, inputs, targets, ...)     -> (loss, grads) forward in time (RTRL)
     SpecError                                      -> every user error in a spec
 
 The stages, each a module with one entry function: parse.parse -> check.check ->
@@ -20,8 +21,9 @@ from .api import analyze, compile_file, compile_source, generate, load_module  #
 from .errors import SpecError  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
 from .clip import clip_grads  # noqa: E402
+from .rtrl import rtrl  # noqa: E402
 from .truncation import random_truncation  # noqa: E402
 
 __all__ = ["compile_source", "compile_file", "generate", "gradcheck", "GradcheckReport",
-           "SpecError", "analyze", "load_module", "random_truncation", "clip_grads",
+           "SpecError", "analyze", "load_module", "random_truncation", "clip_grads", "rtrl",
            "__version__"]

@@ -1,0 +1,188 @@
+"""Real-time recurrent learning (RTRL): the loss gradient computed forward in time, online.
+
+In: a generated module (one time axis, forward in time), parameters, a batch.  Out:
+:func:`rtrl` returns ``(loss, {'params': ...})`` like ``loss_and_grad``, computed without
+backpropagating through time: it carries the sensitivities ``P_t = dS_t/dtheta`` of all states
+S (every state's carried steps) to every parameter entry theta along with the forward pass,
+
+    P_t = J_t P_(t-1) + D_t,   dL_t/dtheta = (direct) + g_t P_(t-1),
+
+where ``J_t = dS_t/dS_(t-1)`` and ``D_t = dS_t/dtheta`` (with S_(t-1) held) are the rows of one
+batched VJP of the module's one-step run, and ``g_t`` is the gradient of step t's loss with
+respect to the states before it.  Memory is independent of T (P is N x n_theta per sequence,
+N the states' size), and with ``per_step=True`` the gradient of each step's loss is available
+as soon as the step has run (what an online learner uses).  The cost per step is
+O(N * n_theta) for J_t P: O(H^4) for an Elman network of H units, against BPTT's O(H^2).
+
+This is RTRL computed from the generated module's one-step VJPs; a generated forward-mode pass
+from the JVP rules (``compile --rtrl``) is not written yet.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .flow import _batch_axis, _rows_to_state, _state_to_rows
+from .surrogate import _batch_of, _take, _take_states, chunked_forward
+
+
+def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool = False
+         ) -> Tuple[float, dict]:
+    """``(loss, {'params': gradients})`` of ``mod``'s loss, by RTRL (forward in time); with
+    ``per_step=True``, ``(loss, grads, steps)``, ``steps[t]`` the gradient of step t's loss.
+    A ValueError for a network that cannot be run step by step exactly (a second time axis, a
+    backward recurrence, attention over the sequence, targets fed back, a mean loss)."""
+    refused = getattr(mod, "TRUNCATE", None)
+    if refused is not None:
+        raise ValueError(f"RTRL runs the network forward one step at a time; {refused}")
+    if not mod.TARGETS or targets is None:
+        raise ValueError("rtrl needs targets: it computes the gradient of the loss")
+    T = _steps_of(mod, inputs, targets)
+    B = _batch_of(mod, inputs, targets, state0, lengths)
+    # (the network splits into steps or not: seen on a few first steps, where rounding has not
+    # grown yet -- over a long run a chaotic network amplifies the rounding of either order)
+    k = min(T, 6)
+    head = lambda arrays, table: None if arrays is None else {  # noqa: E731
+        n: v[:k] if table[n]["kind"] == "sequence" else v for n, v in arrays.items()}
+    few = None if lengths is None else np.minimum(lengths, k)
+    whole, _ = mod.forward(params, head(inputs, mod.INPUTS), head(targets, mod.TARGETS), state0,
+                           k, few)
+    stepwise, _ = chunked_forward(mod, params, head(inputs, mod.INPUTS),
+                                  head(targets, mod.TARGETS), state0, k, 1, few)
+    if not np.isclose(whole["loss"], stepwise["loss"], rtol=1e-10, atol=1e-12):
+        raise ValueError("this network run one step at a time is not the network run whole "
+                         "(targets fed back, attention over earlier steps, or a mean loss "
+                         "that divides by the steps): RTRL cannot follow it step by step")
+    length = np.full(B, T) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    names = list(mod.PARAMS)
+    sizes = [np.asarray(params[n]).size for n in names]
+    per_sequence = all(info["kind"] != "sequence" for info in mod.TARGETS.values())
+    P: Dict[int, np.ndarray] = {}  # row -> (N, n_theta) sensitivities of its states
+    state = state0
+    total = np.zeros(sum(sizes))
+    steps: List[dict] = []
+    loss = 0.0
+    for t in range(T):
+        rows = np.flatnonzero(length > t)
+        x1 = _take(mod.INPUTS, inputs, rows, t, t + 1)
+        s1 = _take_states(mod, state, rows) if state is not None else None
+        # the rows with a loss at this step: every active one, or for a per-sequence loss
+        # those that end here
+        ending = rows[length[rows] == t + 1] if per_sequence else rows
+        step_grad = np.zeros(sum(sizes))
+        if len(ending):
+            out, cache = mod.forward(params, _take(mod.INPUTS, inputs, ending, t, t + 1),
+                                     _take(mod.TARGETS, targets, ending, t, t + 1),
+                                     None if state is None else
+                                     _take_states(mod, state, ending), 1)
+            g = mod.backward(params, cache)
+            loss += float(out["loss"])
+            step_grad += _flat_params(g["params"], names)
+            if t > 0:  # through the states before the step: g_t P_(t-1)
+                gs = _state_rows(mod, g["state0"], len(ending))
+                for k, b in enumerate(ending):
+                    step_grad += gs[k] @ P[b]
+        total += step_grad
+        if per_step:
+            steps.append(_unflat(step_grad, names, sizes, params))
+        out, _ = mod.forward(params, x1, None, s1, 1)
+        new = _sensitivities(mod, params, x1, s1, out["final"], names, len(rows))
+        for k, b in enumerate(rows):
+            J, D = new[k]
+            P[b] = D if t == 0 else J @ P[b] + D
+        state = _put_rows(mod, state, out["final"], rows, B)
+    grads = {"params": _unflat(total, names, sizes, params)}
+    return (loss, grads, steps) if per_step else (loss, grads)
+
+
+def _sensitivities(mod, params, x1, s1, final, names, R):
+    """For each of the R rows: (J_t, D_t), the one-step run's Jacobians with respect to the
+    states before it (N, N) and to the parameters (N, n_theta), from one VJP of a batch of N
+    copies of every row (copy i gets the unit upstream gradient e_i on the final states)."""
+    order = list(final)
+    shapes = {n: final[n].shape for n in order}
+    N = sum(int(np.prod(s)) // R for s in shapes.values())
+    rep = {n: np.repeat(v, N, axis=1 if mod.INPUTS[n]["kind"] == "sequence" else 0)
+           if mod.INPUTS[n]["kind"] != "shared" else v for n, v in x1.items()}
+    s0 = None if s1 is None else {n: np.repeat(v, N, axis=_batch_axis(mod, n))
+                                  for n, v in s1.items()}
+    _, cache = mod.forward(params, rep, None, s0, 1)
+    eye = np.tile(np.eye(N), (R, 1))  # row r*N + i: e_i
+    d_final, k = {}, 0
+    for n in order:
+        m = int(np.prod(shapes[n])) // R
+        one = shapes[n][:1] + (R * N,) + shapes[n][2:] if _batch_axis(mod, n) else \
+            (R * N,) + shapes[n][1:]
+        d_final[n] = _rows_to_state(mod, n, eye[:, k:k + m], one, R * N)
+        k += m
+    # (each copy's own gradient: the batch's parameter gradient is their sum, so one VJP per
+    # copy is needed for D_t; the state0 gradient is per copy)
+    out = []
+    g = mod.backward(params, cache, {"final": d_final})
+    rows_J = np.concatenate([_state_to_rows(mod, n, g["state0"][n], R * N)
+                             for n in order], axis=1) if s1 is not None else None
+    D = _per_copy_params(mod, params, rep, s0, d_final, names, R * N)
+    for r in range(R):
+        J = None if rows_J is None else rows_J[r * N:(r + 1) * N]
+        out.append((J, D[r * N:(r + 1) * N]))
+    return out
+
+
+def _per_copy_params(mod, params, rep, s0, d_final, names, M) -> np.ndarray:
+    """(M, n_theta): the parameter gradient of each batch copy alone (its own VJP)."""
+    rows = []
+    for c in range(M):
+        x = _sub(mod.INPUTS, rep, [c])
+        s = _sub_states(mod, s0, [c])
+        _, cache = mod.forward(params, x, None, s, 1)
+        d = {n: (v[:, c:c + 1] if _batch_axis(mod, n) else v[c:c + 1])
+             for n, v in d_final.items()}
+        rows.append(_flat_params(mod.backward(params, cache, {"final": d})["params"], names))
+    return np.array(rows)
+
+
+def _steps_of(mod, inputs, targets) -> int:
+    for table, arrays in ((mod.INPUTS, inputs), (mod.TARGETS, targets)):
+        for n, v in (arrays or {}).items():
+            if table[n]["kind"] == "sequence":
+                return np.shape(v)[0]
+    raise ValueError("rtrl needs a sequence input or target (it runs over their steps)")
+
+
+def _sub(table, arrays, rows):
+    return {n: v[:, rows] if table[n]["kind"] == "sequence" else v if table[n]["kind"] ==
+            "shared" else v[rows] for n, v in arrays.items()}
+
+
+def _sub_states(mod, states, rows) -> Optional[dict]:
+    return None if states is None else _take_states(mod, states, np.asarray(rows))
+
+
+def _state_rows(mod, states, R) -> np.ndarray:
+    return np.concatenate([_state_to_rows(mod, n, v, R) for n, v in states.items()], axis=1)
+
+
+def _put_rows(mod, state, final, rows, B):
+    state = {} if state is None else {n: np.array(v, copy=True) for n, v in state.items()}
+    for n, v in final.items():
+        if n not in state:
+            state[n] = np.zeros(((v.shape[0], B) if _batch_axis(mod, n) else (B,))
+                                + v.shape[-1:], v.dtype)
+        if _batch_axis(mod, n):
+            state[n][:, rows] = v
+        else:
+            state[n][rows] = v
+    return state
+
+
+def _flat_params(g, names) -> np.ndarray:
+    return np.concatenate([np.ravel(g[n]) for n in names])
+
+
+def _unflat(v, names, sizes, params) -> dict:
+    out, k = {}, 0
+    for n, s in zip(names, sizes):
+        out[n] = v[k:k + s].reshape(np.shape(params[n]))
+        k += s
+    return out
