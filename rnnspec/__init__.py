@@ -9,6 +9,7 @@ Public API::
     random_truncation(T, p, seed, B=None)          -> xi for backward(..., xi=xi)
     clip_grads(grads, value= | norm=[, random=])   -> (clipped grads, norm before clipping)
     rtrl(module, params, inputs, targets, ...)     -> (loss, grads) forward in time (RTRL)
+    tbptt(module, params, inputs, targets, k1, k2) -> (loss, grads) of TBPTT(k1, k2)
     SpecError                                      -> every user error in a spec
 
 The stages, each a module with one entry function: parse.parse -> check.check ->
@@ -22,8 +23,9 @@ from .errors import SpecError  # noqa: E402
 from .gradcheck import GradcheckReport, gradcheck  # noqa: E402
 from .clip import clip_grads  # noqa: E402
 from .rtrl import rtrl  # noqa: E402
+from .tbptt import tbptt  # noqa: E402
 from .truncation import random_truncation  # noqa: E402
 
 __all__ = ["compile_source", "compile_file", "generate", "gradcheck", "GradcheckReport",
-           "SpecError", "analyze", "load_module", "random_truncation", "clip_grads", "rtrl",
+           "SpecError", "analyze", "load_module", "random_truncation", "clip_grads", "rtrl", "tbptt",
            "__version__"]

@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .flow import _batch_axis, _rows_to_state, _state_to_rows
-from .surrogate import _batch_of, _take, _take_states, chunked_forward
+from .surrogate import _batch_of, _take, _take_states, splits_exactly
 
 
 def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool = False
@@ -40,17 +40,7 @@ def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool
         raise ValueError("rtrl needs targets: it computes the gradient of the loss")
     T = _steps_of(mod, inputs, targets)
     B = _batch_of(mod, inputs, targets, state0, lengths)
-    # (the network splits into steps or not: seen on a few first steps, where rounding has not
-    # grown yet -- over a long run a chaotic network amplifies the rounding of either order)
-    k = min(T, 6)
-    head = lambda arrays, table: None if arrays is None else {  # noqa: E731
-        n: v[:k] if table[n]["kind"] == "sequence" else v for n, v in arrays.items()}
-    few = None if lengths is None else np.minimum(lengths, k)
-    whole, _ = mod.forward(params, head(inputs, mod.INPUTS), head(targets, mod.TARGETS), state0,
-                           k, few)
-    stepwise, _ = chunked_forward(mod, params, head(inputs, mod.INPUTS),
-                                  head(targets, mod.TARGETS), state0, k, 1, few)
-    if not np.isclose(whole["loss"], stepwise["loss"], rtol=1e-10, atol=1e-12):
+    if not splits_exactly(mod, params, inputs, targets, state0, lengths):
         raise ValueError("this network run one step at a time is not the network run whole "
                          "(targets fed back, attention over earlier steps, or a mean loss "
                          "that divides by the steps): RTRL cannot follow it step by step")

@@ -125,3 +125,24 @@ def _put_states(mod, states, n, rows, v, B: int) -> None:
         states[n][:, rows] = v
     else:
         states[n][rows] = v
+
+
+def splits_exactly(mod, params, inputs, targets, state0=None, lengths=None, k: int = 1,
+                   steps: int = 6) -> bool:
+    """Whether the network run in chunks of k steps is the network run whole, seen on its
+    first ``steps`` steps (where rounding has not grown yet: over a long run a chaotic
+    network amplifies the rounding of either order).  False when something other than the
+    states crosses a chunk's start (targets fed back, attention over earlier steps) or a mean
+    loss divides by each chunk's steps."""
+    T = next(np.shape(v)[0] for table, arrays in ((mod.INPUTS, inputs), (mod.TARGETS, targets))
+             for n, v in (arrays or {}).items() if table[n]["kind"] == "sequence")
+    n = min(T, steps)
+    head = lambda arrays, table: None if arrays is None else {  # noqa: E731
+        name: v[:n] if table[name]["kind"] == "sequence" else v for name, v in arrays.items()}
+    few = None if lengths is None else np.minimum(lengths, n)
+    whole, _ = mod.forward(params, head(inputs, mod.INPUTS), head(targets, mod.TARGETS),
+                           state0, n, few)
+    run, _ = chunked_forward(mod, params, head(inputs, mod.INPUTS), head(targets, mod.TARGETS),
+                             state0, n, k, few)
+    return "loss" not in whole or bool(np.isclose(whole["loss"], run["loss"], rtol=1e-10,
+                                                  atol=1e-12))

@@ -200,7 +200,8 @@ def test_bad_arguments_are_refused_by_name():
             mod.backward(p, cache, truncate=bad)
     with pytest.raises(ValueError, match=r"truncate=\(3, 2\): k2 must be at least k1"):
         mod.backward(p, cache, truncate=(3, 2))
-    with pytest.raises(ValueError, match=r"truncate=\(1, 3\): only \(k, k\) is supported yet"):
+    with pytest.raises(ValueError, match=r"truncate=\(1, 3\): backward cuts \(k, k\) only .*"
+                                         r"rnnspec.tbptt\(module, params, inputs, targets, 1, 3\)"):
         mod.backward(p, cache, truncate=(1, 3))
 
 
@@ -273,3 +274,74 @@ def test_cli_gradcheck_truncate_refused(capsys):
     err = capsys.readouterr().err
     assert "bigru.rnn:" in err and "truncated BPTT cannot cut this spec" in err
     assert "Traceback" not in err
+
+
+# ---- TBPTT(k1, k2) for any k1 <= k2 ----------------------------------------------------------
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "skip", "deep"])
+@pytest.mark.parametrize("lengths", [None, [9, 5, 2]])
+def test_tbptt_k_k_and_T_T_are_backwards(name, lengths):
+    """rnnspec.tbptt (windows from held states) and backward(truncate=(k, k)) (one sweep with
+    xi) are two computations of TBPTT(k, k): they agree; (T, T) is backward."""
+    mod = module(name)
+    p, x, y, s0, _ = problem(mod, T=9, lengths=np.array(lengths) if lengths else None)
+    _, cache = mod.forward(p, x, y, s0, 9, lengths)
+    for k in (1, 2, 4, 9):
+        _, g = rnnspec.tbptt(mod, p, x, y, k, k, s0, lengths)
+        ref = mod.backward(p, cache, truncate=(k, k))["params"]
+        for n in ref:
+            assert np.abs(g["params"][n] - ref[n]).max() <= 1e-12 * max(1, np.abs(ref[n]).max())
+
+
+def _cross_entropy_of_last_step(mod, p, x, y, start, a, t):
+    """-sum_b log o[t][b, y[t, b]], o from the run of steps a..t from the held states ``start``:
+    the loss term of step t alone, computed from the output, not from the module's loss."""
+    out, _ = mod.forward(p, {n: v[a:t + 1] for n, v in x.items()}, None, start, t + 1 - a)
+    o = out["o"][-1]
+    return -np.log(o[np.arange(o.shape[0]), y["y"][t]]).sum()
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_tbptt_1_k_is_the_brute_force_truncation(name, k):
+    """TBPTT(1, k), 9.7.1.2's sum cut after k steps: for each loss term t, the gradient of that
+    term alone on the network whose states before step t - k + 1 are held at the full run's,
+    by central differences, summed over t."""
+    mod = module(name)
+    T = 6
+    p, x, y, _, _ = problem(mod, T=T, B=2, seed=4)
+    _, g = rnnspec.tbptt(mod, p, x, y, 1, k)
+    held = [None]
+    state = None
+    for t in range(T):
+        out, _ = mod.forward(p, {n: v[t:t + 1] for n, v in x.items()}, None, state, 1)
+        state = out["final"]
+        held.append(state)
+
+    def S(q):
+        return sum(_cross_entropy_of_last_step(mod, q, x, y, held[max(t - k + 1, 0)],
+                                               max(t - k + 1, 0), t) for t in range(T))
+    rng = np.random.default_rng(0)
+    for n in p:
+        for index in [tuple(rng.integers(0, s) for s in p[n].shape) for _ in range(3)]:
+            hi, lo = {**p, n: p[n].copy()}, {**p, n: p[n].copy()}
+            hi[n][index] += 1e-6
+            lo[n][index] -= 1e-6
+            numeric = (S(hi) - S(lo)) / 2e-6
+            assert abs(g["params"][n][index] - numeric) <= 1e-7 * max(1, abs(numeric)), (n, index)
+    full = mod.loss_and_grad(p, x, y)[1]["params"]
+    if k < T:  # (the cut changes the gradient: the test can fail)
+        assert max(np.abs(full[n] - g["params"][n]).max() for n in p) > 1e-4
+
+
+def test_tbptt_refusals():
+    for name, kw, msg in (("bidirectional", {}, "truncated BPTT cannot cut this spec"),
+                          ("many_to_one", {}, "needs per-step targets"),
+                          ("linear", {}, "not the network run whole"),
+                          ("elman", {"k1": 3, "k2": 2}, "k2 must be at least k1"),
+                          ("elman", {"k1": 0, "k2": 2}, "k1 must be a positive")):
+        mod = module(name)
+        T = {a: 5 for a in mod.AXES}
+        p, x, y, s0, _ = problem(mod, T=T)
+        args = {"k1": 2, "k2": 3, **kw}
+        with pytest.raises(ValueError, match=msg):
+            rnnspec.tbptt(mod, p, x, y, args["k1"], args["k2"], s0)

@@ -466,9 +466,10 @@ def _truncation(xi, truncate, dims):
         k1, k2 = _truncate_steps(truncate)
         if k2 < T:  # (k2 >= T: every gradient goes back to the first step, full BPTT)
             if k1 != k2:
-                raise ValueError(f"truncate=({k1}, {k2}): only (k, k) is supported yet (chunks "
-                                 f"of k steps, each backpropagated through its own steps), or "
-                                 f"k2 >= T (full BPTT)")
+                raise ValueError(f"truncate=({k1}, {k2}): backward cuts (k, k) only (chunks "
+                                 f"of k steps, in one sweep) or k2 >= T (full BPTT); "
+                                 f"rnnspec.tbptt(module, params, inputs, targets, {k1}, {k2}) "
+                                 f"computes any TBPTT(k1, k2)")
             factors[k1::k1] = 0
     return factors
 
