@@ -39,15 +39,17 @@ def clip_grads(grads: dict, value: Optional[float] = None, norm: Optional[float]
         raise ValueError("clip_grads: random=True draws a step of norm v: give norm=v")
     leaves = list(_leaves(grads))
     for path, g in leaves:
-        if not np.issubdtype(np.asarray(g).dtype, np.number):
-            raise ValueError(f"clip_grads: {_path_text(path)} is not an array of numbers")
+        kind = np.asarray(g).dtype
+        if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating):
+            raise ValueError(f"clip_grads: {_path_text(path)} is not an array of real numbers")
     total = float(np.sqrt(sum(float(np.sum(np.square(np.asarray(g, dtype=np.float64))))
                               for _, g in leaves)))
     if error_if_nonfinite and not np.isfinite(total):
         path, g = next((path, g) for path, g in leaves if not np.isfinite(g).all())
         kind = "NaN" if np.isnan(g).any() else "inf"
         raise ValueError(f"clip_grads: the gradient norm is {total} ({_path_text(path)} holds "
-                         f"{kind}); clipping by the norm would turn the gradients into NaNs")
+                         f"{kind})" + ("; clipping by the norm would turn the gradients into "
+                                       "NaNs" if norm is not None else ""))
     if value is not None:
         return _rebuild(grads, lambda path, g: np.clip(g, -value, value)), total
     if not total > norm:  # (a NaN norm is not over the threshold: nothing to scale by)
@@ -60,7 +62,7 @@ def clip_grads(grads: dict, value: Optional[float] = None, norm: Optional[float]
     steps = {path: rng.standard_normal(np.shape(g)) for path, g in leaves}
     size = float(np.sqrt(sum(float(np.sum(s * s)) for s in steps.values())))
     return _rebuild(grads, lambda path, g: (steps[path] * (norm / size)).astype(
-        np.asarray(g).dtype)), total
+        np.result_type(np.asarray(g).dtype, np.float32))), total
 
 
 def _leaves(tree, path=()) -> Iterator[Tuple[tuple, np.ndarray]]:

@@ -135,7 +135,8 @@ def _norms(states) -> Dict[str, np.ndarray]:
 def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
     """dS_t/dS_{t-1} for t = 1..T, S every state's carried steps flattened and put together:
     each is the one-step run from the states before step t (reached step by step, which is
-    exactly the whole run), its rows at once as one VJP of a batch of N copies."""
+    exactly the whole run), its rows at once as one VJP of a batch of N copies.  J_1 is None
+    when the initial states are computed (``state h: n = h0``) rather than zeros."""
     state = None
     jacobians = []
     for t in range(T):
@@ -143,8 +144,13 @@ def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
                for n, v in inputs.items()}
         out, _ = mod.forward(params, one, None, state, 1)
         if state is None:
-            state = {n: np.zeros_like(v) for n, v in out["final"].items()}
-            out, _ = mod.forward(params, one, None, state, 1)  # (from state0 = 0, as given)
+            if any(info["init"] != "zeros" for info in mod.STATES.values()):
+                # the initial states are computed (from an input, a value): J_1 is the
+                # Jacobian with respect to what they were computed as, not formed here
+                jacobians.append(None)
+                state = out["final"]
+                continue
+            state = {n: np.zeros_like(v) for n, v in out["final"].items()}  # (S_0 = 0)
         names = list(out["final"])
         shapes = {n: out["final"][n].shape for n in names}
         N = sum(int(np.prod(s)) for s in shapes.values())
@@ -168,8 +174,8 @@ def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
 
 def _jacobians(mod, params, inputs, T):
     Js = step_jacobians(mod, params, inputs, T)
-    norm = np.array([np.linalg.norm(J, 2) for J in Js])
-    radius = np.array([np.abs(np.linalg.eigvals(J)).max() for J in Js])
+    norm = np.array([np.nan if J is None else np.linalg.norm(J, 2) for J in Js])
+    radius = np.array([np.nan if J is None else np.abs(np.linalg.eigvals(J)).max() for J in Js])
     return norm, radius
 
 

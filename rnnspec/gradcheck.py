@@ -487,7 +487,13 @@ def truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, 
         lengths = lengths.get(next(iter(mod.AXES)))
     how = {"mode": mode} if mode else {}
     out, _ = mod.forward(params, inputs, targets, state0, T, lengths, **how)
-    whole, held = chunked_forward(mod, params, inputs, targets, state0, steps, k, lengths, mode=mode)
+    try:
+        whole, held = chunked_forward(mod, params, inputs, targets, state0, steps, k, lengths,
+                                      mode=mode)
+    except ValueError as exc:  # (a chunk too short for what the spec reads)
+        raise NoChunkedObjective(f"this network cannot run in chunks of {k} steps: {exc} (it "
+                                 f"reads chosen steps, e.g. h[end-2] or a loss at t = ...)"
+                                 ) from None
     if "loss" in out and not np.isclose(out["loss"], whole["loss"], rtol=1e-10, atol=1e-12):
         raise NoChunkedObjective(f"this network run in chunks of {k} steps is not the network run whole "
                          f"(its loss is {whole['loss']:.12g}, not {float(out['loss']):.12g}): "

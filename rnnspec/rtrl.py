@@ -7,12 +7,13 @@ S (every state's carried steps) to every parameter entry theta along with the fo
 
     P_t = J_t P_(t-1) + D_t,   dL_t/dtheta = (direct) + g_t P_(t-1),
 
-where ``J_t = dS_t/dS_(t-1)`` and ``D_t = dS_t/dtheta`` (with S_(t-1) held) are the rows of one
-batched VJP of the module's one-step run, and ``g_t`` is the gradient of step t's loss with
+where ``J_t = dS_t/dS_(t-1)`` (the rows of one batched VJP of the module's one-step run) and
+``D_t = dS_t/dtheta`` with S_(t-1) held (one VJP of the one-step run per state coordinate: a
+batch's parameter gradient is a sum over its rows), and ``g_t`` is the gradient of step t's loss with
 respect to the states before it.  Memory is independent of T (P is N x n_theta per sequence,
 N the states' size), and with ``per_step=True`` the gradient of each step's loss is available
-as soon as the step has run (what an online learner uses).  The cost per step is
-O(N * n_theta) for J_t P: O(H^4) for an Elman network of H units, against BPTT's O(H^2).
+as soon as the step has run (what an online learner uses).  The product J_t P costs
+O(N^2 * n_theta) per step: O(H^4) for an Elman network of H units, against BPTT's O(H^2).
 
 This is RTRL computed from the generated module's one-step VJPs; a generated forward-mode pass
 from the JVP rules (``compile --rtrl``) is not written yet.
@@ -38,8 +39,10 @@ def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool
         raise ValueError(f"RTRL runs the network forward one step at a time; {refused}")
     if not mod.TARGETS or targets is None:
         raise ValueError("rtrl needs targets: it computes the gradient of the loss")
+    inputs = inputs or {}
     T = _steps_of(mod, inputs, targets)
     B = _batch_of(mod, inputs, targets, state0, lengths)
+    mod.forward(params, inputs, targets, state0, T, lengths)  # (its checks of every argument)
     if not splits_exactly(mod, params, inputs, targets, state0, lengths):
         raise ValueError("this network run one step at a time is not the network run whole "
                          "(targets fed back, attention over earlier steps, or a mean loss "
@@ -55,6 +58,8 @@ def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool
     loss = 0.0
     for t in range(T):
         rows = np.flatnonzero(length > t)
+        if not len(rows):  # (every sequence has ended)
+            break
         x1 = _take(mod.INPUTS, inputs, rows, t, t + 1)
         s1 = _take_states(mod, state, rows) if state is not None else None
         # the rows with a loss at this step: every active one, or for a per-sequence loss
@@ -65,7 +70,7 @@ def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool
             out, cache = mod.forward(params, _take(mod.INPUTS, inputs, ending, t, t + 1),
                                      _take(mod.TARGETS, targets, ending, t, t + 1),
                                      None if state is None else
-                                     _take_states(mod, state, ending), 1)
+                                     _take_states(mod, state, ending), 1, _ones(len(ending)))
             g = mod.backward(params, cache)
             loss += float(out["loss"])
             step_grad += _flat_params(g["params"], names)
@@ -76,7 +81,7 @@ def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool
         total += step_grad
         if per_step:
             steps.append(_unflat(step_grad, names, sizes, params))
-        out, _ = mod.forward(params, x1, None, s1, 1)
+        out, _ = mod.forward(params, x1, None, s1, 1, _ones(len(rows)))
         new = _sensitivities(mod, params, x1, s1, out["final"], names, len(rows))
         for k, b in enumerate(rows):
             J, D = new[k]
@@ -97,7 +102,7 @@ def _sensitivities(mod, params, x1, s1, final, names, R):
            if mod.INPUTS[n]["kind"] != "shared" else v for n, v in x1.items()}
     s0 = None if s1 is None else {n: np.repeat(v, N, axis=_batch_axis(mod, n))
                                   for n, v in s1.items()}
-    _, cache = mod.forward(params, rep, None, s0, 1)
+    _, cache = mod.forward(params, rep, None, s0, 1, _ones(R * N))
     eye = np.tile(np.eye(N), (R, 1))  # row r*N + i: e_i
     d_final, k = {}, 0
     for n in order:
@@ -125,11 +130,16 @@ def _per_copy_params(mod, params, rep, s0, d_final, names, M) -> np.ndarray:
     for c in range(M):
         x = _sub(mod.INPUTS, rep, [c])
         s = _sub_states(mod, s0, [c])
-        _, cache = mod.forward(params, x, None, s, 1)
+        _, cache = mod.forward(params, x, None, s, 1, _ones(1))
         d = {n: (v[:, c:c + 1] if _batch_axis(mod, n) else v[c:c + 1])
              for n, v in d_final.items()}
         rows.append(_flat_params(mod.backward(params, cache, {"final": d})["params"], names))
     return np.array(rows)
+
+
+def _ones(n: int) -> np.ndarray:
+    """Lengths of n one-step sequences (they also give the batch size when nothing else does)."""
+    return np.ones(n, dtype=np.int64)
 
 
 def _steps_of(mod, inputs, targets) -> int:

@@ -136,13 +136,19 @@ def splits_exactly(mod, params, inputs, targets, state0=None, lengths=None, k: i
     loss divides by each chunk's steps."""
     T = next(np.shape(v)[0] for table, arrays in ((mod.INPUTS, inputs), (mod.TARGETS, targets))
              for n, v in (arrays or {}).items() if table[n]["kind"] == "sequence")
-    n = min(T, steps)
+    n = min(T, max(steps, *getattr(mod, "MIN_T", {}).values(), 1))  # (a loss at t = 8: 8)
     head = lambda arrays, table: None if arrays is None else {  # noqa: E731
         name: v[:n] if table[name]["kind"] == "sequence" else v for name, v in arrays.items()}
     few = None if lengths is None else np.minimum(lengths, n)
     whole, _ = mod.forward(params, head(inputs, mod.INPUTS), head(targets, mod.TARGETS),
                            state0, n, few)
-    run, _ = chunked_forward(mod, params, head(inputs, mod.INPUTS), head(targets, mod.TARGETS),
-                             state0, n, k, few)
-    return "loss" not in whole or bool(np.isclose(whole["loss"], run["loss"], rtol=1e-10,
-                                                  atol=1e-12))
+    try:
+        run, _ = chunked_forward(mod, params, head(inputs, mod.INPUTS),
+                                 head(targets, mod.TARGETS), state0, n, k, few)
+    except ValueError:  # (a chunk too short for what the spec reads: h[end-2], loss at t = 5)
+        return False
+    if "loss" not in whole:
+        return True
+    single = any(np.asarray(v).dtype == np.float32 for v in params.values())
+    tol = 1e-5 if single else 1e-10  # (float32 rounds at 1e-7: the two orders differ by more)
+    return bool(np.isclose(whole["loss"], run["loss"], rtol=tol, atol=1e-12))

@@ -41,22 +41,19 @@ def refusal(sched, filename: Optional[str] = None, what: str = WHAT, hint: str =
     g = sched.graph
     m = g.model
     rep = Reporter(m.source, filename or m.filename, once_per_place=True)
-    HINT = hint
     if len(m.axes) > 1:
         other = m.axes[1]
         node = next((st for st in m.spec.statements
                      if isinstance(st, (ast.InputDecl, ast.TargetDecl, ast.Equation))
                      and st.axis == other), m.spec)
-        rep.error(node, f"{what}: it has a second time axis '{other}' (truncation cuts the "
-                        f"steps of one axis)", HINT)
+        rep.error(node, f"{what}: it has a second time axis '{other}'", hint)
     for st in m.spec.statements:
         if isinstance(st, (ast.Equation, ast.Loss)):
             for node in ast.walk(st.expr):
                 if isinstance(node, ast.Ref) and node.index is not None and \
                         node.index.kind == "rel" and node.index.offset > 0:
                     rep.error(node, f"{what}: `{node.name}[{node.index.text()}]` runs a "
-                                    f"recurrence backward in time (truncation cuts the "
-                                    f"gradient flowing back in time)", HINT)
+                                    f"recurrence backward in time", hint)
     states = {g.values[n] for n in m.states if n in g.values}
     for i, op in g.ops.items():
         for a, d in op.args:
@@ -64,17 +61,16 @@ def refusal(sched, filename: Optional[str] = None, what: str = WHAT, hint: str =
                 rep.error(op.stmt or m.spec,
                           f"{what}: it reads {'every step' if d.reason == 'attend' else 'a chosen step'} "
                           f"of a value computed from the states at each step, so gradients "
-                          f"cross steps outside the recurrences", HINT)
+                          f"cross steps outside the recurrences", hint)
     for stage in sched.stages:
         if stage.kind == "loop" and stage.direction < 0 and not rep.errors:
-            rep.error(m.spec, f"{what}: a recurrence runs backward in time", HINT)
+            rep.error(m.spec, f"{what}: a recurrence runs backward in time", hint)
     if not rep.errors:
         return None
     try:
         rep.raise_if_errors()
     except SpecError as e:
         return e
-    return None  # (unreachable: raise_if_errors raised)
 
 
 def check_truncatable(sched, what: str = WHAT, hint: str = HINT) -> None:

@@ -90,5 +90,13 @@ def test_bad_arguments():
             clip_grads(grads(), **kw)
     with pytest.raises(ValueError, match="expected a dict of arrays, got list"):
         clip_grads([np.ones(2)], norm=1.0)
-    with pytest.raises(ValueError, match=r"grads\['x'\] is not an array of numbers"):
+    with pytest.raises(ValueError, match=r"grads\['x'\] is not an array of real numbers"):
         clip_grads({"x": "abc"}, norm=1.0)
+    with pytest.raises(ValueError, match="not an array of real numbers"):
+        clip_grads({"x": np.array([3 + 4j])}, norm=1.0)
+
+
+def test_integer_gradients_get_a_float_random_step():
+    out, n = clip_grads({"a": np.array([3, 4])}, norm=1.0, random=True, seed=0)
+    assert n == 5.0 and out["a"].dtype.kind == "f"
+    assert np.linalg.norm(out["a"]) == pytest.approx(1.0)

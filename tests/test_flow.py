@@ -145,3 +145,32 @@ def test_cli_flow_plot(tmp_path):
     png = tmp_path / "f.png"
     assert main(["flow", str(SPECS / "lstm.rnn"), "--T", "20", "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_computed_initial_states_have_no_first_jacobian():
+    """h0_from_input starts from h0 = f(x0): J_1 (with respect to a computed state) is not
+    formed, the later ones are those of the run itself (equal to finite differences there)."""
+    mod = rnnspec.compile_file(SPECS / "h0_from_input.rnn")
+    params = mod.init_params(seed=0)
+    _, x, _, _, _ = random_problem(mod, None, 4, 1, 0)
+    Js = step_jacobians(mod, params, x, 4)
+    assert Js[0] is None and all(J is not None for J in Js[1:])
+    flow = gradient_flow(mod, params, T=4)
+    assert np.isnan(flow.jacobian_norm[0]) and np.isfinite(flow.jacobian_norm[1:]).all()
+    out, _ = mod.forward(params, {n: v[:1] if mod.INPUTS[n]["kind"] == "sequence" else v
+                                  for n, v in x.items()}, None, None, 1)
+    state = out["final"]  # the states after step 1 of the real run
+    one = {n: v[1:2] if mod.INPUTS[n]["kind"] == "sequence" else v for n, v in x.items()}
+    names = list(state)
+    flat = np.concatenate([np.ravel(state[n]) for n in names])
+
+    def step(v):
+        s0, k = {}, 0
+        for n in names:
+            s0[n] = v[k:k + state[n].size].reshape(state[n].shape)
+            k += state[n].size
+        o, _ = mod.forward(params, one, None, s0, 1)
+        return np.concatenate([np.ravel(o["final"][n]) for n in names])
+    fd = np.array([(step(flat + 1e-6 * e) - step(flat - 1e-6 * e)) / 2e-6
+                   for e in np.eye(len(flat))]).T
+    assert np.abs(Js[1] - fd).max() < 1e-8

@@ -67,3 +67,35 @@ def test_rtrl_refuses_what_it_cannot_follow(name, why):
     p, x, y, s0, _ = random_problem(mod, None, T, 2, 0)
     with pytest.raises(ValueError, match=why):
         rtrl(mod, p, x, y, s0)
+
+
+def test_rtrl_edges_of_padded_batches_and_dtypes():
+    mod = module("elman")
+    p, x, y, s0, _ = random_problem(mod, None, 10, 2, 0, [3, 3])
+    loss, g = rtrl(mod, p, x, y, s0, [3, 3])  # (every sequence ends before T)
+    want = mod.loss_and_grad(p, x, y, s0, None, [3, 3])[1]["params"]
+    for n in want:
+        assert np.allclose(g["params"][n], want[n], rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="lengths"):
+        rtrl(mod, p, x, y, s0, [60, 3])
+    p32 = {n: v.astype(np.float32) for n, v in p.items()}
+    x32 = {n: v.astype(np.float32) for n, v in x.items()}
+    loss, g = rtrl(mod, p32, x32, y)
+    want = mod.loss_and_grad(p32, x32, y)[1]["params"]
+    for n in want:
+        assert np.allclose(g["params"][n], want[n], rtol=1e-4, atol=1e-5)
+
+
+def test_rtrl_and_tbptt_refuse_chosen_loss_steps_by_reason(tmp_path):
+    text = (SPECS / "elman.rnn").read_text().replace(
+        "loss = cross_entropy(o[t], y[t])", "loss = cross_entropy(o[t], y[t]) at t = 2, 8")
+    mod = rnnspec.compile_source(text, name="at8")
+    p, x, y, s0, _ = random_problem(mod, None, 12, 2, 0)
+    with pytest.raises(ValueError, match="not the network run whole"):
+        rtrl(mod, p, x, y, s0)
+    with pytest.raises(ValueError, match="not the network run whole"):
+        rnnspec.tbptt(mod, p, x, y, 2, 3, s0)
+    spec = tmp_path / "at8.rnn"
+    spec.write_text(text)
+    from rnnspec.cli import main
+    assert main(["gradcheck", str(spec), "--truncate", "3", "--T", "10"]) == 2
