@@ -11,6 +11,8 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
+from .truncation import _rng
+
 
 def clip_grads(grads: dict, value: Optional[float] = None, norm: Optional[float] = None,
                random: bool = False, seed=None, error_if_nonfinite: bool = False
@@ -58,7 +60,7 @@ def clip_grads(grads: dict, value: Optional[float] = None, norm: Optional[float]
         scale = norm / total
         with np.errstate(invalid="ignore"):  # (inf * 0: NaN, as documented)
             return _rebuild(grads, lambda path, g: np.asarray(g) * scale), total
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = _rng(seed)
     steps = {path: rng.standard_normal(np.shape(g)) for path, g in leaves}
     size = float(np.sqrt(sum(float(np.sum(s * s)) for s in steps.values())))
     return _rebuild(grads, lambda path, g: (steps[path] * (norm / size)).astype(

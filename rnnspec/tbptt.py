@@ -35,7 +35,7 @@ def tbptt(mod, params, inputs, targets, k1: int, k2: int, state0=None, lengths=N
     refused = getattr(mod, "TRUNCATE", None)
     if refused is not None:
         raise ValueError(refused)
-    if targets is None or not mod.TARGETS or any(
+    if not targets or not mod.TARGETS or any(
             info["kind"] != "sequence" for info in mod.TARGETS.values()):
         raise ValueError("tbptt needs per-step targets: it cuts the gradient of each step's loss")
     T = next(np.shape(v)[0] for n, v in targets.items())

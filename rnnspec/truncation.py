@@ -106,8 +106,19 @@ def random_truncation(T: int, p, seed=None, B: Optional[int] = None) -> np.ndarr
     if not np.all((pi > 0) & (pi <= 1)):
         raise ValueError("p must be in (0, 1]: the probability that the gradient goes on "
                          "past a step (0 would stop it everywhere, and 1/p is its weight)")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = _rng(seed)
     shape = (T,) if B is None else (T, B)
     pi = np.broadcast_to(pi.reshape((T,) + (1,) * (len(shape) - 1)) if pi.ndim else pi, shape)
     keep = rng.random(shape) < pi
     return np.where(keep, 1.0 / pi, 0.0)
+
+
+def _rng(seed) -> np.random.Generator:
+    """A generator from ``seed``: None, a non-negative int or a Generator (ValueError else)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or seed < 0):
+        raise ValueError(f"seed must be None, a non-negative integer or a numpy Generator, "
+                         f"got {seed!r}")
+    return np.random.default_rng(seed)

@@ -59,21 +59,25 @@ def test_step_jacobians_equal_finite_differences(name):
         out, _ = mod.forward(params, one, None, state, 1)
         if state is None:
             state = {n: np.zeros_like(v) for n, v in out["final"].items()}
-        names = list(state)
-        flat = np.concatenate([np.ravel(state[n]) for n in names])
-
-        def step(v):
-            s0, k = {}, 0
-            for n in names:
-                s0[n] = v[k:k + state[n].size].reshape(state[n].shape)
-                k += state[n].size
-            o, _ = mod.forward(params, one, None, s0, 1)
-            return np.concatenate([np.ravel(o["final"][n]) for n in names])
-        h = 1e-6
-        fd = np.array([(step(flat + h * e) - step(flat - h * e)) / (2 * h)
-                       for e in np.eye(len(flat))]).T
-        assert np.abs(J - fd).max() < 1e-8, (name, t)
+        assert np.abs(J - fd_jacobian(mod, params, one, state)).max() < 1e-8, (name, t)
         state = out["final"]
+
+
+def fd_jacobian(mod, params, one, state):
+    """d final / d state0 of the one-step run on inputs ``one`` from ``state``, by central
+    differences over every state entry."""
+    names = list(state)
+    flat = np.concatenate([np.ravel(state[n]) for n in names])
+
+    def step(v):
+        s0, k = {}, 0
+        for n in names:
+            s0[n] = v[k:k + state[n].size].reshape(state[n].shape)
+            k += state[n].size
+        o, _ = mod.forward(params, one, None, s0, 1)
+        return np.concatenate([np.ravel(o["final"][n]) for n in names])
+    return np.array([(step(flat + 1e-6 * e) - step(flat - 1e-6 * e)) / 2e-6
+                     for e in np.eye(len(flat))]).T
 
 
 # the states computed last in a step (nothing else of the step reads them): for those, the
@@ -161,16 +165,4 @@ def test_computed_initial_states_have_no_first_jacobian():
                                   for n, v in x.items()}, None, None, 1)
     state = out["final"]  # the states after step 1 of the real run
     one = {n: v[1:2] if mod.INPUTS[n]["kind"] == "sequence" else v for n, v in x.items()}
-    names = list(state)
-    flat = np.concatenate([np.ravel(state[n]) for n in names])
-
-    def step(v):
-        s0, k = {}, 0
-        for n in names:
-            s0[n] = v[k:k + state[n].size].reshape(state[n].shape)
-            k += state[n].size
-        o, _ = mod.forward(params, one, None, s0, 1)
-        return np.concatenate([np.ravel(o["final"][n]) for n in names])
-    fd = np.array([(step(flat + 1e-6 * e) - step(flat - 1e-6 * e)) / 2e-6
-                   for e in np.eye(len(flat))]).T
-    assert np.abs(Js[1] - fd).max() < 1e-8
+    assert np.abs(Js[1] - fd_jacobian(mod, params, one, state)).max() < 1e-8

@@ -216,7 +216,8 @@ def test_random_truncation_draws():
     assert np.array_equal(rnnspec.random_truncation(6, 0.5, seed=7),
                           rnnspec.random_truncation(6, 0.5, seed=7))
     for bad, msg in (((0, 0.5), "T must be"), ((5, 0.0), "p must be in"),
-                     ((5, [0.5, 0.5]), "p has shape"), ((5, 1.5), "p must be in")):
+                     ((5, [0.5, 0.5]), "p has shape"), ((5, 1.5), "p must be in"),
+                     ((5, 0.5, "x"), "seed must be None")):
         with pytest.raises(ValueError, match=msg):
             rnnspec.random_truncation(*bad)
 
