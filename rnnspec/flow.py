@@ -20,6 +20,7 @@ import numpy as np
 
 from .delays import Step
 from .gradcheck import random_problem
+from .surrogate import one_step_jacobians
 
 MAX_JACOBIAN = 512  # states' total size past which the step Jacobian is not formed
 
@@ -151,23 +152,8 @@ def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
                 state = out["final"]
                 continue
             state = {n: np.zeros_like(v) for n, v in out["final"].items()}  # (S_0 = 0)
-        names = list(out["final"])
-        shapes = {n: out["final"][n].shape for n in names}
-        N = sum(int(np.prod(s)) for s in shapes.values())
-        rep = lambda v, info: np.repeat(v, N, axis=1 if info["kind"] == "sequence" else 0)  # noqa
-        batch = {n: rep(v, mod.INPUTS[n]) if mod.INPUTS[n]["kind"] != "shared" else v
-                 for n, v in one.items()}
-        s0 = {n: np.repeat(state[n], N, axis=_batch_axis(mod, n)) for n in names}
-        _, cache = mod.forward(params, batch, None, s0, 1)
-        eye = np.eye(N)
-        d_final, k = {}, 0
-        for n in names:
-            m = int(np.prod(shapes[n]))
-            d_final[n] = _rows_to_state(mod, n, eye[:, k:k + m], shapes[n], N)
-            k += m
-        g = mod.backward(params, cache, {"final": d_final})["state0"]
-        J = np.concatenate([_state_to_rows(mod, n, g[n], N) for n in names], axis=1)
-        jacobians.append(J)  # (row i: the gradient of output coordinate i)
+        (J, _), = one_step_jacobians(mod, params, one, state, out["final"], 1)
+        jacobians.append(J)  # (row i: the gradient of final coordinate i)
         state = out["final"]
     return jacobians
 
@@ -177,24 +163,6 @@ def _jacobians(mod, params, inputs, T):
     norm = np.array([np.nan if J is None else np.linalg.norm(J, 2) for J in Js])
     radius = np.array([np.nan if J is None else np.abs(np.linalg.eigvals(J)).max() for J in Js])
     return norm, radius
-
-
-def _batch_axis(mod, n) -> int:
-    return 1 if mod.STATES[n].get("steps", 1) > 1 else 0
-
-
-def _rows_to_state(mod, n, rows, shape, N):
-    """(N, m) rows (one per batch copy) as the state's (d, N, size) or (N, size) array."""
-    if _batch_axis(mod, n):
-        d, _, size = shape
-        return rows.reshape(N, d, size).transpose(1, 0, 2)
-    return rows.reshape(N, shape[-1])
-
-
-def _state_to_rows(mod, n, v, N):
-    if _batch_axis(mod, n):
-        return v.transpose(1, 0, 2).reshape(N, -1)
-    return v.reshape(N, -1)
 
 
 def _recurrent_radii(graph, params) -> Dict[str, float]:

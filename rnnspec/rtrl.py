@@ -20,12 +20,12 @@ from the JVP rules (``compile --rtrl``) is not written yet.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
-from .flow import _batch_axis, _rows_to_state, _state_to_rows
-from .surrogate import _batch_of, _take, _take_states, splits_exactly
+from .surrogate import (_batch_of, _flat_params, _ones, _put_states, _state_to_rows, _take,
+                        _take_states, one_step_jacobians, splits_exactly)
 
 
 def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool = False
@@ -82,64 +82,15 @@ def rtrl(mod, params, inputs, targets, state0=None, lengths=None, per_step: bool
         if per_step:
             steps.append(_unflat(step_grad, names, sizes, params))
         out, _ = mod.forward(params, x1, None, s1, 1, _ones(len(rows)))
-        new = _sensitivities(mod, params, x1, s1, out["final"], names, len(rows))
+        new = one_step_jacobians(mod, params, x1, s1, out["final"], len(rows), names)
         for k, b in enumerate(rows):
             J, D = new[k]
             P[b] = D if t == 0 else J @ P[b] + D
-        state = _put_rows(mod, state, out["final"], rows, B)
+        state = {n: np.array(v, copy=True) for n, v in (state or {}).items()}
+        for n, v in out["final"].items():
+            _put_states(mod, state, n, rows, v, B)
     grads = {"params": _unflat(total, names, sizes, params)}
     return (loss, grads, steps) if per_step else (loss, grads)
-
-
-def _sensitivities(mod, params, x1, s1, final, names, R):
-    """For each of the R rows: (J_t, D_t), the one-step run's Jacobians with respect to the
-    states before it (N, N) and to the parameters (N, n_theta), from one VJP of a batch of N
-    copies of every row (copy i gets the unit upstream gradient e_i on the final states)."""
-    order = list(final)
-    shapes = {n: final[n].shape for n in order}
-    N = sum(int(np.prod(s)) // R for s in shapes.values())
-    rep = {n: np.repeat(v, N, axis=1 if mod.INPUTS[n]["kind"] == "sequence" else 0)
-           if mod.INPUTS[n]["kind"] != "shared" else v for n, v in x1.items()}
-    s0 = None if s1 is None else {n: np.repeat(v, N, axis=_batch_axis(mod, n))
-                                  for n, v in s1.items()}
-    _, cache = mod.forward(params, rep, None, s0, 1, _ones(R * N))
-    eye = np.tile(np.eye(N), (R, 1))  # row r*N + i: e_i
-    d_final, k = {}, 0
-    for n in order:
-        m = int(np.prod(shapes[n])) // R
-        one = shapes[n][:1] + (R * N,) + shapes[n][2:] if _batch_axis(mod, n) else \
-            (R * N,) + shapes[n][1:]
-        d_final[n] = _rows_to_state(mod, n, eye[:, k:k + m], one, R * N)
-        k += m
-    # (each copy's own gradient: the batch's parameter gradient is their sum, so one VJP per
-    # copy is needed for D_t; the state0 gradient is per copy)
-    out = []
-    g = mod.backward(params, cache, {"final": d_final})
-    rows_J = np.concatenate([_state_to_rows(mod, n, g["state0"][n], R * N)
-                             for n in order], axis=1) if s1 is not None else None
-    D = _per_copy_params(mod, params, rep, s0, d_final, names, R * N)
-    for r in range(R):
-        J = None if rows_J is None else rows_J[r * N:(r + 1) * N]
-        out.append((J, D[r * N:(r + 1) * N]))
-    return out
-
-
-def _per_copy_params(mod, params, rep, s0, d_final, names, M) -> np.ndarray:
-    """(M, n_theta): the parameter gradient of each batch copy alone (its own VJP)."""
-    rows = []
-    for c in range(M):
-        x = _sub(mod.INPUTS, rep, [c])
-        s = _sub_states(mod, s0, [c])
-        _, cache = mod.forward(params, x, None, s, 1, _ones(1))
-        d = {n: (v[:, c:c + 1] if _batch_axis(mod, n) else v[c:c + 1])
-             for n, v in d_final.items()}
-        rows.append(_flat_params(mod.backward(params, cache, {"final": d})["params"], names))
-    return np.array(rows)
-
-
-def _ones(n: int) -> np.ndarray:
-    """Lengths of n one-step sequences (they also give the batch size when nothing else does)."""
-    return np.ones(n, dtype=np.int64)
 
 
 def _steps_of(mod, inputs, targets) -> int:
@@ -150,34 +101,8 @@ def _steps_of(mod, inputs, targets) -> int:
     raise ValueError("rtrl needs a sequence input or target (it runs over their steps)")
 
 
-def _sub(table, arrays, rows):
-    return {n: v[:, rows] if table[n]["kind"] == "sequence" else v if table[n]["kind"] ==
-            "shared" else v[rows] for n, v in arrays.items()}
-
-
-def _sub_states(mod, states, rows) -> Optional[dict]:
-    return None if states is None else _take_states(mod, states, np.asarray(rows))
-
-
 def _state_rows(mod, states, R) -> np.ndarray:
     return np.concatenate([_state_to_rows(mod, n, v, R) for n, v in states.items()], axis=1)
-
-
-def _put_rows(mod, state, final, rows, B):
-    state = {} if state is None else {n: np.array(v, copy=True) for n, v in state.items()}
-    for n, v in final.items():
-        if n not in state:
-            state[n] = np.zeros(((v.shape[0], B) if _batch_axis(mod, n) else (B,))
-                                + v.shape[-1:], v.dtype)
-        if _batch_axis(mod, n):
-            state[n][:, rows] = v
-        else:
-            state[n][rows] = v
-    return state
-
-
-def _flat_params(g, names) -> np.ndarray:
-    return np.concatenate([np.ravel(g[n]) for n in names])
 
 
 def _unflat(v, names, sizes, params) -> dict:

@@ -13,6 +13,11 @@ a truncated gradient *is* gradient-checked (:func:`rnnspec.gradcheck.gradcheck` 
 In a padded batch, a sequence takes part in a chunk only while it has steps left in it (the
 chunk runs on those rows of the batch, with their own lengths), so its final state and a
 per-sequence loss come from the chunk in which it ends.
+
+It also holds what running one step at a time needs elsewhere: :func:`splits_exactly` (is the
+stepwise run the whole run?) and :func:`one_step_jacobians` (a one-step run's Jacobians with
+respect to the states before it and to the parameters), shared by :mod:`rnnspec.flow` and
+:mod:`rnnspec.rtrl`.
 """
 from __future__ import annotations
 
@@ -93,7 +98,7 @@ def _batch_of(mod, inputs, targets, state0, lengths) -> int:
             if info["kind"] != "shared":
                 return np.shape(v)[0]
     for n, v in (state0 or {}).items():
-        return np.shape(v)[1 if mod.STATES[n].get("steps", 1) > 1 else 0]
+        return np.shape(v)[_batch_axis(mod, n)]
     raise ValueError("a chunked run needs a batch: give lengths, a batched input or a state")
 
 
@@ -112,13 +117,13 @@ def _take(table, arrays, rows, a, b) -> Optional[dict]:
 def _take_states(mod, states, rows) -> Optional[dict]:
     if not states:
         return None
-    return {n: np.asarray(v)[:, rows] if mod.STATES[n].get("steps", 1) > 1 else
-            np.asarray(v)[rows] for n, v in states.items()}
+    return {n: np.asarray(v)[:, rows] if _batch_axis(mod, n) else np.asarray(v)[rows]
+            for n, v in states.items()}
 
 
 def _put_states(mod, states, n, rows, v, B: int) -> None:
     """Write a chunk's final state ``v`` of its rows ``rows`` into the whole batch's."""
-    several = mod.STATES[n].get("steps", 1) > 1
+    several = _batch_axis(mod, n)
     if n not in states:  # (not given at the start: every row is in the first chunk)
         states[n] = np.zeros(((v.shape[0], B) if several else (B,)) + v.shape[-1:], v.dtype)
     if several:
@@ -152,3 +157,82 @@ def splits_exactly(mod, params, inputs, targets, state0=None, lengths=None, k: i
     single = any(np.asarray(v).dtype == np.float32 for v in params.values())
     tol = 1e-5 if single else 1e-10  # (float32 rounds at 1e-7: the two orders differ by more)
     return bool(np.isclose(whole["loss"], run["loss"], rtol=tol, atol=1e-12))
+
+
+# ---- one step at a time (rnnspec.flow, rnnspec.rtrl) --------------------------------------
+def _ones(n: int) -> np.ndarray:
+    """Lengths of n one-step sequences (they also give the batch size when nothing else does)."""
+    return np.ones(n, dtype=np.int64)
+
+
+def _batch_axis(mod, n) -> int:
+    """1 for a state carrying d > 1 steps ((d, B, size)), else 0 ((B, size))."""
+    return 1 if mod.STATES[n].get("steps", 1) > 1 else 0
+
+
+def _rows_to_state(mod, n, rows, shape, N):
+    """(N, m) rows (one per batch copy) as the state's (d, N, size) or (N, size) array."""
+    if _batch_axis(mod, n):
+        d, _, size = shape
+        return rows.reshape(N, d, size).transpose(1, 0, 2)
+    return rows.reshape(N, shape[-1])
+
+
+def _state_to_rows(mod, n, v, N):
+    if _batch_axis(mod, n):
+        return v.transpose(1, 0, 2).reshape(N, -1)
+    return v.reshape(N, -1)
+
+
+def one_step_jacobians(mod, params, x1, s1, final, R: int, names=None):
+    """For each of the R rows of a one-step run from states ``s1`` (``final``: its final
+    states): (J, D), the Jacobians of the final states (all states' carried steps, flattened
+    and put together: N numbers) with respect to the states before the step, (N, N), from one
+    VJP of a batch of N copies of every row (copy i gets the unit gradient e_i on the final
+    states), and, when ``names`` lists the parameters, with respect to those, (N, n_theta)
+    (one VJP per copy: a batch's parameter gradient is the sum over its rows).  J is None
+    without ``s1`` (the states before the step are the spec's own initial values)."""
+    order = list(final)
+    shapes = {n: final[n].shape for n in order}
+    N = sum(int(np.prod(s)) // R for s in shapes.values())
+    rep = {n: np.repeat(v, N, axis=1 if mod.INPUTS[n]["kind"] == "sequence" else 0)
+           if mod.INPUTS[n]["kind"] != "shared" else v for n, v in x1.items()}
+    s0 = None if s1 is None else {n: np.repeat(v, N, axis=_batch_axis(mod, n))
+                                  for n, v in s1.items()}
+    _, cache = mod.forward(params, rep, None, s0, 1, _ones(R * N))
+    eye = np.tile(np.eye(N), (R, 1))  # row r*N + i: e_i
+    d_final, k = {}, 0
+    for n in order:
+        m = int(np.prod(shapes[n])) // R
+        one = shapes[n][:1] + (R * N,) + shapes[n][2:] if _batch_axis(mod, n) else \
+            (R * N,) + shapes[n][1:]
+        d_final[n] = _rows_to_state(mod, n, eye[:, k:k + m], one, R * N)
+        k += m
+    # (each copy's own gradient: the batch's parameter gradient is their sum, so one VJP per
+    # copy is needed for D_t; the state0 gradient is per copy)
+    out = []
+    g = mod.backward(params, cache, {"final": d_final})
+    rows_J = np.concatenate([_state_to_rows(mod, n, g["state0"][n], R * N)
+                             for n in order], axis=1) if s1 is not None else None
+    D = None if names is None else _per_copy_params(mod, params, rep, s0, d_final, names, R * N)
+    for r in range(R):
+        J = None if rows_J is None else rows_J[r * N:(r + 1) * N]
+        out.append((J, None if D is None else D[r * N:(r + 1) * N]))
+    return out
+
+
+def _per_copy_params(mod, params, rep, s0, d_final, names, M) -> np.ndarray:
+    """(M, n_theta): the parameter gradient of each batch copy alone (its own VJP)."""
+    rows = []
+    for c in range(M):
+        x = _take(mod.INPUTS, rep, [c], 0, 1)
+        s = None if s0 is None else _take_states(mod, s0, np.asarray([c]))
+        _, cache = mod.forward(params, x, None, s, 1, _ones(1))
+        d = {n: (v[:, c:c + 1] if _batch_axis(mod, n) else v[c:c + 1])
+             for n, v in d_final.items()}
+        rows.append(_flat_params(mod.backward(params, cache, {"final": d})["params"], names))
+    return np.array(rows)
+
+
+def _flat_params(g, names) -> np.ndarray:
+    return np.concatenate([np.ravel(g[n]) for n in names])
