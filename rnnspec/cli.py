@@ -27,7 +27,9 @@ EXAMPLES = {
                "  rnnspec compile specs/lstm.rnn -o lstm_ck.py --checkpoint 32",
     "check": "example:\n  rnnspec check specs/gru.rnn",
     "gradcheck": "example:\n  rnnspec gradcheck specs/elman.rnn --T 8 --batch 2 --seed 1\n"
-                 "  rnnspec gradcheck specs/lstm.rnn --dim hidden=64 --directional",
+                 "  rnnspec gradcheck specs/lstm.rnn --dim hidden=64 --directional\n"
+                 "  rnnspec gradcheck specs/lstm.rnn --truncate 3\n"
+                 "  rnnspec gradcheck specs/gru.rnn --random-truncation 0.7",
     "sample": "example:\n  rnnspec sample specs/generate.rnn --params trained.npz --T 20 "
               "--seed-class 0 --end 4\n  rnnspec sample specs/teacher_forcing.rnn --inputs x.npz "
               "--sample --seed 3",
@@ -73,6 +75,14 @@ positive_int = _number(int, 1, False, "a positive integer")
 count_arg = _number(int, 0, False, "an integer 0 or more")
 positive_float = _number(float, 0.0, True, "a positive finite number")
 tolerance_arg = _number(float, 0.0, False, "a finite number 0 or more")
+
+
+def probability_arg(text: str) -> float:
+    """--random-truncation PI: a probability in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a probability in (0, 1], got {text!r}")
+    return value
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,6 +150,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="check backward(..., truncate=(K, K)), truncated BPTT, against the "
                         "objective it computes exactly: the run in chunks of K steps, each "
                         "from the states at its start held constant")
+    g.add_argument("--random-truncation", type=probability_arg, metavar="PI",
+                   help="check that randomized truncation is unbiased: the mean of --draws "
+                        "gradients of backward(..., xi=random_truncation(T, PI)) equals the "
+                        "full gradient within 4 standard errors, entry by entry")
+    g.add_argument("--draws", type=positive_int, default=10_000,
+                   help="draws of xi for --random-truncation (default 10000, at least 200; "
+                        "with fewer a fair sampler fails the check more often)")
     _other_commands(cmd)
     return p
 
@@ -460,7 +477,7 @@ def cmd_gradcheck(args) -> int:
     path, text, dims = _load(args)
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
-    if args.truncate is not None:
+    if args.truncate is not None or args.random_truncation is not None:
         check_truncatable(a.schedule)  # (a positioned error before any work)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
     mod = load_module(render(a, args.checkpoint), path.stem)
@@ -471,6 +488,8 @@ def cmd_gradcheck(args) -> int:
                          f"or more")
     steps = args.T if args.T is not None else \
         {axis: max(5, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
+    if args.random_truncation is not None:
+        return _check_unbiased(args, path, mod, dims, steps)
     try:
         report = gradcheck(mod, dims, T=steps, batch=args.batch, seed=args.seed,
                            directional=args.directional, directions=args.directions,
@@ -482,6 +501,25 @@ def cmd_gradcheck(args) -> int:
         raise UsageError(f"{shown(path)}: --truncate: {exc}") from None
     report.spec = str(path)
     _say(report.table())
+    return 0 if report.ok else 1
+
+
+def _check_unbiased(args, path, mod, dims, steps) -> int:
+    """gradcheck --random-truncation PI: the randomized-truncation gradient's mean against the
+    full gradient (rnnspec.unbiased)."""
+    from .gradcheck import random_problem
+    from .unbiased import check_unbiased
+    if args.draws < 200:
+        raise UsageError(f"--draws {args.draws} is too few: the check runs the draws in rounds "
+                         f"of 100 and needs two rounds for a standard error; use --draws 200 "
+                         f"or more")
+    T = steps if isinstance(steps, int) else steps[next(iter(mod.AXES))]
+    params, inputs, targets, state0, upstream = random_problem(mod, dims, T, args.batch,
+                                                               args.seed)
+    report = check_unbiased(mod, params, inputs, targets, T, args.random_truncation,
+                            draws=args.draws, copies=100, seed=args.seed, state0=state0,
+                            d_outputs=upstream)
+    _say(f"{shown(path)}: T = {T}, batch {args.batch}, seed {args.seed}\n" + report.table())
     return 0 if report.ok else 1
 
 

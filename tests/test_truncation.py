@@ -346,3 +346,48 @@ def test_tbptt_refusals():
         args = {"k1": 2, "k2": 3, **kw}
         with pytest.raises(ValueError, match=msg):
             rnnspec.tbptt(mod, p, x, y, args["k1"], args["k2"], s0)
+
+
+# ---- rnnspec.unbiased: the same check as a library function and from the command line --------
+BIASED = staticmethod(lambda T, rng, rows: (rng.random((T, rows)) < 0.7).astype(float))
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "skip"])
+def test_check_unbiased_passes_fair_and_fails_biased(name):
+    """check_unbiased on a padded batch with initial states and upstream gradients: the fair
+    sampler passes, the biased one (xi in {0, 1}) does not; entries xi leaves alone are equal."""
+    from rnnspec.unbiased import check_unbiased
+    mod = module(name)
+    lengths = np.array([6, 4])
+    p, x, y, s0, up = problem(mod, T=6, B=2, seed=3, lengths=lengths)
+    p = {n: 1.5 * v for n, v in p.items()}
+    fair = check_unbiased(mod, p, x, y, 6, 0.7, draws=4000, copies=100, seed=1, state0=s0,
+                          lengths=lengths, d_outputs=up)
+    assert fair.ok, fair.table()
+    assert sum(r.cut for r in fair.rows) > sum(r.entries for r in fair.rows) // 3
+    assert all(r.worst_untouched <= 1e-12 * 10 for r in fair.rows)
+    biased = check_unbiased(mod, p, x, y, 6, 0.7, draws=4000, copies=100, seed=1, state0=s0,
+                            lengths=lengths, d_outputs=up, draw=BIASED.__func__)
+    assert not biased.ok and "BIASED" in biased.table()
+
+
+def test_check_unbiased_bound_and_arguments():
+    from rnnspec.unbiased import bound, check_unbiased
+    assert bound(1) == bound(100) == 4.0 and 4.0 < bound(1000) < bound(10 ** 5)
+    mod = module("elman")
+    p, x, y, s0, _ = problem(mod, T=4, B=1)
+    for kw, msg in (({"draws": 150}, "draws must be an integer of at least 2 \\* copies"),
+                    ({"copies": 0}, "copies must be a positive integer")):
+        with pytest.raises(ValueError, match=msg):
+            check_unbiased(mod, p, x, y, 4, **kw)
+
+
+def test_cli_gradcheck_random_truncation(capsys):
+    assert main(["gradcheck", str(SPECS / "gru.rnn"), "--random-truncation", "0.7"]) == 0
+    out = capsys.readouterr().out
+    assert "mean of 10000 draws" in out and "UNBIASED" in out and "Wz" in out
+    assert main(["gradcheck", str(SPECS / "bigru.rnn"), "--random-truncation", "0.7"]) == 2
+    assert "truncated BPTT cannot cut this spec" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["gradcheck", str(SPECS / "gru.rnn"), "--random-truncation", "1.5"])
+    assert exc.value.code == 2 and "probability in (0, 1]" in capsys.readouterr().err
