@@ -77,6 +77,19 @@ positive_float = _number(float, 0.0, True, "a positive finite number")
 tolerance_arg = _number(float, 0.0, False, "a finite number 0 or more")
 
 
+def truncate_arg(text: str):
+    """--truncate K or K1,K2 (K1 <= K2): an int, or a pair for TBPTT(K1, K2)."""
+    parts = text.split(",")
+    try:
+        ks = [positive_int(k) for k in parts]
+    except argparse.ArgumentTypeError:
+        ks = []
+    if len(ks) not in (1, 2) or len(ks) != len(parts) or ks[-1] < ks[0]:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2 (positive integers, K1 <= K2), "
+                                         f"got {text!r}")
+    return ks[0] if len(ks) == 1 else tuple(ks)
+
+
 def probability_arg(text: str) -> float:
     """--random-truncation PI: a probability in (0, 1]."""
     value = positive_float(text)
@@ -146,10 +159,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--atol", type=tolerance_arg, default=1e-8, help="absolute tolerance (1e-8)")
     g.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
                    help="check the module checkpointed every K steps")
-    g.add_argument("--truncate", type=positive_int, metavar="K",
+    g.add_argument("--truncate", type=truncate_arg, metavar="K|K1,K2",
                    help="check backward(..., truncate=(K, K)), truncated BPTT, against the "
                         "objective it computes exactly: the run in chunks of K steps, each "
-                        "from the states at its start held constant")
+                        "from the states at its start held constant; K1,K2: TBPTT(K1, K2), "
+                        "each block of K1 steps run on the window of its last K2 steps")
     g.add_argument("--random-truncation", type=probability_arg, metavar="PI",
                    help="check that randomized truncation is unbiased: the mean of --draws "
                         "gradients of backward(..., xi=random_truncation(T, PI)) equals the "

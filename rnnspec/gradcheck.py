@@ -22,11 +22,11 @@ from __future__ import annotations
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from .surrogate import chunked_forward
+from .surrogate import chunked_forward, windowed_forward
 
 
 @dataclass
@@ -355,8 +355,7 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
               T: int = 5, batch: int = 3, seed: int = 0, directional: bool = False,
               directions: int = 3, eps: float = 1e-5, rtol: float = 1e-6, atol: float = 1e-8,
               lengths=None, mode: Optional[str] = None, max_work: Optional[int] = None,
-              max_bytes: Optional[int] = MAX_BYTES, truncate: Optional[int] = None
-              ) -> GradcheckReport:
+              max_bytes: Optional[int] = MAX_BYTES, truncate=None) -> GradcheckReport:
     """Check the analytic gradients of ``spec`` (a module, a .rnn path or spec text); with
     ``lengths`` (batch,), as a padded batch of sequences of those lengths.  ``T`` is the number
     of steps of every time axis, or a dict {axis: steps}.  ``mode`` ('teacher' or 'free') is
@@ -385,7 +384,9 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
 
     ``truncate=k`` checks ``backward(..., truncate=(k, k))`` against the objective it computes
     exactly: the network run in chunks of k steps, each from the states the full run reaches
-    at its start, held constant (:mod:`rnnspec.surrogate`)."""
+    at its start, held constant (:mod:`rnnspec.surrogate`); ``truncate=(k1, k2)``, k1 < k2,
+    checks TBPTT(k1, k2) against its objective, every block of k1 steps run on the window of
+    its last k2 steps from held states (:func:`rnnspec.surrogate.windowed_forward`)."""
     _check_options(T, batch, directions, eps, rtol, atol, seed)
     mod = _module_for(spec, dims)
     T = per_axis(mod, T)
@@ -397,7 +398,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     objective = _objective(mod, targets, T, lengths, how, upstream) if truncate is None else \
         truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, upstream,
                             truncate)
-    cut = {} if truncate is None else {"truncate": (truncate, truncate)}
+    k1, k2 = _truncate_pair(truncate) if truncate is not None else (None, None)
+    cut = {} if truncate is None else {"truncate": (k1, k2)}
     sizes = _sizes(mod, dims, T, batch, seed)
     name = getattr(mod, "__name__", "spec")
     groups = {"params": params, "inputs": inputs, "state0": state0}
@@ -407,7 +409,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     mode_text = "directional" if directional else "every entry" if cap is None else \
         f"at most {cap} random entries and 1 direction per array"
     if truncate is not None:
-        mode_text += f"; truncate=({truncate}, {truncate}) against the run in chunks"
+        mode_text += f"; truncate=({k1}, {k2}) against the run in " + (
+            "chunks" if k1 == k2 else f"windows of {k2} steps")
     report = GradcheckReport(name, [], rtol, atol, eps, mode_text, 0.0, sizes)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         out, cache = mod.forward(params, inputs, targets, state0, T, lengths, **how)
@@ -472,16 +475,29 @@ class NoChunkedObjective(ValueError):
     chunked objective to be checked against."""
 
 
+def _truncate_pair(truncate) -> Tuple[int, int]:
+    """truncate=k or (k1, k2) as (k1, k2), checked (a ValueError otherwise)."""
+    pair = (truncate, truncate) if not isinstance(truncate, (tuple, list)) else tuple(truncate)
+    if len(pair) != 2 or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or
+                             k < 1 for k in pair):
+        raise ValueError(f"truncate must be a positive number of steps k or (k1, k2), got "
+                         f"{truncate!r}")
+    if pair[1] < pair[0]:
+        raise ValueError(f"truncate=({pair[0]}, {pair[1]}): k2 must be at least k1")
+    return int(pair[0]), int(pair[1])
+
+
 def truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, upstream, k):
-    """The objective of a truncated check: J of the chunked run (chunks of k steps, each from
-    the states the run reaches at the check's point, held constant).  A ValueError when the
-    spec cannot be truncated, or when the chunked run is not the same network as the full run
-    (feedback of targets across a chunk's start, attention over earlier chunks' inputs)."""
+    """The objective of a truncated check: J of the chunked run (``k``: chunks of k steps, each
+    from the states the run reaches at the check's point, held constant), or for ``k = (k1,
+    k2)``, k1 < k2, of the blocks run on their windows (:func:`_windowed_objective`).  A
+    ValueError when the spec cannot be truncated, or when the chunked run is not the same
+    network as the full run (feedback of targets across a chunk's start, attention over
+    earlier chunks' inputs)."""
     refused = getattr(mod, "TRUNCATE", None)
     if refused is not None:
         raise ValueError(refused)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"truncate must be a positive number of steps, got {k!r}")
+    k1, k = _truncate_pair(k)
     steps = T[next(iter(mod.AXES))]
     if isinstance(lengths, dict):
         lengths = lengths.get(next(iter(mod.AXES)))
@@ -502,9 +518,29 @@ def truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, 
                          f"steps, so no chunked objective exists to check the truncated gradient "
                          f"against")
     has_loss = bool(mod.TARGETS) and targets is not None
+    if k1 < k < steps:
+        return _windowed_objective(mod, params, inputs, targets, state0, steps, lengths, mode,
+                                   upstream, (k1, k), has_loss)
 
     def objective(p, x, s0, magnitude=False) -> float:
         run, _ = chunked_forward(mod, p, x, targets, s0, steps, k, lengths, held, mode)
+        return _J(run, has_loss, upstream, magnitude)
+    return objective
+
+
+def _windowed_objective(mod, params, inputs, targets, state0, T, lengths, mode, upstream, ks,
+                        has_loss):
+    """J of TBPTT(k1, k2)'s objective: every block of k1 steps on the window of its last k2
+    steps, from the states of the run at the check's point (every step's, held constant)."""
+    per_sequence = [n for table in (mod.TARGETS if has_loss else {}, mod.OUTPUTS)
+                    for n, info in table.items() if info["kind"] != "sequence"]
+    if per_sequence:
+        raise NoChunkedObjective(f"TBPTT{ks} with k1 < k2 splits the objective into blocks "
+                                 f"of steps, but {per_sequence[0]!r} is a value per sequence")
+    _, held = chunked_forward(mod, params, inputs, targets, state0, T, 1, lengths, mode=mode)
+
+    def objective(p, x, s0, magnitude=False) -> float:
+        run = windowed_forward(mod, p, x, targets, s0, T, *ks, lengths, held, mode)
         return _J(run, has_loss, upstream, magnitude)
     return objective
 

@@ -14,6 +14,10 @@ In a padded batch, a sequence takes part in a chunk only while it has steps left
 chunk runs on those rows of the batch, with their own lengths), so its final state and a
 per-sequence loss come from the chunk in which it ends.
 
+For TBPTT(k1, k2) with k1 < k2, :func:`windowed_forward` is the same for overlapping windows:
+every block of k1 steps is run on the window of its last k2 steps from the held states at the
+window's start, and counts only its own steps' losses and outputs.
+
 It also holds what running one step at a time needs elsewhere: :func:`splits_exactly` (is the
 stepwise run the whole run?) and :func:`one_step_jacobians` (a one-step run's Jacobians with
 respect to the states before it and to the parameters), shared by :mod:`rnnspec.flow` and
@@ -85,6 +89,47 @@ def chunked_forward(mod, params, inputs, targets, state0, T: int, k: int, length
     if targets is not None and mod.TARGETS:
         outputs["loss"] = loss
     return outputs, starts
+
+
+def windowed_forward(mod, params, inputs, targets, state0, T: int, k1: int, k2: int,
+                     lengths=None, held: Optional[List[dict]] = None,
+                     mode: Optional[str] = None) -> dict:
+    """The outputs of TBPTT(k1, k2)'s objective (k1 <= k2), put together like one run's: each
+    block of k1 steps (on the k1-step schedule; a last block may be short) run on the window
+    of its last k2 steps, from ``held[lo]``, the states a full run reaches at the window's start
+    ``lo`` (``state0`` at step 0), its steps' outputs and losses taken from that run (its loss:
+    the window's minus the same window without the block, from the same held states), a
+    sequence's final states from the block where it ends.  Per-step losses only."""
+    B = _batch_of(mod, inputs, targets, state0, lengths)
+    length = np.full(B, T) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    how = {"mode": mode} if mode else {}
+    outputs: Dict[str, np.ndarray] = {}
+    final: Dict[str, np.ndarray] = {}
+    loss = 0.0
+    for first in range(0, T, k1):
+        tau, lo = min(first + k1, T), max(first + k1 - k2, 0)
+        rows = np.flatnonzero(length > lo)
+        start = _take_states(mod, state0 if lo == 0 else held[lo], rows)
+
+        def run(b):
+            return mod.forward(params, _take(mod.INPUTS, inputs, rows, lo, b),
+                               _take(mod.TARGETS, targets, rows, lo, b), start, b - lo,
+                               np.clip(length[rows] - lo, 1, b - lo), **how)[0]
+        out = run(tau)
+        if "loss" in out:
+            loss += float(out["loss"]) - (float(run(first)["loss"]) if first > lo else 0.0)
+        for n, info in mod.OUTPUTS.items():
+            if n in out:
+                v = out[n]
+                outputs.setdefault(n, np.zeros((T, B) + v.shape[2:], v.dtype))
+                outputs[n][first:tau, rows] = v[first - lo:]
+        ends = (length[rows] > first) & (length[rows] <= tau)
+        for n, v in out["final"].items():
+            _put_states(mod, final, n, rows[ends], _take_states(mod, {n: v}, ends)[n], B)
+    outputs["final"] = final
+    if targets is not None and mod.TARGETS:
+        outputs["loss"] = loss
+    return outputs
 
 
 def _batch_of(mod, inputs, targets, state0, lengths) -> int:

@@ -93,10 +93,10 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 RUNTIME_FILES = {"validate.py": ("runtime", "RUNTIME"), "api.py": ("api", "LOSS_AND_GRAD"),
                  "checkpoint.py": ("checkpoint", "CHECKPOINT_API"),
                  "feedback.py": ("feedback", "FEEDBACK_API"),
-                 "truncation.py": ("truncation", "TRUNCATION")}
+                 "truncation.py": ("truncation", "TRUNCATION"), "sweeps.py": ("sweeps", "SWEEPS")}
 RUNTIME_USERS = {"validate.py": ("elman", {}), "api.py": ("elman", {}),
                  "checkpoint.py": ("elman", {"checkpoint": 3}), "feedback.py": ("generate", {}),
-                 "truncation.py": ("elman", {})}
+                 "truncation.py": ("elman", {}), "sweeps.py": ("elman", {})}
 
 
 def _defined(text):

@@ -200,9 +200,12 @@ def test_bad_arguments_are_refused_by_name():
             mod.backward(p, cache, truncate=bad)
     with pytest.raises(ValueError, match=r"truncate=\(3, 2\): k2 must be at least k1"):
         mod.backward(p, cache, truncate=(3, 2))
-    with pytest.raises(ValueError, match=r"truncate=\(1, 3\): backward cuts \(k, k\) only .*"
-                                         r"rnnspec.tbptt\(module, params, inputs, targets, 1, 3\)"):
-        mod.backward(p, cache, truncate=(1, 3))
+    many = module("many_to_one")  # (a loss per sequence: no blocks of steps to deal out)
+    pm, xm, ym, _, _ = problem(many, T=5)
+    _, cm = many.forward(pm, xm, ym, None, 5)
+    with pytest.raises(ValueError, match=r"truncate=\(1, 3\): this module cuts \(k, k\) only .*"
+                                         r"needs a loss made of per-step terms"):
+        many.backward(pm, cm, truncate=(1, 3))
 
 
 # ---- randomized truncation ------------------------------------------------------------------
@@ -391,3 +394,89 @@ def test_cli_gradcheck_random_truncation(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["gradcheck", str(SPECS / "gru.rnn"), "--random-truncation", "1.5"])
     assert exc.value.code == 2 and "probability in (0, 1]" in capsys.readouterr().err
+
+
+# ---- TBPTT(k1, k2), k1 < k2, in backward: sweeps of blocks ----------------------------------
+SWEPT = [s for s in TRUNCATABLE if s not in (
+    "many_to_one", "torch_gru", "torch_lstm",  # a loss per sequence: refused
+    "generate", "teacher_forcing", "self_attention", "linear")]  # tbptt refuses (see below)
+
+
+@pytest.mark.parametrize("name", SWEPT)
+def test_backward_tbptt_k1_k2_equals_windows(name):
+    """backward(truncate=(k1, k2)) (ceil(k2/k1) sweeps over the cache, each counting its blocks'
+    losses and cut at their windows' starts) equals rnnspec.tbptt (each block's window re-run
+    from held states), two independent computations, to 1e-12, padded batches too."""
+    mod = module(name)
+    for lengths in (None, np.array([9, 5, 2])):
+        p, x, y, s0, _ = problem(mod, T=9, lengths=lengths)
+        _, cache = mod.forward(p, x, y, s0, 9, lengths)
+        for k1, k2 in ((1, 2), (1, 3), (2, 3), (2, 5), (3, 7), (4, 6), (1, 8)):
+            _, g = rnnspec.tbptt(mod, p, x, y, k1, k2, s0, lengths)
+            ref = mod.backward(p, cache, truncate=(k1, k2))["params"]
+            for n in ref:
+                assert np.abs(g["params"][n] - ref[n]).max() <= \
+                    1e-12 * max(1, np.abs(ref[n]).max()), (name, k1, k2, n)
+
+
+def test_tbptt_sweeps_what_is_left_out():
+    """The specs left out of the comparison above: those backward refuses (a loss per
+    sequence) and those tbptt refuses (no windows from held states: targets fed back,
+    attention over earlier steps, a mean loss), asserted so that the list stays honest."""
+    for name in set(TRUNCATABLE) - set(SWEPT):
+        mod = module(name)
+        p, x, y, s0, _ = problem(mod, T=9)
+        with pytest.raises(ValueError):
+            rnnspec.tbptt(mod, p, x, y, 1, 3, s0)
+
+
+def test_backward_tbptt_k1_k2_with_xi_and_refusals():
+    mod = module("lstm")
+    p, x, y, s0, up = problem(mod, T=9)
+    _, cache = mod.forward(p, x, y, s0, 9)
+    plain = mod.backward(p, cache, up, truncate=(2, 5))
+    same(mod.backward(p, cache, up, xi=np.ones(9), truncate=(2, 5)), plain)
+    xi = rnnspec.random_truncation(9, 0.5, seed=4, B=3)
+    cut = mod.backward(p, cache, up, xi=xi, truncate=(2, 5))
+    assert not np.allclose(cut["params"]["W_f_h"], plain["params"]["W_f_h"])
+    same(mod.backward(p, cache, up, truncate=(2, 9)), mod.backward(p, cache, up))  # k2 >= T
+    with pytest.raises(ValueError, match="xi has shape"):
+        mod.backward(p, cache, truncate=(2, 5), xi=np.ones(4))
+    ck = compile_source((SPECS / "lstm.rnn").read_text(), name="lstm", checkpoint=3, base=SPECS)
+    _, c2 = ck.forward(p, x, y, s0, 9)
+    with pytest.raises(ValueError, match="compiled without --checkpoint"):
+        ck.backward(p, c2, truncate=(2, 5))
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "skip", "deep"])
+@pytest.mark.parametrize("lengths", [None, np.array([7, 4, 2])])
+def test_gradcheck_of_tbptt_k1_k2(name, lengths):
+    """Every entry (params, inputs, initial states) of backward(..., truncate=(k1, k2)) with
+    upstream gradients on the outputs and final states, against central differences of the
+    windowed objective (surrogate.windowed_forward)."""
+    for ks in ((1, 3), (2, 5)):
+        report = gradcheck(module(name), T=7, truncate=ks, lengths=lengths)
+        assert report.ok, report.table()
+        assert f"truncate={ks}" in report.mode.replace(" ", "").replace(",", ", ")
+
+
+def test_gradcheck_of_a_wrong_tbptt_fails(monkeypatch):
+    """The windowed check can fail: TBPTT(k2, k2) is not TBPTT(k1, k2)."""
+    mod = module("elman")
+    backward = mod.backward
+    monkeypatch.setattr(mod, "backward", lambda p, c, d=None, xi=None, truncate=None:
+                        backward(p, c, d, truncate=(truncate[1], truncate[1])))
+    assert not gradcheck(mod, T=7, truncate=(1, 3)).ok
+    with pytest.raises(ValueError, match="a value per sequence"):
+        gradcheck(module("many_to_one"), T=7, truncate=(1, 3))
+
+
+def test_cli_gradcheck_truncate_k1_k2(capsys):
+    assert main(["gradcheck", str(SPECS / "gru.rnn"), "--truncate", "1,3", "--T", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "truncate=(1, 3) against the run in windows of 3 steps" in out and "PASSED" in out
+    for bad in ("3,1", "0,2", "a,b", "1,2,3"):
+        with pytest.raises(SystemExit) as exc:
+            main(["gradcheck", str(SPECS / "gru.rnn"), "--truncate", bad])
+        assert exc.value.code == 2
+        assert "--truncate" in capsys.readouterr().err

@@ -32,6 +32,8 @@ TRUNCATE_DOC = (  # (backward's docstring on truncation: rnnspec.truncation)
     "xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through",
     "the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):",
     "it is cut at the start of every chunk of k steps (truncated BPTT).")
+SWEEPS_DOC = ("truncate=(k1, k2), k1 < k2: the losses of every k1 steps backpropagated k2 steps",
+              "(Williams & Peng's TBPTT(k1, k2), in ceil(k2 / k1) sweeps).")
 REFUSED_DOC = ("This network cannot be truncated (see TRUNCATE): xi and truncate must be None.",)
 
 
@@ -117,7 +119,9 @@ class Adjoint(Pass):
             em("")
             em("d_outputs may hold an upstream gradient for any named value (same shape as in")
             em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
-            for line in TRUNCATE_DOC if self.v.truncation is None else REFUSED_DOC:
+            sweeps = self.sweeps_weights()
+            for line in (TRUNCATE_DOC + (SWEEPS_DOC if sweeps else ())
+                         if self.v.truncation is None else REFUSED_DOC):
                 em(line)
             em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec")
             em("(and with state_grads=True 'states': each state's gradient at every step).")
@@ -125,6 +129,8 @@ class Adjoint(Pass):
             em("up = _upstream(d_outputs, cache)")
             em("dims = cache['dims']")
             em(self.v.dims_line())
+            if sweeps:
+                self.sweeps_hook(em, sweeps)
             em("xi = _truncation(xi, truncate, dims)  # None: full BPTT")
             self.v.mask_lines(em, text)
             for d in sorted(self.v.dims_used):
@@ -139,6 +145,23 @@ class Adjoint(Pass):
                        name not in self.v.weight_var.values() else f"{name} = cache.get({name!r})")
         em.lines.extend(body.lines)
         return em.lines
+
+    def sweeps_weights(self) -> Optional[tuple]:
+        """The cache's per-step loss weights, when backward can run TBPTT(k1, k2) with k1 < k2
+        as sweeps (runtime/sweeps.py): a truncatable, unsegmented module all of whose loss terms
+        have per-step weights (what a sweep masks); else None."""
+        weights = tuple(self.v.weights(i) for i in self.g.losses)
+        if self.v.truncation is not None or self.v.segmented or not weights or None in weights:
+            return None
+        return weights
+
+    def sweeps_hook(self, em: Emitter, weights: tuple) -> None:
+        """TBPTT(k1, k2) with k1 < k2: backward runs itself once per sweep of blocks."""
+        self.v.sweeps = True
+        em("if _sweeps(truncate, dims):  # TBPTT(k1, k2), k1 < k2: a sweep per set of blocks")
+        with em.indent():
+            em(f"return _tbptt_sweeps({self.v.fname('backward')}, params, cache, d_outputs, xi, "
+               f"truncate, state_grads, {weights!r})")
 
     def has_grad(self, i: int) -> bool:
         return self.ops[i].op not in ("const", "target")

@@ -39,6 +39,9 @@ FEEDBACK_API = helper_texts("feedback.py")["feedback"]
 TRUNCATION = helper_texts("truncation.py")["truncation"]
 
 
+SWEEPS = helper_texts("sweeps.py")["sweeps"]
+
+
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
@@ -91,7 +94,8 @@ class ModuleWriter(Pass):
         em("")
         em("")
         runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
-            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] + [TRUNCATION, RUNTIME]
+            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] + [TRUNCATION] \
+            + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME]
         for part in runtime:
             em.lines.extend(part.strip("\n").split("\n"))
             em("")

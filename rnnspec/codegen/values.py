@@ -45,6 +45,7 @@ class Values:
         self.axis_var = {a: self.fresh(a) for a in (self.m.axes or [self.main])}
         self.dim_var: Dict[str, str] = {}
         self.weight_var: Dict[int, str] = {}
+        self.sweeps = False  # backward runs TBPTT(k1, k2) sweeps (the runtime's 'sweeps' group)
         self._assign_names()
         self.layout = plan_layout(sched)  # where every value lives, decided before any code
         self.inline = self.layout.inline

@@ -339,10 +339,10 @@ def _truncation(xi, truncate, dims):
         k1, k2 = _truncate_steps(truncate)
         if k2 < T:  # (k2 >= T: every gradient goes back to the first step, full BPTT)
             if k1 != k2:
-                raise ValueError(f"truncate=({k1}, {k2}): backward cuts (k, k) only (chunks "
-                                 f"of k steps, in one sweep) or k2 >= T (full BPTT); "
-                                 f"rnnspec.tbptt(module, params, inputs, targets, {k1}, {k2}) "
-                                 f"computes any TBPTT(k1, k2)")
+                raise ValueError(f"truncate=({k1}, {k2}): this module cuts (k, k) only (chunks "
+                                 f"of k steps) or k2 >= T (full BPTT): TBPTT(k1, k2) with "
+                                 f"k1 < k2 needs a loss made of per-step terms and a module "
+                                 f"compiled without --checkpoint")
             factors[k1::k1] = 0
     return factors
 

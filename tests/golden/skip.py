@@ -131,12 +131,16 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=
     xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through
     the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):
     it is cut at the start of every chunk of k steps (truncated BPTT).
+    truncate=(k1, k2), k1 < k2: the losses of every k1 steps backpropagated k2 steps
+    (Williams & Peng's TBPTT(k1, k2), in ceil(k2 / k1) sweeps).
     Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec
     (and with state_grads=True 'states': each state's gradient at every step).
     """
     up = _upstream(d_outputs, cache)
     dims = cache['dims']
     T, B, dtype = dims['T'], dims['B'], dims['dtype']
+    if _sweeps(truncate, dims):  # TBPTT(k1, k2), k1 < k2: a sweep per set of blocks
+        return _tbptt_sweeps(backward, params, cache, d_outputs, xi, truncate, state_grads, ('w_loss_o',))
     xi = _truncation(xi, truncate, dims)  # None: full BPTT
     mask = _step_mask(dims)
     last, batch = dims['last'], np.arange(B)
@@ -349,10 +353,10 @@ def _truncation(xi, truncate, dims):
         k1, k2 = _truncate_steps(truncate)
         if k2 < T:  # (k2 >= T: every gradient goes back to the first step, full BPTT)
             if k1 != k2:
-                raise ValueError(f"truncate=({k1}, {k2}): backward cuts (k, k) only (chunks "
-                                 f"of k steps, in one sweep) or k2 >= T (full BPTT); "
-                                 f"rnnspec.tbptt(module, params, inputs, targets, {k1}, {k2}) "
-                                 f"computes any TBPTT(k1, k2)")
+                raise ValueError(f"truncate=({k1}, {k2}): this module cuts (k, k) only (chunks "
+                                 f"of k steps) or k2 >= T (full BPTT): TBPTT(k1, k2) with "
+                                 f"k1 < k2 needs a loss made of per-step terms and a module "
+                                 f"compiled without --checkpoint")
             factors[k1::k1] = 0
     return factors
 
@@ -391,6 +395,73 @@ def _xi_final(xi, last, d):
             step = last - u
             out[d - 1 - m] *= np.where(step[:, None] >= 0, xi[np.maximum(step, 0), np.arange(B)], 1)
     return out
+
+
+def _sweeps(truncate, dims):
+    """Is truncate=(k1, k2) a TBPTT(k1, k2) with k1 < k2 < T (several sweeps, _tbptt_sweeps)?"""
+    if truncate is None:
+        return False
+    k1, k2 = _truncate_steps(truncate)
+    return k1 < k2 < dims["T"]
+
+
+def _tbptt_sweeps(backward, params, cache, d_outputs, xi, truncate, state_grads, weights):
+    """Williams & Peng's TBPTT(k1, k2), k1 < k2, as ceil(k2 / k1) backward sweeps: the blocks of
+    k1 steps are dealt round to the sweeps, so that in one sweep the windows of the last k2
+    steps of its blocks do not overlap; each sweep counts only its blocks' loss terms (the
+    cache's per-step loss ``weights`` times the blocks' steps) and upstream gradients, and cuts
+    the gradient at its blocks' window starts (xi = 0 there, times the caller's xi).  The sum of
+    the sweeps' gradients is the gradient of every block's losses backpropagated k2 steps."""
+    if TRUNCATE is not None:
+        raise ValueError(TRUNCATE)
+    k1, k2 = _truncate_steps(truncate)
+    dims = cache["dims"]
+    T, B, dtype, last = dims["T"], dims["B"], dims["dtype"], dims["last"]
+    sweeps = -(-k2 // k1)
+    block = np.arange(T) // k1  # the block of every step (the k1-step schedule)
+    given = _truncation(xi, None, dims)  # (T, B, 1): the caller's xi, checked, or None
+    total = None
+    for j in range(sweeps):
+        steps = (block % sweeps == j).astype(dtype)
+        cut = np.ones(T, dtype)
+        for end in range((j + 1) * k1, T + k1, sweeps * k1):  # the end of each of its blocks
+            if 0 < end - k2 < T:
+                cut[end - k2] = 0  # its window starts k2 steps before its end
+        part = dict(cache)
+        for w in weights:
+            part[w] = steps[:, None] * (np.ones((T, B), dtype) if cache.get(w) is None
+                                        else cache[w])
+        factors = cut if given is None else given[..., 0] * cut[:, None]
+        g = backward(params, part, _sweep_upstream(d_outputs, steps, steps[last], truncate),
+                     factors, None, state_grads)
+        total = g if total is None else _nested_sum(total, g)
+    return total
+
+
+def _sweep_upstream(d_outputs, steps, at_last, truncate):
+    """The upstream gradients of one sweep: per-step ones on its steps, final states' on the
+    sequences whose last step is one of its steps."""
+    if not d_outputs:
+        return d_outputs
+    out = {}
+    for n, g in d_outputs.items():
+        if n == "loss":
+            out[n] = g
+        elif n == "final":
+            out[n] = {s: np.asarray(v) * (at_last[None, :, None] if STATES[s].get("steps", 1) > 1
+                                          else at_last[:, None]) for s, v in g.items()}
+        elif n in OUTPUTS and OUTPUTS[n]["kind"] == "sequence":
+            g = np.asarray(g)
+            out[n] = g * steps.reshape((-1,) + (1,) * (g.ndim - 1))
+        else:
+            raise ValueError(f"truncate={tuple(truncate)!r}: the upstream gradient of "
+                             f"{n!r}, a value per sequence, belongs to no block of steps")
+    return out
+
+
+def _nested_sum(a, b):
+    """a + b for dicts of arrays (nested)."""
+    return {k: _nested_sum(v, b[k]) if isinstance(v, dict) else v + b[k] for k, v in a.items()}
 
 
 _TERMS = {}  # size text -> its terms (parsed once: forward validates its arrays at every call)
