@@ -34,6 +34,8 @@ EXAMPLES = {
               "--seed-class 0 --end 4\n  rnnspec sample specs/teacher_forcing.rnn --inputs x.npz "
               "--sample --seed 3",
     "plan": "example:\n  rnnspec plan specs/lstm.rnn\n  rnnspec plan specs/lstm.rnn -o lstm.plan",
+    "grad": "example:\n  rnnspec grad specs/lstm.rnn --truncate 2,5 --clip-norm 0.5\n"
+            "  rnnspec grad specs/elman.rnn --params p.npz --data batch.npz -o grads.npz",
     "flow": "example:\n  rnnspec flow specs/elman.rnn --T 100\n  rnnspec flow specs/lstm.rnn "
             "--T 100 -o lstm_flow.png --json lstm_flow.json",
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
@@ -175,6 +177,35 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _grad_command(cmd) -> None:
+    gr = cmd("grad", "the gradient of the loss on one batch (full, truncated or randomized), "
+                     "its norms, and clipped")
+    gr.add_argument("--params", metavar="FILE.npz",
+                    help="parameters (np.savez(FILE, **params)); default: the spec's "
+                         "initializers with --seed")
+    gr.add_argument("--data", metavar="FILE.npz",
+                    help="the batch: arrays named like the spec's inputs and targets (and "
+                         "'lengths'); default: random data of --T steps and --batch sequences")
+    gr.add_argument("--T", type=positive_int, default=10, help="steps of random data (10)")
+    gr.add_argument("--batch", type=positive_int, default=3, help="sequences of random data (3)")
+    gr.add_argument("--seed", type=count_arg, default=0,
+                    help="seed of the random data, parameters, xi and random clipping (0)")
+    gr.add_argument("--truncate", type=truncate_arg, metavar="K|K1,K2",
+                    help="truncated BPTT: TBPTT(K, K), or TBPTT(K1, K2)")
+    gr.add_argument("--random-truncation", type=probability_arg, metavar="PI",
+                    help="one draw of randomized truncation: xi = 0 with probability 1 - PI, "
+                         "else 1/PI, at every step")
+    clip = gr.add_mutually_exclusive_group()
+    clip.add_argument("--clip-norm", type=positive_float, metavar="V",
+                      help="scale the gradients to global norm V when it is over V")
+    clip.add_argument("--clip-value", type=positive_float, metavar="V",
+                      help="clip every entry into [-V, V]")
+    gr.add_argument("--clip-random", action="store_true",
+                    help="with --clip-norm: a random direction of norm V instead (004 3.4)")
+    gr.add_argument("-o", "--output", metavar="GRADS.npz",
+                    help="save the (clipped) parameter gradients, keyed like the parameters")
+
+
 def _other_commands(cmd) -> None:
     """The parsers of sample, flow, plan and graph (``cmd`` makes one with SPEC and --dim)."""
     sm = cmd("sample", "generate sequences from a spec with feedback(...), feeding back its own "
@@ -198,6 +229,7 @@ def _other_commands(cmd) -> None:
                     help="the class fed at the first step (the initial value of the fed-back "
                          "state, one-hot)")
     sm.add_argument("--end", type=count_arg, metavar="K", help="stop a sequence at this class")
+    _grad_command(cmd)
     fl = cmd("flow", "show the gradient vanish or explode: its norm at every step, the step "
                      "Jacobian's norm and radius, the recurrent matrices' radii")
     fl.add_argument("--params", metavar="FILE.npz",
@@ -330,8 +362,8 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def write_file(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: into a temporary file in the same directory, then
+def write_file(path: Path, text) -> None:
+    """Write ``text`` (str, or bytes for a binary file) to ``path`` atomically: into a temporary file in the same directory, then
     renamed over it, so that a failure (a full disk) leaves the previous file as it was and no
     temporary file behind.  A symlink's target is replaced (the link stays); a device or FIFO
     (``/dev/stdout``, ``/dev/full``) is written in place."""
@@ -340,13 +372,14 @@ def write_file(path: Path, text: str) -> None:
         st = os.stat(target)
     except FileNotFoundError:
         st = None
+    how = {"mode": "wb"} if isinstance(text, bytes) else {"mode": "w", "encoding": "utf-8"}
     if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(target, "w", encoding="utf-8") as f:
+        with open(target, **how) as f:
             f.write(text)
         return
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".rnnspec-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, **how) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -612,6 +645,48 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_grad(args) -> int:
+    from .gradcheck import random_problem
+    from .grads import gradient, split_data
+    from .truncation import check_truncatable
+    path, text, dims = _load(args)
+    out = output_path(args.output, path) if args.output else None
+    if out is not None and out.suffix.lower() != ".npz":
+        raise UsageError(f"-o {args.output}: the gradients are saved as a NumPy .npz file; "
+                         f"name it .npz")
+    if args.clip_random and args.clip_norm is None:
+        raise UsageError("--clip-random draws a step of norm V: give --clip-norm V")
+    a = analyze(text, dims, str(path), cli=True)
+    _warn(a)
+    if args.truncate is not None or args.random_truncation is not None:
+        check_truncatable(a.schedule)  # (a positioned error before any work)
+    dims = {k: a.model.dims[k] for k in dims}
+    mod = load_module(render(a), path.stem)
+    params = _load_npz(args.params, "params") if args.params else \
+        mod.init_params(dims, seed=args.seed)
+    try:
+        if args.data:
+            inputs, targets, lengths, T = split_data(mod, _load_npz(args.data, "data"))
+            where = f"{shown(args.data)}"
+        else:
+            T, lengths = args.T, None
+            _, inputs, targets, _, _ = random_problem(mod, dims, T, args.batch, args.seed)
+            where = f"random data (T = {T}, batch {args.batch}, seed {args.seed})"
+        report = gradient(mod, params, inputs, targets, T, None, lengths, args.truncate,
+                          args.random_truncation, False, args.clip_value, args.clip_norm,
+                          args.clip_random, args.seed)
+    except ValueError as exc:
+        raise UsageError(f"{shown(path)}: {exc}") from None
+    _say(f"{shown(path)} on {where}: {report.table()}")
+    if out is not None:
+        import io
+        import numpy as np
+        buf = io.BytesIO()
+        np.savez(buf, **report.clipped)
+        write_output(out, buf.getvalue())
+    return 0
+
+
 def cmd_flow(args) -> int:
     from .flow import gradient_flow
     from .graph import build_graph
@@ -647,7 +722,8 @@ def cmd_flow(args) -> int:
 
 
 COMMANDS = {"compile": cmd_compile, "check": cmd_check, "gradcheck": cmd_gradcheck,
-            "graph": cmd_graph, "plan": cmd_plan, "sample": cmd_sample, "flow": cmd_flow}
+            "graph": cmd_graph, "plan": cmd_plan, "sample": cmd_sample, "flow": cmd_flow,
+            "grad": cmd_grad}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
