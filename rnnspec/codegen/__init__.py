@@ -50,22 +50,26 @@ def _verify_docstring(text: str, doc: str) -> None:
 
 def generate_code(sched: Schedule, filename: str = "spec.rnn",
                   variants: Optional[Dict[str, Schedule]] = None,
-                  checkpoint: Optional[int] = None) -> str:
+                  checkpoint: Optional[int] = None, rtrl: Optional[Schedule] = None) -> str:
     """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
     ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
     and 'sample' to the free-running and generation schedules.  With ``checkpoint=k`` (a spec
     that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
-    segments of k steps (see rnnspec/runtime/checkpoint.py)."""
+    segments of k steps (see rnnspec/runtime/checkpoint.py).  ``rtrl``: the schedule without
+    fused products that the module's ``rtrl`` follows (see :mod:`.rtrl`; refused specs are
+    refused before, by :func:`rtrl.rtrl_refusal`)."""
+    extra = [Values(rtrl, filename)] if rtrl is not None else []
     if checkpoint:
         coders = [Values(sched, filename, segmented=True)]
-        text = ModuleWriter(coders[0]).module(checkpoint=checkpoint)
+        text = ModuleWriter(coders[0]).module(checkpoint=checkpoint, rtrl=(extra or [None])[0])
     elif not variants:
         coders = [Values(sched, filename)]
-        text = ModuleWriter(coders[0]).module()
+        text = ModuleWriter(coders[0]).module(rtrl=(extra or [None])[0])
     else:
         coders = [Values(sched, filename, "teacher")]
         coders += [Values(s, filename, mode) for mode, s in variants.items()]
         text = ModuleWriter(coders[0]).module(coders[1:])
+    coders += extra
     text = _name_placeholders(text, coders)
-    _verify_docstring(text, ModuleWriter(coders[0]).docstring(checkpoint))
+    _verify_docstring(text, ModuleWriter(coders[0]).docstring(checkpoint, bool(extra)))
     return text

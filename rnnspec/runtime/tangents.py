@@ -10,13 +10,16 @@ import numpy as np
 
 
 # ---- helper: tangents
-def _seed(p, ndim=None):
+def _seed(p):
     """The tangent of parameter p with respect to its own entries: the identity, one direction
-    per entry, (p.size,) + p.shape, with singleton axes before p's own up to ndim axes (so that
-    it broadcasts against a value with a batch axis)."""
-    p = np.asarray(p)
-    ndim = p.ndim if ndim is None else ndim
-    return np.eye(p.size, dtype=p.dtype).reshape((p.size,) + (1,) * (ndim - p.ndim) + p.shape)
+    per entry, (p.size,) + p.shape."""
+    return np.eye(p.size, dtype=p.dtype).reshape((p.size,) + p.shape)
+
+
+def _step_weights(w, dims):
+    """A per-step loss's weights (T, B) as _loss_weights gives them, ones where it gives None
+    (every step counts once), so that step t reads w[t]."""
+    return np.ones((dims["T"], dims["B"]), dims["dtype"]) if w is None else w
 
 
 def _seed_matvec(v, rows):
