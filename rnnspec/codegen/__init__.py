@@ -30,12 +30,12 @@ from typing import Dict, Optional
 
 from ..schedule import Schedule
 from .module import (CHECKPOINT_API, FEEDBACK_API, LOSS_AND_GRAD, RUNTIME, RUNTIME_BANNER,
-                     TRUNCATION, ModuleWriter)
+                     TANGENTS, TRUNCATION, ModuleWriter)
 from .names import _name_placeholders
 from .values import Values
 
 __all__ = ["generate_code", "RUNTIME", "RUNTIME_BANNER", "LOSS_AND_GRAD", "CHECKPOINT_API",
-           "FEEDBACK_API", "TRUNCATION"]
+           "FEEDBACK_API", "TRUNCATION", "TANGENTS"]
 
 
 def _verify_docstring(text: str, doc: str) -> None:

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import networkx as nx
 
-from ..check import PARAM, STATIC, STEP
+from ..check import STATIC, STEP
 from ..delays import SAME, Step
 from ..errors import Reporter, SpecError
 from ..expr import (ZERO, Bin, Call, Code, If, List_, Name, Neg, Num, _children, add, assign,
@@ -123,12 +123,7 @@ def rtrl_refusal(sched, filename: Optional[str] = None) -> Optional[SpecError]:
     where, _ = placement(g)
     for i, w in where.items():
         _refuse_op(rep, g, where, i, w)
-    if not rep.errors:
-        return None
-    try:
-        rep.raise_if_errors()
-    except SpecError as e:
-        return e
+    return rep.error_or_none()
 
 
 def _refuse_op(rep: Reporter, g, where: Dict[int, str], i: int, w: str) -> None:
