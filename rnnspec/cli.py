@@ -419,7 +419,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .gradcheck import CheckTooLarge, compile_check, compile_dims
+    from .gradcheck import CheckTooLarge, compile_check, compile_dims, rtrl_agreement
     path, text, dims = _load(args)
     out = output_path(args.output, path, default=path.stem + ".py")
     a = analyze(text, dims, str(path), cli=True)
@@ -427,8 +427,8 @@ def cmd_compile(args) -> int:
     source = render(a, args.checkpoint, args.rtrl)
     if not args.no_gradcheck:
         small = compile_dims(a.model.dims)
-        mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint),
-                          path.stem)
+        mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint,
+                                   rtrl=args.rtrl), path.stem)
         try:
             report = compile_check(mod, small)
         except CheckTooLarge as exc:
@@ -455,6 +455,14 @@ def cmd_compile(args) -> int:
             r.sampled for r in report.rows) else ""
         print(f"gradcheck ok: {sum(r.checked for r in report.rows)} entries of "
               f"{len(report.rows)} arrays{sampled} (max abs error {worst:.1e})", file=sys.stderr)
+        if args.rtrl:
+            diff = rtrl_agreement(mod)
+            if not diff <= 1e-8:
+                print(f"{shown(path)}: no module written: rtrl differs from BPTT by {diff:.1e} "
+                      f"(relative). This is a bug in rnnspec: please report it with the spec.",
+                      file=sys.stderr)
+                return 1
+            print(f"rtrl ok: equals BPTT to {diff:.1e} (relative)", file=sys.stderr)
     write_output(out, source)
     return 0
 

@@ -156,6 +156,7 @@ def test_cli_refusal_exits_2_without_traceback(capsys, tmp_path):
     assert "bidirectional.rnn:31:" in err and "Traceback" not in err and not out.exists()
     assert main(["compile", str(SPECS / "elman.rnn"), "--rtrl", "-o", str(out)]) == 0
     assert "def rtrl(" in out.read_text()
+    assert re.search(r"rtrl ok: equals BPTT to \S+ \(relative\)", capsys.readouterr().err)
 
 
 def test_module_text_imports_only_numpy_is_deterministic_and_unchanged_without_rtrl():
