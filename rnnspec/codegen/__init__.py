@@ -20,7 +20,8 @@ step: the loop stores the per-step gradient of the op, and one product over all 
 loop gives the contribution.
 
 The passes, one module each: :mod:`.values` (names and value texts), :mod:`.forward`,
-:mod:`.adjoint` (reverse mode), :mod:`.module` (the whole text), :mod:`.names` (placeholders
+:mod:`.adjoint` (reverse mode), :mod:`.rtrl` (forward mode in time, with ``rtrl=``),
+:mod:`.module` (the whole text), :mod:`.names` (placeholders
 named at the end) and :mod:`.text` (the emitter and small text tools).
 """
 from __future__ import annotations
