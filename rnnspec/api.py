@@ -18,6 +18,7 @@ from typing import Dict, Optional
 from .check import Model, check
 from .checkpoint import check_segmentable, checkpoint_steps
 from .codegen import generate_code
+from .codegen.rtrl import rtrl_refusal
 from .compose import SpecFileError, expand_blocks, read_spec_file
 from .fuse import fuse_products
 from .errors import SpecError
@@ -52,23 +53,40 @@ def _scheduled(model: Model, mode: str):
 
 
 def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn",
-             base=None, checkpoint: Optional[int] = None) -> str:
+             base=None, checkpoint: Optional[int] = None, rtrl: bool = False) -> str:
     """The generated module's source text for spec ``text`` (imports relative to ``base``, see
     :func:`analyze`).  ``checkpoint=k``: a module that stores the states every k steps and
     recomputes the rest in backward (see :mod:`rnnspec.checkpoint`; a SpecError for a spec that
-    cannot be segmented exactly)."""
+    cannot be segmented exactly).  ``rtrl=True``: the module also has ``rtrl(params, inputs,
+    targets, state0=None, lengths=None, per_step=False)``, the loss gradient forward in time
+    (see :mod:`rnnspec.codegen.rtrl`; a SpecError for a spec it cannot follow)."""
     if checkpoint is not None:
         checkpoint_steps(checkpoint)  # a bad k is refused before the work of analyzing
-    return render(analyze(text, dims, filename, base), checkpoint)
+    return render(analyze(text, dims, filename, base), checkpoint, rtrl)
 
 
-def render(a: Analysis, checkpoint: Optional[int] = None) -> str:
+def _rtrl_schedule(a: Analysis) -> Schedule:
+    """The schedule the generated rtrl follows: the spec's ops without fused products (each
+    product's forward-mode rule stays that of ``W @ v``); a SpecError for a spec that cannot
+    be followed step by step."""
+    sched = schedule(build_graph(a.model, "teacher"))
+    err = rtrl_refusal(sched, a.model.filename)
+    if err is not None:
+        raise err
+    return sched
+
+
+def render(a: Analysis, checkpoint: Optional[int] = None, rtrl: bool = False) -> str:
     """The generated module's source text for an analysis (see :func:`analyze`); with
-    ``checkpoint=k``, checkpointed in segments of k steps."""
+    ``checkpoint=k``, checkpointed in segments of k steps; with ``rtrl``, with ``rtrl``."""
+    unfused = _rtrl_schedule(a) if rtrl else None
     if checkpoint is not None:
         k = checkpoint_steps(checkpoint)
         check_segmentable(a)
-        return generate_code(a.schedule, Path(a.model.filename).name, checkpoint=k)
+        return generate_code(a.schedule, Path(a.model.filename).name, checkpoint=k,
+                             rtrl=unfused)
+    if unfused is not None:
+        return generate_code(a.schedule, Path(a.model.filename).name, rtrl=unfused)
     variants = None
     if a.model.feedbacks:  # teacher forcing, free-running and generation: three schedules
         variants = {mode: _scheduled(a.model, mode)[1] for mode in ("free", "sample")}
@@ -96,20 +114,22 @@ def _module_name(name: str) -> str:
 
 
 def compile_source(text: str, dims: Optional[Dict[str, int]] = None, name: str = "spec",
-                   base=None, checkpoint: Optional[int] = None) -> types.ModuleType:
+                   base=None, checkpoint: Optional[int] = None, rtrl: bool = False
+                   ) -> types.ModuleType:
     """Compile spec ``text`` and return the generated module, imported.  Its imports are
-    relative to ``base`` (default: the current directory); ``checkpoint``: see :func:`generate`."""
-    source = generate(text, dims, f"{name}.rnn", base, checkpoint)
+    relative to ``base`` (default: the current directory); ``checkpoint``, ``rtrl``: see
+    :func:`generate`."""
+    source = generate(text, dims, f"{name}.rnn", base, checkpoint, rtrl)
     return load_module(source, _module_name(name))
 
 
 def compile_file(path, dims: Optional[Dict[str, int]] = None,
-                 checkpoint: Optional[int] = None) -> types.ModuleType:
+                 checkpoint: Optional[int] = None, rtrl: bool = False) -> types.ModuleType:
     """Compile the spec file at ``path`` and return the generated module, imported
-    (``checkpoint``: see :func:`generate`)."""
+    (``checkpoint``, ``rtrl``: see :func:`generate`)."""
     path = Path(path)
     text = read_spec(path)
-    source = generate(text, dims, str(path), checkpoint=checkpoint)
+    source = generate(text, dims, str(path), checkpoint=checkpoint, rtrl=rtrl)
     return load_module(source, _module_name(path.stem))
 
 

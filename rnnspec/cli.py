@@ -24,7 +24,8 @@ from .graph import to_dot, unroll
 
 EXAMPLES = {
     "compile": "example:\n  rnnspec compile specs/lstm.rnn -o lstm.py --dim hidden=128\n"
-               "  rnnspec compile specs/lstm.rnn -o lstm_ck.py --checkpoint 32",
+               "  rnnspec compile specs/lstm.rnn -o lstm_ck.py --checkpoint 32\n"
+               "  rnnspec compile specs/elman.rnn -o elman_rtrl.py --rtrl",
     "check": "example:\n  rnnspec check specs/gru.rnn",
     "gradcheck": "example:\n  rnnspec gradcheck specs/elman.rnn --T 8 --batch 2 --seed 1\n"
                  "  rnnspec gradcheck specs/lstm.rnn --dim hidden=64 --directional\n"
@@ -144,6 +145,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
                    help="store the states every K steps and recompute the rest in backward "
                         "(memory O(T/K + K) steps instead of O(T), the same gradients)")
+    c.add_argument("--rtrl", action="store_true",
+                   help="also generate rtrl(params, inputs, targets, ...): the loss gradient "
+                        "computed forward in time (real-time recurrent learning), memory "
+                        "independent of T")
     cmd("check", "validate a spec and print its parameter table")
     g = cmd("gradcheck", "compare analytic gradients with central differences")
     g.add_argument("--T", type=positive_int,
@@ -478,16 +483,16 @@ def cmd_check(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from .gradcheck import CheckTooLarge, compile_check, compile_dims
+    from .gradcheck import CheckTooLarge, compile_check, compile_dims, rtrl_agreement
     path, text, dims = _load(args)
     out = output_path(args.output, path, default=path.stem + ".py")
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
-    source = render(a, args.checkpoint)
+    source = render(a, args.checkpoint, args.rtrl)
     if not args.no_gradcheck:
         small = compile_dims(a.model.dims)
-        mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint),
-                          path.stem)
+        mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint,
+                                   rtrl=args.rtrl), path.stem)
         try:
             report = compile_check(mod, small)
         except CheckTooLarge as exc:
@@ -514,6 +519,14 @@ def cmd_compile(args) -> int:
             r.sampled for r in report.rows) else ""
         print(f"gradcheck ok: {sum(r.checked for r in report.rows)} entries of "
               f"{len(report.rows)} arrays{sampled} (max abs error {worst:.1e})", file=sys.stderr)
+        if args.rtrl:
+            diff = rtrl_agreement(mod)
+            if not diff <= 1e-8:
+                print(f"{shown(path)}: no module written: rtrl differs from BPTT by {diff:.1e} "
+                      f"(relative). This is a bug in rnnspec: please report it with the spec.",
+                      file=sys.stderr)
+                return 1
+            print(f"rtrl ok: equals BPTT to {diff:.1e} (relative)", file=sys.stderr)
     write_output(out, source)
     return 0
 

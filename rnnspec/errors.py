@@ -152,6 +152,15 @@ class Reporter:
         self.warnings.append(diagnostic_at(node_or_pos, message, self.source, self.filename,
                                            hint, "warning"))
 
+    def error_or_none(self) -> Optional["SpecError"]:
+        """The SpecError that :meth:`raise_if_errors` would raise (None without errors), for a
+        check that hands its refusal back instead of raising it."""
+        try:
+            self.raise_if_errors()
+        except SpecError as e:
+            return e
+        return None
+
     def raise_if_errors(self) -> None:
         if self.errors:
             # this file's errors first, by position; an imported file's after, kept in the order

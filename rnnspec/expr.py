@@ -16,8 +16,8 @@ is made.  Every other node is structure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 # binding strengths, weakest first: ``a if c else b`` < ``a > b`` < ``a + b`` < ``a * b`` < ``-a``
 # < an atom (a name, a call, an index, an attribute)
@@ -319,6 +319,44 @@ def _level_of(text: str) -> int:
             elif op in "*/@":
                 lv = min(lv, PRODUCT)
     return lv
+
+
+# ---- walking trees ------------------------------------------------------------------------------
+def _children(e: Expr):
+    for f in fields(e):
+        x = getattr(e, f.name)
+        if isinstance(x, Expr):
+            yield x
+        elif isinstance(x, tuple):
+            for item in x:
+                if isinstance(item, Expr):
+                    yield item
+                elif isinstance(item, tuple) and item and isinstance(item[-1], Expr):
+                    yield item[-1]  # (a keyword argument's value)
+
+
+def parts(e: Expr) -> Iterator[Expr]:
+    """Every node of ``e``: ``e`` first, then its children's, depth first."""
+    yield e
+    for c in _children(e):
+        yield from parts(c)
+
+
+def replace(e: Expr, table: Dict[Expr, Expr]) -> Expr:
+    """``e`` with every subtree that is a key of ``table`` replaced by its value (the
+    outermost match wins)."""
+    if e in table:
+        return table[e]
+
+    def one(x):
+        if isinstance(x, Expr):
+            return replace(x, table)
+        if isinstance(x, tuple):
+            return tuple(one(item) for item in x)
+        return x
+    if not is_dataclass(e) or not fields(e) or isinstance(e, Code):
+        return e
+    return type(e)(**{f.name: one(getattr(e, f.name)) for f in fields(e)})
 
 
 # ---- statements ---------------------------------------------------------------------------------

@@ -676,3 +676,19 @@ def compile_check(mod, dims=None) -> GradcheckReport:
     (``dims``: the small dims the module was generated with)."""
     steps = {axis: max(4, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
     return gradcheck(mod, dims, T=steps, batch=2, seed=0, max_work=COMPILE_WORK)
+
+
+def rtrl_agreement(mod) -> float:
+    """The largest difference, relative to each array's largest entry, between the generated
+    ``rtrl`` of ``mod`` (compiled with ``rtrl=True``) and its BPTT (``loss_and_grad``), on
+    compile_check's problem with a padded batch (what ``rnnspec compile --rtrl`` reports)."""
+    steps = {axis: max(4, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
+    T = next(iter(steps.values()))
+    params, inputs, targets, state0, _ = random_problem(mod, None, steps, 2, 0, [T, T - 1])
+    loss, grads = mod.rtrl(params, inputs, targets, state0, [T, T - 1])
+    want_loss, want = mod.loss_and_grad(params, inputs, targets, state0, None, [T, T - 1])
+    worst = abs(loss - want_loss) / max(abs(want_loss), 1e-300)
+    for name, v in want["params"].items():
+        worst = max(worst, float(np.abs(grads["params"][name] - v).max() /
+                                 max(np.abs(v).max(), 1e-300)))
+    return worst

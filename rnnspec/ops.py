@@ -7,7 +7,12 @@ objects whose functions build expression nodes (:mod:`rnnspec.expr`), never text
 - ``backward(i, g, out, args, **attrs)``: the vector-Jacobian product for argument ``i`` given
   the upstream gradient ``g`` (:data:`~rnnspec.expr.ZERO` when the argument gets none);
 - ``jvp(dargs, out, args, **attrs)``: the Jacobian-vector product, the tangent of the value from
-  the tangents of the arguments (``ZERO`` for an argument that does not vary).
+  the tangents of the arguments (``ZERO`` for an argument that does not vary).  A tangent holds
+  a batch of directions: its first axis counts them (one per parameter entry in RTRL), then
+  come the value's own axes; the tangent of an argument of lower rank than the op's value (a
+  bias next to a batch of rows) is given with singleton axes after the direction axis
+  (``_lift``), so that element-wise rules broadcast as their forward does.  The helpers they
+  call are in rnnspec/runtime/tangents.py.
 
 Nodes work both for one step (arrays ``(B, n)``) and for all steps at once (``(T, B, n)``): the
 leading axes broadcast.  Codegen sums a contribution over broadcast axes; a rule that already
@@ -57,6 +62,11 @@ class Rule:
 
 
 RULES: Dict[str, Rule] = {}
+
+# ops whose arguments broadcast against each other element by element (a bias (n,) against rows
+# (B, n)): forward mode gives them lower-rank arguments' tangents lifted (rnnspec/runtime/
+# tangents.py's _lift), so that the direction axis lines up
+BROADCASTING = frozenset({"add", "sub", "mul", "div", "concat"})
 
 
 def register(name: str, forward, backward, jvp=None, **kw) -> None:
@@ -121,9 +131,14 @@ register("matvec",
          lambda i, g, out, args, rows=False, **_: (
              matmul(Attr(call("_flat", g), "T"), call("_flat", args[1])) if i == 0 else
              call("_rows", g, args[0]) if rows else matmul(g, args[0])),
-         lambda d, out, args, rows=False, **_: add(_matvec(d[0], args[1], rows),
-                                                   _matvec(args[0], d[1], rows)),
+         lambda d, out, args, **_: add(_matvec_tangent(d[0], args[1]),
+                                       _matvec(args[0], d[1])),
          needs_args={0, 1}, reduced={0}, helpers=("_flat", "_rows"))
+
+
+def _matvec_tangent(dW, v):
+    """v @ dW.T for every direction of dW (k, rows, n)."""
+    return ZERO if dW is ZERO else call("_matvec_tangent", dW, v)
 
 
 # Fused products: W_1 @ v, ..., W_k @ v (the gates of an LSTM reading h[t-1]) become one product
@@ -135,8 +150,8 @@ def _zeros_if(d, like):
 register("stack_rows",
          lambda *Ws, **_: call("np.concatenate", List_(tuple(node(W) for W in Ws))),
          lambda i, g, out, args, bounds, **_: subscript(g, span(*bounds[i])),
-         lambda d, out, args, **_: call("np.concatenate", List_(tuple(
-             _zeros_if(di, a) for di, a in zip(d, args)))),
+         lambda d, out, args, **_: call("_stack_rows_tangent", *(
+             a if di is ZERO else di for di, a in zip(d, args))),
          reduced=range(64))
 register("part",
          lambda F, bounds, index, **_: _part(F, bounds[index]),
@@ -210,7 +225,7 @@ register("concat",
 register("pick",
          lambda h, index, **_: subscript(h, index),  # index: rendered by codegen (last, batch)
          lambda i, g, out, args, **_: g,
-         lambda d, out, args, index, **_: subscript(d[0], index))
+         lambda d, out, args, index, **_: subscript(d[0], span("", ""), index))
 
 
 # Rows for every step s of every sequence (a nested axis w in s runs with that batch) regrouped
@@ -218,7 +233,7 @@ register("pick",
 register("regroup",
          lambda a, T, n, **_: method(a, "reshape", T, -1, n),
          lambda i, g, out, args, n, **_: method(g, "reshape", -1, n),
-         lambda d, out, args, T, n, **_: method(d[0], "reshape", T, -1, n),
+         lambda d, out, args, T, n, **_: call("_tangent_reshape", d[0], T, -1, n),
          reduced={0})
 
 
@@ -257,8 +272,8 @@ register("attn_context",
                                        call("_context_grad_values", g, args[0])),
          lambda d, out, args, **_: add(call("_context", d[0], args[1]) if d[0] is not ZERO
                                        else ZERO,
-                                       call("_context", args[0], d[1]) if d[1] is not ZERO
-                                       else ZERO),
+                                       call("_context_tangent", args[0], d[1])
+                                       if d[1] is not ZERO else ZERO),
          needs_args={0, 1}, reduced={1}, helpers=("_context",))
 
 # ---- teacher forcing and generation ------------------------------------------------------------
@@ -287,9 +302,9 @@ def _w(w):
 
 def _tangent_of_loss(grad_of_arg0):
     """The forward-mode rule of a loss whose only varying argument is the first: the sum of
-    its gradient times the tangent."""
+    its gradient times the tangent, one number per direction."""
     def jvp(d, out, args, w=None, **_):
-        return method(mul(grad_of_arg0(args, w), d[0]), "sum")
+        return call("_directions_sum", mul(grad_of_arg0(args, w), d[0]))
     return jvp
 
 

@@ -65,12 +65,7 @@ def refusal(sched, filename: Optional[str] = None, what: str = WHAT, hint: str =
     for stage in sched.stages:
         if stage.kind == "loop" and stage.direction < 0 and not rep.errors:
             rep.error(m.spec, f"{what}: a recurrence runs backward in time", hint)
-    if not rep.errors:
-        return None
-    try:
-        rep.raise_if_errors()
-    except SpecError as e:
-        return e
+    return rep.error_or_none()
 
 
 def check_truncatable(sched, what: str = WHAT, hint: str = HINT) -> None:

@@ -10,14 +10,15 @@ import pytest
 from rnnspec import expr as E
 from rnnspec import ops
 from rnnspec.errors import missing_rule
-from rnnspec.runtime import helpers
+from rnnspec.runtime import helpers, tangents
 
 EPS = 1e-6
 B, N = 3, 4
 
 
 def _env(**arrays):
-    env = {"np": np, **{k: v for k, v in vars(helpers).items() if k.startswith("_")}}
+    env = {"np": np, **{k: v for module in (helpers, tangents)
+                        for k, v in vars(module).items() if k.startswith("_")}}
     env.update(arrays)
     return env
 
@@ -111,15 +112,22 @@ def test_reverse_and_forward_mode_match_central_differences(case):
     g = np.asarray(rng.normal(size=np.shape(out)), dtype=float)
     env["g"] = g
     tangents = [rng.normal(size=np.shape(a)) for a in args]
-    for k, v in enumerate(tangents):
-        env[f"v{k}"] = v
+    others = [rng.normal(size=np.shape(a)) for a in args]  # a second direction of each
+    for k, (v, u) in enumerate(zip(tangents, others)):
+        # forward mode takes a batch of directions, the direction axis first (lifted to the
+        # rank of the op's value where the op broadcasts, as codegen gives it)
+        lift = np.ndim(out) - np.ndim(v) if name in ops.BROADCASTING else 0
+        env[f"v{k}"] = np.stack([v, u]).reshape((2,) + (1,) * max(lift, 0) + np.shape(v))
 
-    def moved(step, k):
-        return [a + step * tangents[k] if j == k else a for j, a in enumerate(args)]
+    def moved(step, k, towards=tangents):
+        return [a + step * towards[k] if j == k else a for j, a in enumerate(args)]
+
+    def difference(k, towards=tangents):
+        return (_value(name, moved(EPS, k, towards), attrs, extra) -
+                _value(name, moved(-EPS, k, towards), attrs, extra)) / (2 * EPS)
 
     for k in wrt:
-        numeric = (_value(name, moved(EPS, k), attrs, extra) -
-                   _value(name, moved(-EPS, k), attrs, extra)) / (2 * EPS)
+        numeric = difference(k)
         vjp = r.backward(k, E.Name("g"), E.Name("out"), nodes, **attrs)
         assert vjp is not E.ZERO, f"{name}: no gradient for argument {k}"
         back = _fit(_eval(vjp, env), np.shape(args[k])) if name != "part" else \
@@ -128,9 +136,11 @@ def test_reverse_and_forward_mode_match_central_differences(case):
         np.testing.assert_allclose((back * tangents[k]).sum(), (g * numeric).sum(),
                                    rtol=1e-7, atol=1e-8)
         d = [E.Name(f"v{j}") if j == k else E.ZERO for j in range(len(args))]
-        fwd = np.broadcast_to(_eval(r.tangent(d, E.Name("out"), nodes, **attrs), env),
-                              np.shape(numeric))
+        both = np.broadcast_to(_eval(r.tangent(d, E.Name("out"), nodes, **attrs), env),
+                               (2,) + np.shape(numeric))
+        fwd = both[0]
         np.testing.assert_allclose(fwd, numeric, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(both[1], difference(k, others), rtol=1e-6, atol=1e-8)
         np.testing.assert_allclose((g * fwd).sum(), (back * tangents[k]).sum(),
                                    rtol=1e-10, atol=1e-12)  # <g, J v> = <J^T g, v>
 
@@ -151,7 +161,8 @@ def test_cross_entropy_rules_from_the_logits():
     env = _env(z=z, o=helpers._softmax(z), y=y, g=2.0, v=v)
     back = _eval(r.backward(0, E.Name("g"), None, nodes, w=None), env)
     np.testing.assert_allclose((back * v).sum(), 2.0 * numeric, rtol=1e-7)
-    fwd = _eval(r.tangent([E.Name("v"), E.ZERO, E.ZERO], None, nodes, w=None), env)
+    env["v"] = v[None]  # one direction
+    fwd, = _eval(r.tangent([E.Name("v"), E.ZERO, E.ZERO], None, nodes, w=None), env)
     np.testing.assert_allclose(fwd, numeric, rtol=1e-7)
     np.testing.assert_allclose((back * v).sum(), 2.0 * fwd, rtol=1e-10)  # <g, J v> = <J^T g, v>
     assert r.backward(2, E.Name("g"), None, nodes, w=None) is E.ZERO  # no gradient into y

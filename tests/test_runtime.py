@@ -93,8 +93,10 @@ SPECS = Path(__file__).resolve().parent.parent / "specs"
 RUNTIME_FILES = {"validate.py": ("runtime", "RUNTIME"), "api.py": ("api", "LOSS_AND_GRAD"),
                  "checkpoint.py": ("checkpoint", "CHECKPOINT_API"),
                  "feedback.py": ("feedback", "FEEDBACK_API"),
-                 "truncation.py": ("truncation", "TRUNCATION"), "sweeps.py": ("sweeps", "SWEEPS")}
-RUNTIME_USERS = {"validate.py": ("elman", {}), "api.py": ("elman", {}),
+                 "truncation.py": ("truncation", "TRUNCATION"), "sweeps.py": ("sweeps", "SWEEPS"),
+                 "tangents.py": ("tangents", "TANGENTS")}
+RUNTIME_USERS = {"tangents.py": ("elman", {"rtrl": True}), "validate.py": ("elman", {}),
+                 "api.py": ("elman", {}),
                  "checkpoint.py": ("elman", {"checkpoint": 3}), "feedback.py": ("generate", {}),
                  "truncation.py": ("elman", {}), "sweeps.py": ("elman", {})}
 
@@ -130,6 +132,7 @@ def _layout(source):
     ("generate", {}, {"_forward_teacher", "_forward_free", "_forward_sample",
                       "_backward_teacher", "_backward_free"}),
     ("elman", {"checkpoint": 3}, {"_forward_full", "_backward_full"}),
+    ("elman", {"rtrl": True}, {"forward", "backward", "rtrl"}),
 ])
 def test_modules_hold_the_network_first_then_the_runtime(spec, kw, network):
     text = (SPECS / f"{spec}.rnn").read_text()

@@ -20,7 +20,8 @@ step: the loop stores the per-step gradient of the op, and one product over all 
 loop gives the contribution.
 
 The passes, one module each: :mod:`.values` (names and value texts), :mod:`.forward`,
-:mod:`.adjoint` (reverse mode), :mod:`.module` (the whole text), :mod:`.names` (placeholders
+:mod:`.adjoint` (reverse mode), :mod:`.rtrl` (forward mode in time, with ``rtrl=``),
+:mod:`.module` (the whole text), :mod:`.names` (placeholders
 named at the end) and :mod:`.text` (the emitter and small text tools).
 """
 from __future__ import annotations
@@ -30,12 +31,12 @@ from typing import Dict, Optional
 
 from ..schedule import Schedule
 from .module import (CHECKPOINT_API, FEEDBACK_API, LOSS_AND_GRAD, RUNTIME, RUNTIME_BANNER,
-                     SWEEPS, TRUNCATION, ModuleWriter)
+                     SWEEPS, TANGENTS, TRUNCATION, ModuleWriter)
 from .names import _name_placeholders
 from .values import Values
 
 __all__ = ["generate_code", "RUNTIME", "RUNTIME_BANNER", "LOSS_AND_GRAD", "CHECKPOINT_API",
-           "FEEDBACK_API", "TRUNCATION", "SWEEPS"]
+           "FEEDBACK_API", "TRUNCATION", "SWEEPS", "TANGENTS"]
 
 
 def _verify_docstring(text: str, doc: str) -> None:
@@ -50,22 +51,26 @@ def _verify_docstring(text: str, doc: str) -> None:
 
 def generate_code(sched: Schedule, filename: str = "spec.rnn",
                   variants: Optional[Dict[str, Schedule]] = None,
-                  checkpoint: Optional[int] = None) -> str:
+                  checkpoint: Optional[int] = None, rtrl: Optional[Schedule] = None) -> str:
     """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
     ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
     and 'sample' to the free-running and generation schedules.  With ``checkpoint=k`` (a spec
     that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
-    segments of k steps (see rnnspec/runtime/checkpoint.py)."""
+    segments of k steps (see rnnspec/runtime/checkpoint.py).  ``rtrl``: the schedule without
+    fused products that the module's ``rtrl`` follows (see :mod:`.rtrl`; refused specs are
+    refused before, by :func:`rtrl.rtrl_refusal`)."""
+    extra = [Values(rtrl, filename)] if rtrl is not None else []
     if checkpoint:
         coders = [Values(sched, filename, segmented=True)]
-        text = ModuleWriter(coders[0]).module(checkpoint=checkpoint)
+        text = ModuleWriter(coders[0]).module(checkpoint=checkpoint, rtrl=(extra or [None])[0])
     elif not variants:
         coders = [Values(sched, filename)]
-        text = ModuleWriter(coders[0]).module()
+        text = ModuleWriter(coders[0]).module(rtrl=(extra or [None])[0])
     else:
         coders = [Values(sched, filename, "teacher")]
         coders += [Values(s, filename, mode) for mode, s in variants.items()]
         text = ModuleWriter(coders[0]).module(coders[1:])
+    coders += extra
     text = _name_placeholders(text, coders)
-    _verify_docstring(text, ModuleWriter(coders[0]).docstring(checkpoint))
+    _verify_docstring(text, ModuleWriter(coders[0]).docstring(checkpoint, bool(extra)))
     return text

@@ -19,6 +19,7 @@ from ..runtime import helper_texts
 from .text import Emitter
 from .adjoint import Adjoint
 from .forward import Forward
+from .rtrl import Rtrl
 from .values import Pass, Values
 
 # The runtime of generated modules, real code in rnnspec/runtime/ (each copied verbatim): the
@@ -42,6 +43,9 @@ TRUNCATION = helper_texts("truncation.py")["truncation"]
 SWEEPS = helper_texts("sweeps.py")["sweeps"]
 
 
+TANGENTS = helper_texts("tangents.py")["tangents"]  # the forward-mode helpers of rtrl
+
+
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
@@ -50,9 +54,14 @@ class ModuleWriter(Pass):
 
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["Values"]] = None,
-               checkpoint: Optional[int] = None) -> str:
+               checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None) -> str:
+        """The module's text; ``rtrl``: the Values of the unfused schedule that the generated
+        ``rtrl`` (:mod:`.rtrl`) follows."""
         bwd = Adjoint(self.v).backward()  # (first: the names it makes come first)
         fwd = Forward(self.v).forward()
+        if rtrl is not None:
+            bwd += ["", ""] + Rtrl(rtrl).function()
+            self.v.helpers |= rtrl.helpers
         for v in variants or []:
             if v.variant != "sample":
                 bwd += ["", ""] + Adjoint(v).backward()
@@ -62,7 +71,7 @@ class ModuleWriter(Pass):
         em = Emitter()
         em(comment(f"generated from {self.v.filename} by rnnspec {__version__} -- do not edit; "
                    f"edit the spec and recompile"))
-        doc = self.docstring(checkpoint)
+        doc = self.docstring(checkpoint, rtrl is not None)
         em('"""' + "\n".join(escape(line) for line in doc.split("\n")))
         em('"""')  # the docstring is doc + "\n", checked at the end
         em("import numpy as np")
@@ -94,7 +103,8 @@ class ModuleWriter(Pass):
         em("")
         em("")
         runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
-            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] + [TRUNCATION] \
+            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] \
+            + ([TANGENTS] if rtrl is not None else []) + [TRUNCATION] \
             + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME]
         for part in runtime:
             em.lines.extend(part.strip("\n").split("\n"))
@@ -144,7 +154,7 @@ class ModuleWriter(Pass):
                    f"{self.axis_meta(v)}}},")
         em("}")
 
-    def docstring(self, checkpoint: Optional[int]) -> str:
+    def docstring(self, checkpoint: Optional[int], rtrl: bool = False) -> str:
         """The module docstring's text (unescaped): the file name, the spec and the files it
         imports, listed as they are."""
         lines = [f"Forward pass and exact BPTT gradients for {self.v.filename}.", "", "The spec:", ""]
@@ -163,6 +173,9 @@ class ModuleWriter(Pass):
                       f"time from them, so the",
                       "cache holds O(T/k + k) steps of activations instead of O(T); the gradients "
                       "are the", "full cache's."]
+        if rtrl:
+            lines += ["", "With rtrl: the same gradient of the loss computed forward in time "
+                      "(real-time recurrent", "learning), memory independent of T."]
         return "\n".join(lines)
 
     def feedback_table(self) -> dict:
