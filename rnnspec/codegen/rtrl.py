@@ -156,6 +156,7 @@ class Rtrl(Pass):
         self.hist: Dict[int, int] = self.history()
         self.loss_params = [p for p in self.m.params
                             if any(p in self.deps[i] for i in self.g.losses)]
+        self.live = self.live_tangents()
         body = Emitter()
         body.level = 1
         self.before_loop(body)
@@ -200,6 +201,44 @@ class Rtrl(Pass):
         dag.add_edges_from((a, i) for i in self.where for a, d in self.ops[i].args
                            if not (isinstance(d, Step) and d.steps != 0))
         return list(nx.lexicographical_topological_sort(dag))
+
+    def live_tangents(self) -> Set[Tuple[int, str]]:
+        """The (op, parameter) pairs whose tangent something reads: a loss's rule, a carried
+        state's next step, a state's computed initial value, or the rule of an op whose own tangent is read (a fixpoint over the
+        rules' forward-mode nodes: an argument counts when its tangent survives in the node,
+        so the softmax's output of a cross-entropy taken from the logits has none)."""
+        live = {(a, p) for a in self.hist for p in self.deps[a]}
+        for a in self.hist:  # a state's computed initial value: its tangent starts the state's
+            st = self.m.states[self.ops[a].name]
+            if st.init == "value":
+                src = self.g.values[st.init_name]
+                live |= {(self.source(src), p) for p in self.deps[a] if p in self.deps[src]}
+        changed = True
+        while changed:
+            changed = False
+            for j in self.order:
+                if self.where.get(j) not in ("once", "step", "loss", "post"):
+                    continue
+                for p in self.deps[j]:
+                    if not is_loss(self.ops[j].op) and (j, p) not in live:
+                        continue
+                    for a in self.read_tangents(j, p):
+                        if (self.source(a), p) not in live:
+                            live.add((self.source(a), p))
+                            changed = True
+        return live
+
+    def read_tangents(self, j: int, p: str) -> List[int]:
+        """The arguments of op j whose tangent for p its forward-mode rule reads."""
+        op = self.ops[j]
+        ctx = "step" if self.where[j] in ("step", "loss") else self.where[j]
+        args = [self.value(a, d, ctx) for a, d in op.args]
+        attrs = {"w": None} if is_loss(op.op) else self.v.attrs(op, "step")
+        marks = [Name(f"__tangent_{k}") if p in self.deps[a] else ZERO
+                 for k, (a, _) in enumerate(op.args)]
+        node = rule(op.op).tangent(marks, Name(self.v.pyname[j]), args, **attrs)
+        seen = {n for n in parts(node) if isinstance(n, Name)}
+        return [a for k, (a, _) in enumerate(op.args) if marks[k] in seen]
 
     # ----- names ------------------------------------------------------------------------------
     def history(self) -> Dict[int, int]:
@@ -312,6 +351,8 @@ class Rtrl(Pass):
             slope = Name(self.v.fresh(f"{name}_slope"))
             em.stmt(assign(slope, r.tangent([Num(1)], Name(name), args, **attrs)))
         for p in self.deps[i]:
+            if not is_loss(op.op) and (i, p) not in self.live:
+                continue  # (nothing reads this tangent)
             lift = op.op in BROADCASTING
             dargs = [self.tangent(a, d, ctx, p, rank if lift else self.rank(a))
                      for a, d in op.args]
