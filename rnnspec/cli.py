@@ -36,6 +36,7 @@ EXAMPLES = {
               "--sample --seed 3",
     "plan": "example:\n  rnnspec plan specs/lstm.rnn\n  rnnspec plan specs/lstm.rnn -o lstm.plan",
     "grad": "example:\n  rnnspec grad specs/lstm.rnn --truncate 2,5 --clip-norm 0.5\n"
+            "  rnnspec grad specs/gru.rnn --rtrl\n"
             "  rnnspec grad specs/elman.rnn --params p.npz --data batch.npz -o grads.npz",
     "flow": "example:\n  rnnspec flow specs/elman.rnn --T 100\n  rnnspec flow specs/lstm.rnn "
             "--T 100 -o lstm_flow.png --json lstm_flow.json",
@@ -183,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _grad_command(cmd) -> None:
-    gr = cmd("grad", "the gradient of the loss on one batch (full, truncated or randomized), "
-                     "its norms, and clipped")
+    gr = cmd("grad", "the gradient of the loss on one batch (full, truncated, randomized or "
+                     "RTRL), its norms, and clipped")
     gr.add_argument("--params", metavar="FILE.npz",
                     help="parameters (np.savez(FILE, **params)); default: the spec's "
                          "initializers with --seed")
@@ -200,6 +201,9 @@ def _grad_command(cmd) -> None:
     gr.add_argument("--random-truncation", type=probability_arg, metavar="PI",
                     help="one draw of randomized truncation: xi = 0 with probability 1 - PI, "
                          "else 1/PI, at every step")
+    gr.add_argument("--rtrl", action="store_true",
+                    help="compute it forward in time with the generated rtrl (real-time "
+                         "recurrent learning) instead of BPTT")
     clip = gr.add_mutually_exclusive_group()
     clip.add_argument("--clip-norm", type=positive_float, metavar="V",
                       help="scale the gradients to global norm V when it is over V")
@@ -669,12 +673,15 @@ def cmd_grad(args) -> int:
                          f"name it .npz")
     if args.clip_random and args.clip_norm is None:
         raise UsageError("--clip-random draws a step of norm V: give --clip-norm V")
+    if args.rtrl and (args.truncate is not None or args.random_truncation is not None):
+        raise UsageError("--rtrl computes the full gradient forward in time: it takes no "
+                         "--truncate or --random-truncation")
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     if args.truncate is not None or args.random_truncation is not None:
         check_truncatable(a.schedule)  # (a positioned error before any work)
     dims = {k: a.model.dims[k] for k in dims}
-    mod = load_module(render(a), path.stem)
+    mod = load_module(render(a, rtrl=args.rtrl), path.stem)
     params = _load_npz(args.params, "params") if args.params else \
         mod.init_params(dims, seed=args.seed)
     try:
@@ -686,7 +693,7 @@ def cmd_grad(args) -> int:
             _, inputs, targets, _, _ = random_problem(mod, dims, T, args.batch, args.seed)
             where = f"random data (T = {T}, batch {args.batch}, seed {args.seed})"
         report = gradient(mod, params, inputs, targets, T, None, lengths, args.truncate,
-                          args.random_truncation, False, args.clip_value, args.clip_norm,
+                          args.random_truncation, args.rtrl, args.clip_value, args.clip_norm,
                           args.clip_random, args.seed)
     except ValueError as exc:
         raise UsageError(f"{shown(path)}: {exc}") from None

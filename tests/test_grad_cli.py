@@ -91,3 +91,16 @@ def test_grad_data_errors_name_the_array(tmp_path, capsys):
         assert message in err and "Traceback" not in err
     assert main(["grad", str(SPECS / "bigru.rnn"), "--truncate", "2"]) == 2
     assert "truncated BPTT cannot cut this spec" in capsys.readouterr().err
+
+
+def test_grad_by_rtrl_equals_bptt(tmp_path, capsys):
+    """--rtrl: the generated rtrl's gradient, saved, equals BPTT's to 1e-10."""
+    assert main(["grad", str(SPECS / "lstm.rnn"), "--rtrl", "-o", str(tmp_path / "r.npz")]) == 0
+    assert "gradient by RTRL (forward in time)" in capsys.readouterr().out
+    assert main(["grad", str(SPECS / "lstm.rnn"), "-o", str(tmp_path / "b.npz")]) == 0
+    r, b = dict(np.load(tmp_path / "r.npz")), dict(np.load(tmp_path / "b.npz"))
+    for n in b:
+        assert np.abs(r[n] - b[n]).max() <= 1e-10 * max(1.0, np.abs(b[n]).max()), n
+    assert main(["grad", str(SPECS / "bigru.rnn"), "--rtrl"]) == 2
+    assert "RTRL (compile --rtrl) cannot follow this spec" in capsys.readouterr().err
+    assert main(["grad", str(SPECS / "lstm.rnn"), "--rtrl", "--truncate", "2"]) == 2
