@@ -7,14 +7,16 @@ In: a generated module (one time axis, forward in time), parameters, T and a see
 of a linear network) and for the spec's own loss (random targets), both from the generated
 backward's per-step state gradients (``backward(..., state_grads=True)``); the spectral norm and
 the spectral radius of the step Jacobian ``dS_t/dS_{t-1}`` of all states together at every t
-(exact: its rows are one batched VJP of a one-step run); and the spectral radius of every
-recurrent matrix (a parameter multiplying a state read steps back).
+(its rows are one batched VJP of a one-step run; exact norm and eigenvalues up to
+``MAX_EXACT`` state numbers, power iteration with the Jacobian and its transpose beyond, up to
+``MAX_JACOBIAN``); and the spectral radius of every recurrent matrix (a parameter multiplying a
+state read steps back).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -22,7 +24,9 @@ from .delays import Step
 from .gradcheck import random_problem
 from .surrogate import one_step_jacobians
 
-MAX_JACOBIAN = 512  # states' total size past which the step Jacobian is not formed
+MAX_EXACT = 512  # states' total size up to which the norm and radius are exact (SVD, eigvals)
+MAX_JACOBIAN = 4096  # past it the step Jacobian is not formed (N copies in one VJP, N^2 floats)
+POWER_STEPS = 200  # power iterations beyond MAX_EXACT
 
 
 @dataclass
@@ -120,6 +124,10 @@ def gradient_flow(mod, params=None, T: int = 100, seed: int = 0, dims=None, grap
     n_state = sum(v.size for v in out["final"].values())
     if n_state <= MAX_JACOBIAN:
         norm, radius = _jacobians(mod, params, inputs, T)
+        if n_state > MAX_EXACT:
+            note = (f"the states hold {n_state} numbers (more than {MAX_EXACT}): the step "
+                    f"Jacobian's norm and radius are power-iteration estimates "
+                    f"({POWER_STEPS} steps)")
     else:
         note = (f"the step Jacobian is not formed: the states hold {n_state} numbers "
                 f"(more than {MAX_JACOBIAN}); use smaller dims")
@@ -134,12 +142,16 @@ def _norms(states) -> Dict[str, np.ndarray]:
 
 
 def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
+    """The list of :func:`iter_jacobians` (all T at once: for small states)."""
+    return list(iter_jacobians(mod, params, inputs, T))
+
+
+def iter_jacobians(mod, params, inputs, T: int) -> Iterator[Optional[np.ndarray]]:
     """dS_t/dS_{t-1} for t = 1..T, S every state's carried steps flattened and put together:
     each is the one-step run from the states before step t (reached step by step, which is
     exactly the whole run), its rows at once as one VJP of a batch of N copies.  J_1 is None
     when the initial states are computed (``state h: n = h0``) rather than zeros."""
     state = None
-    jacobians = []
     for t in range(T):
         one = {n: v[t:t + 1] if mod.INPUTS[n]["kind"] == "sequence" else v
                for n, v in inputs.items()}
@@ -148,21 +160,51 @@ def step_jacobians(mod, params, inputs, T: int) -> List[np.ndarray]:
             if any(info["init"] != "zeros" for info in mod.STATES.values()):
                 # the initial states are computed (from an input, a value): J_1 is the
                 # Jacobian with respect to what they were computed as, not formed here
-                jacobians.append(None)
+                yield None
                 state = out["final"]
                 continue
             state = {n: np.zeros_like(v) for n, v in out["final"].items()}  # (S_0 = 0)
         (J, _), = one_step_jacobians(mod, params, one, state, out["final"], 1)
-        jacobians.append(J)  # (row i: the gradient of final coordinate i)
+        yield J  # (row i: the gradient of final coordinate i)
         state = out["final"]
-    return jacobians
 
 
 def _jacobians(mod, params, inputs, T):
-    Js = step_jacobians(mod, params, inputs, T)
-    norm = np.array([np.nan if J is None else np.linalg.norm(J, 2) for J in Js])
-    radius = np.array([np.nan if J is None else np.abs(np.linalg.eigvals(J)).max() for J in Js])
+    """(norm, radius) of every step Jacobian, one Jacobian at a time (each is dropped once
+    measured: N^2 numbers each)."""
+    norm, radius = np.full(T, np.nan), np.full(T, np.nan)
+    for t, J in enumerate(iter_jacobians(mod, params, inputs, T)):
+        if J is not None:
+            norm[t], radius[t] = (np.linalg.norm(J, 2), np.abs(np.linalg.eigvals(J)).max()) \
+                if len(J) <= MAX_EXACT else power_norm_radius(J, seed=t)
     return norm, radius
+
+
+def power_norm_radius(J: np.ndarray, steps: int = POWER_STEPS, seed: int = 0
+                      ) -> Tuple[float, float]:
+    """Estimates of ``||J||_2`` and of the spectral radius of J by power iteration: the norm
+    by subspace iteration of ``J^T J`` on a block of 8 vectors (products with J and its
+    transpose, then the largest Ritz value; it converges from below), the radius as ``||J^k v||^(1/k)`` over the last half of ``steps``
+    products (Gelfand's formula: it needs no dominant real eigenvalue, so a complex pair or a
+    rotation is measured too)."""
+    rng = np.random.default_rng(seed)
+    V = np.linalg.qr(rng.standard_normal((len(J), min(8, len(J)))))[0]
+    for _ in range(steps // 4):  # (a block of 8: top singular values close together converge)
+        V = np.linalg.qr(J.T @ (J @ V))[0]
+    JV = J @ V
+    sigma = np.sqrt(max(np.linalg.eigvalsh(JV.T @ JV).max(), 0.0))  # (Rayleigh-Ritz)
+    u = rng.standard_normal(len(J))
+    u /= np.linalg.norm(u)
+    logs = []
+    for _ in range(steps):
+        u = J @ u
+        size = np.linalg.norm(u)
+        if size == 0.0:
+            return float(sigma), 0.0
+        logs.append(np.log(size))
+        u /= size
+    half = logs[len(logs) // 2:]
+    return float(sigma), float(np.exp(np.mean(half)))
 
 
 def _recurrent_radii(graph, params) -> Dict[str, float]:

@@ -166,3 +166,23 @@ def test_computed_initial_states_have_no_first_jacobian():
     state = out["final"]  # the states after step 1 of the real run
     one = {n: v[1:2] if mod.INPUTS[n]["kind"] == "sequence" else v for n, v in x.items()}
     assert np.abs(Js[1] - fd_jacobian(mod, params, one, state)).max() < 1e-8
+
+
+def test_large_states_by_power_iteration():
+    """Past MAX_EXACT state numbers the step Jacobian's norm and radius are power-iteration
+    estimates: within 1% of the exact SVD norm and eigenvalue radius of the same Jacobians,
+    said so in the note; and the estimator alone on matrices whose answer is known."""
+    from rnnspec.flow import MAX_EXACT, power_norm_radius
+    mod = rnnspec.compile_file(SPECS / "elman.rnn", {"n": MAX_EXACT + 88})
+    params = mod.init_params({"n": MAX_EXACT + 88}, seed=0)
+    flow = gradient_flow(mod, params, T=3, dims={"n": MAX_EXACT + 88})
+    assert "power-iteration estimates" in flow.note
+    _, x, _, _, _ = random_problem(mod, {"n": MAX_EXACT + 88}, 3, 1, 0)
+    for t, J in enumerate(step_jacobians(mod, params, x, 3)):
+        assert abs(flow.jacobian_norm[t] / np.linalg.norm(J, 2) - 1) < 1e-2
+        assert abs(flow.jacobian_radius[t] / np.abs(np.linalg.eigvals(J)).max() - 1) < 1e-2
+    rotation = np.kron(np.eye(300), [[0.0, -0.9], [0.9, 0.0]])  # eigenvalues +-0.9i only
+    assert np.allclose(power_norm_radius(rotation), (0.9, 0.9), rtol=1e-9)
+    diag = np.diag(np.linspace(0.1, 2.0, 600))  # (600 close values: the slowest case)
+    norm, radius = power_norm_radius(diag)
+    assert 2.0 * (1 - 1e-2) < norm <= 2.0 and abs(radius - 2.0) < 2e-2
