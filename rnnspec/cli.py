@@ -451,39 +451,22 @@ def _discard_stdout() -> None:
 
 
 def cmd_check(args) -> int:
+    from .schedule import state_directions
+    from .summary import summary
     path, text, dims = _load(args)
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
     m = a.model
-    d = m.dims
-    rows = []
-    total = 0
-    for name, p in m.params.items():
-        shape = "×".join(s.text() for s in p.shape) or "scalar"
-        count = 1
-        for s in p.shape:
-            count *= s.evaluate(d)
-        total += count
-        init = p.init + (f"({p.init_arg:g})" if p.init_arg is not None else "")
-        rows.append((name, shape, str(count), init, "auto" if p.auto else ""))
     _say(f"{path}: ok ({len(m.values)} values, {len(m.states)} states, "
-          f"{len(m.losses)} loss terms; dims " +
-          ", ".join(f"{k}={v}" for k, v in d.items()) + ")")
-    from .schedule import state_directions
+         f"{len(m.losses)} loss terms; dims " +
+         ", ".join(f"{k}={v}" for k, v in m.dims.items()) + ")")
     for name, direction, axis in state_directions(a.schedule):
         _say(f"state {name}: runs {direction}" + (
             f" in {axis} (from step 1 to the last)" if direction == "forward" else
             f" in {axis} (from the last step to 1)" if axis else ""))
-    head = ("parameter", "shape", "count", "initializer", "")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
-    _say(fmt.format(*head).rstrip())
-    _say(fmt.format(*("-" * w for w in widths[:4]), "").rstrip())
-    for r in rows:
-        _say(fmt.format(*r).rstrip())
-    _say(f"total: {total} parameters")
+    _say("")
+    _say(summary(a))
     return 0
-
 
 
 def cmd_compile(args) -> int:

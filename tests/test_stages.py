@@ -218,3 +218,24 @@ def test_cli_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert rnnspec.__version__ in capsys.readouterr().out
+
+
+def test_cli_check_summary_rows(capsys):
+    """rnnspec check's summary: one row per input, target, state, value and loss term, with
+    sizes, steps, the parameters a value's connections create (summed from the table below)
+    and the defining line, of the imported file for an imported block; the totals."""
+    assert main(["check", str(SPECS / "lstm.rnn")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.split("\n") if line[:1].isalpha()}
+    assert "class(out=4)" in rows["y"] and "every t" in rows["y"]
+    assert "state (from zeros; forward in t)" in rows["C"] and " 45 " in rows["C"]
+    assert " 45 " in rows["f"] and "21: f[t]: hidden = gate(x[t], h[t-1])" in rows["f"]
+    assert " 24 " in rows["o"]  # W_o_h 20 + b_o 4
+    assert "sum over steps" in rows["loss"]
+    assert "total: 204 parameters (1.6 KB as float64, 816 B as float32); 1 input, 1 target, " \
+           "2 states, 6 values, 1 loss term" in out
+    assert main(["check", str(SPECS / "stacked_lstm_lib.rnn")]) == 0
+    out = capsys.readouterr().out
+    assert "lib/cells.rnn:10: f[t]: hidden = gate(u[t], h[t-1])" in out
+    assert main(["check", str(SPECS / "many_to_one.rnn")]) == 0
+    assert "one per sequence" in capsys.readouterr().out
