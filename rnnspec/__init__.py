@@ -10,6 +10,8 @@ Public API::
     clip_grads(grads, value= | norm=[, random=])   -> (clipped grads, norm before clipping)
     rtrl(module, params, inputs, targets, ...)     -> (loss, grads) forward in time (RTRL)
     tbptt(module, params, inputs, targets, k1, k2) -> (loss, grads) of TBPTT(k1, k2)
+    to_torch_state_dict(module, params)            -> torch.nn.LSTM/GRU's state_dict (NumPy)
+    from_torch_state_dict(module, state_dict)      -> the module's params from one (torch_*.rnn)
     SpecError                                      -> every user error in a spec
 
 The stages, each a module with one entry function: parse.parse -> check.check ->
@@ -25,7 +27,8 @@ from .clip import clip_grads  # noqa: E402
 from .rtrl import rtrl  # noqa: E402
 from .tbptt import tbptt  # noqa: E402
 from .truncation import random_truncation  # noqa: E402
+from .torch_weights import from_torch_state_dict, to_torch_state_dict  # noqa: E402
 
 __all__ = ["compile_source", "compile_file", "generate", "gradcheck", "GradcheckReport",
            "SpecError", "analyze", "load_module", "random_truncation", "clip_grads", "rtrl", "tbptt",
-           "__version__"]
+           "to_torch_state_dict", "from_torch_state_dict", "__version__"]

@@ -1,14 +1,15 @@
 """Cross-check of specs/torch_{lstm,gru,bilstm,bigru}.rnn against PyTorch, a test-only oracle.
 
 torch.nn.LSTM / nn.GRU (float64, fixed seed; one layer, or two bidirectional layers for the
-torch_bi*.rnn specs) lend their weights to the generated module, split per gate in torch's order
-(LSTM: i, f, g, o; GRU: r, z, n) and per layer and direction (torch's weight_*_l0, _l0_reverse,
-_l1, _l1_reverse <-> the spec's *_l0, *_l0r, *_l1, *_l1r). Both are run on the same random
-inputs and initial states (torch's h_0/c_0, (layers * directions, B, H), split into the spec's
-states hl0, hl0r, ...); the per-step output (h, or y = [hl1; hl1r]) and the final states must
-agree -- for a reverse direction torch's h_n is the state after step 1, as is the spec's final
-state -- and so must the gradients (of every weight, re-assembled into torch's stacked layout,
-of x and of the initial states) of
+torch_bi*.rnn specs) lend their weights to the generated module through
+rnnspec.from_torch_state_dict (rnnspec/torch_weights.py: split per gate in torch's order, LSTM:
+i, f, g, o; GRU: r, z, n, and per layer and direction, torch's weight_*_l0, _l0_reverse, _l1,
+_l1_reverse <-> the spec's *_l0, *_l0r, *_l1, *_l1r). Both are run on the same random inputs and
+initial states (torch's h_0/c_0, (layers * directions, B, H), split into the spec's states hl0,
+hl0r, ...); the per-step output (h, or y = [hl1; hl1r]) and the final states must agree -- for a
+reverse direction torch's h_n is the state after step 1, as is the spec's final state -- and so
+must the gradients (of every weight, re-assembled into torch's stacked layout by
+rnnspec.to_torch_state_dict, of x and of the initial states) of
 
     sum(out * G_out) + sum(h_n * G_hn) [+ sum(c_n * G_cn)]
 
@@ -35,16 +36,10 @@ F64 = torch.float64      # passed explicitly everywhere: torch's default dtype i
 ORACLE_TOL = dict(rtol=0, atol=1e-10)
 FLOAT32_TOL = dict(rtol=1e-4, atol=1e-4)
 
-# torch's stacked tensor (less its layer/direction suffix) -> the prefix of the spec's
-# per-gate names cut from it
-TORCH_TO_SPEC = {"weight_ih": "W_i", "weight_hh": "W_h", "bias_ih": "b_i", "bias_hh": "b_h"}
-
-
 @dataclass(frozen=True)
 class Cell:
     spec: str
     torch_cls: type
-    gates: tuple     # torch's gate order, the order of the chunks of its stacked tensors
     kinds: tuple     # torch's states, in its order: (h,) or (h, c)
     output: str      # the spec's value that is torch's output
     num_layers: int = 1
@@ -66,12 +61,6 @@ class Cell:
         """Names of the spec's states: kind + suffix, e.g. hl0r."""
         return tuple(k + sfx for k in self.kinds for _, sfx in self.layers)
 
-    @property
-    def torch_params(self):
-        """(torch's parameter name, prefix and suffix of the spec's per-gate names cut from it)."""
-        return [(name + torch_sfx, prefix, f"_{sfx}" if sfx else "")
-                for torch_sfx, sfx in self.layers for name, prefix in TORCH_TO_SPEC.items()]
-
     def to_torch(self, states):
         """{spec state: (B, H)} -> {kind: (layers * directions, B, H)}, torch's layout."""
         return {k: np.stack([states[k + sfx] for _, sfx in self.layers]) for k in self.kinds}
@@ -89,11 +78,11 @@ class Cell:
         return dict(zip(self.kinds, packed if len(self.kinds) > 1 else (packed,)))
 
 
-LSTM = Cell("torch_lstm.rnn", torch.nn.LSTM, ("i", "f", "g", "o"), ("h", "c"), output="h")
-GRU = Cell("torch_gru.rnn", torch.nn.GRU, ("r", "z", "n"), ("h",), output="h")
-BILSTM = Cell("torch_bilstm.rnn", torch.nn.LSTM, LSTM.gates, LSTM.kinds, output="y",
+LSTM = Cell("torch_lstm.rnn", torch.nn.LSTM, ("h", "c"), output="h")
+GRU = Cell("torch_gru.rnn", torch.nn.GRU, ("h",), output="h")
+BILSTM = Cell("torch_bilstm.rnn", torch.nn.LSTM, LSTM.kinds, output="y",
               num_layers=2, bidirectional=True)
-BIGRU = Cell("torch_bigru.rnn", torch.nn.GRU, GRU.gates, GRU.kinds, output="y",
+BIGRU = Cell("torch_bigru.rnn", torch.nn.GRU, GRU.kinds, output="y",
              num_layers=2, bidirectional=True)
 CELLS = [pytest.param(LSTM, id="lstm"), pytest.param(GRU, id="gru")]
 BICELLS = [pytest.param(BILSTM, id="bilstm"), pytest.param(BIGRU, id="bigru")]
@@ -103,34 +92,6 @@ LENGTHS = [(1, 1), (7, 3), (50, 4)]    # (T, B)
 BILENGTHS = [(1, 1), (6, 3), (30, 2)]
 # a padded batch: (T, each sequence's length); in the second no sequence reaches T
 PADDED = [(6, (6, 2, 4, 1)), (8, (3, 7, 1, 5, 2))]
-
-
-# ----- weights: torch's stacked layout <-> the spec's per-gate params ----------------------------
-def split_gates(stacked, prefix, gates, suffix=""):
-    """A stacked (len(gates) * hidden, ...) array -> {prefix + gate + suffix: (hidden, ...)
-    chunk}."""
-    return {prefix + g + suffix: chunk
-            for g, chunk in zip(gates, np.split(stacked, len(gates), axis=0))}
-
-
-def join_gates(per_gate, prefix, gates, suffix=""):
-    """The inverse of split_gates."""
-    return np.concatenate([per_gate[prefix + g + suffix] for g in gates], axis=0)
-
-
-def spec_params_from_torch(rnn, cell):
-    """The spec's params holding a copy of the torch module's weights."""
-    params = {}
-    for torch_name, prefix, suffix in cell.torch_params:
-        stacked = getattr(rnn, torch_name).detach().numpy().copy()
-        params.update(split_gates(stacked, prefix, cell.gates, suffix))
-    return params
-
-
-def torch_layout(per_gate, cell):
-    """Per-gate arrays keyed by the spec's names -> torch's stacked arrays, keyed by its names."""
-    return {torch_name: join_gates(per_gate, prefix, cell.gates, suffix)
-            for torch_name, prefix, suffix in cell.torch_params}
 
 
 def valid_steps(lengths, T):
@@ -191,7 +152,7 @@ def make_problem(cell, mod, T, B, seed=0, lengths=None):
     normal = lambda *shape: rng.standard_normal(shape)   # noqa: E731
     prob = Problem(
         rnn=rnn,
-        params=spec_params_from_torch(rnn, cell),
+        params=rnnspec.from_torch_state_dict(mod, rnn.state_dict()),
         x=normal(T, B, n_in),
         state0={s: normal(B, n_hidden) for s in cell.states},
         d_outputs={cell.output: normal(T, B, n_out),
@@ -254,7 +215,7 @@ def assert_matches_torch(cell, mod, prob):
         assert not dx_past_end.any(), "dx must be exactly zero past each sequence's end"
     assert_trees_close(outputs, ref_outputs, **ORACLE_TOL)
     assert set(grads["params"]) == set(mod.PARAMS)
-    grads = {**grads, "params": torch_layout(grads["params"], cell)}
+    grads = {**grads, "params": rnnspec.to_torch_state_dict(mod, grads["params"])}
     assert_trees_close(grads, ref_grads, **ORACLE_TOL)
 
 
