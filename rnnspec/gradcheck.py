@@ -382,11 +382,9 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     error shrinks with the step, or every array fails); values that are not finite (NaN, inf)
     are reported as such, with the first array they appear in, not as a mismatch.
 
-    ``truncate=k`` checks ``backward(..., truncate=(k, k))`` against the objective it computes
-    exactly: the network run in chunks of k steps, each from the states the full run reaches
-    at its start, held constant (:mod:`rnnspec.surrogate`); ``truncate=(k1, k2)``, k1 < k2,
-    checks TBPTT(k1, k2) against its objective, every block of k1 steps run on the window of
-    its last k2 steps from held states (:func:`rnnspec.surrogate.windowed_forward`)."""
+    ``truncate=k`` or ``(k1, k2)`` checks ``backward(..., truncate=(k1, k2))`` against the
+    objective it computes exactly (:func:`truncated_objective`: chunks, or windows, of the
+    run from held states)."""
     _check_options(T, batch, directions, eps, rtol, atol, seed)
     mod = _module_for(spec, dims)
     T = per_axis(mod, T)
