@@ -231,6 +231,15 @@ def _real_seq(size: int) -> Field:
     return Field("sequence", "real", size)
 
 
+def _two_marks(rng, T: int, n: int) -> np.ndarray:
+    """``(T, n)`` markers: 1 at one step drawn in the first half (``t < T // 2``) and one in the
+    second half of each sequence, 0 elsewhere."""
+    marks = np.zeros((T, n))
+    marks[rng.integers(0, T // 2, n), np.arange(n)] = 1.0
+    marks[rng.integers(T // 2, T, n), np.arange(n)] = 1.0
+    return marks
+
+
 def adding_problem(n: int, T: int = 100, seed: int = 0, input_name: str = "x",
                    target_name: str = "y") -> Dataset:
     """The adding problem (Hochreiter & Schmidhuber 1997, "Long short-term memory", Neural
@@ -245,10 +254,7 @@ def adding_problem(n: int, T: int = 100, seed: int = 0, input_name: str = "x",
         raise ValueError(f"T = {T}: the adding problem needs at least 2 steps")
     rng = np.random.default_rng(seed)
     values = rng.uniform(0.0, 1.0, (T, n))
-    first = rng.integers(0, T // 2, n)
-    second = rng.integers(T // 2, T, n)
-    marks = np.zeros((T, n))
-    marks[first, np.arange(n)] = marks[second, np.arange(n)] = 1.0
+    marks = _two_marks(rng, T, n)
     y = (values * marks).sum(axis=0)[:, None]
     return Dataset({input_name: np.stack([values, marks], axis=-1), target_name: y},
                    {input_name: _real_seq(2), target_name: Field("static", "real", 1)},
@@ -293,11 +299,8 @@ def delayed_xor(n: int, T: int = 50, seed: int = 0, input_name: str = "x",
         raise ValueError(f"T = {T}: delayed XOR needs at least 2 steps")
     rng = np.random.default_rng(seed)
     bits = rng.integers(0, 2, (T, n))
-    first = rng.integers(0, T // 2, n)
-    second = rng.integers(T // 2, T, n)
-    marks = np.zeros((T, n))
-    marks[first, np.arange(n)] = marks[second, np.arange(n)] = 1.0
-    y = bits[first, np.arange(n)] ^ bits[second, np.arange(n)]
+    marks = _two_marks(rng, T, n)
+    y = (bits * marks).sum(axis=0).astype(np.int64) % 2
     return Dataset({input_name: np.stack([bits.astype(float), marks], axis=-1), target_name: y},
                    {input_name: _real_seq(2), target_name: Field("static", "class", 2)},
                    [input_name], [target_name], name=f"xor(T={T})")
@@ -419,8 +422,10 @@ BUNDLED = {"sonnets": "sonnets.txt"}  # name -> file under rnnspec/datasets/
 
 
 def bundled_text(name: str = "sonnets") -> str:
-    """A text that ships with rnnspec (no download): 'sonnets', Shakespeare's sonnets (1609;
-    public domain), read through importlib.resources, so from an installed wheel as well."""
+    """A text that ships with rnnspec (no download), read through importlib.resources (so from
+    an installed wheel as well): 'sonnets', 33 of Shakespeare's sonnets, the 1609 Quarto's text
+    (public domain) in the modernized spelling of common editions, written out for rnnspec
+    from memory (a word or a mark may differ from any one edition), 20 KB."""
     if name not in BUNDLED:
         raise ValueError(f"no bundled text {name!r}; there is {sorted(BUNDLED)}")
     return resources.files("rnnspec").joinpath("datasets", BUNDLED[name]).read_text("utf-8")

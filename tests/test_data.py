@@ -259,3 +259,19 @@ def test_npz_split_and_errors(tmp_path):
     (tmp_path / "not.npz").write_text("hello")
     with pytest.raises(ValueError, match="not a NumPy .npz file"):
         data.load_npz(tmp_path / "not.npz", lstm)
+
+
+def test_readme_data_example_prints_what_the_readme_shows(tmp_path, monkeypatch):
+    import contextlib
+    import io
+    root = rnnspec_path("").parent
+    section = (root / "README.md").read_text(encoding="utf-8").split("\n## Data\n")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    shown = section.split("```python\n")[1].split("```\n", 2)[2].split("```")[0]
+    code = code.replace("/tmp/vocab.json", str(tmp_path / "vocab.json"))
+    monkeypatch.chdir(root)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue() == shown
+    assert data.Vocab.load(tmp_path / "vocab.json") == data.TextData.bundled().vocab
