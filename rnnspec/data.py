@@ -129,8 +129,7 @@ class Dataset:
         (``drop_last=True``, every batch has exactly ``batch_size`` sequences) or given as it is
         with fewer sequences (``drop_last=False``: for evaluation, every sequence once); batches
         are never padded with made-up sequences."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size = {batch_size}: give at least 1")
+        _at_least_one("batch_size", batch_size)
         order = np.random.default_rng([seed, epoch]).permutation(self.n) if shuffle \
             else np.arange(self.n)
         stop = self.n - self.n % batch_size if drop_last else self.n
@@ -155,6 +154,11 @@ class Dataset:
         the same kind (per step or per sequence), type (class or real) and size, with
         ``module.DIMS`` updated by ``dims``."""
         check_fields(module, self.fields, self.inputs, self.targets, dims)
+
+
+def _at_least_one(name: str, value: int) -> None:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} = {value!r}: give an integer of at least 1")
 
 
 def _validate(arrays: Dict[str, np.ndarray], fields: Mapping[str, Field],
@@ -399,9 +403,11 @@ class Vocab:
     @classmethod
     def from_json(cls, text: str) -> "Vocab":
         d = json.loads(text)
-        if not isinstance(d, dict) or d.get("format") != VOCAB_FORMAT:
-            raise ValueError(f"not an rnnspec vocabulary (no \"format\": \"{VOCAB_FORMAT}\")")
-        return cls(d["tokens"], d["level"], d["unk"])
+        if not isinstance(d, dict) or d.get("format") != VOCAB_FORMAT or \
+                not isinstance(d.get("tokens"), list):
+            raise ValueError(f"not an rnnspec vocabulary (no \"format\": \"{VOCAB_FORMAT}\" "
+                             f"with a list of \"tokens\")")
+        return cls(d["tokens"], d.get("level", "char"), d.get("unk"))
 
     def save(self, path) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -491,6 +497,7 @@ class TextData:
         training loop carries the final states of one chunk into the next (stateful truncated
         BPTT) and resets them at the first.  The last chunk has the ``L % steps`` steps left
         when ``steps`` does not divide ``L`` (nothing is padded or dropped)."""
+        _at_least_one("steps", steps)
         x, y = cut_streams(self._ids(part), batch_size)
         xn, yn = self.names
         for start in range(0, len(x), steps):
@@ -503,6 +510,7 @@ class TextData:
         overlapping, the tail shorter than ``steps`` left out), for shuffled stateless
         training: a :class:`Dataset` whose sequence j reads tokens ``j*steps ..`` and predicts
         the tokens one after them."""
+        _at_least_one("steps", steps)
         ids = self._ids(part)
         n = (len(ids) - 1) // steps
         if n < 1:

@@ -275,3 +275,13 @@ def test_readme_data_example_prints_what_the_readme_shows(tmp_path, monkeypatch)
         exec(compile(code, "README.md", "exec"), {})
     assert out.getvalue() == shown
     assert data.Vocab.load(tmp_path / "vocab.json") == data.TextData.bundled().vocab
+
+
+def test_sizes_below_one_are_refused():
+    text = data.TextData(TEXT)
+    for call, name in ((lambda: next(text.chunks(2, 0)), "steps = 0"),
+                       (lambda: text.sequences(-1), "steps = -1"),
+                       (lambda: next(text.chunks(0, 5)), "cannot be cut into 0 streams"),
+                       (lambda: next(data.adding_problem(4, T=3).batches(0)), "batch_size = 0")):
+        with pytest.raises(ValueError, match=name):
+            call()
