@@ -40,6 +40,10 @@ EXAMPLES = {
             "  rnnspec grad specs/elman.rnn --params p.npz --data batch.npz -o grads.npz",
     "flow": "example:\n  rnnspec flow specs/elman.rnn --T 100\n  rnnspec flow specs/lstm.rnn "
             "--T 100 -o lstm_flow.png --json lstm_flow.json",
+    "train": "example:\n  rnnspec train specs/adding.rnn --data task:adding,T=20 --steps 600 "
+             "--lr 0.01 --out adding-run\n  rnnspec train specs/adding.rnn --resume adding-run "
+             "--steps 1000\n  rnnspec train lm.rnn --data text:poems.txt --truncate 50 "
+             "--clip-norm 1",
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
@@ -239,6 +243,7 @@ def _other_commands(cmd) -> None:
                          "state, one-hot)")
     sm.add_argument("--end", type=count_arg, metavar="K", help="stop a sequence at this class")
     _grad_command(cmd)
+    _train_command(cmd)
     fl = cmd("flow", "show the gradient vanish or explode: its norm at every step, the step "
                      "Jacobian's norm and radius, the recurrent matrices' radii")
     fl.add_argument("--params", metavar="FILE.npz",
@@ -263,6 +268,7 @@ def _other_commands(cmd) -> None:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = ["rnnspec"] + list(sys.argv[1:] if argv is None else argv)
     if not args.command:
         parser.print_help()
         return 2
@@ -724,7 +730,103 @@ def cmd_flow(args) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "check": cmd_check, "gradcheck": cmd_gradcheck,
+def _train_command(cmd) -> None:
+    tr = cmd("train", "train a spec on a task, a text or your arrays; save the run (params, "
+                      "optimizer, history, curves) to continue it exactly")
+    tr.add_argument("--data", metavar="DATA",
+                    help="task:adding|copy|xor|parity[,T=..,n=..] (generated), text:FILE[,"
+                         "level=word] (next-token prediction over B parallel streams), or "
+                         "FILE.npz (arrays named like the spec's inputs and targets)")
+    tr.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
+                    help="(default adam)")
+    tr.add_argument("--lr", type=positive_float, help="learning rate (default 0.001)")
+    clip = tr.add_mutually_exclusive_group()
+    clip.add_argument("--clip-norm", type=positive_float, metavar="V",
+                      help="scale the per-token gradients to global norm V when over V")
+    clip.add_argument("--clip-value", type=positive_float, metavar="V",
+                      help="clip every gradient entry into [-V, V]")
+    tr.add_argument("--truncate", type=positive_int, metavar="K",
+                    help="stateful truncated BPTT: chunks of K steps, the final states carried "
+                         "into the next chunk, gradients cut between chunks (a text: default 50)")
+    tr.add_argument("--batch", type=positive_int, help="sequences (streams) per step (32)")
+    length = tr.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=positive_int, help="optimizer steps in all")
+    length.add_argument("--epochs", type=positive_int, help="epochs (default 1)")
+    tr.add_argument("--seed", type=count_arg, help="seed of the parameters, data order and "
+                                                   "split (default 0)")
+    tr.add_argument("--out", metavar="RUN_DIR",
+                    help="a new (or empty) run directory (default: SPEC-run, SPEC-run2, ...)")
+    tr.add_argument("--resume", metavar="RUN_DIR",
+                    help="continue this run exactly, with its settings, up to --steps/--epochs")
+    tr.add_argument("--eval-every", type=positive_int, metavar="N",
+                    help="validate (and save the run) every N steps (default: every epoch, at "
+                         "most 100 steps)")
+    tr.add_argument("--quiet", action="store_true",
+                    help="no progress bar: a plain line at each validation")
+
+
+def cmd_train(args) -> int:
+    from .train import TrainingDiverged, load_data, train
+    path, text, dims = _load(args)
+    run, saved = _run_dir(args, path)
+    s = saved.get("settings", {})
+    settings = {"optimizer": args.optimizer or s.get("optimizer", "adam"),
+                "lr": args.lr or s.get("optimizer_options", {}).get("lr", 1e-3),
+                "clip_norm": args.clip_norm if args.clip_norm or args.clip_value
+                else s.get("clip_norm"),
+                "clip_value": args.clip_value if args.clip_norm or args.clip_value
+                else s.get("clip_value"),
+                "truncate": args.truncate or s.get("truncate"),
+                "batch": args.batch or s.get("batch", 32),
+                "seed": args.seed if args.seed is not None else s.get("seed", 0)}
+    data_text = args.data or saved.get("data")
+    if data_text is None:
+        raise UsageError("give the training data: --data task:NAME, text:FILE or FILE.npz")
+    if saved and args.data and args.data != saved.get("data"):
+        raise UsageError(f"--resume {args.resume}: the run was trained on --data "
+                         f"{saved.get('data')}, not {args.data}")
+    a = analyze(text, {**s.get("dims", {}), **dims}, str(path), cli=True)
+    _warn(a)
+    dims = {k: a.model.dims[k] for k in {**s.get("dims", {}), **dims}}
+    try:
+        data = load_data(data_text, load_module(render(a), path.stem), settings["seed"])
+        result = train(path, data, dims=dims, steps=args.steps, epochs=args.epochs,
+                       out=None if args.resume else run, resume=args.resume,
+                       eval_every=args.eval_every, quiet=args.quiet, command=args.argv,
+                       data_name=data_text, log=_say, **settings)
+    except TrainingDiverged as exc:
+        print(f"rnnspec train: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        raise UsageError(f"{shown(path)}: {exc}") from None
+    h = result.history
+    valid = [v for v in h.valid_loss if v == v]
+    _say(f"{result.step} steps: loss {h.loss[-1]:.4f} per token" +
+         (f", validation {valid[-1]:.4f}" if valid else "") + f"; the run is in {run}")
+    return 0
+
+
+def _run_dir(args, spec: Path):
+    """The run directory (checked before any work) and, for --resume, its config."""
+    from .train import check_run_dir, read_config
+    try:
+        if args.resume is not None:
+            if args.out is not None and args.out != args.resume:
+                raise UsageError("--resume RUN_DIR continues the run in RUN_DIR: give no --out")
+            check_run_dir(args.resume, resume=True)
+            return Path(args.resume), read_config(args.resume)
+        out = args.out
+        if out is None:
+            out = next(f"{spec.stem}-run{i if i > 1 else ''}" for i in range(1, 10_000)
+                       if not os.path.exists(f"{spec.stem}-run{i if i > 1 else ''}"))
+        if _same_file(Path(out), spec):
+            raise UsageError(f"--out {shown(out)} is the spec itself")
+        return check_run_dir(out), {}
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+COMMANDS = {"train": cmd_train, "compile": cmd_compile, "check": cmd_check, "gradcheck": cmd_gradcheck,
             "graph": cmd_graph, "plan": cmd_plan, "sample": cmd_sample, "flow": cmd_flow,
             "grad": cmd_grad}
 

@@ -593,3 +593,69 @@ def _run(mod, plan, st: _State, total, s, eval_every, run, config, quiet, log,
     progress.close()
     checkpoint(plot=True)
     return TrainResult(st.params, st.opt, st.history, st.step, run, mod)
+
+
+TASK_SIZES = {"adding": 2000, "copy": 2000, "xor": 2000, "parity": 2000}  # default n
+
+
+def load_data(text: str, module, seed: int = 0, valid_fraction: float = 0.1):
+    """The command line's ``--data``: ``task:NAME[,key=value...]`` (a task of
+    :mod:`rnnspec.data` with n = 2000 sequences unless ``n=`` says, split with ``seed``),
+    ``text:FILE`` (characters; ``text:FILE,level=word`` for whitespace tokens) or
+    ``FILE.npz`` (arrays keyed by ``module``'s inputs and targets, split with ``seed``).
+    Names follow the spec's one input and one target.  A ValueError says what is wrong."""
+    from .data import load_npz, task
+    kind, colon, rest = text.partition(":")
+    if kind == "task" and colon:
+        name, *items = rest.split(",")
+        options = _options(text, items)
+        n = options.pop("n", TASK_SIZES.get(name, 2000))
+        names = _io_names(module, f"task:{name}")
+        try:
+            data = task(name, n, seed=seed, **names, **options)
+        except TypeError:
+            raise ValueError(f"--data {text}: task {name!r} takes the options n and "
+                             f"{', '.join(_task_options(name))}") from None
+        return data.split(valid_fraction, seed)
+    if kind == "text" and colon:
+        path, *items = rest.split(",")
+        level = _options(text, items, str).pop("level", "char")
+        x, y = _io_names(module, "a text").values()
+        try:
+            return TextData.from_file(path, level=level, valid_fraction=valid_fraction,
+                                      input_name=x, target_name=y)
+        except OSError as exc:
+            raise ValueError(f"text:{path}: {exc.strerror or exc}") from None
+    if text.endswith(".npz"):
+        if not os.path.isfile(text):
+            raise ValueError(f"{text}: no such file")
+        return tuple(load_npz(text, module, valid_fraction, seed))
+    raise ValueError(f"--data {text}: give task:NAME (tasks: adding, copy, xor, parity), "
+                     f"text:FILE or FILE.npz")
+
+
+def _task_options(name: str) -> List[str]:
+    import inspect
+    from .data import TASKS
+    return [p for p in inspect.signature(TASKS[name]).parameters
+            if p not in ("n", "seed", "input_name", "target_name")]
+
+
+def _options(text: str, items: List[str], kind=int) -> dict:
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        try:
+            out[key.strip()] = kind(value) if kind is str or key != "level" else value
+        except ValueError:
+            raise ValueError(f"--data {text}: {item!r}: expected KEY=INTEGER") from None
+        if not eq or not key.strip().isidentifier():
+            raise ValueError(f"--data {text}: {item!r}: expected KEY=VALUE")
+    return out
+
+
+def _io_names(module, what: str) -> Dict[str, str]:
+    if len(module.INPUTS) != 1 or len(module.TARGETS) != 1:
+        raise ValueError(f"{what} has one input and one target; the spec's inputs are "
+                         f"{sorted(module.INPUTS)}, its targets {sorted(module.TARGETS)}")
+    return {"input_name": next(iter(module.INPUTS)), "target_name": next(iter(module.TARGETS))}

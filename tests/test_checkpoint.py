@@ -23,7 +23,7 @@ REJECTED = {  # spec -> (line, a phrase of the message)
     "torch_bilstm": (97, "backward in time"),
     "torch_bigru": (75, "backward in time"),
     "many_to_one": (24, "`h[end]` reads one chosen step"),
-    "adding": (21, "`h[end]` reads one chosen step"),
+    "adding": (20, "`h[end]` reads one chosen step"),
     "self_attention": (30, "attention reads the whole sequence"),
     "encdec": (17, "second time axis 'i'"),
     "attention_general": (18, "second time axis 'i'"),
