@@ -337,6 +337,9 @@ def plot_curves(history: History, path: Path) -> bool:
     except ImportError:
         return False
     h = history.arrays()
+    keep = np.isfinite(h["loss"]) & np.isfinite(h["grad_norm"]) & (h["loss"] < 1e100) & \
+        (h["grad_norm"] < 1e100)  # (a diverging run's last steps would overflow the axes)
+    h = {k: a[keep] for k, a in h.items()}
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     a.plot(h["step"], h["loss"], label="training", lw=0.8)
     ok = ~np.isnan(h["valid_loss"])
@@ -423,18 +426,21 @@ def _loop(mod, plan: Plan, st: _State, total: int, s: dict, eval_every: int,
             if st.step >= total:
                 break
             state0 = None if u.reset else st.carry
-            loss, grads, final = train_step(mod, st.params, u, state0, plan.count(u))
+            with np.errstate(over="ignore", invalid="ignore"):  # (a NaN stops the run below)
+                loss, grads, final = train_step(mod, st.params, u, state0, plan.count(u))
             clip = {"norm": s["clip_norm"]} if s["clip_norm"] is not None else \
                 {"value": s["clip_value"]} if s["clip_value"] is not None else None
-            clipped, norm = clip_grads(grads, **clip) if clip else \
-                (grads, float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))))
+            with np.errstate(over="ignore", invalid="ignore"):
+                clipped, norm = clip_grads(grads, **clip) if clip else \
+                    (grads, float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))))
             new = st.opt.step(st.params, clipped) if math.isfinite(norm) and \
                 math.isfinite(loss) else {}
             bad = _nonfinite(st.step + 1, loss, grads, new)
             if bad is not None:
                 raise TrainingDiverged(f"step {st.step + 1}: {bad[1]}", st.step + 1, bad[0],
                                        st.params)
-            st.params, st.carry = new, final
+            st.params = new
+            st.carry = final if plan.text or plan.truncate else None  # (else: reset anyway)
             st.step += 1
             st.history.add(st.step, loss, norm)
             valid = math.nan

@@ -398,7 +398,7 @@ def test_cli_gradcheck_random_truncation(capsys):
 
 # ---- TBPTT(k1, k2), k1 < k2, in backward: sweeps of blocks ----------------------------------
 SWEPT = [s for s in TRUNCATABLE if s not in (
-    "many_to_one", "torch_gru", "torch_lstm",  # a loss per sequence: refused
+    "many_to_one", "adding", "torch_gru", "torch_lstm",  # a loss per sequence: refused
     "generate", "teacher_forcing", "self_attention", "linear")]  # tbptt refuses (see below)
 
 
