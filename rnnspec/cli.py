@@ -208,15 +208,20 @@ def _grad_command(cmd) -> None:
     gr.add_argument("--rtrl", action="store_true",
                     help="compute it forward in time with the generated rtrl (real-time "
                          "recurrent learning) instead of BPTT")
-    clip = gr.add_mutually_exclusive_group()
-    clip.add_argument("--clip-norm", type=positive_float, metavar="V",
-                      help="scale the gradients to global norm V when it is over V")
-    clip.add_argument("--clip-value", type=positive_float, metavar="V",
-                      help="clip every entry into [-V, V]")
+    _clip_options(gr, "the gradients")
     gr.add_argument("--clip-random", action="store_true",
                     help="with --clip-norm: a random direction of norm V instead (004 3.4)")
     gr.add_argument("-o", "--output", metavar="GRADS.npz",
                     help="save the (clipped) parameter gradients, keyed like the parameters")
+
+
+def _clip_options(parser, what: str) -> None:
+    """--clip-norm V | --clip-value V (one of them)."""
+    clip = parser.add_mutually_exclusive_group()
+    clip.add_argument("--clip-norm", type=positive_float, metavar="V",
+                      help=f"scale {what} to global norm V when it is over V")
+    clip.add_argument("--clip-value", type=positive_float, metavar="V",
+                      help=f"clip every entry of {what} into [-V, V]")
 
 
 def _other_commands(cmd) -> None:
@@ -740,11 +745,7 @@ def _train_command(cmd) -> None:
     tr.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam", "adamw"],
                     help="(default adam)")
     tr.add_argument("--lr", type=positive_float, help="learning rate (default 0.001)")
-    clip = tr.add_mutually_exclusive_group()
-    clip.add_argument("--clip-norm", type=positive_float, metavar="V",
-                      help="scale the per-token gradients to global norm V when over V")
-    clip.add_argument("--clip-value", type=positive_float, metavar="V",
-                      help="clip every gradient entry into [-V, V]")
+    _clip_options(tr, "the per-token gradients")
     tr.add_argument("--truncate", type=positive_int, metavar="K",
                     help="stateful truncated BPTT: chunks of K steps, the final states carried "
                          "into the next chunk, gradients cut between chunks (a text: default 50)")
