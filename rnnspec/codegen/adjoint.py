@@ -16,8 +16,10 @@ from typing import Dict, List, Optional, Tuple
 from ..check import PARAM, STATIC, STEP
 from ..delays import SAME
 from ..errors import missing_rule
-from ..expr import (ATOM, ZERO, Code, Expr, If, IfElse, Invert, List_, Name, add, assign, call,
-                    guarded, method, mul, show, subscript, tuple_of)
+from ..expr import (ATOM, ZERO, Code, Expr, IfElse, Invert, List_, Name, add, call, method, mul,
+                   subscript, tuple_of)
+from ..printer import show
+from ..stmt import If, assign, guarded
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from ..expr import Code, Expr, If, Name, Stmt, assign, call, guarded, mul, subscript
+from ..expr import Code, Expr, Name, call, mul, subscript
+from ..stmt import If, Stmt, assign, guarded
 
 NOTE = "truncated: scaled by xi over the steps it goes back"
 

@@ -11,7 +11,8 @@ from typing import Dict, List
 
 from ..check import STEP
 from ..delays import SAME
-from ..expr import Code, Do, If, Name, add, assign, call, subscript
+from ..expr import Code, Name, add, call, subscript
+from ..stmt import Do, If, assign
 from ..fuse import Fused
 from ..layout import LEAVES, fused_parts
 from ..ops import is_loss, rule

@@ -1,5 +1,5 @@
 """Small text tools of codegen: the line emitter (which prints statement nodes with
-:func:`rnnspec.expr.show_stmt`), the spec-line comments and their places, and the test of
+:func:`rnnspec.printer.show_stmt`), the spec-line comments and their places, and the test of
 whether a value text is a plain name (cheap to repeat where a gradient is read).
 
 In: texts and nodes.  Out: texts.
@@ -10,7 +10,8 @@ import re
 from typing import List
 
 from ..ast import Equation, Loss, unparse
-from ..expr import ATOM, Code, show, show_stmt
+from ..expr import ATOM, Code
+from ..printer import show, show_stmt
 from ..fuse import Fused
 from ..pytext import comment
 from .names import PLACEHOLDER

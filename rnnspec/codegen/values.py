@@ -13,7 +13,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STEP
 from ..delays import Delay, Step, Whole
-from ..expr import ATOM, Code, show
+from ..expr import ATOM, Code
+from ..printer import show
 from ..layout import backward_reads, fresh_product, plan_layout
 from ..ops import is_loss, rule
 from ..pytext import MARK
