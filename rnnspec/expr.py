@@ -168,15 +168,15 @@ _BIN_LEVEL = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "@": PRODUCT, ">":
 
 # ---- constructors -------------------------------------------------------------------------------
 def node(x) -> Expr:
-    """A node for ``x``: nodes pass through, ints and floats become :class:`Num`, text a
-    :class:`Code` leaf."""
+    """A node for ``x``: nodes pass through, ints and floats become :class:`Num`, None and
+    bools :class:`Lit`, an identifier a :class:`Name`, other text a :class:`Code` leaf."""
     if isinstance(x, Expr):
         return x
     if isinstance(x, bool) or x is None:
         return Lit(x)
     if isinstance(x, (int, float)):
         return Num(x)
-    return Code(str(x))
+    return Name(x) if x.isidentifier() else Code(str(x))
 
 
 def call(func: str, *args, **kwargs) -> Call:

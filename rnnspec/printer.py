@@ -14,8 +14,8 @@ from .expr import (ATOM, COMPARE, COND, NOT, PRODUCT, SUM, UNARY, Attr, Bin, Cal
                    Ellipsis_, Expr, IfElse, Index, Invert, List_, Lit, Name, Neg, Not, Num, Slice,
                    Tuple_, Zero)
 from .pytext import comment, escape
-from .stmt import (Assign, Blank, Comment, Def, Do, Docstring, For, If, Import, Raise, Return,
-                   Stmt, Verbatim)
+from .stmt import (Assign, Blank, Comment, Def, Do, Docstring, For, If, Import, Pass, Raise,
+                   Return, Stmt, Verbatim)
 
 INDENT = "    "
 
@@ -93,9 +93,10 @@ def _items(d: Dict_) -> List[str]:
 
 
 def _dict(d: Dict_) -> str:
-    """``{...}`` on one line, or (``lines``) one item a line, each followed by a comma."""
+    """``{...}`` on one line, or (``lines``) one item a line, each followed by a comma, and
+    the closing brace on a line of its own (even with no items)."""
     items = _items(d)
-    if not d.lines or not items:
+    if not d.lines:
         return "{" + ", ".join(items) + "}"
     notes = d.notes or ("",) * len(items)
     body = [INDENT + item.replace("\n", "\n" + INDENT) + "," + _note(note)
@@ -146,6 +147,8 @@ def show_stmt(s: Stmt) -> List[str]:
         return [comment(s.text)]
     if isinstance(s, Blank):
         return [""]
+    if isinstance(s, Pass):
+        return ["pass"]
     if isinstance(s, Import):
         return [f"import {s.module} as {s.alias}"]
     if isinstance(s, Verbatim):

@@ -103,6 +103,14 @@ BLANK = Blank()
 
 
 @dataclass(frozen=True)
+class Pass(Stmt):
+    """``pass`` (a body with nothing to do)."""
+
+
+PASS = Pass()
+
+
+@dataclass(frozen=True)
 class Verbatim(Stmt):
     """Lines copied as they are: the runtime (rnnspec/runtime/ files, real code)."""
     text: str

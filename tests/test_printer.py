@@ -83,12 +83,13 @@ def test_tables_are_literals_printed_with_repr():
     table = E.dict_of([("W", E.lit(("hidden", "in"))), ("b", E.lit(("hidden",)))], lines=True)
     assert show_stmt(S.assign("PARAMS", table)) == [
         "PARAMS = {", "    'W': ('hidden', 'in'),", "    'b': ('hidden',),", "}"]
-    assert show_stmt(S.assign("PARAMS", E.dict_of([], lines=True))) == ["PARAMS = {}"]
+    assert show_stmt(S.assign("PARAMS", E.dict_of([], lines=True))) == ["PARAMS = {", "}"]
+    assert show_stmt(S.assign("PARAMS", E.dict_of([]))) == ["PARAMS = {}"]
 
 
 def test_nested_dicts_over_lines_with_notes_and_a_double_star():
     grads = E.dict_of([("params", E.dict_of([("W", "d_W")], lines=True)),
-                       ("inputs", E.dict_of([], lines=True)),
+                       ("inputs", E.dict_of([])),
                        (None, E.IfElse(E.dict_of([("states", "d_states")]), E.Name("sg"),
                                        E.dict_of([])))],
                       lines=True, notes=["", "none", ""])

@@ -16,10 +16,10 @@ from typing import Dict, List, Optional, Tuple
 from ..check import PARAM, STATIC, STEP
 from ..delays import SAME
 from ..errors import missing_rule
-from ..expr import (ATOM, ZERO, Code, Expr, IfElse, Invert, List_, Name, add, call, method, mul,
-                   subscript, tuple_of)
+from ..expr import (ATOM, ELLIPSIS, ZERO, Code, Expr, IfElse, Invert, List_, Lit, Name, add, call,
+                   compare, method, mul, span, subscript, tuple_of)
 from ..printer import show
-from ..stmt import If, assign, guarded
+from ..stmt import BLANK, PASS, Comment, Def, If, Stmt, assign, define, guarded, param
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
@@ -35,6 +35,19 @@ TRUNCATE_DOC = (  # (backward's docstring on truncation: rnnspec.truncation)
     "the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):",
     "it is cut at the start of every chunk of k steps (truncated BPTT).")
 REFUSED_DOC = ("This network cannot be truncated (see TRUNCATE): xi and truncate must be None.",)
+BACKWARD_DOC = (  # (backward's docstring: before and after the lines on truncation)
+    ("Vector-Jacobian product of the whole unrolled network (BPTT).", "",
+     "d_outputs may hold an upstream gradient for any named value (same shape as in",
+     "outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed)."),
+    ("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec",
+     "(and with state_grads=True 'states': each state's gradient at every step)."))
+
+
+@dataclass(frozen=True)
+class _Buffer(Stmt):
+    """Where a per-step gradient buffer goes before a BPTT loop; what it is (its own array or
+    a view of a stacked one) is decided once the loop's steps are built (Adjoint.placed)."""
+    name: str
 
 
 @dataclass
@@ -84,18 +97,18 @@ class Adjoint(Pass):
     """The backward function of one schedule."""
 
     # ----- backward --------------------------------------------------------------------------
-    def backward(self) -> List[str]:
+    def backward(self) -> Def:
         self.grad: Dict[int, Optional[Grad]] = {}
         self.bufname: Dict[int, str] = {}
-        self.empty_buf: Dict[str, tuple] = {}  # per-step gradient buffers: (emitter, line)
-        self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts)
+        self.empty_buf: Dict[str, Expr] = {}  # per-step gradient buffers not yet placed: shape
+        self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts, ...)
         self.slopes: Dict[int, str] = {}  # loop activation -> its derivative at every step
         self.cuts = Cuts(self.v.truncation is None)  # where xi scales it (truncation)
-        self.pre: Optional[Emitter] = None  # the lines before the BPTT loop being emitted
+        self.pre: Optional[Emitter] = None  # the statements before the BPTT loop being built
         body = Emitter()
-        body.level = 1
         if self.g.losses:
-            body("d_loss = up.get('loss', 1.0) if cache['has_loss'] else None")
+            body(assign("d_loss", IfElse(method("up", "get", Lit("loss"), Lit(1.0)),
+                                         subscript("cache", Lit("has_loss")), Lit(None))))
         for k in reversed(range(len(self.s.stages))):
             self.last = [None]
             if self.s.stages[k].kind == "loop":
@@ -112,35 +125,26 @@ class Adjoint(Pass):
             raise AssertionError(f"bug in rnnspec: the backward pass reads {names}, which the "
                                  f"layout plan does not keep")
         em = Emitter()
-        em(f"def {self.v.fname('backward')}(params, cache, d_outputs=None, xi=None, "
-           f"truncate=None, state_grads=False):")
-        with em.indent():
-            em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
-            em("")
-            em("d_outputs may hold an upstream gradient for any named value (same shape as in")
-            em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
-            for line in TRUNCATE_DOC if self.v.truncation is None else REFUSED_DOC:
-                em(line)
-            em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec")
-            em("(and with state_grads=True 'states': each state's gradient at every step).")
-            em('"""')
-            em("up = _upstream(d_outputs, cache)")
-            em("dims = cache['dims']")
-            em(self.v.dims_line())
-            em("xi = _truncation(xi, truncate, dims)  # None: full BPTT")
-            self.v.mask_lines(em, text)
-            for d in sorted(self.v.dims_used):
-                if self.v.dimvar(d) in used:
-                    em(f"{self.v.dimvar(d)} = dims[{d!r}]")
-            for i in self.v.leaf_ids("param"):
-                if self.v.pyname[i] in used:
-                    em(f"{self.v.pyname[i]} = params[{self.ops[i].name!r}]")
-            for name in self.v.cache_names():
-                if name in used:
-                    em(f"{name} = cache[{name!r}]" if name not in self.v.target_names() and
-                       name not in self.v.weight_var.values() else f"{name} = cache.get({name!r})")
-        em.lines.extend(body.lines)
-        return em.lines
+        em(assign("up", call("_upstream", "d_outputs", "cache")))
+        em(assign("dims", subscript("cache", Lit("dims"))))
+        em(self.v.dims_line())
+        em(assign("xi", call("_truncation", "xi", "truncate", "dims"), note="None: full BPTT"))
+        self.v.mask_lines(em, text)
+        em.extend(assign(self.v.dimvar(d), subscript("dims", Lit(d)))
+                  for d in sorted(self.v.dims_used) if self.v.dimvar(d) in used)
+        em.extend(assign(self.v.pyname[i], subscript("params", Lit(self.ops[i].name)))
+                  for i in self.v.leaf_ids("param") if self.v.pyname[i] in used)
+        for name in self.v.cache_names():
+            if name in used:
+                maybe = name in self.v.target_names() or name in self.v.weight_var.values()
+                em(assign(name, method("cache", "get", Lit(name)) if maybe
+                          else subscript("cache", Lit(name))))
+        em.extend(body.stmts)
+        params = ["params", "cache", param("d_outputs", None), param("xi", None),
+                  param("truncate", None), param("state_grads", False)]
+        doc = BACKWARD_DOC[0] + (TRUNCATE_DOC if self.v.truncation is None else REFUSED_DOC) \
+            + BACKWARD_DOC[1]
+        return define(self.v.fname("backward"), params, doc, em.stmts)
 
     def has_grad(self, i: int) -> bool:
         return self.ops[i].op not in ("const", "target")
@@ -202,15 +206,16 @@ class Adjoint(Pass):
         (it depends only on the forward pass's output, not on the recursion)."""
         if c not in self.slopes:
             name = self.v.fresh(f"{self.v.pyname[c]}_slope")
-            text = show(rule(self.ops[c].op).slope(Code(self.v.val(c, SAME, "all"))))
-            self.pre(f"{name} = {text}  # {self.ops[c].op}' at every step")
+            slope = rule(self.ops[c].op).slope(Code(self.v.val(c, SAME, "all")))
+            self.pre(assign(name, slope, note=f"{self.ops[c].op}' at every step"))
             self.slopes[c] = name
         return self.slopes[c]
 
     def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[str]:
         """The gradient of fused product ``i`` when its parts' gradients are the loop's
         per-step buffers: they become views of one (T, B, sum of sizes) buffer, written in
-        place by the loop, so no step (and no pass after the loop) concatenates them."""
+        place by the loop, so no step (and no pass after the loop) concatenates them.  (The
+        buffers are placed once the loop's steps are built: :meth:`placed`.)"""
         if any(p is None for p in pieces):
             return None
         if mode == "all":  # after the loop: the views of one stacked buffer, in order
@@ -226,19 +231,12 @@ class Adjoint(Pass):
             return None
         gn = self.gname(i)
         op = self.ops[i]
-        T = self.v.tsym(self.v.axis_of(i))
-        first = min(self.empty_buf[n][1] for n in names)
+        shape = tuple_of(self.v.tsym(self.v.axis_of(i)), self.v.bsym(self.v.axis_of(i)),
+                         Code(self.v.dim(op.ty.rows)))
         for k, (n, (c, _, _)) in enumerate(zip(names, parts)):
-            em, at = self.empty_buf.pop(n)
+            del self.empty_buf[n]
             lo, hi = self.v.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
-            indent = em.lines[at][:len(em.lines[at]) - len(em.lines[at].lstrip())]
-            line = f"{indent}{n} = {gn}[..., {lo}:{hi}]"
-            if at == first:
-                line = (f"{indent}{gn} = np.empty(({T}, {self.v.bsym(self.v.axis_of(i))}, "
-                        f"{self.v.dim(op.ty.rows)}), dtype)  # the gradients below, side by side"
-                        f"\n{line}")
-            em.lines[at] = line
-            self.views[n] = (gn, k, len(names))
+            self.views[n] = (gn, k, len(names), shape, subscript(gn, ELLIPSIS, span(lo, hi)))
         return f"{gn}[{t}]"
 
     def upstream_terms(self, i: int) -> List[Term]:
@@ -348,13 +346,11 @@ class Adjoint(Pass):
         """BPTT through loop stage k: the loop's steps in the opposite order."""
         loop = self.v.stage_ops(k)
         buffered, upstream_only = self.loop_buffers(k)
-        em("")
-        em("# gradients flowing into the loop from after it, and buffers for the loop")
+        em.extend([BLANK, Comment("gradients flowing into the loop from after it, and buffers "
+                                  "for the loop")])
         pre_lines = Emitter()
-        pre_lines.level = em.level
         self.pre = pre_lines
         loop_lines = Emitter()
-        loop_lines.level = em.level + 1
         for i in loop:
             if buffered[i]:
                 gn = self.gname(i)
@@ -368,12 +364,27 @@ class Adjoint(Pass):
             if self.step_grad(pre_lines, loop_lines, k, i, buffered[i], upstream_only[i], last):
                 self.push_delayed(loop_lines, i, set(loop))
         self.pre = None
-        em.lines.extend(pre_lines.lines)
-        em(self.v.loop_header(k, backward=True))
-        if not loop_lines.lines:
-            loop_lines("pass")
-        em.lines.extend(loop_lines.lines)
-        em("")
+        em.extend(self.placed(pre_lines.stmts))
+        em.extend([self.v.loop(k, loop_lines.stmts or [PASS], backward=True), BLANK])
+
+    def placed(self, stmts) -> List:
+        """The statements before a BPTT loop with each per-step gradient buffer placed: its own
+        ``np.empty``, or (:meth:`stacked_grad`) a view of a stacked buffer, which is made
+        before the first of its views."""
+        out, made = [], set()
+        for st in stmts:
+            if not isinstance(st, _Buffer):
+                out.append(st)
+            elif st.name in self.views:
+                stack, _, _, shape, view = self.views[st.name]
+                if stack not in made:
+                    made.add(stack)
+                    out.append(assign(stack, call("np.empty", shape, "dtype"),
+                                      note="the gradients below, side by side"))
+                out.append(assign(st.name, view))
+            else:
+                out.append(assign(st.name, call("np.empty", self.empty_buf[st.name], "dtype")))
+        return out
 
     def loop_buffers(self, k: int) -> Tuple[Dict[int, bool], Dict[int, bool]]:
         """Which ops of loop stage k get a zero-filled gradient buffer over all steps (read after
@@ -414,7 +425,7 @@ class Adjoint(Pass):
                 mvar = f"mask{self.v.sfx(self.v.axis_of(i))}"
                 mask = subscript(Name(mvar), self.v.tvar(self.v.axis_of(i)))
                 # (past a sequence's end there are no steps to cross: xi does not act here)
-                loop_lines.stmt(If(Code(f"{mvar} is not None"), (
+                loop_lines.stmt(If(compare(mvar, "is not", None), (
                     assign(prev, mul(Invert(mask), Code(cur)), "+="), assign(cur, mask, "*=")),
                     "past its end, the state was carried over"))
             self.grad[i] = Grad(cur, self.v.window(gn, i, 0))
@@ -428,11 +439,11 @@ class Adjoint(Pass):
             gn = self.gname(i)
             t = self.v.tvar(self.v.axis_of(i))
             cur = f"{gn}[{t}]" if needs_all else gn
-            if needs_all and total != cur:
-                T = self.v.tsym(self.v.axis_of(i))
-                self.empty_buf[gn] = (pre_lines, len(pre_lines.lines))
-                pre_lines.stmt(assign(gn, call("np.empty", tuple_of(
-                    T, self.v.bsym(self.v.axis_of(i)), self.v.dim(op.ty.rows)), "dtype")))
+            if needs_all and total != cur:  # (placed after the loop's steps: a view?)
+                self.empty_buf[gn] = tuple_of(self.v.tsym(self.v.axis_of(i)),
+                                              self.v.bsym(self.v.axis_of(i)),
+                                              Code(self.v.dim(op.ty.rows)))
+                pre_lines.stmt(_Buffer(gn))
             if total != cur:  # (a stacked buffer is already written by its parts)
                 loop_lines.stmt(assign(cur, value))
             if upstream_only:

@@ -1,54 +1,42 @@
-"""Small text tools of codegen: the line emitter (which prints statement nodes with
-:func:`rnnspec.printer.show_stmt`), the spec-line comments and their places, and the test of
-whether a value text is a plain name (cheap to repeat where a gradient is read).
+"""Small tools of codegen: the emitter (which collects statement nodes; text is made only by
+:mod:`rnnspec.printer`), the spec-line comments and their places, and the test of whether a
+value is a plain name (cheap to repeat where a gradient is read).
 
-In: texts and nodes.  Out: texts.
+In: nodes.  Out: nodes (and the printed text of collected statements).
 """
 from __future__ import annotations
 
 import re
-from typing import List
+from typing import List, Tuple
 
 from ..ast import Equation, Loss, unparse
 from ..expr import ATOM, Code
-from ..printer import show, show_stmt
 from ..fuse import Fused
-from ..pytext import comment
+from ..printer import show, show_block
+from ..stmt import Comment, Stmt
 from .names import PLACEHOLDER
 
 
 class Emitter:
-    """Lines of Python with indentation."""
+    """Statement nodes (:mod:`rnnspec.stmt`) being collected, in order; a body is the
+    statements of another emitter.  Only :meth:`text` makes text (the printer)."""
 
     def __init__(self):
-        self.lines: List[str] = []
-        self.level = 0
+        self.stmts: List[Stmt] = []
 
-    def __call__(self, text: str = "") -> None:
-        self.lines.append(("    " * self.level + text) if text else "")
+    def __call__(self, s: Stmt) -> None:
+        self.stmts.append(s)
 
-    def indent(self):
-        emitter = self
+    stmt = __call__
 
-        class _Block:
-            def __enter__(self):
-                emitter.level += 1
+    def extend(self, stmts) -> None:
+        self.stmts.extend(stmts)
 
-            def __exit__(self, *exc):
-                emitter.level -= 1
-        return _Block()
-
-    def stmt(self, s) -> None:
-        """A statement node (:mod:`rnnspec.expr`), printed at the current indentation."""
-        for line in show_stmt(s):
-            self(line)
-
-    def extend(self, lines: List[str]) -> None:
-        for line in lines:
-            self(line)
+    def body(self) -> Tuple[Stmt, ...]:
+        return tuple(self.stmts)
 
     def text(self) -> str:
-        return "\n".join(self.lines)
+        return show_block(self.stmts)
 
 
 def _where(stmt) -> str:
@@ -116,5 +104,5 @@ def spec_comment(em: Emitter, stmt, last: list, note: str = "") -> None:
     if stmt is None or stmt is last[0]:
         return
     last[0] = stmt
-    em(comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]"))
+    em(Comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]"))
 

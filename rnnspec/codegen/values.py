@@ -13,8 +13,10 @@ from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STEP
 from ..delays import Delay, Step, Whole
-from ..expr import ATOM, Code
+from ..expr import (ATOM, Code, Expr, Lit, Name, add, call, method, span, subscript,
+                   tuple_of)
 from ..printer import show
+from ..stmt import For, Stmt, assign
 from ..layout import backward_reads, fresh_product, plan_layout
 from ..ops import is_loss, rule
 from ..pytext import MARK
@@ -267,30 +269,35 @@ class Values:
     def leaf_ids(self, kind: str) -> List[int]:
         return [i for i in self.s.order if self.ops[i].op == kind]
 
-    def dims_line(self) -> str:
+    def dims_line(self) -> Stmt:
+        """``T, B, dtype = dims['T'], dims['B'], dims['dtype']`` (and the other axes')."""
         names = ["T" + self.sfx(a) for a in (self.m.axes or [self.main])] + ["B"] + [
             self.bsym(a) for a in self.m.nested] + ["dtype"]
-        return f"{', '.join(names)} = {', '.join(f'dims[{n!r}]' for n in names)}"
+        return assign(tuple_of(*names, bare=True),
+                      tuple_of(*(subscript("dims", Lit(n)) for n in names), bare=True))
 
     def mask_lines(self, em: Emitter, text: str, comments: bool = False) -> None:
         """Bind the per-axis masks and last steps that ``text`` uses."""
         for a in self.m.axes:
             sfx = self.sfx(a)
             if re.search(rf"\bmask{sfx}\b", text):
-                note = f"  # ({self.tsym(a)}, {self.bsym(a)}, 1): True up to each sequence's " \
+                note = f"({self.tsym(a)}, {self.bsym(a)}, 1): True up to each sequence's " \
                     f"length" if comments else ""
-                em(f"mask{sfx} = _step_mask(dims{', ' + repr(a) if sfx else ''}){note}")
+                em(assign(f"mask{sfx}", call("_step_mask", "dims", *([Lit(a)] if sfx else [])),
+                          note=note))
             if re.search(rf"\blast{sfx}\b", text):
-                note = "  # each sequence's last step" if comments else ""
-                em(f"last{sfx}, {self.batch_sym(a)} = dims['last{sfx}'], "
-                   f"np.arange({self.bsym(a)}){note}")
+                note = "each sequence's last step" if comments else ""
+                em(assign(tuple_of(f"last{sfx}", self.batch_sym(a), bare=True),
+                          tuple_of(subscript("dims", Lit(f"last{sfx}")),
+                                   call("np.arange", self.bsym(a)), bare=True), note=note))
 
-    def alloc(self, i: int) -> str:
+    def alloc(self, i: int) -> Expr:
+        """``np.empty((T + E, B, n), dtype)``: op i's buffer over its steps (E initial ones)."""
         op = self.ops[i]
         E = self.extra(i)
-        T = self.tsym(self.axis_of(i))
-        T = T if E == 0 else f"{T} + {E}"
-        return f"np.empty(({T}, {self.bsym(op.ty.axis)}, {self.dim(op.ty.rows)}), dtype)"
+        T = Name(self.tsym(self.axis_of(i)))
+        return call("np.empty", tuple_of(T if E == 0 else add(T, E), self.bsym(op.ty.axis),
+                                         Code(self.dim(op.ty.rows))), "dtype")
 
     def state_init(self, em: Emitter, i: int) -> None:
         """Fill the initial steps of a state's buffer (before step 1 and/or after step T)."""
@@ -298,15 +305,16 @@ class Values:
         before, after = self.s.padding.get(i, (0, 0))
         if op.name in self.m.states:
             st = self.m.states[op.name]
-            init = f"state0[{op.name!r}]"
+            init = subscript("state0", Lit(op.name))
             if st.init == "value":  # computed by the network, unless state0 overrides it
-                init = f"state0.get({op.name!r}, {self.pyname[self.g.values[st.init_name]]})"
+                init = method("state0", "get", Lit(op.name),
+                              self.pyname[self.g.values[st.init_name]])
             if before:
-                em(f"{self.pyname[i]}[:{before}] = {init}")
+                em(assign(subscript(self.pyname[i], span(None, before)), init))
             if after:
-                T = self.tsym(self.axis_of(i))
-                end = f"{T} + {before}" if before else T
-                em(f"{self.pyname[i]}[{end}:] = {init}")
+                T = Name(self.tsym(self.axis_of(i)))
+                em(assign(subscript(self.pyname[i], span(add(T, before) if before else T, None)),
+                          init))
 
     def carry_steps(self, name: str) -> int:
         """How many steps of state ``name`` outputs['final'] and state0 hold (STATES 'steps'):
@@ -348,12 +356,13 @@ class Values:
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
 
-    def loop_header(self, k: int, backward: bool = False) -> str:
+    def loop(self, k: int, body, backward: bool = False) -> For:
+        """The loop of stage k over its steps (in the opposite order for ``backward``)."""
         stage = self.s.stages[k]
-        t, T = self.tvar(stage.axis), self.tsym(stage.axis)
-        if (stage.direction > 0) != backward:
-            return f"for {t} in range({T}):"
-        return f"for {t} in reversed(range({T})):"
+        steps = call("range", self.tsym(stage.axis))
+        if (stage.direction > 0) == backward:
+            steps = call("reversed", steps)
+        return For(Name(self.tvar(stage.axis)), steps, tuple(body))
 
     def target_names(self) -> set:
         return {self.pyname[i] for i in self.leaf_ids("target")}
