@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, List, Optional
 
 from .errors import missing_rule
-from .expr import (ELLIPSIS, ZERO, Attr, Expr, List_, add, call, div, greater, matmul, method,
-                   mul, neg, node, span, sub, subscript)
+from .expr import (ELLIPSIS, ZERO, Attr, Expr, List_, Lit, add, call, div, greater, matmul,
+                   method, mul, neg, node, span, sub, subscript)
 from .runtime import helper_texts
 
 
@@ -229,11 +229,11 @@ register("regroup",
 def _attention_options(params, score, roles, window, causal, qpos, last, **_):
     opts = {role: params[k] for k, role in enumerate(roles)}
     if window is not None:
-        opts["d"] = node(repr(window))
+        opts["d"] = Lit(window)
     opts["last"] = node(last)
     if causal:
         opts["qpos"] = node(qpos)
-    return node(repr(score)), opts
+    return Lit(score), opts
 
 
 def _attention_forward(q, K, *params, **attrs):
@@ -266,13 +266,12 @@ register("attn_context",
 # no gradient flows into targets.  choose(p): a class drawn from the distribution p (or its most
 # likely class), as a one-hot vector -- generation only, it has no derivative.
 register("onehot",
-         lambda y, size, delay, start, **_: call("_onehot", y, size, str(delay), str(start),
-                                                 "dtype"),
+         lambda y, size, delay, start, **_: call("_onehot", y, size, delay, start, "dtype"),
          lambda i, g, out, args, **_: ZERO,
          lambda d, out, args, **_: ZERO,
          no_grad={0}, helpers=("_onehot",))
 register("choose",
-         lambda p, start=None, **_: call("_choose", p, "rng", "greedy", *([start] if start else [])),
+         lambda p, start=(), **_: call("_choose", p, "rng", "greedy", *start),
          lambda i, g, out, args, **_: ZERO,
          lambda d, out, args, **_: ZERO,
          no_grad={0}, helpers=("_choose",))

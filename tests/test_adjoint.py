@@ -29,7 +29,7 @@ def elman():
     def terms(name):
         ops = a.graph.ops
         i = next(k for k, op in ops.items() if (op.name or op.label) == name)
-        return [(t.value, readable(t.text), t.cond, t.steps)
+        return [(t.value, readable(t.text), t.cond and show(t.cond), t.steps)
                 for t in adj.terms_from(i, a.schedule.consumers[i], "all")]
     return terms
 

@@ -16,20 +16,20 @@ from typing import Dict, List, Optional, Tuple
 from ..check import PARAM, STATIC, STEP
 from ..delays import SAME
 from ..errors import missing_rule
-from ..expr import (ATOM, ELLIPSIS, ZERO, Code, Expr, IfElse, Invert, List_, Lit, Name, add, call,
-                   compare, method, mul, span, subscript, tuple_of)
-from ..printer import show
+from ..expr import (ATOM, ELLIPSIS, ZERO, Expr, IfElse, Index, Invert, List_, Lit, Name, Not, add,
+                   call, compare, method, mul, span, subscript, tuple_of)
+from ..printer import level, show
 from ..stmt import BLANK, PASS, Comment, Def, If, Stmt, assign, define, guarded, param
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
 from .cuts import Cuts, scaled
 from .names import PLACEHOLDER
-from .text import Emitter, _atomic, _plain, spec_comment, wrap
+from .text import Emitter, _plain, spec_comment
 from .results import Results
 from .values import Pass
 
-LOSS_GIVEN = "d_loss is not None"  # the condition of the loss's gradient (targets were given)
+LOSS_GIVEN = compare("d_loss", "is not", None)  # the loss's gradient's condition (targets given)
 TRUNCATE_DOC = (  # (backward's docstring on truncation: rnnspec.truncation)
     "xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through",
     "the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):",
@@ -52,9 +52,9 @@ class _Buffer(Stmt):
 
 @dataclass
 class Grad:
-    step: Optional[str]  # text of the gradient at step t (loop ops)
-    all: Optional[str]  # text of the gradient for all steps
-    cond: Optional[str] = None  # run-time condition under which it exists (None: always)
+    step: Optional[Expr]  # the gradient at step t (loop ops)
+    all: Optional[Expr]  # the gradient for all steps
+    cond: Optional[Expr] = None  # run-time condition under which it exists (None: always)
 
 
 @dataclass
@@ -62,9 +62,9 @@ class Term:
     """One contribution to an op's gradient: an expression node (a rule's vector-Jacobian
     product, summed over broadcast axes), printed only where a line is written."""
     value: Expr
-    cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
+    cond: Optional[Expr] = None  # run-time condition (a 'maybe' gradient)
     steps: int = 0  # added that many steps back in the buffer (negative: ahead)
-    index: Optional[str] = None  # scatter into one index (or index array) of the buffer
+    index: Optional[Tuple[Expr, ...]] = None  # scatter into one index (or index array)
     final_steps: int = 0  # the d > 1 steps of a final state: the older ones cross steps
 
     @property
@@ -90,7 +90,7 @@ def reduce(vjp: Expr, src, dst, mode: str) -> Expr:
     k = src_tk - dst_tk
     if k <= 0:
         return vjp
-    return method(vjp, "sum", axis=0 if k == 1 else Code("(0, 1)"))
+    return method(vjp, "sum", axis=0 if k == 1 else Lit((0, 1)))
 
 
 class Adjoint(Pass):
@@ -158,30 +158,29 @@ class Adjoint(Pass):
             pieces = []
             for c, _, _ in parts:
                 g = self.grad.get(c)
-                text = None if g is None else (g.step if mode == "step" else g.all)
-                if text is not None and g.cond:
-                    text = f"({text} if {g.cond} else {self.v.zeros(c, mode)})"
-                pieces.append(text)
+                piece = None if g is None else (g.step if mode == "step" else g.all)
+                if piece is not None and g.cond is not None:
+                    piece = IfElse(piece, g.cond, self.v.zeros(c, mode))
+                pieces.append(piece)
             stacked = self.stacked_grad(i, parts, pieces, mode)
             if stacked:
-                terms.append(Term(Code(stacked)))
+                terms.append(Term(stacked))
             elif any(p is not None for p in pieces):
                 pieces = [p if p is not None else self.v.zeros(c, mode)
                           for p, (c, _, _) in zip(pieces, parts)]
-                terms.append(Term(call("np.concatenate", List_(tuple(Code(p) for p in pieces)),
-                                       axis=-1)))
+                terms.append(Term(call("np.concatenate", List_(tuple(pieces)), axis=-1)))
             consumers = [c for c in consumers if c not in parts]
         for c, pos, delay in consumers:
             g = self.grad.get(c)
             if g is None:
                 continue
-            gtext = g.step if mode == "step" else g.all
-            if gtext is None:
+            gval = g.step if mode == "step" else g.all
+            if gval is None:
                 raise AssertionError(f"internal: no all-steps gradient for op {c}")
             cond = g.cond
             cop = self.ops[c]
             if cop.op == "pick":
-                terms.append(Term(Code(gtext), cond, index=self.v.pick_index(c)))
+                terms.append(Term(gval, cond, index=self.v.pick_index(c)))
                 continue
             r = RULES.get(cop.op)
             if r is None:
@@ -189,11 +188,11 @@ class Adjoint(Pass):
             self.v.helpers.update(r.helpers)
             if mode == "step" and r.slope and self.pre is not None and c not in self.local:
                 t = self.v.tvar(self.v.axis_of(c))
-                terms.append(Term(mul(Code(gtext), subscript(Name(self.slope(c)), t)), cond))
+                terms.append(Term(mul(gval, subscript(Name(self.slope(c)), t)), cond))
                 continue
-            args = [Code(self.v.val(a, d, mode)) for a, d in cop.args]
-            out = Code(self.v.val(c, SAME, mode)) if r.needs_out else None
-            vjp = r.backward(pos, Code(gtext), out, args, **self.v.attrs(cop, mode))
+            args = [self.v.val(a, d, mode) for a, d in cop.args]
+            out = self.v.val(c, SAME, mode) if r.needs_out else None
+            vjp = r.backward(pos, gval, out, args, **self.v.attrs(cop, mode))
             if vjp is ZERO:
                 continue
             if pos not in r.reduced:
@@ -206,12 +205,12 @@ class Adjoint(Pass):
         (it depends only on the forward pass's output, not on the recursion)."""
         if c not in self.slopes:
             name = self.v.fresh(f"{self.v.pyname[c]}_slope")
-            slope = rule(self.ops[c].op).slope(Code(self.v.val(c, SAME, "all")))
+            slope = rule(self.ops[c].op).slope(self.v.val(c, SAME, "all"))
             self.pre(assign(name, slope, note=f"{self.ops[c].op}' at every step"))
             self.slopes[c] = name
         return self.slopes[c]
 
-    def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[str]:
+    def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[Expr]:
         """The gradient of fused product ``i`` when its parts' gradients are the loop's
         per-step buffers: they become views of one (T, B, sum of sizes) buffer, written in
         place by the loop, so no step (and no pass after the loop) concatenates them.  (The
@@ -219,35 +218,36 @@ class Adjoint(Pass):
         if any(p is None for p in pieces):
             return None
         if mode == "all":  # after the loop: the views of one stacked buffer, in order
-            views = [self.views.get(p) for p in pieces]
+            views = [self.views.get(p.id) if isinstance(p, Name) else None for p in pieces]
             if views[0] and all(v and v[0] == views[0][0] and v[1] == k
                                 for k, v in enumerate(views)) and views[0][2] == len(pieces):
-                return views[0][0]
+                return Name(views[0][0])
             return None
-        t = self.v.tvar(self.v.axis_of(i))
-        names = [p[:-len(f"[{t}]")] for p in pieces if p.endswith(f"[{t}]")]
+        t = Name(self.v.tvar(self.v.axis_of(i)))
+        names = [p.value.id for p in pieces if isinstance(p, Index) and p.index == (t,)
+                 and isinstance(p.value, Name)]
         if len(names) != len(pieces) or len(set(names)) != len(names) or \
                 not all(n in self.empty_buf for n in names):
             return None
         gn = self.gname(i)
         op = self.ops[i]
         shape = tuple_of(self.v.tsym(self.v.axis_of(i)), self.v.bsym(self.v.axis_of(i)),
-                         Code(self.v.dim(op.ty.rows)))
+                         self.v.size(op.ty.rows))
         for k, (n, (c, _, _)) in enumerate(zip(names, parts)):
             del self.empty_buf[n]
             lo, hi = self.v.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
             self.views[n] = (gn, k, len(names), shape, subscript(gn, ELLIPSIS, span(lo, hi)))
-        return f"{gn}[{t}]"
+        return subscript(gn, t)
 
     def upstream_terms(self, i: int) -> List[Term]:
         op = self.ops[i]
         terms = []
         if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
-            terms.append(Term(subscript(Name("up"), repr(op.name)), f"{op.name!r} in up"))
+            terms.append(Term(subscript("up", Lit(op.name)), compare(Lit(op.name), "in", "up")))
         if op.name in self.m.states and op.op not in ("param", "input"):
             D = self.v.carry_steps(op.name)
-            terms.append(Term(subscript(Code("up['final']"), repr(op.name)),
-                              f"{op.name!r} in up['final']",
+            final = subscript("up", Lit("final"))
+            terms.append(Term(subscript(final, Lit(op.name)), compare(Lit(op.name), "in", final),
                               index=self.v.final_index(op.name), final_steps=D if D > 1 else 0))
         return terms
 
@@ -260,20 +260,22 @@ class Adjoint(Pass):
                 continue
             total = self.initial_grad(s)
             if total and self.ops[i].ty.tk == PARAM:  # one value for all sequences: summed
-                total = f"{wrap(total, ATOM)}.sum(axis=0)"
+                total = method(total, "sum", axis=0)
             if total:
-                terms.append(Term(Code(total), f"not cache['state0_given'][{name!r}]"))
+                given = subscript(subscript("cache", Lit("state0_given")), Lit(name))
+                terms.append(Term(total, Not(given)))
         return terms
 
-    def initial_grad(self, s: int) -> Optional[str]:
+    def initial_grad(self, s: int) -> Optional[Expr]:
         """The gradient of state s's initial value: its buffer's gradient over the initial
         steps (before step 1 and/or after step T), summed; None when it has none."""
         before, after = self.s.padding.get(s, (0, 0))
         if s not in self.bufname or not (before or after):
             return None
-        gn, T = self.bufname[s], self.v.tsym(self.v.axis_of(s))
-        return " + ".join(([f"{gn}[:{before}].sum(axis=0)"] if before else []) +
-                          ([f"{gn}[{T} + {before}:].sum(axis=0)"] if after else []))
+        gn, T = self.bufname[s], Name(self.v.tsym(self.v.axis_of(s)))
+        parts = ([span(None, before)] if before else []) + ([span(add(T, before), None)]
+                                                            if after else [])
+        return _sum(method(subscript(gn, p), "sum", axis=0) for p in parts)
 
     def gname(self, i: int) -> str:
         if i not in self.bufname:
@@ -287,7 +289,7 @@ class Adjoint(Pass):
             return
         cons = self.s.consumers[i]
         if is_loss(op.op):
-            self.grad[i] = Grad(None, "d_loss", LOSS_GIVEN)
+            self.grad[i] = Grad(None, Name("d_loss"), LOSS_GIVEN)
             return
         terms = self.terms_from(i, cons, "all") + self.upstream_terms(i) + self.init_terms(i)
         last = self.last
@@ -295,7 +297,7 @@ class Adjoint(Pass):
             self.grad[i] = None
             return
         scatter = any(t.index is not None or t.steps for t in terms) or self.v.extra(i)
-        if op.op not in LEAVES and (scatter or len(terms) > 1 or not _atomic(terms[0].text)):
+        if op.op not in LEAVES and (scatter or len(terms) > 1 or level(terms[0].value) < ATOM):
             spec_comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)
@@ -306,27 +308,27 @@ class Adjoint(Pass):
             return
         always = [t for t in terms if t.cond is None]
         maybe = [t for t in terms if t.cond is not None]
-        if len(always) == 1 and not maybe and _plain(always[0].text):
-            self.grad[i] = Grad(None, always[0].text)
+        if len(always) == 1 and not maybe and _plain(always[0].value):
+            self.grad[i] = Grad(None, always[0].value)
             return
-        if not always and len(maybe) == 1 and _plain(maybe[0].text):
-            self.grad[i] = Grad(None, maybe[0].text, maybe[0].cond)
+        if not always and len(maybe) == 1 and _plain(maybe[0].value):
+            self.grad[i] = Grad(None, maybe[0].value, maybe[0].cond)
             return
         gn = self.gname(i)
         if always:
             em.stmt(assign(gn, _sum(t.value for t in always)))
             for t in maybe:
                 em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
-            self.grad[i] = Grad(None, gn)
+            self.grad[i] = Grad(None, Name(gn))
             return
         # only optional contributions (the loss's, an upstream gradient's): the gradient is an
         # array in every case, zero when none is there, so nothing after this line tests it.
         # The loss's comes first: it is there whenever targets were given.
         maybe.sort(key=lambda t: t.cond != LOSS_GIVEN)
-        em.stmt(assign(gn, IfElse(maybe[0].value, Code(maybe[0].cond), Code(self.v.zeros(i)))))
+        em.stmt(assign(gn, IfElse(maybe[0].value, maybe[0].cond, self.v.zeros(i))))
         for t in maybe[1:]:
             em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
-        self.grad[i] = Grad(None, gn)
+        self.grad[i] = Grad(None, Name(gn))
 
     def add_term(self, gn: str, term: Term, i: int):
         """``buffer += term`` into the part of op i's gradient buffer ``gn`` it adds to (and
@@ -336,10 +338,10 @@ class Adjoint(Pass):
                                    i in self.s.recurrent or self.ops[i].name in self.m.states)
         return self.cuts.choose([add_to], [scaled(add_to, xi)])[0] if xi is not None else add_to
 
-    def target(self, gn: str, term: Term, i: int) -> str:
+    def target(self, gn: str, term: Term, i: int) -> Expr:
         """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
         if term.index is not None:
-            return f"{gn}[{term.index}]"
+            return subscript(gn, *term.index)
         return self.v.window(gn, i, term.steps)
 
     def backward_loop(self, em: Emitter, k: int) -> None:
@@ -413,7 +415,6 @@ class Adjoint(Pass):
         if terms or buffered:
             spec_comment(loop_lines, op.stmt, last)
         value = _sum(t.value for t in terms)
-        total = show(value) if terms else ""
         if buffered:
             gn = self.gname(i)
             cur = self.v.at_step(gn, self.v.pad(i), i)
@@ -426,33 +427,33 @@ class Adjoint(Pass):
                 mask = subscript(Name(mvar), self.v.tvar(self.v.axis_of(i)))
                 # (past a sequence's end there are no steps to cross: xi does not act here)
                 loop_lines.stmt(If(compare(mvar, "is not", None), (
-                    assign(prev, mul(Invert(mask), Code(cur)), "+="), assign(cur, mask, "*=")),
+                    assign(prev, mul(Invert(mask), cur), "+="), assign(cur, mask, "*=")),
                     "past its end, the state was carried over"))
             self.grad[i] = Grad(cur, self.v.window(gn, i, 0))
         elif not terms:
             self.grad[i] = None
             return False
-        elif len(terms) == 1 and _atomic(total) and self._alias_all(i, same) and \
+        elif len(terms) == 1 and level(value) >= ATOM and self._alias_all(i, same) and \
                 not upstream_only:
-            self.grad[i] = Grad(total, self._alias_all(i, same))
+            self.grad[i] = Grad(value, self._alias_all(i, same))
         else:
             gn = self.gname(i)
             t = self.v.tvar(self.v.axis_of(i))
-            cur = f"{gn}[{t}]" if needs_all else gn
-            if needs_all and total != cur:  # (placed after the loop's steps: a view?)
+            cur = subscript(gn, t) if needs_all else Name(gn)
+            if needs_all and value != cur:  # (placed after the loop's steps: a view?)
                 self.empty_buf[gn] = tuple_of(self.v.tsym(self.v.axis_of(i)),
                                               self.v.bsym(self.v.axis_of(i)),
-                                              Code(self.v.dim(op.ty.rows)))
+                                              self.v.size(op.ty.rows))
                 pre_lines.stmt(_Buffer(gn))
-            if total != cur:  # (a stacked buffer is already written by its parts)
+            if value != cur:  # (a stacked buffer is already written by its parts)
                 loop_lines.stmt(assign(cur, value))
             if upstream_only:
                 upv = self.v.fresh(f"up_{self.v.pyname[i]}")
-                pre_lines.stmt(assign(upv, method("up", "get", repr(op.name)),
+                pre_lines.stmt(assign(upv, method("up", "get", Lit(op.name)),
                                       note=f"upstream gradient of {op.name}"))
-                loop_lines.stmt(guarded(f"{upv} is not None",
+                loop_lines.stmt(guarded(compare(upv, "is not", None),
                                         assign(cur, add(cur, subscript(upv, t)))))
-            self.grad[i] = Grad(cur, gn if needs_all else None)
+            self.grad[i] = Grad(cur, Name(gn) if needs_all else None)
         return True
 
     def push_delayed(self, loop_lines: Emitter, i: int, loopset: set) -> None:
@@ -462,12 +463,12 @@ class Adjoint(Pass):
         op = self.ops[i]
         g = self.grad[i]
         r = rule(op.op)
-        args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
-        out = Code(self.v.val(i, SAME, "step")) if r.needs_out else None
+        args = [self.v.val(a, d, "step") for a, d in op.args]
+        out = self.v.val(i, SAME, "step") if r.needs_out else None
         full, cut = [], []
         for pos, (a, d) in enumerate(op.args):
             if a in loopset and d.steps:
-                vjp = r.backward(pos, Code(g.step), out, args, **self.v.attrs(op, "step"))
+                vjp = r.backward(pos, g.step, out, args, **self.v.attrs(op, "step"))
                 if vjp is ZERO:
                     continue
                 full.append(assign(self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a),
@@ -478,8 +479,8 @@ class Adjoint(Pass):
         for st in self.cuts.choose(full, cut):
             loop_lines.stmt(st)
 
-    def _alias_all(self, i: int, same) -> Optional[str]:
-        """All-steps text of op i's gradient when it is exactly its single consumer's."""
+    def _alias_all(self, i: int, same) -> Optional[Expr]:
+        """All-steps value of op i's gradient when it is exactly its single consumer's."""
         if len(same) != 1:
             return None
         c, pos, _ = same[0]

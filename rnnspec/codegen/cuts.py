@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import List, Optional
 
-from ..expr import Code, Expr, Name, call, mul, subscript
+from ..expr import Expr, Name, call, compare, mul, subscript
 from ..stmt import If, Stmt, assign, guarded
 
 NOTE = "truncated: scaled by xi over the steps it goes back"
@@ -30,7 +30,7 @@ class Cuts:
             return subscript(Name("xi"), t)
         if d not in self.spans:
             self.spans.add(d)
-            pre.stmt(guarded("xi is not None", assign(
+            pre.stmt(guarded(compare("xi", "is not", None), assign(
                 f"xi_{d}", call("_xi_span", "xi", d), note=f"xi over the {d} steps crossed")))
         return subscript(Name(f"xi_{d}"), t)
 
@@ -49,7 +49,7 @@ class Cuts:
         """The statements: as they are, or under ``if xi is None:`` with their cut forms."""
         if not self.enabled or not full:
             return full
-        return [If(Code("xi is None"), tuple(full), orelse=tuple(cut), else_note=NOTE)]
+        return [If(compare("xi", "is", None), tuple(full), orelse=tuple(cut), else_note=NOTE)]
 
 
 def scaled(stmt, factor: Expr) -> Stmt:

@@ -11,7 +11,7 @@ from typing import Dict, List
 
 from ..check import STEP
 from ..delays import SAME
-from ..expr import (ELLIPSIS, ZERO, Code, Dict_, Expr, Lit, Name, add, call, compare, dict_of,
+from ..expr import (ELLIPSIS, ZERO, Dict_, Expr, Index, Lit, Name, add, call, compare, dict_of,
                    span, subscript, tuple_of)
 from ..stmt import BLANK, Comment, Def, Do, If, Raise, Return, assign, define, param
 from ..fuse import Fused
@@ -136,7 +136,7 @@ class Forward(Pass):
                     axis = acts[0].ty.axis
                     names = ", ".join(a.name or self.v.pyname[a.id] for a in acts)
                     em(assign(comb, call("np.empty", tuple_of(
-                        self.v.tsym(axis), self.v.bsym(axis), Code(self.v.dim(rows))), "dtype"),
+                        self.v.tsym(axis), self.v.bsym(axis), self.v.size(rows)), "dtype"),
                         note=f"{names} side by side"))
                     local = self.v.bounds([a.ty.rows for a in acts])  # inside comb
                     for ((lo, hi), (_, act, _)) in zip(local, run):
@@ -146,12 +146,12 @@ class Forward(Pass):
 
     def outputs(self, em: Emitter) -> None:
         """The outputs dict: every named value, the final states, attention weights."""
-        items = [(n, Code(self.v.unflat(self.v.val(i, SAME, 'all'), self.v.axis_of(i))))
+        items = [(n, self.v.unflat(self.v.val(i, SAME, 'all'), self.v.axis_of(i)))
                  for n, i in self.g.values.items()]
         notes = [""] * len(items)
         if self.m.states:
-            items.append(("final", dict_of((n, Code(self.v.state_layout(
-                f"{self.v.pyname[self.g.values[n]]}[{self.v.final_index(n)}]", n)))
+            items.append(("final", dict_of((n, self.v.state_layout(subscript(
+                self.v.pyname[self.g.values[n]], *self.v.final_index(n)), n))
                 for n in self.m.states)))
             notes.append("")
         attention = [(op.label.rsplit("_weights", 1)[0],
@@ -159,7 +159,7 @@ class Forward(Pass):
                       if op.attrs.get("regroup") else self.v.val(i, SAME, "all"))
                      for i, op in self.ops.items() if op.op == "attn_weights"]
         if attention:
-            items.append(("attention", dict_of((n, Code(v)) for n, v in attention)))
+            items.append(("attention", dict_of(attention)))
             notes.append("weights over the attended steps")
         em(assign("outputs", dict_of(items, lines=True, notes=notes)))
 
@@ -201,8 +201,8 @@ class Forward(Pass):
         if is_loss(op.op):
             w = self.v.weights(i)
             if w:
-                em.stmt(assign(w, Code(self.v.weights_call(i))))
-            args = [Code(self.v.val(a, d, "all")) for a, d in op.args]
+                em.stmt(assign(w, self.v.weights_call(i)))
+            args = [self.v.val(a, d, "all") for a, d in op.args]
             r = rule(op.op)
             self.v.helpers.update(r.helpers)
             em.stmt(assign(name, r.forward(*args, w=w)))
@@ -211,14 +211,14 @@ class Forward(Pass):
         if mode == "step":
             self.step_op(em, i, value)
         elif op.tk == STEP and self.v.extra(i):
-            em.stmt(assign(name, Code(self.v.alloc(i))))
+            em.stmt(assign(name, self.v.alloc(i)))
             self.v.state_init(em, i)
             em.stmt(assign(self.v.window(name, i, 0), value))
         elif op.op == "add" and self.v.fresh_product(op):
             # the product is a new array: add the other term into it (no second (T, B, n) array)
             k = next(k for k, (a, _) in enumerate(op.args) if self.v.fresh_product(op, a))
-            em.stmt(assign(name, Code(self.v.val(op.args[k][0], op.args[k][1], mode))))
-            em.stmt(assign(name, Code(self.v.val(*op.args[1 - k], mode)), "+="))
+            em.stmt(assign(name, self.v.val(op.args[k][0], op.args[k][1], mode)))
+            em.stmt(assign(name, self.v.val(*op.args[1 - k], mode), "+="))
         else:
             em.stmt(assign(name, value))
 
@@ -227,19 +227,20 @@ class Forward(Pass):
         temporary), and a state kept past the end of a shorter sequence."""
         op = self.ops[i]
         cur = self.v.val(i, SAME, "step")
-        if op.op in OUT_FUNCS and cur.endswith("]"):
-            em.stmt(Do(value.with_kwarg("out", Code(cur))))
-        elif op.op in OUT_BINARY and cur.endswith("]") and op.ty.shape == "vec" and all(
+        slot = isinstance(cur, Index)  # a step of a buffer (not a variable of the step)
+        if op.op in OUT_FUNCS and slot:
+            em.stmt(Do(value.with_kwarg("out", cur)))
+        elif op.op in OUT_BINARY and slot and op.ty.shape == "vec" and all(
                 self.ops[a].ty.shape == "vec" or self.ops[a].op == "const" for a, _ in op.args):
-            args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
-            em.stmt(Do(call(f"np.{OUT_BINARY[op.op]}", *args, out=Code(cur))))
+            args = [self.v.val(a, d, "step") for a, d in op.args]
+            em.stmt(Do(call(f"np.{OUT_BINARY[op.op]}", *args, out=cur)))
         else:
             em.stmt(assign(cur, value))
         prev = self.v.carried(i)
         if prev:
             mask, t = "mask" + self.v.sfx(self.v.axis_of(i)), self.v.tvar(self.v.axis_of(i))
             em.stmt(If(compare(mask, "is not", None), (
-                assign(cur, call("np.where", subscript(Name(mask), t), Code(cur), Code(prev))),),
+                assign(cur, call("np.where", subscript(Name(mask), t), cur, prev)),),
                 "past its end, a sequence keeps its state"))
 
     def gate_groups(self, k: int) -> List[dict]:
@@ -263,14 +264,14 @@ class Forward(Pass):
                    f"for all, one call per activation  [{_where(stmts)}]"))
         last[0] = stmts
         t = self.v.tvar(self.v.axis_of(g["S"]))
-        x = f"{self.v.pyname[g['X']]}[{t}]" if g["x_all"] else \
-            f"{self.v.pyname[g['X']]}[{t}, ..., {g['x_lo']}:{g['x_hi']}]"
+        x = subscript(self.v.pyname[g['X']], t) if g["x_all"] else \
+            subscript(self.v.pyname[g['X']], t, ELLIPSIS, span(g['x_lo'], g['x_hi']))
         pre = self.v.fresh(f"{self.v.pyname[g['S']]}_sum")
-        em.stmt(assign(pre, add(Code(x), Code(self.v.val(g["S"], SAME, "step")))))
+        em.stmt(assign(pre, add(x, self.v.val(g["S"], SAME, "step"))))
         for run in g["runs"]:
             (lo, _), act, _ = run[0]
             hi = run[-1][0][1]
-            dest = f"{g['comb'][act]}[{t}]" if len(run) > 1 else self.v.val(act, SAME, "step")
+            dest = subscript(g['comb'][act], t) if len(run) > 1 else self.v.val(act, SAME, "step")
             r = rule(self.ops[act].op)
             self.v.helpers.update(r.helpers)
-            em.stmt(Do(r.forward(Code(f"{pre}[..., {lo}:{hi}]")).with_kwarg("out", Code(dest))))
+            em.stmt(Do(r.forward(subscript(pre, ELLIPSIS, span(lo, hi))).with_kwarg("out", dest)))

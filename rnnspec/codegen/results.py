@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Dict
 
-from ..expr import (Code, Expr, IfElse, Lit, Name, Not, add, call, dict_of, method, subscript,
+from ..expr import (Expr, IfElse, Lit, Name, Not, add, call, dict_of, method, span, subscript,
                    tuple_of)
-from ..printer import show
 from ..stmt import BLANK, Comment, If, Return, assign
-from .text import NAME, Emitter
+from .text import Emitter
 from .values import Pass
 
 
@@ -35,10 +34,11 @@ class Results(Pass):
             if total and D > 1:  # one gradient per initial step, in time order (like state0)
                 before, _ = self.s.padding[i]
                 gn = self.adj.bufname[i]
-                total = f"{gn}[:{before}]" if before else f"{gn}[{self.v.tsym(self.v.axis_of(i))}:]"
-            em(assign(_key(name), Code(total) if total else call("np.zeros", tuple_of(
+                total = subscript(gn, span(None, before) if before else
+                                  span(self.v.tsym(self.v.axis_of(i)), None))
+            em(assign(_key(name), total if total else call("np.zeros", tuple_of(
                 *([D] if D > 1 else []), self.v.bsym(self.v.axis_of(i)),
-                Code(self.v.dim(st.size))), "dtype")))
+                self.v.size(st.size)), "dtype")))
         leaf_grads = self.leaf_grads()
         for name, st in self.m.states.items():
             if st.init in ("param", "input"):
@@ -54,9 +54,9 @@ class Results(Pass):
         for name in self.m.states:  # in the users' layout: one initial state per step s
             i = self.g.values[name]
             if self.v.axis_of(i) in self.m.nested:
-                em(assign(_key(name), Code(self.v.state_layout(f"d_state0[{name!r}]", name))))
+                em(assign(_key(name), self.v.state_layout(_key(name), name)))
         for i in self.v.leaf_ids("input"):
-            leaf_grads[i] = Code(self.v.unflat(show(leaf_grads[i]), self.v.axis_of(i)))
+            leaf_grads[i] = self.v.unflat(leaf_grads[i], self.v.axis_of(i))
         self.returned(em, leaf_grads)
 
     def leaf_grads(self) -> Dict[int, Expr]:
@@ -66,11 +66,11 @@ class Results(Pass):
             g = self.adj.grad.get(i)
             name = self.v.pyname[i]
             if g is not None and not g.cond:
-                leaf_grads[i] = Code(g.all)
+                leaf_grads[i] = g.all
                 continue
             zeros = call("np.zeros_like", name) if self.ops[i].op == "param" else \
-                Code(self.v.zeros(i))
-            leaf_grads[i] = zeros if g is None else IfElse(Code(g.all), Code(g.cond), zeros)
+                self.v.zeros(i)
+            leaf_grads[i] = zeros if g is None else IfElse(g.all, g.cond, zeros)
         return leaf_grads
 
     def returned(self, em: Emitter, leaf_grads: Dict[int, Expr]) -> None:
@@ -107,10 +107,10 @@ class Results(Pass):
         for name in self.m.states:
             i = self.g.values[name]
             gn = self.adj.bufname.get(i)
-            text = self.v.window(gn, i, 0) if gn and self.adj.grad.get(i) is not None \
+            value = self.v.window(gn, i, 0) if gn and self.adj.grad.get(i) is not None \
                 else self.v.zeros(i)
             body.append(assign(subscript("d_states", Lit(name)),
-                               Code(self.v.unflat(text, self.v.axis_of(i)))))
+                               self.v.unflat(value, self.v.axis_of(i))))
         em(If(Name("state_grads"), tuple(body),
               "each state's gradient at every step (see rnnspec flow)"))
 
@@ -120,4 +120,4 @@ def _key(name: str) -> Expr:
 
 
 def _is_name(e: Expr) -> bool:
-    return isinstance(e, Name) or (isinstance(e, Code) and NAME.fullmatch(e.text) is not None)
+    return isinstance(e, Name)

@@ -10,9 +10,9 @@ import re
 from typing import List, Tuple
 
 from ..ast import Equation, Loss, unparse
-from ..expr import ATOM, Code
+from ..expr import ATOM, Expr
 from ..fuse import Fused
-from ..printer import show, show_block
+from ..printer import level, show, show_block
 from ..stmt import Comment, Stmt
 from .names import PLACEHOLDER
 
@@ -56,15 +56,6 @@ def _where(stmt) -> str:
         f"{origin.filename.replace(chr(92), '/').rsplit('/', 1)[-1]} line {stmt.line}"
 
 
-def wrap(text: str, level: int) -> str:
-    """Parenthesize ``text`` if it binds less tightly than ``level`` (:mod:`rnnspec.expr`)."""
-    return show(Code(text), level)
-
-
-def _atomic(text: str) -> bool:
-    return Code(text).level >= ATOM
-
-
 OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with out=
 
 
@@ -74,10 +65,11 @@ OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, f
 NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
 
 
-def _plain(text: str) -> bool:
+def _plain(e: Expr) -> bool:
     """A name or a slice of one: cheap to repeat wherever a gradient is read (a call such as
-    np.concatenate(...) is computed once, into a variable)."""
-    return _atomic(text) and "(" not in text
+    np.concatenate(...) is computed once, into a variable): an atom whose printed form has no
+    parenthesis (no call, no grouping)."""
+    return level(e) >= ATOM and "(" not in show(e)
 
 
 def stmt_text(stmt) -> str:

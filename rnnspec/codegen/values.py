@@ -13,8 +13,8 @@ from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STEP
 from ..delays import Delay, Step, Whole
-from ..expr import (ATOM, Code, Expr, Lit, Name, add, call, method, span, subscript,
-                   tuple_of)
+from ..expr import (Bin, Expr, IfElse, Lit, Name, Num, add, call, compare, method, node, span,
+                   subscript, tuple_of)
 from ..printer import show
 from ..stmt import For, Stmt, assign
 from ..layout import backward_reads, fresh_product, plan_layout
@@ -24,7 +24,7 @@ from ..schedule import Schedule
 from ..sizes import Size
 from ..truncation import refusal
 from .names import RESERVED, _TAGS
-from .text import Emitter, wrap
+from .text import Emitter
 
 
 class Values:
@@ -76,14 +76,13 @@ class Values:
         of every sequence has its own sequence of steps w)."""
         return "B" + self.sfx(axis) if axis in self.m.nested else "B"
 
-    def unflat(self, text: str, axis: Optional[str], steps: bool = True) -> str:
+    def unflat(self, value: Expr, axis: Optional[str], steps: bool = True) -> Expr:
         """A nested axis's array in the users' layout: (T_w, B_w, n) -> (T_w, T_s, B, n), or
         (B_w, n) -> (T_s, B, n) without ``steps``."""
         if axis not in self.m.nested:
-            return text
+            return value
         lead = [self.tsym(axis)] if steps else []
-        lead += [self.tsym(self.m.nested[axis]), "B", "-1"]
-        return f"{wrap(text, ATOM)}.reshape({', '.join(lead)})"
+        return method(value, "reshape", *lead, self.tsym(self.m.nested[axis]), "B", -1)
 
     def batch_sym(self, axis: Optional[str]) -> str:
         return "batch" + self.sfx(axis) if axis in self.m.nested else "batch"
@@ -114,14 +113,20 @@ class Values:
             self.dim_var[d] = self.fresh(f"n_{d}")
         return self.dim_var[d]
 
-    def dim(self, size: Size) -> str:
-        parts = []
+    def size(self, size: Size) -> Expr:
+        """A size in dims variables: ``n_hidden``, ``2 * n_hidden + 1``."""
+        total = None
         for d, c in size.terms:
             self.dims_used.add(d)
-            parts.append(self.dimvar(d) if c == 1 else f"{c} * {self.dimvar(d)}")
-        if size.const or not parts:
-            parts.append(str(size.const))
-        return " + ".join(parts)
+            term = Name(self.dimvar(d)) if c == 1 else Bin("*", Num(c), Name(self.dimvar(d)))
+            total = term if total is None else Bin("+", total, term)
+        if size.const or total is None:
+            total = Num(size.const) if total is None else Bin("+", total, Num(size.const))
+        return total
+
+    def dim(self, size: Size) -> str:
+        """:meth:`size` as text, for concat's rule (which adds sizes as texts)."""
+        return show(self.size(size))
 
     # ----- value texts -----------------------------------------------------------------------
     def pad(self, i: int) -> int:
@@ -133,92 +138,83 @@ class Values:
         before, after = self.s.padding.get(i, (0, 0))
         return before + after
 
-    def window(self, name: str, i: int, steps: int) -> str:
+    def window(self, name: str, i: int, steps: int) -> Expr:
         """All T steps of op i's buffer read ``steps`` steps back (negative: ahead)."""
         start = self.pad(i) - steps
-        T = self.tsym(self.axis_of(i))
+        T = Name(self.tsym(self.axis_of(i)))
         if self.extra(i) == 0:
-            return name
+            return Name(name)
         if start == 0:
-            return f"{name}[:{T}]"
+            return subscript(name, span(None, T))
         if start == self.extra(i):
-            return f"{name}[{start}:]"
-        return f"{name}[{start}:{T} + {start}]"
+            return subscript(name, span(start, None))
+        return subscript(name, span(start, Bin("+", T, Num(start))))
 
-    def at_step(self, name: str, start: int, i: int) -> str:
+    def at_step(self, name: str, start: int, i: int) -> Expr:
         """Op i's buffer ``name`` at the loop's current step, shifted by ``start``."""
-        t = self.tvar(self.axis_of(i))
-        return f"{name}[{t}]" if start == 0 else (f"{name}[{t} + {start}]" if start > 0
-                                                   else f"{name}[{t} - {-start}]")
+        return subscript(name, _shifted(Name(self.tvar(self.axis_of(i))), start))
 
-    def val(self, i: int, delay: Delay, mode: str) -> str:
-        """Text of op ``i`` read at ``delay``, at step t (mode 'step') or for all steps."""
+    def val(self, i: int, delay: Delay, mode: str) -> Expr:
+        """Op ``i`` read at ``delay``, at step t (mode 'step') or for all steps."""
         op = self.ops[i]
         if op.op == "const":
-            v = op.attrs["value"]
-            return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
+            return Num(op.attrs["value"])
         if self.inline[i]:
-            return self.expr(i, mode)
+            return self.expr_node(i, mode)
         name = self.pyname[i]
         if op.tk != STEP or i in self.local:
-            return name
+            return Name(name)
         if isinstance(delay, Whole):  # the whole sequence (attention's keys and values)
             return self.window(name, i, 0)
         if mode == "step":
             return self.at_step(name, self.pad(i) - delay.steps, i)
         return self.window(name, i, delay.steps)
 
-    def pick_index(self, i: int) -> str:
+    def pick_index(self, i: int) -> Tuple[Expr, ...]:
         """Index of the chosen step of pick op ``i`` into its source's (padded) buffer."""
         op = self.ops[i]
         src = op.args[0][0]
         ix = op.attrs["index"]
         D = self.pad(src)
         if ix.kind == "abs":
-            return str(D + ix.offset - 1)
-        c = D + ix.offset
-        last = "last" + self.sfx(op.attrs["axis"])
-        batch = self.batch_sym(op.attrs["axis"])
-        return f"{last}, {batch}" if c == 0 else (f"{last} + {c}, {batch}" if c > 0 else
-                                                  f"{last} - {-c}, {batch}")
-
-    def expr(self, i: int, mode: str) -> str:
-        return show(self.expr_node(i, mode))
+            return (Num(D + ix.offset - 1),)
+        last = Name("last" + self.sfx(op.attrs["axis"]))
+        return _shifted(last, D + ix.offset), Name(self.batch_sym(op.attrs["axis"]))
 
     def expr_node(self, i: int, mode: str):
         """Op ``i``'s value as an expression node (its rule's forward, on its arguments)."""
         op = self.ops[i]
         if op.op == "pick":
             src = op.args[0][0]
-            return Code(f"{self.pyname[src]}[{self.pick_index(i)}]")
+            return subscript(self.pyname[src], *self.pick_index(i))
         r = rule(op.op)
         self.helpers.update(r.helpers)
-        args = [Code(self.val(a, d, mode)) for a, d in op.args]
+        args = [self.val(a, d, mode) for a, d in op.args]
         return r.forward(*args, **self.attrs(op, mode))
 
-    def bounds(self, sizes: List[Size]) -> List[Tuple[str, str]]:
-        """(start, stop) texts of consecutive blocks of the given sizes ('' for a 0 start)."""
+    def bounds(self, sizes: List[Size]) -> List[Tuple[Optional[Expr], Expr]]:
+        """(start, stop) of consecutive blocks of the given sizes (None for a 0 start)."""
         out, start = [], Size()
         for size in sizes:
             stop = start + size
-            out.append(("" if start == Size() else self.dim(start), self.dim(stop)))
+            out.append((None if start == Size() else self.size(start), self.size(stop)))
             start = stop
         return out
 
     def attrs(self, op, mode: str = "all") -> dict:
         if op.op == "attn_weights":
             a = op.attrs
-            qpos = f"{self.tvar(op.ty.axis)}" if mode == "step" else "'all'"
+            qpos = Name(self.tvar(op.ty.axis)) if mode == "step" else Lit("all")
             return {"score": a["score"], "roles": a["roles"], "window": a["window"],
                     "causal": a["causal"], "qpos": qpos, "last": "last" + self.sfx(a["key_axis"])}
         if op.op == "matvec":
             return {"rows": mode == "all" and op.tk == STEP}
         if op.op == "regroup":
-            return {"T": self.tsym(op.attrs["axis"]), "n": self.dim(op.ty.rows)}
+            return {"T": self.tsym(op.attrs["axis"]), "n": self.size(op.ty.rows)}
         if op.op == "concat":
             return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":
-            return {"size": self.dim(op.ty.rows), **op.attrs}
+            return {"size": self.size(op.ty.rows), **op.attrs}
         if op.op == "stack_rows":
             return {"bounds": self.bounds([self.ops[a].ty.rows for a, _ in op.args])}
         if op.op == "part":
@@ -227,10 +223,11 @@ class Values:
             return {"w": self.weights(op.id)}
         if op.op == "choose" and op.attrs.get("start"):  # the start class, unless state0 seeds
             k, d, state = op.attrs["start"]
-            first = f"None if state0['(given)'][{state!r}] else {k}"
-            if mode == "step":
-                return {"start": f"({first}) if {self.tvar(op.ty.axis)} < {d} else None"}
-            return {"start": f"{first}, {d}"}
+            first = IfElse(Lit(None), subscript(subscript("state0", Lit("(given)")), Lit(state)),
+                           node(k))
+            if mode == "step":  # (the start's two arguments: the class and the steps d)
+                return {"start": (IfElse(first, compare(self.tvar(op.ty.axis), "<", d), Lit(None)),)}
+            return {"start": (first, node(d))}
         return {}
 
     # ----- loss weights, function names, leaves ---------------------------------------------
@@ -242,18 +239,18 @@ class Values:
             self.weight_var[i] = self.fresh(f"w_{self.pyname[i]}")
         return self.weight_var[i]
 
-    def weights_call(self, i: int) -> str:
+    def weights_call(self, i: int) -> Expr:
+        """``_loss_weights(dims, ...)``: the weights of per-step loss op i over (T, B)."""
         op = self.ops[i]
-        args = ["dims"]
+        args, kwargs = [Name("dims")], {}
         if self.sfx(op.attrs["axis"]):
-            args.append(f"{op.attrs['axis']!r}")
+            args.append(Lit(op.attrs["axis"]))
         if op.attrs["steps"]:
-            steps = [(s.kind, s.offset) for s in op.attrs["steps"]]
-            args.append(f"steps={steps!r}")
+            kwargs["steps"] = Lit([(s.kind, s.offset) for s in op.attrs["steps"]])
         if op.attrs["reduce"] == "mean":
-            args.append("mean=True")
-        fn = "_segment_loss_weights" if self.segmented else "_loss_weights"
-        return f"{fn}({', '.join(args)})"
+            kwargs["mean"] = Lit(True)
+        return call("_segment_loss_weights" if self.segmented else "_loss_weights", *args,
+                    **kwargs)
 
     def fname(self, base: str) -> str:
         if self.segmented:
@@ -297,7 +294,7 @@ class Values:
         E = self.extra(i)
         T = Name(self.tsym(self.axis_of(i)))
         return call("np.empty", tuple_of(T if E == 0 else add(T, E), self.bsym(op.ty.axis),
-                                         Code(self.dim(op.ty.rows))), "dtype")
+                                         self.size(op.ty.rows)), "dtype")
 
     def state_init(self, em: Emitter, i: int) -> None:
         """Fill the initial steps of a state's buffer (before step 1 and/or after step T)."""
@@ -328,7 +325,7 @@ class Values:
             return 1
         return max(before if self.s.direction.get(i, 1) > 0 else after, 1)
 
-    def final_index(self, name: str) -> str:
+    def final_index(self, name: str) -> Tuple[Expr, ...]:
         """Where the state after the last step of its recurrence is: step T, or step 1 for a
         recurrence that runs backward in time; with ``carry_steps`` d > 1, the d steps up to it
         (T-d+1..T, or 1..d), in time order."""
@@ -336,22 +333,23 @@ class Values:
         start = self.pad(i)
         D = self.carry_steps(name)
         if self.s.direction.get(i, 1) < 0:
-            return str(start) if D == 1 else f"{start or ''}:{start + D}"
-        last = "last" + self.sfx(self.axis_of(i))  # each sequence's own last step
-        batch = self.batch_sym(self.axis_of(i))
+            return (Num(start) if D == 1 else span(start or None, start + D),)
+        last = Name("last" + self.sfx(self.axis_of(i)))  # each sequence's own last step
+        batch = Name(self.batch_sym(self.axis_of(i)))
         if D > 1:
-            return f"{last} + np.arange({start - D + 1}, {start + 1})[:, None], {batch}"
-        return f"{last}, {batch}" if start == 0 else f"{last} + {start}, {batch}"
+            steps = subscript(call("np.arange", start - D + 1, start + 1), span(None, None), None)
+            return Bin("+", last, steps), batch
+        return _shifted(last, start), batch
 
-    def state_layout(self, text: str, name: str) -> str:
+    def state_layout(self, value: Expr, name: str) -> Expr:
         """A state's final (or initial) steps in the users' layout: (d, B, n) for d > 1 carried
         steps, and one per step s for a state over a nested axis ((d,) T_s, B, n)."""
         i = self.g.values[name]
         D = self.carry_steps(name)
         axis = self.axis_of(i)
         if D > 1 and axis in self.m.nested:
-            return f"{wrap(text, ATOM)}.reshape({D}, {self.tsym(self.m.nested[axis])}, B, -1)"
-        return self.unflat(text, axis, steps=False)
+            return method(value, "reshape", D, self.tsym(self.m.nested[axis]), "B", -1)
+        return self.unflat(value, axis, steps=False)
 
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
@@ -392,8 +390,8 @@ class Values:
                 names.append(self.weights(i))
         return names
 
-    def carried(self, i: int) -> Optional[str]:
-        """For a state in a loop: the text of its previous step in the loop's direction (what it
+    def carried(self, i: int) -> Optional[Expr]:
+        """For a state in a loop: its previous step in the loop's direction (what it
         keeps past the end of a shorter sequence); None for other ops."""
         op = self.ops[i]
         k = self.s.stage_of[i]
@@ -405,16 +403,15 @@ class Values:
             return None
         return self.val(i, Step(d), "step")
 
-    def zeros(self, i: int, mode: str = "all") -> str:
+    def zeros(self, i: int, mode: str = "all") -> Expr:
         """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``), shaped from the
         dims: no value of the forward pass is read for it, so none has to be kept."""
         ty = self.ops[i].ty
-        size = [] if ty.shape == "scalar" else [self.dim(ty.rows)] if ty.shape == "vec" else \
-            [self.dim(ty.rows), self.dim(ty.cols)]
+        size = [] if ty.shape == "scalar" else [self.size(ty.rows)] if ty.shape == "vec" else \
+            [self.size(ty.rows), self.size(ty.cols)]
         lead = [self.tsym(ty.axis), self.bsym(ty.axis)] if ty.tk == STEP and mode == "all" else \
             [self.bsym(ty.axis)] if ty.tk != PARAM else []
-        shape = lead + size
-        return f"np.zeros(({', '.join(shape)}{',' if len(shape) == 1 else ''}), dtype)"
+        return call("np.zeros", tuple_of(*lead, *size), "dtype")
 
 
 class Pass:
@@ -426,3 +423,8 @@ class Pass:
         self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
         self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
 
+
+
+def _shifted(x: Expr, k: int) -> Expr:
+    """``x``, ``x + k`` or ``x - -k`` (an index k steps from ``x``)."""
+    return x if k == 0 else Bin("+", x, Num(k)) if k > 0 else Bin("-", x, Num(-k))
