@@ -1,4 +1,4 @@
-"""Expression nodes of generated code (their text is made by :mod:`rnnspec.printer`, the one printer).
+"""Expression nodes of generated code; their text is made by :mod:`rnnspec.printer`.
 
 In: nodes built by the derivative rules (:mod:`rnnspec.ops`) and by codegen.  Out: the same
 nodes, which :func:`rnnspec.printer.show` prints with exactly the parentheses Python's

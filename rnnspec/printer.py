@@ -14,8 +14,8 @@ from .expr import (ATOM, COMPARE, COND, NOT, PRODUCT, SUM, UNARY, Attr, Bin, Cal
                    Ellipsis_, Expr, IfElse, Index, Invert, List_, Lit, Name, Neg, Not, Num, Slice,
                    Tuple_, Zero)
 from .pytext import comment, escape
-from .stmt import (Assign, Blank, Comment, Def, Do, Docstring, For, If, Import, Pass, Raise,
-                   Return, Stmt, Verbatim)
+from .stmt import (Assign, Blank, Comment, Def, Do, Docstring, For, If, Import, Pass, Stmt,
+                   Verbatim)
 
 INDENT = "    "
 
@@ -134,9 +134,8 @@ def show_stmt(s: Stmt) -> List[str]:
         return lines
     if isinstance(s, For):
         return [f"for {show(s.var)} in {show(s.iterable)}:"] + show_body(s.body)
-    if isinstance(s, (Do, Return, Raise)):
-        word = "" if isinstance(s, Do) else "return " if isinstance(s, Return) else "raise "
-        return (word + show(s.value)).split("\n")
+    if isinstance(s, Do):
+        return ((s.keyword + " " if s.keyword else "") + show(s.value)).split("\n")
     if isinstance(s, Def):
         params = [p if isinstance(p, str) else f"{p[0]}={show(p[1])}" for p in s.params]
         doc = show_stmt(Docstring(s.doc)) if s.doc else []

@@ -2,7 +2,7 @@
 
 In: expression nodes (:mod:`rnnspec.expr`).  Out: frozen dataclasses, one per kind of statement
 a generated module holds (an assignment, ``if``, ``for``, a function definition with its
-docstring, ``return``, ``raise``, an expression evaluated for its effect, a comment, a blank
+docstring, an expression evaluated for its effect (or returned, raised), a comment, a blank
 line), which :func:`rnnspec.printer.show_stmt` prints with indentation.  No node holds text
 except :class:`Verbatim`, the runtime copied as it is (real code in :mod:`rnnspec.runtime`), and
 comments (``Comment``, ``note``), which the printer writes as comments.
@@ -67,18 +67,18 @@ class Docstring(Stmt):
 
 @dataclass(frozen=True)
 class Do(Stmt):
-    """An expression evaluated for its effect: ``np.tanh(a, out=h[t])``."""
+    """An expression evaluated for its effect (``np.tanh(a, out=h[t])``), or after a
+    ``keyword``: ``return value``, ``raise value`` (:func:`returns`, :func:`raises`)."""
     value: Expr
+    keyword: str = ""
 
 
-@dataclass(frozen=True)
-class Return(Stmt):
-    value: Expr
+def returns(value) -> Do:
+    return Do(node(value), "return")
 
 
-@dataclass(frozen=True)
-class Raise(Stmt):
-    value: Expr
+def raises(value) -> Do:
+    return Do(node(value), "raise")
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,8 @@ def test_a_function_with_its_docstring_blank_lines_stay_empty():
     fn = S.define("forward", ["params", S.param("T", None), S.param("greedy", True)],
                   ["Run the network.", "", "More."],
                   [S.assign("x", 1), S.BLANK, S.Comment("done"),
-                   S.If(E.Name("x"), (S.Raise(E.call("ValueError", E.lit("it's \"x\""))),)),
-                   S.Return(E.tuple_of("x", "y"))])
+                   S.If(E.Name("x"), (S.raises(E.call("ValueError", E.lit("it's \"x\""))),)),
+                   S.returns(E.tuple_of("x", "y"))])
     assert show_stmt(fn) == [
         "def forward(params, T=None, greedy=True):",
         '    """Run the network.',
@@ -93,7 +93,7 @@ def test_nested_dicts_over_lines_with_notes_and_a_double_star():
                        (None, E.IfElse(E.dict_of([("states", "d_states")]), E.Name("sg"),
                                        E.dict_of([])))],
                       lines=True, notes=["", "none", ""])
-    assert show_stmt(S.Return(grads)) == [
+    assert show_stmt(S.returns(grads)) == [
         "return {",
         "    'params': {",
         "        'W': d_W,",
@@ -122,3 +122,31 @@ def test_unpacking_blocks_and_verbatim_runtime():
     assert show_block(block) == 'import numpy as np\n\n"""a \\"\\""quote\nb\n"""\n' \
                                 'def f():\n    return 1'
     assert show_stmt(S.Comment("x\ny")) == ["# x\\x0ay"]
+
+
+def test_concatenated_sizes_add_up_to_one_flat_sum():
+    from rnnspec.ops import _concat_bound
+    n, m = E.Name("n"), E.Name("m")
+    two_n_plus_1 = E.Bin("+", E.Bin("*", E.Num(2), n), E.Num(1))
+    sizes = [n, two_n_plus_1, m]
+    assert show(_concat_bound(0, sizes)) == ":n"
+    assert show(_concat_bound(1, sizes)) == "n:n + 2 * n + 1"
+    assert show(_concat_bound(2, sizes)) == "n + 2 * n + 1:"
+
+
+@pytest.mark.parametrize("stem", ["lstm", "attention_concat", "teacher_forcing", "hierarchical",
+                                  "generate", "bidirectional"])
+def test_codegen_makes_no_text_leaves(stem, monkeypatch):
+    """Every value, size, condition and table of a generated module is a node: no expr.Code
+    leaf (text with a binding strength read from it) is made while one is generated."""
+    import rnnspec
+    from conftest import SPECS
+    made = []
+    real = E.Code.__init__
+    monkeypatch.setattr(E.Code, "__init__", lambda self, text, level=None: (
+        made.append(text), real(self, text, level))[1])
+    path = SPECS / f"{stem}.rnn"
+    rnnspec.generate(path.read_text(), None, path.name, base=SPECS)
+    assert made == []
+    E.node("a[1:]")  # (the spy works: text that is not a name is a Code leaf)
+    assert made == ["a[1:]"]

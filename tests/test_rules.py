@@ -63,7 +63,7 @@ CASES = [
     ("identity", lambda rng: [rng.normal(size=(B, N))], {}, [0]),
     ("softmax", lambda rng: [rng.normal(size=(B, N))], {}, [0]),
     ("concat", lambda rng: [rng.normal(size=(B, N)), rng.normal(size=(B, 2))],
-     {"sizes": ["4", "2"]}, [0, 1]),
+     {"sizes": [E.Num(4), E.Num(2)]}, [0, 1]),
     ("stack_rows", lambda rng: [rng.normal(size=(2, N)), rng.normal(size=(3, N))],
      {"bounds": [("", "2"), ("2", "5")]}, [0, 1]),
     ("part", lambda rng: [rng.normal(size=(B, 5))],

@@ -296,12 +296,12 @@ class Adjoint(Pass):
         if not terms:
             self.grad[i] = None
             return
-        scatter = any(t.index is not None or t.steps for t in terms) or self.v.extra(i)
+        scatter = i in self.v.grad_buffers  # (the layout's decision: rnnspec.layout)
         if op.op not in LEAVES and (scatter or len(terms) > 1 or level(terms[0].value) < ATOM):
             spec_comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)
-            em.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
+            em.stmt(assign(gn, self.v.zero_buffer(i)))
             for t in terms:
                 em.stmt(guarded(t.cond, self.add_term(gn, t, i)))
             self.grad[i] = Grad(None, self.v.window(gn, i, 0))
@@ -358,7 +358,7 @@ class Adjoint(Pass):
                 gn = self.gname(i)
                 cons = [c for c in self.s.consumers[i] if self.s.stage_of[c[0]] != k]
                 terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
-                pre_lines.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
+                pre_lines.stmt(assign(gn, self.v.zero_buffer(i)))
                 for t in terms:
                     pre_lines.stmt(guarded(t.cond, self.add_term(gn, t, i)))
         last = [None]
@@ -389,19 +389,14 @@ class Adjoint(Pass):
         return out
 
     def loop_buffers(self, k: int) -> Tuple[Dict[int, bool], Dict[int, bool]]:
-        """Which ops of loop stage k get a zero-filled gradient buffer over all steps (read after
-        the loop, by a later step, or a state), and which get only an optional upstream
-        gradient, added per step (an LSTM's named gates), with no buffer."""
-        stage_of = self.s.stage_of
+        """Which ops of loop stage k get a zero-filled gradient buffer over all steps (the
+        layout's decision, :func:`rnnspec.layout.gradient_buffer`: read after the loop, by a
+        later step, or a state), and which get only an optional upstream gradient, added per
+        step (an LSTM's named gates), with no buffer."""
         buffered, upstream_only = {}, {}
         for i in self.v.stage_ops(k):
-            cons = self.s.consumers[i]
-            outside = [c for c in cons if stage_of[c[0]] != k]
-            pushes = [c for c in cons if stage_of[c[0]] == k and c[2].steps]
-            named = bool(self.upstream_terms(i))
-            upstream_only[i] = named and not (outside or pushes) and \
-                self.ops[i].name not in self.m.states
-            buffered[i] = bool(outside or pushes or named) and not upstream_only[i]
+            buffered[i] = i in self.v.grad_buffers
+            upstream_only[i] = bool(self.upstream_terms(i)) and not buffered[i]
         return buffered, upstream_only
 
     def step_grad(self, pre_lines: Emitter, loop_lines: Emitter, k: int, i: int,

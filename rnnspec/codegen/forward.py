@@ -13,7 +13,7 @@ from ..check import STEP
 from ..delays import SAME
 from ..expr import (ELLIPSIS, ZERO, Dict_, Expr, Index, Lit, Name, add, call, compare, dict_of,
                    span, subscript, tuple_of)
-from ..stmt import BLANK, Comment, Def, Do, If, Raise, Return, assign, define, param
+from ..stmt import BLANK, Comment, Def, Do, If, assign, define, param, raises, returns
 from ..fuse import Fused
 from ..layout import LEAVES, fused_parts
 from ..ops import is_loss, rule
@@ -44,7 +44,7 @@ class Forward(Pass):
         em(assign(tuple_of("params", "inputs", "targets", "state0", "dims", bare=True), check))
         em(self.v.dims_line())
         if self.v.fed_targets():
-            em(If(compare("targets", "is", None), (Raise(call("ValueError", Lit(
+            em(If(compare("targets", "is", None), (raises(call("ValueError", Lit(
                 'teacher forcing feeds the targets back: pass targets, or run with '
                 'mode="free"'))),)))
         body = Emitter()
@@ -190,7 +190,7 @@ class Forward(Pass):
             keep = assign(subscript("cache", Lit(name)), name)
             keep_if = name in self.v.target_names() or name in self.v.weight_var.values()
             em(If(given, (keep,)) if keep_if else keep)
-        em(Return(tuple_of("outputs", "cache", bare=True)))
+        em(returns(tuple_of("outputs", "cache", bare=True)))
 
     def forward_op(self, em: Emitter, i: int, mode: str, last: list, note: str = "") -> None:
         op = self.ops[i]

@@ -11,7 +11,7 @@ from typing import Dict
 
 from ..expr import (Expr, IfElse, Lit, Name, Not, add, call, dict_of, method, span, subscript,
                    tuple_of)
-from ..stmt import BLANK, Comment, If, Return, assign
+from ..stmt import BLANK, Comment, If, assign, returns
 from .text import Emitter
 from .values import Pass
 
@@ -95,7 +95,7 @@ class Results(Pass):
         if self.m.states:
             items.append((None, IfElse(dict_of([("states", "d_states")]), Name("state_grads"),
                                        dict_of([]))))
-        em(Return(dict_of(items, lines=True)))
+        em(returns(dict_of(items, lines=True)))
 
     def state_grads(self, em: Emitter) -> None:
         """With ``state_grads=True``: each state's gradient at every step, (T, B, size) like

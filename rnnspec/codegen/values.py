@@ -1,10 +1,10 @@
-"""What the passes of codegen share: the names of one schedule's values and the texts that read them.
+"""What the passes of codegen share: the names of one schedule's values and the nodes reading them.
 
 In: a :class:`rnnspec.schedule.Schedule` and its :class:`rnnspec.layout.Layout`.  Out: a
 :class:`Values` that the forward pass (:mod:`.forward`), the adjoint (:mod:`.adjoint`) and the
-module writer (:mod:`.module`) ask for the text of a value at a step or over all steps (``h[t]``,
-``h[1:]``, an inlined expression), for sizes in dims variables, time axes, loss weights and the
-spec-line comments.  It collects what the module needs: op helpers, dims, placeholder names.
+module writer (:mod:`.module`) ask for a value at a step or over all steps as an expression node
+(``h[t]``, ``h[1:]``, an inlined expression), for sizes in dims variables, time axes, loss
+weights, the gradient buffers (the layout's) and the spec-line comments.  It collects what the module needs: op helpers, dims, placeholder names.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from ..check import PARAM, STEP
 from ..delays import Delay, Step, Whole
 from ..expr import (Bin, Expr, IfElse, Lit, Name, Num, add, call, compare, method, node, span,
                    subscript, tuple_of)
-from ..printer import show
 from ..stmt import For, Stmt, assign
-from ..layout import backward_reads, fresh_product, plan_layout
+from ..layout import (backward_reads, fresh_product, gradient_buffers, gradient_flows,
+                      plan_layout)
 from ..ops import is_loss, rule
 from ..pytext import MARK
 from ..schedule import Schedule
@@ -52,7 +52,9 @@ class Values:
         self.layout = plan_layout(sched)  # where every value lives, decided before any code
         self.inline = self.layout.inline
         self.local = self.layout.local
-        self.kept = backward_reads(sched, self.layout)  # what the cache keeps for backward
+        flows = gradient_flows(sched)  # (the ops that receive a gradient)
+        self.kept = backward_reads(sched, self.layout, flows)  # what the cache keeps
+        self.grad_buffers = gradient_buffers(sched, flows)  # gradients in a zero-filled buffer
         # why backward(..., truncate=, xi=) is refused (None: the gradient can be cut in time)
         self.truncation = refusal(sched, filename)
 
@@ -123,10 +125,6 @@ class Values:
         if size.const or total is None:
             total = Num(size.const) if total is None else Bin("+", total, Num(size.const))
         return total
-
-    def dim(self, size: Size) -> str:
-        """:meth:`size` as text, for concat's rule (which adds sizes as texts)."""
-        return show(self.size(size))
 
     # ----- value texts -----------------------------------------------------------------------
     def pad(self, i: int) -> int:
@@ -212,7 +210,7 @@ class Values:
         if op.op == "regroup":
             return {"T": self.tsym(op.attrs["axis"]), "n": self.size(op.ty.rows)}
         if op.op == "concat":
-            return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
+            return {"sizes": [self.size(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":
             return {"size": self.size(op.ty.rows), **op.attrs}
         if op.op == "stack_rows":
@@ -223,8 +221,8 @@ class Values:
             return {"w": self.weights(op.id)}
         if op.op == "choose" and op.attrs.get("start"):  # the start class, unless state0 seeds
             k, d, state = op.attrs["start"]
-            first = IfElse(Lit(None), subscript(subscript("state0", Lit("(given)")), Lit(state)),
-                           node(k))
+            given = subscript(subscript("state0", Lit("(given)")), Lit(state))
+            first = IfElse(Lit(None), given, node(k))
             if mode == "step":  # (the start's two arguments: the class and the steps d)
                 return {"start": (IfElse(first, compare(self.tvar(op.ty.axis), "<", d), Lit(None)),)}
             return {"start": (first, node(d))}
@@ -403,14 +401,25 @@ class Values:
             return None
         return self.val(i, Step(d), "step")
 
-    def zeros(self, i: int, mode: str = "all") -> Expr:
-        """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``), shaped from the
-        dims: no value of the forward pass is read for it, so none has to be kept."""
+    def zero_buffer(self, i: int) -> Expr:
+        """The zero-filled gradient buffer of op i over all its stored steps (initial ones
+        too): made like its value when the backward pass reads that value anyway (the layout
+        keeps it), else shaped from the dims, so that nothing is kept for it."""
+        if i in self.kept or self.ops[i].op == "param":
+            return call("np.zeros_like", self.pyname[i])
+        return self.zeros(i, padded=True)
+
+    def zeros(self, i: int, mode: str = "all", padded: bool = False) -> Expr:
+        """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``; ``padded``: and
+        its buffer's initial steps), shaped from the dims: no value of the forward pass is read
+        for it, so none has to be kept."""
         ty = self.ops[i].ty
         size = [] if ty.shape == "scalar" else [self.size(ty.rows)] if ty.shape == "vec" else \
             [self.size(ty.rows), self.size(ty.cols)]
         lead = [self.tsym(ty.axis), self.bsym(ty.axis)] if ty.tk == STEP and mode == "all" else \
             [self.bsym(ty.axis)] if ty.tk != PARAM else []
+        if padded and self.extra(i) and lead:  # (the initial steps of its buffer too)
+            lead[0] = add(Name(lead[0]), self.extra(i))
         return call("np.zeros", tuple_of(*lead, *size), "dtype")
 
 
