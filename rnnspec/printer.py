@@ -121,7 +121,17 @@ def _filled(head: str, d: Dict_) -> str:
 
 # ---- statements ---------------------------------------------------------------------------------
 def show_stmt(s: Stmt) -> List[str]:
-    """The lines of statement ``s`` (at no indentation; its bodies indented)."""
+    """The lines of statement ``s`` (at no indentation; its bodies indented).  Nodes are
+    immutable, so a statement's lines are kept on it once printed (codegen prints a function's
+    body to see which names it reads, then the module prints it again)."""
+    lines = s.__dict__.get("_lines")
+    if lines is None:
+        lines = tuple(_lines(s))
+        object.__setattr__(s, "_lines", lines)
+    return list(lines)
+
+
+def _lines(s: Stmt) -> List[str]:
     if isinstance(s, Assign):
         head = f"{show(s.target)} {s.op} "
         text = _filled(head, s.value) if isinstance(s.value, Dict_) and s.value.fill else \

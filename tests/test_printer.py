@@ -150,3 +150,11 @@ def test_codegen_makes_no_text_leaves(stem, monkeypatch):
     assert made == []
     E.node("a[1:]")  # (the spy works: text that is not a name is a Code leaf)
     assert made == ["a[1:]"]
+
+
+def test_a_statement_prints_the_same_twice_and_its_lines_cannot_be_changed_from_outside():
+    loop = S.For(t, E.call("range", T), (S.assign("x", t),))
+    first = show_stmt(loop)
+    first.append("junk")
+    assert show_stmt(loop) == ["for t in range(T):", "    x = t"]
+    assert show_block([loop, loop]) == "for t in range(T):\n    x = t\nfor t in range(T):\n    x = t"
