@@ -6,7 +6,6 @@ In: nodes.  Out: nodes (and the printed text of collected statements).
 """
 from __future__ import annotations
 
-import re
 from typing import List, Tuple
 
 from ..ast import Equation, Loss, unparse
@@ -14,7 +13,6 @@ from ..expr import ATOM, Expr
 from ..fuse import Fused
 from ..printer import level, show, show_block
 from ..stmt import Comment, Stmt
-from .names import PLACEHOLDER
 
 
 class Emitter:
@@ -60,9 +58,6 @@ OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with
 
 
 OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
-
-
-NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
 
 
 def _plain(e: Expr) -> bool:
