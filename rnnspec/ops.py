@@ -322,7 +322,7 @@ def _tangent_of_loss(grad_of_arg0):
 
 
 def _cross_entropy_grad(args, w, g=1):
-    return call("_cross_entropy_grad", args[1], args[2], str(w), g)
+    return call("_cross_entropy_grad", args[1], args[2], w, g)
 
 
 def _squared_error_grad(args, w):
@@ -331,7 +331,7 @@ def _squared_error_grad(args, w):
 
 # cross_entropy(z, o, y): -log softmax(z)[y] computed stably from the logits z; o = softmax(z).
 register("cross_entropy",
-         lambda z, o, y, w=None, **_: call("_cross_entropy", z, y, str(w), o),
+         lambda z, o, y, w=None, **_: call("_cross_entropy", z, y, w, o),
          lambda i, g, out, args, w=None, **_: _cross_entropy_grad(args, w, g) if i == 0 else ZERO,
          _tangent_of_loss(_cross_entropy_grad),
          needs_args={1, 2}, no_grad={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"),

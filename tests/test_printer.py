@@ -134,11 +134,15 @@ def test_concatenated_sizes_add_up_to_one_flat_sum():
     assert show(_concat_bound(2, sizes)) == "n + 2 * n + 1:"
 
 
-@pytest.mark.parametrize("stem", ["lstm", "attention_concat", "teacher_forcing", "hierarchical",
-                                  "generate", "bidirectional"])
-def test_codegen_makes_no_text_leaves(stem, monkeypatch):
+@pytest.mark.parametrize("stem, rtrl", [
+    ("lstm", False), ("attention_concat", False), ("teacher_forcing", False),
+    ("hierarchical", False), ("generate", False), ("bidirectional", False),
+    ("lstm", True), ("h0_from_input", True), ("many_to_one", True), ("skip", True)])
+def test_codegen_makes_no_text_leaves(stem, rtrl, monkeypatch):
     """Every value, size, condition and table of a generated module is a node: no expr.Code
-    leaf (text with a binding strength read from it) is made while one is generated."""
+    leaf (text with a binding strength read from it) is made while one is generated (with
+    rtrl=True: the generated rtrl's too; h0_from_input: a computed initial state, many_to_one:
+    a sequence's last step, skip: a state read two steps back)."""
     import rnnspec
     from conftest import SPECS
     made = []
@@ -146,7 +150,7 @@ def test_codegen_makes_no_text_leaves(stem, monkeypatch):
     monkeypatch.setattr(E.Code, "__init__", lambda self, text, level=None: (
         made.append(text), real(self, text, level))[1])
     path = SPECS / f"{stem}.rnn"
-    rnnspec.generate(path.read_text(), None, path.name, base=SPECS)
+    rnnspec.generate(path.read_text(), None, path.name, base=SPECS, rtrl=rtrl)
     assert made == []
     E.node("a[1:]")  # (the spy works: text that is not a name is a Code leaf)
     assert made == ["a[1:]"]
