@@ -1,7 +1,8 @@
-"""Expression nodes of generated code, and the printer: the one place where their text is made.
+"""Expression nodes of generated code; their text is made by :mod:`rnnspec.printer`.
 
-In: nodes built by the derivative rules (:mod:`rnnspec.ops`) and by codegen.  Out: Python text,
-from :func:`show`, with exactly the parentheses Python's precedence needs.  A rule builds
+In: nodes built by the derivative rules (:mod:`rnnspec.ops`) and by codegen.  Out: the same
+nodes, which :func:`rnnspec.printer.show` prints with exactly the parentheses Python's
+precedence needs (statements: :mod:`rnnspec.stmt`).  A rule builds
 ``Mul(g, Sub(Num(1), Mul(out, out)))``, never the string ``"g * (1 - out * out)"``, so the adjoint
 (and tangent) of every op is data that a test can print, evaluate or compare.
 
@@ -10,18 +11,19 @@ class index) or the tangent of a constant.  The smart constructors :func:`add`, 
 :func:`mul`, :func:`neg` simplify it away (``add(ZERO, x) is x``, ``mul(ZERO, x) is ZERO``), so
 no rule and no pass tests for ``None``.
 
-``Code`` is a leaf holding text that codegen made before this module existed (a buffer's window
-``h[t + 1]``, a dims variable); its binding strength is read from the text once, when the leaf
-is made.  Every other node is structure.
+``Code`` is a leaf holding text made outside the node world (the few that remain are listed in
+docs/architecture.md, Known debts); its binding strength is read from the text once, when the
+leaf is made.  Every other node is structure; :class:`Lit` is a Python value printed with repr
+(a string, a table).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Dict, Iterator, Optional, Tuple, Union
 
-# binding strengths, weakest first: ``a if c else b`` < ``a > b`` < ``a + b`` < ``a * b`` < ``-a``
-# < an atom (a name, a call, an index, an attribute)
-COND, COMPARE, SUM, PRODUCT, UNARY, ATOM = range(6)
+# binding strengths, weakest first: ``a if c else b`` < ``not a`` < ``a > b`` < ``a + b`` <
+# ``a * b`` < ``-a`` < an atom (a name, a call, an index, an attribute, a literal)
+COND, NOT, COMPARE, SUM, PRODUCT, UNARY, ATOM = range(7)
 
 
 class Expr:
@@ -29,6 +31,7 @@ class Expr:
     __slots__ = ()
 
     def __str__(self) -> str:
+        from .printer import show
         return show(self)
 
 
@@ -54,6 +57,12 @@ class Num(Expr):
 
 
 @dataclass(frozen=True)
+class Lit(Expr):
+    """A Python value printed with ``repr``: a string, None, a bool, a table (dict, tuple)."""
+    value: object
+
+
+@dataclass(frozen=True)
 class Code(Expr):
     """Text made outside the node world (see the module docstring), with its binding strength."""
     text: str
@@ -66,9 +75,14 @@ class Code(Expr):
 
 @dataclass(frozen=True)
 class Bin(Expr):
-    op: str  # '+', '-', '*', '/', '@', '>'
+    op: str  # '+', '-', '*', '/', '@', or a comparison: '>', '<', 'in', 'is', 'is not'
     left: Expr
     right: Expr
+
+
+@dataclass(frozen=True)
+class Not(Expr):
+    operand: Expr
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,18 @@ class List_(Expr):
 @dataclass(frozen=True)
 class Tuple_(Expr):
     items: Tuple[Expr, ...]
+    bare: bool = False  # ``a, b`` (the two sides of an unpacking assignment), not ``(a, b)``
+
+
+@dataclass(frozen=True)
+class Dict_(Expr):
+    """``{k: v, **d}`` (a key None: ``**value``).  ``lines``: one item a line, each with its
+    comment in ``notes`` ('' for none); ``fill``: items filled into lines of that many columns,
+    continued under the brace (see :func:`rnnspec.printer.show_stmt`)."""
+    items: Tuple[Tuple[Optional[Expr], Expr], ...]
+    lines: bool = False
+    notes: Tuple[str, ...] = ()
+    fill: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,20 +162,21 @@ class IfElse(Expr):
     other: Expr
 
 
-_BIN_LEVEL = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "@": PRODUCT, ">": COMPARE}
+_BIN_LEVEL = {"+": SUM, "-": SUM, "*": PRODUCT, "/": PRODUCT, "@": PRODUCT, ">": COMPARE,
+              "<": COMPARE, "in": COMPARE, "is": COMPARE, "is not": COMPARE}
 
 
 # ---- constructors -------------------------------------------------------------------------------
 def node(x) -> Expr:
-    """A node for ``x``: nodes pass through, ints and floats become :class:`Num`, text a
-    :class:`Code` leaf."""
+    """A node for ``x``: nodes pass through, ints and floats become :class:`Num`, None and
+    bools :class:`Lit`, an identifier a :class:`Name`, other text a :class:`Code` leaf."""
     if isinstance(x, Expr):
         return x
     if isinstance(x, bool) or x is None:
-        return Code(repr(x), ATOM)
+        return Lit(x)
     if isinstance(x, (int, float)):
         return Num(x)
-    return Code(str(x))
+    return Name(x) if x.isidentifier() else Code(str(x))
 
 
 def call(func: str, *args, **kwargs) -> Call:
@@ -226,6 +253,26 @@ def greater(a, b) -> Expr:
     return Bin(">", node(a), node(b))
 
 
+def compare(a, op: str, b) -> Expr:
+    """``a op b`` for a comparison ``op`` ('<', 'in', 'is not', ...)."""
+    return Bin(op, node(a), node(b))
+
+
+def lit(value) -> Lit:
+    return Lit(value)
+
+
+def dict_of(pairs, lines: bool = False, notes=()) -> Dict_:
+    """``{k: v, ...}`` from (key, value) pairs, each a node or a value for :func:`node`
+    (a key None: ``**value``, a text key a string literal)."""
+    return Dict_(tuple((k if k is None or isinstance(k, Expr) else Lit(k), node(v))
+                       for k, v in pairs), lines, tuple(notes))
+
+
+def tuple_of(*items, bare: bool = False) -> Tuple_:
+    return Tuple_(tuple(node(i) for i in items), bare)
+
+
 def neg(a) -> Expr:
     """``-a``; ``-(-x)`` is ``x``, and so is the negation of a text that is one ``-x``."""
     a = node(a)
@@ -236,65 +283,6 @@ def neg(a) -> Expr:
     if isinstance(a, Code) and a.level == UNARY and a.text.startswith("-"):
         return Code(a.text[1:])
     return Neg(a)
-
-
-# ---- the printer --------------------------------------------------------------------------------
-def level(e: Expr) -> int:
-    """How tightly ``e`` binds when printed (see the constants at the top)."""
-    if isinstance(e, Code):
-        return e.level
-    if isinstance(e, Bin):
-        return _BIN_LEVEL[e.op]
-    if isinstance(e, (Neg, Invert)):
-        return UNARY
-    if isinstance(e, Num):
-        return UNARY if e.value < 0 else ATOM
-    if isinstance(e, IfElse):
-        return COND
-    return ATOM
-
-
-def show(e: Expr, at_least: int = COND) -> str:
-    """The Python text of ``e``, parenthesized if it binds less tightly than ``at_least``."""
-    text = _text(e)
-    return text if level(e) >= at_least else f"({text})"
-
-
-def _text(e: Expr) -> str:
-    if isinstance(e, Code):
-        return e.text
-    if isinstance(e, Name):
-        return e.id
-    if isinstance(e, Num):
-        v = e.value
-        return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
-    if isinstance(e, Bin):  # left-associative: the right operand must bind more tightly
-        lv = _BIN_LEVEL[e.op]
-        return f"{show(e.left, lv)} {e.op} {show(e.right, lv + 1)}"
-    if isinstance(e, Neg):
-        return f"-{show(e.operand, ATOM)}"
-    if isinstance(e, Invert):
-        return f"~{show(e.operand, ATOM)}"
-    if isinstance(e, Attr):
-        return f"{show(e.value, ATOM)}.{e.attr}"
-    if isinstance(e, Index):
-        return f"{show(e.value, ATOM)}[{', '.join(_text(i) for i in e.index)}]"
-    if isinstance(e, Slice):
-        return f"{'' if e.lo is None else _text(e.lo)}:{'' if e.hi is None else _text(e.hi)}"
-    if isinstance(e, Ellipsis_):
-        return "..."
-    if isinstance(e, List_):
-        return f"[{', '.join(_text(i) for i in e.items)}]"
-    if isinstance(e, Tuple_):
-        return f"({', '.join(_text(i) for i in e.items)}{',' if len(e.items) == 1 else ''})"
-    if isinstance(e, Call):
-        parts = [_text(a) for a in e.args] + [f"{k}={_text(v)}" for k, v in e.kwargs]
-        return f"{show(e.func, ATOM)}({', '.join(parts)})"
-    if isinstance(e, IfElse):
-        return f"{show(e.then, COMPARE)} if {show(e.cond, COMPARE)} else {_text(e.other)}"
-    if isinstance(e, Zero):
-        raise AssertionError("bug in rnnspec: a symbolic zero reached the printer")
-    raise TypeError(f"not an expression node: {e!r}")
 
 
 def _level_of(text: str) -> int:
@@ -357,69 +345,3 @@ def replace(e: Expr, table: Dict[Expr, Expr]) -> Expr:
     if not is_dataclass(e) or not fields(e) or isinstance(e, Code):
         return e
     return type(e)(**{f.name: one(getattr(e, f.name)) for f in fields(e)})
-
-
-# ---- statements ---------------------------------------------------------------------------------
-class Stmt:
-    """A statement of generated code (frozen dataclasses below), printed by :func:`show_stmt`."""
-    __slots__ = ()
-
-
-@dataclass(frozen=True)
-class Assign(Stmt):
-    """``target = value``, or with ``op='+='`` ``target += value`` (``*=``, ...); ``note``: a
-    comment at the end of the line."""
-    target: Expr
-    value: Expr
-    op: str = "="
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class If(Stmt):
-    """``if cond:`` (with a comment ``note``) and its body; ``orelse``: an ``else:`` body (with
-    its own comment ``else_note``)."""
-    cond: Expr
-    body: Tuple[Stmt, ...]
-    note: str = ""
-    orelse: Tuple[Stmt, ...] = ()
-    else_note: str = ""
-
-
-@dataclass(frozen=True)
-class Do(Stmt):
-    """An expression evaluated for its effect: ``np.tanh(a, out=h[t])``."""
-    value: Expr
-
-
-def assign(target, value, op: str = "=", note: str = "") -> Assign:
-    return Assign(node(target), node(value), op, note)
-
-
-def tuple_of(*items) -> Tuple_:
-    return Tuple_(tuple(node(i) for i in items))
-
-
-def guarded(cond, stmt: Stmt) -> Stmt:
-    """``stmt``, under ``if cond:`` when there is a condition (None: always)."""
-    return stmt if cond is None else If(node(cond), (stmt,))
-
-
-def show_stmt(s: Stmt, indent: str = "    ") -> list:
-    """The lines of statement ``s`` (a body indented by ``indent``)."""
-    if isinstance(s, Assign):
-        return [f"{show(s.target)} {s.op} {show(s.value)}" + _note(s.note)]
-    if isinstance(s, Do):
-        return [show(s.value)]
-    if isinstance(s, If):
-        lines = [f"if {show(s.cond)}:" + _note(s.note)] + [
-            indent + line for b in s.body for line in show_stmt(b)]
-        if s.orelse:
-            lines += ["else:" + _note(s.else_note)] + [
-                indent + line for b in s.orelse for line in show_stmt(b)]
-        return lines
-    raise TypeError(f"not a statement node: {s!r}")
-
-
-def _note(text: str) -> str:
-    return f"  # {text}" if text else ""

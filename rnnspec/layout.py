@@ -326,10 +326,12 @@ def gradient_flows(s: Schedule) -> Set[int]:
     return flows
 
 
-def backward_reads(s: Schedule, lay: "Layout") -> Set[int]:
-    """The ops whose forward values the backward pass reads (what the cache keeps)."""
+def backward_reads(s: Schedule, lay: "Layout", flows: Optional[Set[int]] = None) -> Set[int]:
+    """The ops whose forward values the backward pass reads (what the cache keeps): what the
+    rules read.  (A gradient buffer does not need its value: one whose value is read anyway
+    is made like it, any other is shaped from the dims, see :func:`gradient_buffers`.)"""
     ops = s.graph.ops
-    flows = gradient_flows(s)
+    flows = gradient_flows(s) if flows is None else flows
     reads: Set[int] = set()
     for c in flows:
         op = ops[c]
@@ -345,9 +347,14 @@ def backward_reads(s: Schedule, lay: "Layout") -> Set[int]:
         for pos in r.needs_args:
             if pos < len(op.args) and any(p != pos or pos in r.reads_own for p in wanted):
                 reads.add(op.args[pos][0])
-    # a gradient buffer over all steps is made like its value (np.zeros_like)
-    reads |= {i for i in ops if gradient_buffer(s, i, flows)}
     return reads
+
+
+def gradient_buffers(s: Schedule, flows: Optional[Set[int]] = None) -> Set[int]:
+    """The ops whose gradient is a zero-filled buffer over all their steps
+    (:func:`gradient_buffer`), which the adjoint adds the contributions into."""
+    flows = gradient_flows(s) if flows is None else flows
+    return {i for i in s.graph.ops if gradient_buffer(s, i, flows)}
 
 
 def gradient_buffer(s: Schedule, i: int, flows: Set[int]) -> bool:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, FrozenSet, List, Optional
 
 from .errors import missing_rule
-from .expr import (ELLIPSIS, ZERO, Attr, Expr, List_, add, call, div, greater, matmul, method,
-                   mul, neg, node, span, sub, subscript)
+from .expr import (ELLIPSIS, ZERO, Attr, Bin, Expr, List_, Lit, Slice, add, call, div, greater,
+                   matmul, method, mul, neg, node, span, sub, subscript)
 from .runtime import helper_texts
 
 
@@ -206,10 +206,24 @@ register("softmax",
          needs_out=True, helpers=("_softmax",))
 
 
-def _concat_bound(i, sizes: List[str]):
-    start = " + ".join(sizes[:i]) or "0"
-    stop = " + ".join(sizes[:i + 1]) if i < len(sizes) - 1 else ""
-    return span("" if start == "0" else start, stop)
+def _concat_bound(i, sizes: List[Expr]):
+    """The columns of argument i of a concatenation of arguments of the given sizes."""
+    return Slice(_total(sizes[:i]), _total(sizes[:i + 1]) if i < len(sizes) - 1 else None)
+
+
+def _total(sizes: List[Expr]) -> Optional[Expr]:
+    """The sum of sizes, as one flat sum (``n + 2 * n + 1``, not ``n + (2 * n + 1)``); None
+    for no sizes."""
+    total = None
+    for size in sizes:
+        total = size if total is None else _plus(total, size)
+    return total
+
+
+def _plus(a: Expr, b: Expr) -> Expr:
+    if isinstance(b, Bin) and b.op == "+":
+        return Bin("+", _plus(a, b.left), b.right)
+    return Bin("+", a, b)
 
 
 register("concat",
@@ -244,11 +258,11 @@ register("regroup",
 def _attention_options(params, score, roles, window, causal, qpos, last, **_):
     opts = {role: params[k] for k, role in enumerate(roles)}
     if window is not None:
-        opts["d"] = node(repr(window))
+        opts["d"] = Lit(window)
     opts["last"] = node(last)
     if causal:
         opts["qpos"] = node(qpos)
-    return node(repr(score)), opts
+    return Lit(score), opts
 
 
 def _attention_forward(q, K, *params, **attrs):
@@ -260,7 +274,7 @@ def _attention_backward(i, g, out, args, roles, **attrs):
     q, K, params = args[0], args[1], args[2:]
     score, opts = _attention_options(params, roles=roles, **attrs)
     wrt = ("q", "K")[i] if i < 2 else roles[i - 2]
-    return call("_attention_grad", g, out, q, K, score, repr(wrt), **opts)
+    return call("_attention_grad", g, out, q, K, score, Lit(wrt), **opts)
 
 
 register("attn_weights", _attention_forward, _attention_backward,
@@ -281,13 +295,12 @@ register("attn_context",
 # no gradient flows into targets.  choose(p): a class drawn from the distribution p (or its most
 # likely class), as a one-hot vector -- generation only, it has no derivative.
 register("onehot",
-         lambda y, size, delay, start, **_: call("_onehot", y, size, str(delay), str(start),
-                                                 "dtype"),
+         lambda y, size, delay, start, **_: call("_onehot", y, size, delay, start, "dtype"),
          lambda i, g, out, args, **_: ZERO,
          lambda d, out, args, **_: ZERO,
          no_grad={0}, helpers=("_onehot",))
 register("choose",
-         lambda p, start=None, **_: call("_choose", p, "rng", "greedy", *([start] if start else [])),
+         lambda p, start=(), **_: call("_choose", p, "rng", "greedy", *start),
          lambda i, g, out, args, **_: ZERO,
          lambda d, out, args, **_: ZERO,
          no_grad={0}, helpers=("_choose",))
@@ -309,7 +322,7 @@ def _tangent_of_loss(grad_of_arg0):
 
 
 def _cross_entropy_grad(args, w, g=1):
-    return call("_cross_entropy_grad", args[1], args[2], str(w), g)
+    return call("_cross_entropy_grad", args[1], args[2], w, g)
 
 
 def _squared_error_grad(args, w):
@@ -318,7 +331,7 @@ def _squared_error_grad(args, w):
 
 # cross_entropy(z, o, y): -log softmax(z)[y] computed stably from the logits z; o = softmax(z).
 register("cross_entropy",
-         lambda z, o, y, w=None, **_: call("_cross_entropy", z, y, str(w), o),
+         lambda z, o, y, w=None, **_: call("_cross_entropy", z, y, w, o),
          lambda i, g, out, args, w=None, **_: _cross_entropy_grad(args, w, g) if i == 0 else ZERO,
          _tangent_of_loss(_cross_entropy_grad),
          needs_args={1, 2}, no_grad={1, 2}, helpers=("_cross_entropy", "_cross_entropy_grad"),

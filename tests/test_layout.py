@@ -1,6 +1,7 @@
 """The layout pass alone: where every value lives and what the cache keeps, decided before any
 code is written; its printed plan pinned per spec (tests/golden/plans, one file per spec, the
 way sqlglot pins each optimizer pass), and `rnnspec plan`."""
+import re
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import rnnspec
 from conftest import ROOT, SPECS, spec_paths
 from rnnspec import api, codegen, layout
+from rnnspec.codegen import RUNTIME_BANNER
 import rnnspec.codegen.values  # noqa: F401 - patched below
 
 PLANS = ROOT / "tests" / "golden" / "plans"
@@ -88,7 +90,7 @@ def test_the_cache_keeps_exactly_what_the_backward_pass_reads():
 
 
 def test_a_plan_that_drops_a_read_value_fails_loudly(monkeypatch):
-    monkeypatch.setattr(codegen.values, "backward_reads", lambda s, lay: set())
+    monkeypatch.setattr(codegen.values, "backward_reads", lambda s, lay, *_: set())
     with pytest.raises(AssertionError, match="layout plan does not keep"):
         rnnspec.generate((SPECS / "elman.rnn").read_text(), None, "elman.rnn")
 
@@ -107,11 +109,11 @@ def test_cli_plan_prints_the_plan(tmp_path):
     assert "bad.rnn:3:" in r.stderr and "zz" in r.stderr
 
 
-def test_a_state_computed_for_all_steps_keeps_what_its_gradient_buffer_is_made_like():
+def test_a_state_computed_for_all_steps_has_a_gradient_buffer():
     """teacher_forcing.rnn with the output state o a plain affine map (its softmax a value p):
     o is computed for all steps at once, and its gradient still scatters up['final']['o'] into
-    its last step.  Was: AssertionError, the backward pass reads ['o'] that the plan did not
-    keep."""
+    its last step (a buffer shaped from the dims, or made like o when o is read anyway).  Was:
+    AssertionError, the backward pass reads ['o'] that the plan did not keep."""
     text = (SPECS / "teacher_forcing.rnn").read_text()
     text = text.replace("o[t] = softmax(c + V @ h[t])", "o[t] = c + V @ h[t]\np[t] = softmax(o[t])")
     text = text.replace("cross_entropy(o[t], y[t])", "cross_entropy(p[t], y[t])")
@@ -119,3 +121,23 @@ def test_a_state_computed_for_all_steps_keeps_what_its_gradient_buffer_is_made_l
     mod = api.load_module(rnnspec.generate(text, None, "tf3.rnn"), "tf3")
     report = rnnspec.gradcheck(mod, seed=0)
     assert report.ok, report
+
+
+def test_a_gradient_buffer_keeps_no_value_of_its_own():
+    """jordan.rnn: the output's pre-activation a_o gets a gradient buffer (read after its loop)
+    but no rule reads a_o, so the buffer is shaped from the dims and the cache does not keep
+    a_o.  In every spec, a buffer made like a value (np.zeros_like) is made like a parameter
+    or like a value the backward pass reads anyway."""
+    a, lay, _ = _storage("jordan")
+    a_o = next(i for i, op in a.graph.ops.items() if op.label == "a_o")
+    assert a_o in layout.gradient_buffers(a.schedule)
+    assert a_o not in layout.backward_reads(a.schedule, lay)
+    source = rnnspec.generate((SPECS / "jordan.rnn").read_text(), None, "jordan.rnn")
+    assert "d_a_o = np.zeros((T, B, n_out), dtype)" in source
+    assert "cache['a_o']" not in source and "np.zeros_like(a_o)" not in source
+    for path in sorted(SPECS.glob("*.rnn")):
+        source = rnnspec.generate(path.read_text(), None, path.name, base=SPECS)
+        cached = set(re.findall(r"cache\['(\w+)'\] = ", source))
+        params = set(re.findall(r"^    (\w+) = params\['", source, re.M))
+        liked = set(re.findall(r"np\.zeros_like\((\w+)\)", source.split(RUNTIME_BANNER)[0]))
+        assert liked <= cached | params, (path.name, liked - cached - params)

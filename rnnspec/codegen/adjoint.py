@@ -16,18 +16,20 @@ from typing import Dict, List, Optional, Tuple
 from ..check import PARAM, STATIC, STEP
 from ..delays import SAME
 from ..errors import missing_rule
-from ..expr import (ATOM, ZERO, Code, Expr, If, IfElse, Invert, List_, Name, add, assign, call,
-                    guarded, method, mul, show, subscript, tuple_of)
+from ..expr import (ATOM, ELLIPSIS, ZERO, Expr, IfElse, Index, Invert, List_, Lit, Name, Not, add,
+                   call, compare, method, mul, span, subscript, tuple_of)
+from ..printer import level, show
+from ..stmt import BLANK, PASS, Comment, Def, If, Stmt, assign, define, guarded, param
 from ..layout import LEAVES
 from ..ops import RULES, is_loss, rule
 from ..pytext import MARK
-from .cuts import Cuts, scaled
+from .cuts import Cuts, scaled, sweeps_hook, sweeps_weights
 from .names import PLACEHOLDER
-from .text import Emitter, _atomic, _plain, spec_comment, wrap
+from .text import Emitter, _plain, spec_comment
 from .results import Results
 from .values import Pass
 
-LOSS_GIVEN = "d_loss is not None"  # the condition of the loss's gradient (targets were given)
+LOSS_GIVEN = compare("d_loss", "is not", None)  # the loss's gradient's condition (targets given)
 TRUNCATE_DOC = (  # (backward's docstring on truncation: rnnspec.truncation)
     "xi (T,) or (T, B): the gradient flowing from step t back to step t - 1 through",
     "the recurrences is multiplied by xi[t] (randomized truncation); truncate=(k, k):",
@@ -35,13 +37,26 @@ TRUNCATE_DOC = (  # (backward's docstring on truncation: rnnspec.truncation)
 SWEEPS_DOC = ("truncate=(k1, k2), k1 < k2: the losses of every k1 steps backpropagated k2 steps",
               "(Williams & Peng's TBPTT(k1, k2), in ceil(k2 / k1) sweeps).")
 REFUSED_DOC = ("This network cannot be truncated (see TRUNCATE): xi and truncate must be None.",)
+BACKWARD_DOC = (  # (backward's docstring: before and after the lines on truncation)
+    ("Vector-Jacobian product of the whole unrolled network (BPTT).", "",
+     "d_outputs may hold an upstream gradient for any named value (same shape as in",
+     "outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed)."),
+    ("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec",
+     "(and with state_grads=True 'states': each state's gradient at every step)."))
+
+
+@dataclass(frozen=True)
+class _Buffer(Stmt):
+    """Where a per-step gradient buffer goes before a BPTT loop; what it is (its own array or
+    a view of a stacked one) is decided once the loop's steps are built (Adjoint.placed)."""
+    name: str
 
 
 @dataclass
 class Grad:
-    step: Optional[str]  # text of the gradient at step t (loop ops)
-    all: Optional[str]  # text of the gradient for all steps
-    cond: Optional[str] = None  # run-time condition under which it exists (None: always)
+    step: Optional[Expr]  # the gradient at step t (loop ops)
+    all: Optional[Expr]  # the gradient for all steps
+    cond: Optional[Expr] = None  # run-time condition under which it exists (None: always)
 
 
 @dataclass
@@ -49,9 +64,9 @@ class Term:
     """One contribution to an op's gradient: an expression node (a rule's vector-Jacobian
     product, summed over broadcast axes), printed only where a line is written."""
     value: Expr
-    cond: Optional[str] = None  # run-time condition (a 'maybe' gradient)
+    cond: Optional[Expr] = None  # run-time condition (a 'maybe' gradient)
     steps: int = 0  # added that many steps back in the buffer (negative: ahead)
-    index: Optional[str] = None  # scatter into one index (or index array) of the buffer
+    index: Optional[Tuple[Expr, ...]] = None  # scatter into one index (or index array)
     final_steps: int = 0  # the d > 1 steps of a final state: the older ones cross steps
 
     @property
@@ -77,25 +92,25 @@ def reduce(vjp: Expr, src, dst, mode: str) -> Expr:
     k = src_tk - dst_tk
     if k <= 0:
         return vjp
-    return method(vjp, "sum", axis=0 if k == 1 else Code("(0, 1)"))
+    return method(vjp, "sum", axis=0 if k == 1 else Lit((0, 1)))
 
 
 class Adjoint(Pass):
     """The backward function of one schedule."""
 
     # ----- backward --------------------------------------------------------------------------
-    def backward(self) -> List[str]:
+    def backward(self) -> Def:
         self.grad: Dict[int, Optional[Grad]] = {}
         self.bufname: Dict[int, str] = {}
-        self.empty_buf: Dict[str, tuple] = {}  # per-step gradient buffers: (emitter, line)
-        self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts)
+        self.empty_buf: Dict[str, Expr] = {}  # per-step gradient buffers not yet placed: shape
+        self.views: Dict[str, tuple] = {}  # buffer -> (stacked buffer, position, parts, ...)
         self.slopes: Dict[int, str] = {}  # loop activation -> its derivative at every step
         self.cuts = Cuts(self.v.truncation is None)  # where xi scales it (truncation)
-        self.pre: Optional[Emitter] = None  # the lines before the BPTT loop being emitted
+        self.pre: Optional[Emitter] = None  # the statements before the BPTT loop being built
         body = Emitter()
-        body.level = 1
         if self.g.losses:
-            body("d_loss = up.get('loss', 1.0) if cache['has_loss'] else None")
+            body(assign("d_loss", IfElse(method("up", "get", Lit("loss"), Lit(1.0)),
+                                         subscript("cache", Lit("has_loss")), Lit(None))))
         for k in reversed(range(len(self.s.stages))):
             self.last = [None]
             if self.s.stages[k].kind == "loop":
@@ -112,56 +127,29 @@ class Adjoint(Pass):
             raise AssertionError(f"bug in rnnspec: the backward pass reads {names}, which the "
                                  f"layout plan does not keep")
         em = Emitter()
-        em(f"def {self.v.fname('backward')}(params, cache, d_outputs=None, xi=None, "
-           f"truncate=None, state_grads=False):")
-        with em.indent():
-            em('"""Vector-Jacobian product of the whole unrolled network (BPTT).')
-            em("")
-            em("d_outputs may hold an upstream gradient for any named value (same shape as in")
-            em("outputs), for 'final' states, and for 'loss' (default 1.0 when a loss was computed).")
-            sweeps = self.sweeps_weights()
-            for line in (TRUNCATE_DOC + (SWEEPS_DOC if sweeps else ())
-                         if self.v.truncation is None else REFUSED_DOC):
-                em(line)
-            em("Returns {'params': ..., 'inputs': ..., 'state0': ...}, each keyed like the spec")
-            em("(and with state_grads=True 'states': each state's gradient at every step).")
-            em('"""')
-            em("up = _upstream(d_outputs, cache)")
-            em("dims = cache['dims']")
-            em(self.v.dims_line())
-            if sweeps:
-                self.sweeps_hook(em, sweeps)
-            em("xi = _truncation(xi, truncate, dims)  # None: full BPTT")
-            self.v.mask_lines(em, text)
-            for d in sorted(self.v.dims_used):
-                if self.v.dimvar(d) in used:
-                    em(f"{self.v.dimvar(d)} = dims[{d!r}]")
-            for i in self.v.leaf_ids("param"):
-                if self.v.pyname[i] in used:
-                    em(f"{self.v.pyname[i]} = params[{self.ops[i].name!r}]")
-            for name in self.v.cache_names():
-                if name in used:
-                    em(f"{name} = cache[{name!r}]" if name not in self.v.target_names() and
-                       name not in self.v.weight_var.values() else f"{name} = cache.get({name!r})")
-        em.lines.extend(body.lines)
-        return em.lines
-
-    def sweeps_weights(self) -> Optional[tuple]:
-        """The cache's per-step loss weights, when backward can run TBPTT(k1, k2) with k1 < k2
-        as sweeps (runtime/sweeps.py): a truncatable, unsegmented module all of whose loss terms
-        have per-step weights (what a sweep masks); else None."""
-        weights = tuple(self.v.weights(i) for i in self.g.losses)
-        if self.v.truncation is not None or self.v.segmented or not weights or None in weights:
-            return None
-        return weights
-
-    def sweeps_hook(self, em: Emitter, weights: tuple) -> None:
-        """TBPTT(k1, k2) with k1 < k2: backward runs itself once per sweep of blocks."""
-        self.v.sweeps = True
-        em("if _sweeps(truncate, dims):  # TBPTT(k1, k2), k1 < k2: a sweep per set of blocks")
-        with em.indent():
-            em(f"return _tbptt_sweeps({self.v.fname('backward')}, params, cache, d_outputs, xi, "
-               f"truncate, state_grads, {weights!r})")
+        em(assign("up", call("_upstream", "d_outputs", "cache")))
+        em(assign("dims", subscript("cache", Lit("dims"))))
+        em(self.v.dims_line())
+        sweeps = sweeps_weights(self.v)
+        if sweeps:
+            em(sweeps_hook(self.v, sweeps))
+        em(assign("xi", call("_truncation", "xi", "truncate", "dims"), note="None: full BPTT"))
+        self.v.mask_lines(em, text)
+        em.extend(assign(self.v.dimvar(d), subscript("dims", Lit(d)))
+                  for d in sorted(self.v.dims_used) if self.v.dimvar(d) in used)
+        em.extend(assign(self.v.pyname[i], subscript("params", Lit(self.ops[i].name)))
+                  for i in self.v.leaf_ids("param") if self.v.pyname[i] in used)
+        for name in self.v.cache_names():
+            if name in used:
+                maybe = name in self.v.target_names() or name in self.v.weight_var.values()
+                em(assign(name, method("cache", "get", Lit(name)) if maybe
+                          else subscript("cache", Lit(name))))
+        em.extend(body.stmts)
+        params = ["params", "cache", param("d_outputs", None), param("xi", None),
+                  param("truncate", None), param("state_grads", False)]
+        doc = BACKWARD_DOC[0] + (TRUNCATE_DOC + (SWEEPS_DOC if sweeps else ())
+                                 if self.v.truncation is None else REFUSED_DOC) + BACKWARD_DOC[1]
+        return define(self.v.fname("backward"), params, doc, em.stmts)
 
     def has_grad(self, i: int) -> bool:
         return self.ops[i].op not in ("const", "target")
@@ -175,30 +163,29 @@ class Adjoint(Pass):
             pieces = []
             for c, _, _ in parts:
                 g = self.grad.get(c)
-                text = None if g is None else (g.step if mode == "step" else g.all)
-                if text is not None and g.cond:
-                    text = f"({text} if {g.cond} else {self.v.zeros(c, mode)})"
-                pieces.append(text)
+                piece = None if g is None else (g.step if mode == "step" else g.all)
+                if piece is not None and g.cond is not None:
+                    piece = IfElse(piece, g.cond, self.v.zeros(c, mode))
+                pieces.append(piece)
             stacked = self.stacked_grad(i, parts, pieces, mode)
             if stacked:
-                terms.append(Term(Code(stacked)))
+                terms.append(Term(stacked))
             elif any(p is not None for p in pieces):
                 pieces = [p if p is not None else self.v.zeros(c, mode)
                           for p, (c, _, _) in zip(pieces, parts)]
-                terms.append(Term(call("np.concatenate", List_(tuple(Code(p) for p in pieces)),
-                                       axis=-1)))
+                terms.append(Term(call("np.concatenate", List_(tuple(pieces)), axis=-1)))
             consumers = [c for c in consumers if c not in parts]
         for c, pos, delay in consumers:
             g = self.grad.get(c)
             if g is None:
                 continue
-            gtext = g.step if mode == "step" else g.all
-            if gtext is None:
+            gval = g.step if mode == "step" else g.all
+            if gval is None:
                 raise AssertionError(f"internal: no all-steps gradient for op {c}")
             cond = g.cond
             cop = self.ops[c]
             if cop.op == "pick":
-                terms.append(Term(Code(gtext), cond, index=self.v.pick_index(c)))
+                terms.append(Term(gval, cond, index=self.v.pick_index(c)))
                 continue
             r = RULES.get(cop.op)
             if r is None:
@@ -206,11 +193,11 @@ class Adjoint(Pass):
             self.v.helpers.update(r.helpers)
             if mode == "step" and r.slope and self.pre is not None and c not in self.local:
                 t = self.v.tvar(self.v.axis_of(c))
-                terms.append(Term(mul(Code(gtext), subscript(Name(self.slope(c)), t)), cond))
+                terms.append(Term(mul(gval, subscript(Name(self.slope(c)), t)), cond))
                 continue
-            args = [Code(self.v.val(a, d, mode)) for a, d in cop.args]
-            out = Code(self.v.val(c, SAME, mode)) if r.needs_out else None
-            vjp = r.backward(pos, Code(gtext), out, args, **self.v.attrs(cop, mode))
+            args = [self.v.val(a, d, mode) for a, d in cop.args]
+            out = self.v.val(c, SAME, mode) if r.needs_out else None
+            vjp = r.backward(pos, gval, out, args, **self.v.attrs(cop, mode))
             if vjp is ZERO:
                 continue
             if pos not in r.reduced:
@@ -223,54 +210,49 @@ class Adjoint(Pass):
         (it depends only on the forward pass's output, not on the recursion)."""
         if c not in self.slopes:
             name = self.v.fresh(f"{self.v.pyname[c]}_slope")
-            text = show(rule(self.ops[c].op).slope(Code(self.v.val(c, SAME, "all"))))
-            self.pre(f"{name} = {text}  # {self.ops[c].op}' at every step")
+            slope = rule(self.ops[c].op).slope(self.v.val(c, SAME, "all"))
+            self.pre(assign(name, slope, note=f"{self.ops[c].op}' at every step"))
             self.slopes[c] = name
         return self.slopes[c]
 
-    def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[str]:
+    def stacked_grad(self, i: int, parts, pieces, mode: str) -> Optional[Expr]:
         """The gradient of fused product ``i`` when its parts' gradients are the loop's
         per-step buffers: they become views of one (T, B, sum of sizes) buffer, written in
-        place by the loop, so no step (and no pass after the loop) concatenates them."""
+        place by the loop, so no step (and no pass after the loop) concatenates them.  (The
+        buffers are placed once the loop's steps are built: :meth:`placed`.)"""
         if any(p is None for p in pieces):
             return None
         if mode == "all":  # after the loop: the views of one stacked buffer, in order
-            views = [self.views.get(p) for p in pieces]
+            views = [self.views.get(p.id) if isinstance(p, Name) else None for p in pieces]
             if views[0] and all(v and v[0] == views[0][0] and v[1] == k
                                 for k, v in enumerate(views)) and views[0][2] == len(pieces):
-                return views[0][0]
+                return Name(views[0][0])
             return None
-        t = self.v.tvar(self.v.axis_of(i))
-        names = [p[:-len(f"[{t}]")] for p in pieces if p.endswith(f"[{t}]")]
+        t = Name(self.v.tvar(self.v.axis_of(i)))
+        names = [p.value.id for p in pieces if isinstance(p, Index) and p.index == (t,)
+                 and isinstance(p.value, Name)]
         if len(names) != len(pieces) or len(set(names)) != len(names) or \
                 not all(n in self.empty_buf for n in names):
             return None
         gn = self.gname(i)
         op = self.ops[i]
-        T = self.v.tsym(self.v.axis_of(i))
-        first = min(self.empty_buf[n][1] for n in names)
+        shape = tuple_of(self.v.tsym(self.v.axis_of(i)), self.v.bsym(self.v.axis_of(i)),
+                         self.v.size(op.ty.rows))
         for k, (n, (c, _, _)) in enumerate(zip(names, parts)):
-            em, at = self.empty_buf.pop(n)
+            del self.empty_buf[n]
             lo, hi = self.v.attrs(self.ops[c])["bounds"][self.ops[c].attrs["index"]]
-            indent = em.lines[at][:len(em.lines[at]) - len(em.lines[at].lstrip())]
-            line = f"{indent}{n} = {gn}[..., {lo}:{hi}]"
-            if at == first:
-                line = (f"{indent}{gn} = np.empty(({T}, {self.v.bsym(self.v.axis_of(i))}, "
-                        f"{self.v.dim(op.ty.rows)}), dtype)  # the gradients below, side by side"
-                        f"\n{line}")
-            em.lines[at] = line
-            self.views[n] = (gn, k, len(names))
-        return f"{gn}[{t}]"
+            self.views[n] = (gn, k, len(names), shape, subscript(gn, ELLIPSIS, span(lo, hi)))
+        return subscript(gn, t)
 
     def upstream_terms(self, i: int) -> List[Term]:
         op = self.ops[i]
         terms = []
         if op.name and op.op not in ("param", "input", "target") and op.name in self.g.values:
-            terms.append(Term(subscript(Name("up"), repr(op.name)), f"{op.name!r} in up"))
+            terms.append(Term(subscript("up", Lit(op.name)), compare(Lit(op.name), "in", "up")))
         if op.name in self.m.states and op.op not in ("param", "input"):
             D = self.v.carry_steps(op.name)
-            terms.append(Term(subscript(Code("up['final']"), repr(op.name)),
-                              f"{op.name!r} in up['final']",
+            final = subscript("up", Lit("final"))
+            terms.append(Term(subscript(final, Lit(op.name)), compare(Lit(op.name), "in", final),
                               index=self.v.final_index(op.name), final_steps=D if D > 1 else 0))
         return terms
 
@@ -283,20 +265,22 @@ class Adjoint(Pass):
                 continue
             total = self.initial_grad(s)
             if total and self.ops[i].ty.tk == PARAM:  # one value for all sequences: summed
-                total = f"{wrap(total, ATOM)}.sum(axis=0)"
+                total = method(total, "sum", axis=0)
             if total:
-                terms.append(Term(Code(total), f"not cache['state0_given'][{name!r}]"))
+                given = subscript(subscript("cache", Lit("state0_given")), Lit(name))
+                terms.append(Term(total, Not(given)))
         return terms
 
-    def initial_grad(self, s: int) -> Optional[str]:
+    def initial_grad(self, s: int) -> Optional[Expr]:
         """The gradient of state s's initial value: its buffer's gradient over the initial
         steps (before step 1 and/or after step T), summed; None when it has none."""
         before, after = self.s.padding.get(s, (0, 0))
         if s not in self.bufname or not (before or after):
             return None
-        gn, T = self.bufname[s], self.v.tsym(self.v.axis_of(s))
-        return " + ".join(([f"{gn}[:{before}].sum(axis=0)"] if before else []) +
-                          ([f"{gn}[{T} + {before}:].sum(axis=0)"] if after else []))
+        gn, T = self.bufname[s], Name(self.v.tsym(self.v.axis_of(s)))
+        parts = ([span(None, before)] if before else []) + ([span(add(T, before), None)]
+                                                            if after else [])
+        return _sum(method(subscript(gn, p), "sum", axis=0) for p in parts)
 
     def gname(self, i: int) -> str:
         if i not in self.bufname:
@@ -310,46 +294,46 @@ class Adjoint(Pass):
             return
         cons = self.s.consumers[i]
         if is_loss(op.op):
-            self.grad[i] = Grad(None, "d_loss", LOSS_GIVEN)
+            self.grad[i] = Grad(None, Name("d_loss"), LOSS_GIVEN)
             return
         terms = self.terms_from(i, cons, "all") + self.upstream_terms(i) + self.init_terms(i)
         last = self.last
         if not terms:
             self.grad[i] = None
             return
-        scatter = any(t.index is not None or t.steps for t in terms) or self.v.extra(i)
-        if op.op not in LEAVES and (scatter or len(terms) > 1 or not _atomic(terms[0].text)):
+        scatter = i in self.v.grad_buffers  # (the layout's decision: rnnspec.layout)
+        if op.op not in LEAVES and (scatter or len(terms) > 1 or level(terms[0].value) < ATOM):
             spec_comment(em, op.stmt, last)
         if scatter:
             gn = self.gname(i)
-            em.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
+            em.stmt(assign(gn, self.v.zero_buffer(i)))
             for t in terms:
                 em.stmt(guarded(t.cond, self.add_term(gn, t, i)))
             self.grad[i] = Grad(None, self.v.window(gn, i, 0))
             return
         always = [t for t in terms if t.cond is None]
         maybe = [t for t in terms if t.cond is not None]
-        if len(always) == 1 and not maybe and _plain(always[0].text):
-            self.grad[i] = Grad(None, always[0].text)
+        if len(always) == 1 and not maybe and _plain(always[0].value):
+            self.grad[i] = Grad(None, always[0].value)
             return
-        if not always and len(maybe) == 1 and _plain(maybe[0].text):
-            self.grad[i] = Grad(None, maybe[0].text, maybe[0].cond)
+        if not always and len(maybe) == 1 and _plain(maybe[0].value):
+            self.grad[i] = Grad(None, maybe[0].value, maybe[0].cond)
             return
         gn = self.gname(i)
         if always:
             em.stmt(assign(gn, _sum(t.value for t in always)))
             for t in maybe:
                 em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
-            self.grad[i] = Grad(None, gn)
+            self.grad[i] = Grad(None, Name(gn))
             return
         # only optional contributions (the loss's, an upstream gradient's): the gradient is an
         # array in every case, zero when none is there, so nothing after this line tests it.
         # The loss's comes first: it is there whenever targets were given.
         maybe.sort(key=lambda t: t.cond != LOSS_GIVEN)
-        em.stmt(assign(gn, IfElse(maybe[0].value, Code(maybe[0].cond), Code(self.v.zeros(i)))))
+        em.stmt(assign(gn, IfElse(maybe[0].value, maybe[0].cond, self.v.zeros(i))))
         for t in maybe[1:]:
             em.stmt(guarded(t.cond, assign(gn, add(gn, t.value))))
-        self.grad[i] = Grad(None, gn)
+        self.grad[i] = Grad(None, Name(gn))
 
     def add_term(self, gn: str, term: Term, i: int):
         """``buffer += term`` into the part of op i's gradient buffer ``gn`` it adds to (and
@@ -359,29 +343,27 @@ class Adjoint(Pass):
                                    i in self.s.recurrent or self.ops[i].name in self.m.states)
         return self.cuts.choose([add_to], [scaled(add_to, xi)])[0] if xi is not None else add_to
 
-    def target(self, gn: str, term: Term, i: int) -> str:
+    def target(self, gn: str, term: Term, i: int) -> Expr:
         """The part of op i's gradient buffer ``gn`` that ``term`` adds to."""
         if term.index is not None:
-            return f"{gn}[{term.index}]"
+            return subscript(gn, *term.index)
         return self.v.window(gn, i, term.steps)
 
     def backward_loop(self, em: Emitter, k: int) -> None:
         """BPTT through loop stage k: the loop's steps in the opposite order."""
         loop = self.v.stage_ops(k)
         buffered, upstream_only = self.loop_buffers(k)
-        em("")
-        em("# gradients flowing into the loop from after it, and buffers for the loop")
+        em.extend([BLANK, Comment("gradients flowing into the loop from after it, and buffers "
+                                  "for the loop")])
         pre_lines = Emitter()
-        pre_lines.level = em.level
         self.pre = pre_lines
         loop_lines = Emitter()
-        loop_lines.level = em.level + 1
         for i in loop:
             if buffered[i]:
                 gn = self.gname(i)
                 cons = [c for c in self.s.consumers[i] if self.s.stage_of[c[0]] != k]
                 terms = self.terms_from(i, cons, "all") + self.upstream_terms(i)
-                pre_lines.stmt(assign(gn, call("np.zeros_like", self.v.pyname[i])))
+                pre_lines.stmt(assign(gn, self.v.zero_buffer(i)))
                 for t in terms:
                     pre_lines.stmt(guarded(t.cond, self.add_term(gn, t, i)))
         last = [None]
@@ -389,27 +371,37 @@ class Adjoint(Pass):
             if self.step_grad(pre_lines, loop_lines, k, i, buffered[i], upstream_only[i], last):
                 self.push_delayed(loop_lines, i, set(loop))
         self.pre = None
-        em.lines.extend(pre_lines.lines)
-        em(self.v.loop_header(k, backward=True))
-        if not loop_lines.lines:
-            loop_lines("pass")
-        em.lines.extend(loop_lines.lines)
-        em("")
+        em.extend(self.placed(pre_lines.stmts))
+        em.extend([self.v.loop(k, loop_lines.stmts or [PASS], backward=True), BLANK])
+
+    def placed(self, stmts) -> List:
+        """The statements before a BPTT loop with each per-step gradient buffer placed: its own
+        ``np.empty``, or (:meth:`stacked_grad`) a view of a stacked buffer, which is made
+        before the first of its views."""
+        out, made = [], set()
+        for st in stmts:
+            if not isinstance(st, _Buffer):
+                out.append(st)
+            elif st.name in self.views:
+                stack, _, _, shape, view = self.views[st.name]
+                if stack not in made:
+                    made.add(stack)
+                    out.append(assign(stack, call("np.empty", shape, "dtype"),
+                                      note="the gradients below, side by side"))
+                out.append(assign(st.name, view))
+            else:
+                out.append(assign(st.name, call("np.empty", self.empty_buf[st.name], "dtype")))
+        return out
 
     def loop_buffers(self, k: int) -> Tuple[Dict[int, bool], Dict[int, bool]]:
-        """Which ops of loop stage k get a zero-filled gradient buffer over all steps (read after
-        the loop, by a later step, or a state), and which get only an optional upstream
-        gradient, added per step (an LSTM's named gates), with no buffer."""
-        stage_of = self.s.stage_of
+        """Which ops of loop stage k get a zero-filled gradient buffer over all steps (the
+        layout's decision, :func:`rnnspec.layout.gradient_buffer`: read after the loop, by a
+        later step, or a state), and which get only an optional upstream gradient, added per
+        step (an LSTM's named gates), with no buffer."""
         buffered, upstream_only = {}, {}
         for i in self.v.stage_ops(k):
-            cons = self.s.consumers[i]
-            outside = [c for c in cons if stage_of[c[0]] != k]
-            pushes = [c for c in cons if stage_of[c[0]] == k and c[2].steps]
-            named = bool(self.upstream_terms(i))
-            upstream_only[i] = named and not (outside or pushes) and \
-                self.ops[i].name not in self.m.states
-            buffered[i] = bool(outside or pushes or named) and not upstream_only[i]
+            buffered[i] = i in self.v.grad_buffers
+            upstream_only[i] = bool(self.upstream_terms(i)) and not buffered[i]
         return buffered, upstream_only
 
     def step_grad(self, pre_lines: Emitter, loop_lines: Emitter, k: int, i: int,
@@ -423,7 +415,6 @@ class Adjoint(Pass):
         if terms or buffered:
             spec_comment(loop_lines, op.stmt, last)
         value = _sum(t.value for t in terms)
-        total = show(value) if terms else ""
         if buffered:
             gn = self.gname(i)
             cur = self.v.at_step(gn, self.v.pad(i), i)
@@ -435,34 +426,34 @@ class Adjoint(Pass):
                 mvar = f"mask{self.v.sfx(self.v.axis_of(i))}"
                 mask = subscript(Name(mvar), self.v.tvar(self.v.axis_of(i)))
                 # (past a sequence's end there are no steps to cross: xi does not act here)
-                loop_lines.stmt(If(Code(f"{mvar} is not None"), (
-                    assign(prev, mul(Invert(mask), Code(cur)), "+="), assign(cur, mask, "*=")),
+                loop_lines.stmt(If(compare(mvar, "is not", None), (
+                    assign(prev, mul(Invert(mask), cur), "+="), assign(cur, mask, "*=")),
                     "past its end, the state was carried over"))
             self.grad[i] = Grad(cur, self.v.window(gn, i, 0))
         elif not terms:
             self.grad[i] = None
             return False
-        elif len(terms) == 1 and _atomic(total) and self._alias_all(i, same) and \
+        elif len(terms) == 1 and level(value) >= ATOM and self._alias_all(i, same) and \
                 not upstream_only:
-            self.grad[i] = Grad(total, self._alias_all(i, same))
+            self.grad[i] = Grad(value, self._alias_all(i, same))
         else:
             gn = self.gname(i)
             t = self.v.tvar(self.v.axis_of(i))
-            cur = f"{gn}[{t}]" if needs_all else gn
-            if needs_all and total != cur:
-                T = self.v.tsym(self.v.axis_of(i))
-                self.empty_buf[gn] = (pre_lines, len(pre_lines.lines))
-                pre_lines.stmt(assign(gn, call("np.empty", tuple_of(
-                    T, self.v.bsym(self.v.axis_of(i)), self.v.dim(op.ty.rows)), "dtype")))
-            if total != cur:  # (a stacked buffer is already written by its parts)
+            cur = subscript(gn, t) if needs_all else Name(gn)
+            if needs_all and value != cur:  # (placed after the loop's steps: a view?)
+                self.empty_buf[gn] = tuple_of(self.v.tsym(self.v.axis_of(i)),
+                                              self.v.bsym(self.v.axis_of(i)),
+                                              self.v.size(op.ty.rows))
+                pre_lines.stmt(_Buffer(gn))
+            if value != cur:  # (a stacked buffer is already written by its parts)
                 loop_lines.stmt(assign(cur, value))
             if upstream_only:
                 upv = self.v.fresh(f"up_{self.v.pyname[i]}")
-                pre_lines.stmt(assign(upv, method("up", "get", repr(op.name)),
+                pre_lines.stmt(assign(upv, method("up", "get", Lit(op.name)),
                                       note=f"upstream gradient of {op.name}"))
-                loop_lines.stmt(guarded(f"{upv} is not None",
+                loop_lines.stmt(guarded(compare(upv, "is not", None),
                                         assign(cur, add(cur, subscript(upv, t)))))
-            self.grad[i] = Grad(cur, gn if needs_all else None)
+            self.grad[i] = Grad(cur, Name(gn) if needs_all else None)
         return True
 
     def push_delayed(self, loop_lines: Emitter, i: int, loopset: set) -> None:
@@ -472,12 +463,12 @@ class Adjoint(Pass):
         op = self.ops[i]
         g = self.grad[i]
         r = rule(op.op)
-        args = [Code(self.v.val(a, d, "step")) for a, d in op.args]
-        out = Code(self.v.val(i, SAME, "step")) if r.needs_out else None
+        args = [self.v.val(a, d, "step") for a, d in op.args]
+        out = self.v.val(i, SAME, "step") if r.needs_out else None
         full, cut = [], []
         for pos, (a, d) in enumerate(op.args):
             if a in loopset and d.steps:
-                vjp = r.backward(pos, Code(g.step), out, args, **self.v.attrs(op, "step"))
+                vjp = r.backward(pos, g.step, out, args, **self.v.attrs(op, "step"))
                 if vjp is ZERO:
                     continue
                 full.append(assign(self.v.at_step(self.gname(a), self.v.pad(a) - d.steps, a),
@@ -488,8 +479,8 @@ class Adjoint(Pass):
         for st in self.cuts.choose(full, cut):
             loop_lines.stmt(st)
 
-    def _alias_all(self, i: int, same) -> Optional[str]:
-        """All-steps text of op i's gradient when it is exactly its single consumer's."""
+    def _alias_all(self, i: int, same) -> Optional[Expr]:
+        """All-steps value of op i's gradient when it is exactly its single consumer's."""
         if len(same) != 1:
             return None
         c, pos, _ = same[0]

@@ -4,13 +4,16 @@ In: the adjoint's statements that carry a gradient back across steps (a push thr
 ``h[t-d]`` in a loop, a term read steps back outside one, the older steps of a final state).
 Out: for a module that can be truncated (:mod:`rnnspec.truncation`), ``if xi is None:`` the
 statements as they are, ``else:`` each scaled by xi over the steps it crosses; for any other
-module, the statements alone.
+module, the statements alone.  And TBPTT(k1, k2) with k1 < k2: backward's first statement
+hands the work to the runtime's sweeps (rnnspec/runtime/sweeps.py), which call it once per
+sweep of blocks.
 """
 from __future__ import annotations
 
 from typing import List, Optional
 
-from ..expr import Code, Expr, If, Name, Stmt, assign, call, guarded, mul, subscript
+from ..expr import Expr, Lit, Name, call, compare, mul, subscript, tuple_of
+from ..stmt import If, Stmt, assign, guarded, returns
 
 NOTE = "truncated: scaled by xi over the steps it goes back"
 
@@ -29,7 +32,7 @@ class Cuts:
             return subscript(Name("xi"), t)
         if d not in self.spans:
             self.spans.add(d)
-            pre.stmt(guarded("xi is not None", assign(
+            pre.stmt(guarded(compare("xi", "is not", None), assign(
                 f"xi_{d}", call("_xi_span", "xi", d), note=f"xi over the {d} steps crossed")))
         return subscript(Name(f"xi_{d}"), t)
 
@@ -48,9 +51,29 @@ class Cuts:
         """The statements: as they are, or under ``if xi is None:`` with their cut forms."""
         if not self.enabled or not full:
             return full
-        return [If(Code("xi is None"), tuple(full), orelse=tuple(cut), else_note=NOTE)]
+        return [If(compare("xi", "is", None), tuple(full), orelse=tuple(cut), else_note=NOTE)]
 
 
 def scaled(stmt, factor: Expr) -> Stmt:
     """``target += factor * value`` for ``target += value``."""
     return assign(stmt.target, mul(factor, stmt.value), stmt.op)
+
+
+def sweeps_weights(v) -> Optional[tuple]:
+    """The cache's per-step loss weights, when backward (of values ``v``) can run TBPTT(k1,
+    k2) with k1 < k2 as sweeps: a truncatable, unsegmented module all of whose loss terms have
+    per-step weights (what a sweep masks); else None."""
+    weights = tuple(v.weights(i) for i in v.g.losses)
+    if v.truncation is not None or v.segmented or not weights or None in weights:
+        return None
+    return weights
+
+
+def sweeps_hook(v, weights: tuple) -> Stmt:
+    """``if _sweeps(truncate, dims): return _tbptt_sweeps(backward, ...)`` (and the module
+    gets the runtime's sweeps group)."""
+    v.sweeps = True
+    return If(call("_sweeps", "truncate", "dims"), (returns(call(
+        "_tbptt_sweeps", v.fname("backward"), "params", "cache", "d_outputs", "xi", "truncate",
+        "state_grads", tuple_of(*(Lit(w) for w in weights)))),),
+        note="TBPTT(k1, k2), k1 < k2: a sweep per set of blocks")

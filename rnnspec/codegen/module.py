@@ -14,8 +14,9 @@ from .. import __version__
 from ..ast import walk
 from ..check import PARAM
 from ..ops import HELPERS, is_loss
-from ..pytext import comment, escape
+from ..expr import Lit, dict_of
 from ..runtime import helper_texts
+from ..stmt import BLANK, Comment, Docstring, Import, Verbatim, assign
 from .text import Emitter
 from .adjoint import Adjoint
 from .forward import Forward
@@ -49,6 +50,14 @@ TANGENTS = helper_texts("tangents.py")["tangents"]  # the forward-mode helpers o
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
+def table(name: str, value, note: str = "", lines: bool = False):
+    """``NAME = value`` (a Python value, printed with repr), or with ``lines`` a dict with one
+    entry a line."""
+    if lines:
+        return assign(name, dict_of([(k, Lit(v)) for k, v in value.items()], lines=True), note=note)
+    return assign(name, Lit(value), note=note)
+
+
 class ModuleWriter(Pass):
     """The text of one generated module."""
 
@@ -57,102 +66,84 @@ class ModuleWriter(Pass):
                checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None) -> str:
         """The module's text; ``rtrl``: the Values of the unfused schedule that the generated
         ``rtrl`` (:mod:`.rtrl`) follows."""
-        bwd = Adjoint(self.v).backward()  # (first: the names it makes come first)
-        fwd = Forward(self.v).forward()
+        bwd = [Adjoint(self.v).backward()]  # (first: the names it makes come first)
+        fwd = [Forward(self.v).forward()]
         if rtrl is not None:
-            bwd += ["", ""] + Rtrl(rtrl).function()
+            bwd += [BLANK, BLANK, Rtrl(rtrl).function()]
             self.v.helpers |= rtrl.helpers
         for v in variants or []:
             if v.variant != "sample":
-                bwd += ["", ""] + Adjoint(v).backward()
-            fwd += ["", ""] + Forward(v).forward()
+                bwd += [BLANK, BLANK, Adjoint(v).backward()]
+            fwd += [BLANK, BLANK, Forward(v).forward()]
             self.v.helpers |= v.helpers
-        m = self.m
         em = Emitter()
-        em(comment(f"generated from {self.v.filename} by rnnspec {__version__} -- do not edit; "
+        em(Comment(f"generated from {self.v.filename} by rnnspec {__version__} -- do not edit; "
                    f"edit the spec and recompile"))
-        doc = self.docstring(checkpoint, rtrl is not None)
-        em('"""' + "\n".join(escape(line) for line in doc.split("\n")))
-        em('"""')  # the docstring is doc + "\n", checked at the end
-        em("import numpy as np")
-        em("")
-        em(f"DIMS = {dict(m.dims)!r}")
-        axes = {a: self.v.tsym(a) for a in (m.axes or [self.v.main])}
-        em(f"AXES = {axes!r}  # time axis -> its number of steps in dims (the first is the main one)")
-        em(f"NESTED = {dict(m.nested)!r}  # [w in s]: steps w inside every step s (w -> s)")
-        self.tables(em)
-        em(f"MIN_T = {self.min_T()}")
-        refused = self.v.truncation
-        em(f"TRUNCATE = {None if refused is None else str(refused)!r}  # why backward's xi= and "
-           f"truncate= are refused (None: they are not)")
-        if checkpoint:
-            em(f"CHECKPOINT = {checkpoint}  # steps per segment (forward stores the states every "
-               f"CHECKPOINT steps)")
-        if variants:
-            em(f"FEEDBACK = {self.feedback_table()!r}  # what generate() chooses from, one step "
-               f"back")
-        em("")
-        em("")
-        em.lines.extend(fwd)
-        em("")
-        em("")
-        em.lines.extend(bwd)
-        em("")
-        em("")
-        em(RUNTIME_BANNER)  # after the network's own code: a reader meets forward, backward first
-        em("")
-        em("")
+        em(Docstring(tuple(self.docstring(checkpoint, rtrl is not None).split("\n"))))  # checked at the end
+        em(Import("numpy", "np"))
+        em(BLANK)
+        self.tables(em, checkpoint, variants)
+        em.extend([BLANK, BLANK] + fwd + [BLANK, BLANK] + bwd + [BLANK, BLANK])
+        em(Comment(RUNTIME_BANNER[2:]))  # after the network's code: a reader meets it first
+        em.extend([BLANK, BLANK])
         runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
             + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] \
             + ([TANGENTS] if rtrl is not None else []) + [TRUNCATION] \
             + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME]
         for part in runtime:
-            em.lines.extend(part.strip("\n").split("\n"))
-            em("")
-            em("")
+            em.extend([Verbatim(part.strip("\n")), BLANK, BLANK])
         text = em.text()
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
 
-    def tables(self, em: Emitter) -> None:
+    def tables(self, em: Emitter, checkpoint: Optional[int], variants) -> None:
+        """DIMS, AXES, NESTED, the spec's names and sizes, MIN_T, TRUNCATE (CHECKPOINT,
+        FEEDBACK)."""
+        m = self.m
+        em(table("DIMS", dict(m.dims)))
+        axes = {a: self.v.tsym(a) for a in (m.axes or [self.v.main])}
+        em(table("AXES", axes, "time axis -> its number of steps in dims (the first is the main "
+                               "one)"))
+        em(table("NESTED", dict(m.nested), "[w in s]: steps w inside every step s (w -> s)"))
+        self.names(em)
+        em(table("MIN_T", self.min_T()))
+        refused = self.v.truncation
+        em(table("TRUNCATE", None if refused is None else str(refused),
+                 "why backward's xi= and truncate= are refused (None: they are not)"))
+        if checkpoint:
+            em(table("CHECKPOINT", checkpoint, "steps per segment (forward stores the states "
+                                               "every CHECKPOINT steps)"))
+        if variants:
+            em(table("FEEDBACK", self.feedback_table(), "what generate() chooses from, one "
+                                                        "step back"))
+
+    def names(self, em: Emitter) -> None:
         """PARAMS, INITS, INPUTS, TARGETS, STATES, OUTPUTS: the spec's names and sizes."""
         m = self.m
-        em("PARAMS = {")
-        with em.indent():
-            for name, p in m.params.items():
-                em(f"{name!r}: {tuple(s.text() for s in p.shape)!r},")
-        em("}")
-        em("INITS = {")
-        with em.indent():
-            for name, p in m.params.items():
-                em(f"{name!r}: ({p.init!r}, {p.init_arg!r}),")
-        em("}")
-        for table, infos in (("INPUTS", m.inputs), ("TARGETS", m.targets)):
-            em(f"{table} = {{")
-            with em.indent():
-                for name, info in infos.items():
-                    kind = f", 'type': {info.kind!r}" if table == "TARGETS" else ""
-                    em(f"{name!r}: {{'size': {info.size.text()!r}, 'kind': "
-                       f"{'sequence' if info.seq else 'static'!r}{kind}"
-                       f"{self.axis_meta(info)}}},")
-            em("}")
-        em("STATES = {")
-        with em.indent():
-            for name, st in m.states.items():
-                axis = m.values[name].axis if name in m.values else None
-                nested = (f", 'axis': {axis!r}, 'within': {m.nested[axis]!r}"
-                          if axis in m.nested else "")
-                em(f"{name!r}: {{'size': {st.size.text()!r}, 'init': {st.init!r}, 'from': "
-                   f"{st.init_name!r}, 'steps': {self.v.carry_steps(name)}{nested}}},")
-        em("}")
-        em("OUTPUTS = {")
-        with em.indent():
-            for name, v in m.values.items():
-                kind = "sequence" if v.seq else "static" if self.ops[
-                    self.g.values[name]].ty.tk != PARAM else "shared"  # shared: no batch axis
-                em(f"{name!r}: {{'size': {v.size.text()!r}, 'kind': {kind!r}"
-                   f"{self.axis_meta(v)}}},")
-        em("}")
+        em(table("PARAMS", {name: tuple(s.text() for s in p.shape)
+                            for name, p in m.params.items()}, lines=True))
+        em(table("INITS", {name: (p.init, p.init_arg) for name, p in m.params.items()},
+                 lines=True))
+        for name, infos in (("INPUTS", m.inputs), ("TARGETS", m.targets)):
+            em(table(name, {n: {"size": info.size.text(),
+                                "kind": "sequence" if info.seq else "static",
+                                **({"type": info.kind} if name == "TARGETS" else {}),
+                                **self.axis_meta(info)} for n, info in infos.items()},
+                     lines=True))
+        states = {}
+        for name, st in m.states.items():
+            axis = m.values[name].axis if name in m.values else None
+            states[name] = {"size": st.size.text(), "init": st.init, "from": st.init_name,
+                            "steps": self.v.carry_steps(name),
+                            **({"axis": axis, "within": m.nested[axis]}
+                               if axis in m.nested else {})}
+        em(table("STATES", states, lines=True))
+        outputs = {}
+        for name, v in m.values.items():
+            kind = "sequence" if v.seq else "static" if self.ops[
+                self.g.values[name]].ty.tk != PARAM else "shared"  # shared: no batch axis
+            outputs[name] = {"size": v.size.text(), "kind": kind, **self.axis_meta(v)}
+        em(table("OUTPUTS", outputs, lines=True))
 
     def docstring(self, checkpoint: Optional[int], rtrl: bool = False) -> str:
         """The module docstring's text (unescaped): the file name, the spec and the files it
@@ -190,10 +181,10 @@ class ModuleWriter(Pass):
             free.index.kind == "rel" and free.index.offset == -1 else None
         return {"value": owner, "from": source}
 
-    def axis_meta(self, info) -> str:
+    def axis_meta(self, info) -> dict:
         within = self.m.nested.get(info.axis)
-        return (f", 'axis': {info.axis!r}" + (f", 'within': {within!r}" if within else "")
-                if info.seq else "")
+        return ({"axis": info.axis, **({"within": within} if within else {})}
+                if info.seq else {})
 
     def min_T(self) -> dict:
         """The fewest steps each axis needs (for h[3], h[end-2], loss at t = 5)."""

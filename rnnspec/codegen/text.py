@@ -1,53 +1,40 @@
-"""Small text tools of codegen: the line emitter (which prints statement nodes with
-:func:`rnnspec.expr.show_stmt`), the spec-line comments and their places, and the test of
-whether a value text is a plain name (cheap to repeat where a gradient is read).
+"""Small tools of codegen: the emitter (which collects statement nodes; text is made only by
+:mod:`rnnspec.printer`), the spec-line comments and their places, and the test of whether a
+value is a plain name (cheap to repeat where a gradient is read).
 
-In: texts and nodes.  Out: texts.
+In: nodes.  Out: nodes (and the printed text of collected statements).
 """
 from __future__ import annotations
 
-import re
-from typing import List
+from typing import List, Tuple
 
 from ..ast import Equation, Loss, unparse
-from ..expr import ATOM, Code, show, show_stmt
+from ..expr import ATOM, Expr
 from ..fuse import Fused
-from ..pytext import comment
-from .names import PLACEHOLDER
+from ..printer import level, show, show_block
+from ..stmt import Comment, Stmt
 
 
 class Emitter:
-    """Lines of Python with indentation."""
+    """Statement nodes (:mod:`rnnspec.stmt`) being collected, in order; a body is the
+    statements of another emitter.  Only :meth:`text` makes text (the printer)."""
 
     def __init__(self):
-        self.lines: List[str] = []
-        self.level = 0
+        self.stmts: List[Stmt] = []
 
-    def __call__(self, text: str = "") -> None:
-        self.lines.append(("    " * self.level + text) if text else "")
+    def __call__(self, s: Stmt) -> None:
+        self.stmts.append(s)
 
-    def indent(self):
-        emitter = self
+    stmt = __call__
 
-        class _Block:
-            def __enter__(self):
-                emitter.level += 1
+    def extend(self, stmts) -> None:
+        self.stmts.extend(stmts)
 
-            def __exit__(self, *exc):
-                emitter.level -= 1
-        return _Block()
-
-    def stmt(self, s) -> None:
-        """A statement node (:mod:`rnnspec.expr`), printed at the current indentation."""
-        for line in show_stmt(s):
-            self(line)
-
-    def extend(self, lines: List[str]) -> None:
-        for line in lines:
-            self(line)
+    def body(self) -> Tuple[Stmt, ...]:
+        return tuple(self.stmts)
 
     def text(self) -> str:
-        return "\n".join(self.lines)
+        return show_block(self.stmts)
 
 
 def _where(stmt) -> str:
@@ -67,28 +54,17 @@ def _where(stmt) -> str:
         f"{origin.filename.replace(chr(92), '/').rsplit('/', 1)[-1]} line {stmt.line}"
 
 
-def wrap(text: str, level: int) -> str:
-    """Parenthesize ``text`` if it binds less tightly than ``level`` (:mod:`rnnspec.expr`)."""
-    return show(Code(text), level)
-
-
-def _atomic(text: str) -> bool:
-    return Code(text).level >= ATOM
-
-
 OUT_FUNCS = ("tanh", "exp", "sigmoid")  # written into a step's buffer slot with out=
 
 
 OUT_BINARY = {"add": "add", "sub": "subtract", "mul": "multiply"}  # the same, for two vectors
 
 
-NAME = re.compile(f"{PLACEHOLDER.pattern}|[A-Za-z_][A-Za-z_0-9]*")
-
-
-def _plain(text: str) -> bool:
+def _plain(e: Expr) -> bool:
     """A name or a slice of one: cheap to repeat wherever a gradient is read (a call such as
-    np.concatenate(...) is computed once, into a variable)."""
-    return _atomic(text) and "(" not in text
+    np.concatenate(...) is computed once, into a variable): an atom whose printed form has no
+    parenthesis (no call, no grouping)."""
+    return level(e) >= ATOM and "(" not in show(e)
 
 
 def stmt_text(stmt) -> str:
@@ -115,5 +91,5 @@ def spec_comment(em: Emitter, stmt, last: list, note: str = "") -> None:
     if stmt is None or stmt is last[0]:
         return
     last[0] = stmt
-    em(comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]"))
+    em(Comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]"))
 

@@ -1,10 +1,10 @@
-"""What the passes of codegen share: the names of one schedule's values and the texts that read them.
+"""What the passes of codegen share: the names of one schedule's values and the nodes reading them.
 
 In: a :class:`rnnspec.schedule.Schedule` and its :class:`rnnspec.layout.Layout`.  Out: a
 :class:`Values` that the forward pass (:mod:`.forward`), the adjoint (:mod:`.adjoint`) and the
-module writer (:mod:`.module`) ask for the text of a value at a step or over all steps (``h[t]``,
-``h[1:]``, an inlined expression), for sizes in dims variables, time axes, loss weights and the
-spec-line comments.  It collects what the module needs: op helpers, dims, placeholder names.
+module writer (:mod:`.module`) ask for a value at a step or over all steps as an expression node
+(``h[t]``, ``h[1:]``, an inlined expression), for sizes in dims variables, time axes, loss
+weights, the gradient buffers (the layout's) and the spec-line comments.  It collects what the module needs: op helpers, dims, placeholder names.
 """
 from __future__ import annotations
 
@@ -13,15 +13,18 @@ from typing import Dict, List, Optional, Tuple
 
 from ..check import PARAM, STEP
 from ..delays import Delay, Step, Whole
-from ..expr import ATOM, Code, show
-from ..layout import backward_reads, fresh_product, plan_layout
+from ..expr import (Bin, Expr, IfElse, Lit, Name, Num, add, call, compare, method, node, span,
+                   subscript, tuple_of)
+from ..stmt import For, Stmt, assign
+from ..layout import (backward_reads, fresh_product, gradient_buffers, gradient_flows,
+                      plan_layout)
 from ..ops import is_loss, rule
 from ..pytext import MARK
 from ..schedule import Schedule
 from ..sizes import Size
 from ..truncation import refusal
 from .names import RESERVED, _TAGS
-from .text import Emitter, wrap
+from .text import Emitter
 
 
 class Values:
@@ -50,7 +53,9 @@ class Values:
         self.layout = plan_layout(sched)  # where every value lives, decided before any code
         self.inline = self.layout.inline
         self.local = self.layout.local
-        self.kept = backward_reads(sched, self.layout)  # what the cache keeps for backward
+        flows = gradient_flows(sched)  # (the ops that receive a gradient)
+        self.kept = backward_reads(sched, self.layout, flows)  # what the cache keeps
+        self.grad_buffers = gradient_buffers(sched, flows)  # gradients in a zero-filled buffer
         # why backward(..., truncate=, xi=) is refused (None: the gradient can be cut in time)
         self.truncation = refusal(sched, filename)
 
@@ -74,14 +79,13 @@ class Values:
         of every sequence has its own sequence of steps w)."""
         return "B" + self.sfx(axis) if axis in self.m.nested else "B"
 
-    def unflat(self, text: str, axis: Optional[str], steps: bool = True) -> str:
+    def unflat(self, value: Expr, axis: Optional[str], steps: bool = True) -> Expr:
         """A nested axis's array in the users' layout: (T_w, B_w, n) -> (T_w, T_s, B, n), or
         (B_w, n) -> (T_s, B, n) without ``steps``."""
         if axis not in self.m.nested:
-            return text
+            return value
         lead = [self.tsym(axis)] if steps else []
-        lead += [self.tsym(self.m.nested[axis]), "B", "-1"]
-        return f"{wrap(text, ATOM)}.reshape({', '.join(lead)})"
+        return method(value, "reshape", *lead, self.tsym(self.m.nested[axis]), "B", -1)
 
     def batch_sym(self, axis: Optional[str]) -> str:
         return "batch" + self.sfx(axis) if axis in self.m.nested else "batch"
@@ -112,14 +116,16 @@ class Values:
             self.dim_var[d] = self.fresh(f"n_{d}")
         return self.dim_var[d]
 
-    def dim(self, size: Size) -> str:
-        parts = []
+    def size(self, size: Size) -> Expr:
+        """A size in dims variables: ``n_hidden``, ``2 * n_hidden + 1``."""
+        total = None
         for d, c in size.terms:
             self.dims_used.add(d)
-            parts.append(self.dimvar(d) if c == 1 else f"{c} * {self.dimvar(d)}")
-        if size.const or not parts:
-            parts.append(str(size.const))
-        return " + ".join(parts)
+            term = Name(self.dimvar(d)) if c == 1 else Bin("*", Num(c), Name(self.dimvar(d)))
+            total = term if total is None else Bin("+", total, term)
+        if size.const or total is None:
+            total = Num(size.const) if total is None else Bin("+", total, Num(size.const))
+        return total
 
     # ----- value texts -----------------------------------------------------------------------
     def pad(self, i: int) -> int:
@@ -131,92 +137,83 @@ class Values:
         before, after = self.s.padding.get(i, (0, 0))
         return before + after
 
-    def window(self, name: str, i: int, steps: int) -> str:
+    def window(self, name: str, i: int, steps: int) -> Expr:
         """All T steps of op i's buffer read ``steps`` steps back (negative: ahead)."""
         start = self.pad(i) - steps
-        T = self.tsym(self.axis_of(i))
+        T = Name(self.tsym(self.axis_of(i)))
         if self.extra(i) == 0:
-            return name
+            return Name(name)
         if start == 0:
-            return f"{name}[:{T}]"
+            return subscript(name, span(None, T))
         if start == self.extra(i):
-            return f"{name}[{start}:]"
-        return f"{name}[{start}:{T} + {start}]"
+            return subscript(name, span(start, None))
+        return subscript(name, span(start, Bin("+", T, Num(start))))
 
-    def at_step(self, name: str, start: int, i: int) -> str:
+    def at_step(self, name: str, start: int, i: int) -> Expr:
         """Op i's buffer ``name`` at the loop's current step, shifted by ``start``."""
-        t = self.tvar(self.axis_of(i))
-        return f"{name}[{t}]" if start == 0 else (f"{name}[{t} + {start}]" if start > 0
-                                                   else f"{name}[{t} - {-start}]")
+        return subscript(name, _shifted(Name(self.tvar(self.axis_of(i))), start))
 
-    def val(self, i: int, delay: Delay, mode: str) -> str:
-        """Text of op ``i`` read at ``delay``, at step t (mode 'step') or for all steps."""
+    def val(self, i: int, delay: Delay, mode: str) -> Expr:
+        """Op ``i`` read at ``delay``, at step t (mode 'step') or for all steps."""
         op = self.ops[i]
         if op.op == "const":
-            v = op.attrs["value"]
-            return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else repr(v)
+            return Num(op.attrs["value"])
         if self.inline[i]:
-            return self.expr(i, mode)
+            return self.expr_node(i, mode)
         name = self.pyname[i]
         if op.tk != STEP or i in self.local:
-            return name
+            return Name(name)
         if isinstance(delay, Whole):  # the whole sequence (attention's keys and values)
             return self.window(name, i, 0)
         if mode == "step":
             return self.at_step(name, self.pad(i) - delay.steps, i)
         return self.window(name, i, delay.steps)
 
-    def pick_index(self, i: int) -> str:
+    def pick_index(self, i: int) -> Tuple[Expr, ...]:
         """Index of the chosen step of pick op ``i`` into its source's (padded) buffer."""
         op = self.ops[i]
         src = op.args[0][0]
         ix = op.attrs["index"]
         D = self.pad(src)
         if ix.kind == "abs":
-            return str(D + ix.offset - 1)
-        c = D + ix.offset
-        last = "last" + self.sfx(op.attrs["axis"])
-        batch = self.batch_sym(op.attrs["axis"])
-        return f"{last}, {batch}" if c == 0 else (f"{last} + {c}, {batch}" if c > 0 else
-                                                  f"{last} - {-c}, {batch}")
-
-    def expr(self, i: int, mode: str) -> str:
-        return show(self.expr_node(i, mode))
+            return (Num(D + ix.offset - 1),)
+        last = Name("last" + self.sfx(op.attrs["axis"]))
+        return _shifted(last, D + ix.offset), Name(self.batch_sym(op.attrs["axis"]))
 
     def expr_node(self, i: int, mode: str):
         """Op ``i``'s value as an expression node (its rule's forward, on its arguments)."""
         op = self.ops[i]
         if op.op == "pick":
             src = op.args[0][0]
-            return Code(f"{self.pyname[src]}[{self.pick_index(i)}]")
+            return subscript(self.pyname[src], *self.pick_index(i))
         r = rule(op.op)
         self.helpers.update(r.helpers)
-        args = [Code(self.val(a, d, mode)) for a, d in op.args]
+        args = [self.val(a, d, mode) for a, d in op.args]
         return r.forward(*args, **self.attrs(op, mode))
 
-    def bounds(self, sizes: List[Size]) -> List[Tuple[str, str]]:
-        """(start, stop) texts of consecutive blocks of the given sizes ('' for a 0 start)."""
+    def bounds(self, sizes: List[Size]) -> List[Tuple[Optional[Expr], Expr]]:
+        """(start, stop) of consecutive blocks of the given sizes (None for a 0 start)."""
         out, start = [], Size()
         for size in sizes:
             stop = start + size
-            out.append(("" if start == Size() else self.dim(start), self.dim(stop)))
+            out.append((None if start == Size() else self.size(start), self.size(stop)))
             start = stop
         return out
 
     def attrs(self, op, mode: str = "all") -> dict:
         if op.op == "attn_weights":
             a = op.attrs
-            qpos = f"{self.tvar(op.ty.axis)}" if mode == "step" else "'all'"
+            qpos = Name(self.tvar(op.ty.axis)) if mode == "step" else Lit("all")
             return {"score": a["score"], "roles": a["roles"], "window": a["window"],
                     "causal": a["causal"], "qpos": qpos, "last": "last" + self.sfx(a["key_axis"])}
         if op.op == "matvec":
             return {"rows": mode == "all" and op.tk == STEP}
         if op.op == "regroup":
-            return {"T": self.tsym(op.attrs["axis"]), "n": self.dim(op.ty.rows)}
+            return {"T": self.tsym(op.attrs["axis"]), "n": self.size(op.ty.rows)}
         if op.op == "concat":
-            return {"sizes": [self.dim(self.ops[a].ty.rows) for a, _ in op.args]}
+            return {"sizes": [self.size(self.ops[a].ty.rows) for a, _ in op.args]}
         if op.op == "onehot":
-            return {"size": self.dim(op.ty.rows), **op.attrs}
+            return {"size": self.size(op.ty.rows), **op.attrs}
         if op.op == "stack_rows":
             return {"bounds": self.bounds([self.ops[a].ty.rows for a, _ in op.args])}
         if op.op == "part":
@@ -225,10 +222,11 @@ class Values:
             return {"w": self.weights(op.id)}
         if op.op == "choose" and op.attrs.get("start"):  # the start class, unless state0 seeds
             k, d, state = op.attrs["start"]
-            first = f"None if state0['(given)'][{state!r}] else {k}"
-            if mode == "step":
-                return {"start": f"({first}) if {self.tvar(op.ty.axis)} < {d} else None"}
-            return {"start": f"{first}, {d}"}
+            given = subscript(subscript("state0", Lit("(given)")), Lit(state))
+            first = IfElse(Lit(None), given, node(k))
+            if mode == "step":  # (the start's two arguments: the class and the steps d)
+                return {"start": (IfElse(first, compare(self.tvar(op.ty.axis), "<", d), Lit(None)),)}
+            return {"start": (first, node(d))}
         return {}
 
     # ----- loss weights, function names, leaves ---------------------------------------------
@@ -240,18 +238,18 @@ class Values:
             self.weight_var[i] = self.fresh(f"w_{self.pyname[i]}")
         return self.weight_var[i]
 
-    def weights_call(self, i: int) -> str:
+    def weights_call(self, i: int) -> Expr:
+        """``_loss_weights(dims, ...)``: the weights of per-step loss op i over (T, B)."""
         op = self.ops[i]
-        args = ["dims"]
+        args, kwargs = [Name("dims")], {}
         if self.sfx(op.attrs["axis"]):
-            args.append(f"{op.attrs['axis']!r}")
+            args.append(Lit(op.attrs["axis"]))
         if op.attrs["steps"]:
-            steps = [(s.kind, s.offset) for s in op.attrs["steps"]]
-            args.append(f"steps={steps!r}")
+            kwargs["steps"] = Lit([(s.kind, s.offset) for s in op.attrs["steps"]])
         if op.attrs["reduce"] == "mean":
-            args.append("mean=True")
-        fn = "_segment_loss_weights" if self.segmented else "_loss_weights"
-        return f"{fn}({', '.join(args)})"
+            kwargs["mean"] = Lit(True)
+        return call("_segment_loss_weights" if self.segmented else "_loss_weights", *args,
+                    **kwargs)
 
     def fname(self, base: str) -> str:
         if self.segmented:
@@ -267,30 +265,35 @@ class Values:
     def leaf_ids(self, kind: str) -> List[int]:
         return [i for i in self.s.order if self.ops[i].op == kind]
 
-    def dims_line(self) -> str:
+    def dims_line(self) -> Stmt:
+        """``T, B, dtype = dims['T'], dims['B'], dims['dtype']`` (and the other axes')."""
         names = ["T" + self.sfx(a) for a in (self.m.axes or [self.main])] + ["B"] + [
             self.bsym(a) for a in self.m.nested] + ["dtype"]
-        return f"{', '.join(names)} = {', '.join(f'dims[{n!r}]' for n in names)}"
+        return assign(tuple_of(*names, bare=True),
+                      tuple_of(*(subscript("dims", Lit(n)) for n in names), bare=True))
 
     def mask_lines(self, em: Emitter, text: str, comments: bool = False) -> None:
         """Bind the per-axis masks and last steps that ``text`` uses."""
         for a in self.m.axes:
             sfx = self.sfx(a)
             if re.search(rf"\bmask{sfx}\b", text):
-                note = f"  # ({self.tsym(a)}, {self.bsym(a)}, 1): True up to each sequence's " \
+                note = f"({self.tsym(a)}, {self.bsym(a)}, 1): True up to each sequence's " \
                     f"length" if comments else ""
-                em(f"mask{sfx} = _step_mask(dims{', ' + repr(a) if sfx else ''}){note}")
+                em(assign(f"mask{sfx}", call("_step_mask", "dims", *([Lit(a)] if sfx else [])),
+                          note=note))
             if re.search(rf"\blast{sfx}\b", text):
-                note = "  # each sequence's last step" if comments else ""
-                em(f"last{sfx}, {self.batch_sym(a)} = dims['last{sfx}'], "
-                   f"np.arange({self.bsym(a)}){note}")
+                note = "each sequence's last step" if comments else ""
+                em(assign(tuple_of(f"last{sfx}", self.batch_sym(a), bare=True),
+                          tuple_of(subscript("dims", Lit(f"last{sfx}")),
+                                   call("np.arange", self.bsym(a)), bare=True), note=note))
 
-    def alloc(self, i: int) -> str:
+    def alloc(self, i: int) -> Expr:
+        """``np.empty((T + E, B, n), dtype)``: op i's buffer over its steps (E initial ones)."""
         op = self.ops[i]
         E = self.extra(i)
-        T = self.tsym(self.axis_of(i))
-        T = T if E == 0 else f"{T} + {E}"
-        return f"np.empty(({T}, {self.bsym(op.ty.axis)}, {self.dim(op.ty.rows)}), dtype)"
+        T = Name(self.tsym(self.axis_of(i)))
+        return call("np.empty", tuple_of(T if E == 0 else add(T, E), self.bsym(op.ty.axis),
+                                         self.size(op.ty.rows)), "dtype")
 
     def state_init(self, em: Emitter, i: int) -> None:
         """Fill the initial steps of a state's buffer (before step 1 and/or after step T)."""
@@ -298,15 +301,16 @@ class Values:
         before, after = self.s.padding.get(i, (0, 0))
         if op.name in self.m.states:
             st = self.m.states[op.name]
-            init = f"state0[{op.name!r}]"
+            init = subscript("state0", Lit(op.name))
             if st.init == "value":  # computed by the network, unless state0 overrides it
-                init = f"state0.get({op.name!r}, {self.pyname[self.g.values[st.init_name]]})"
+                init = method("state0", "get", Lit(op.name),
+                              self.pyname[self.g.values[st.init_name]])
             if before:
-                em(f"{self.pyname[i]}[:{before}] = {init}")
+                em(assign(subscript(self.pyname[i], span(None, before)), init))
             if after:
-                T = self.tsym(self.axis_of(i))
-                end = f"{T} + {before}" if before else T
-                em(f"{self.pyname[i]}[{end}:] = {init}")
+                T = Name(self.tsym(self.axis_of(i)))
+                em(assign(subscript(self.pyname[i], span(add(T, before) if before else T, None)),
+                          init))
 
     def carry_steps(self, name: str) -> int:
         """How many steps of state ``name`` outputs['final'] and state0 hold (STATES 'steps'):
@@ -320,7 +324,7 @@ class Values:
             return 1
         return max(before if self.s.direction.get(i, 1) > 0 else after, 1)
 
-    def final_index(self, name: str) -> str:
+    def final_index(self, name: str) -> Tuple[Expr, ...]:
         """Where the state after the last step of its recurrence is: step T, or step 1 for a
         recurrence that runs backward in time; with ``carry_steps`` d > 1, the d steps up to it
         (T-d+1..T, or 1..d), in time order."""
@@ -328,32 +332,34 @@ class Values:
         start = self.pad(i)
         D = self.carry_steps(name)
         if self.s.direction.get(i, 1) < 0:
-            return str(start) if D == 1 else f"{start or ''}:{start + D}"
-        last = "last" + self.sfx(self.axis_of(i))  # each sequence's own last step
-        batch = self.batch_sym(self.axis_of(i))
+            return (Num(start) if D == 1 else span(start or None, start + D),)
+        last = Name("last" + self.sfx(self.axis_of(i)))  # each sequence's own last step
+        batch = Name(self.batch_sym(self.axis_of(i)))
         if D > 1:
-            return f"{last} + np.arange({start - D + 1}, {start + 1})[:, None], {batch}"
-        return f"{last}, {batch}" if start == 0 else f"{last} + {start}, {batch}"
+            steps = subscript(call("np.arange", start - D + 1, start + 1), span(None, None), None)
+            return Bin("+", last, steps), batch
+        return _shifted(last, start), batch
 
-    def state_layout(self, text: str, name: str) -> str:
+    def state_layout(self, value: Expr, name: str) -> Expr:
         """A state's final (or initial) steps in the users' layout: (d, B, n) for d > 1 carried
         steps, and one per step s for a state over a nested axis ((d,) T_s, B, n)."""
         i = self.g.values[name]
         D = self.carry_steps(name)
         axis = self.axis_of(i)
         if D > 1 and axis in self.m.nested:
-            return f"{wrap(text, ATOM)}.reshape({D}, {self.tsym(self.m.nested[axis])}, B, -1)"
-        return self.unflat(text, axis, steps=False)
+            return method(value, "reshape", D, self.tsym(self.m.nested[axis]), "B", -1)
+        return self.unflat(value, axis, steps=False)
 
     def stage_ops(self, k: int) -> List[int]:
         return self.s.stages[k].ops
 
-    def loop_header(self, k: int, backward: bool = False) -> str:
+    def loop(self, k: int, body, backward: bool = False) -> For:
+        """The loop of stage k over its steps (in the opposite order for ``backward``)."""
         stage = self.s.stages[k]
-        t, T = self.tvar(stage.axis), self.tsym(stage.axis)
-        if (stage.direction > 0) != backward:
-            return f"for {t} in range({T}):"
-        return f"for {t} in reversed(range({T})):"
+        steps = call("range", self.tsym(stage.axis))
+        if (stage.direction > 0) == backward:
+            steps = call("reversed", steps)
+        return For(Name(self.tvar(stage.axis)), steps, tuple(body))
 
     def target_names(self) -> set:
         return {self.pyname[i] for i in self.leaf_ids("target")}
@@ -383,8 +389,8 @@ class Values:
                 names.append(self.weights(i))
         return names
 
-    def carried(self, i: int) -> Optional[str]:
-        """For a state in a loop: the text of its previous step in the loop's direction (what it
+    def carried(self, i: int) -> Optional[Expr]:
+        """For a state in a loop: its previous step in the loop's direction (what it
         keeps past the end of a shorter sequence); None for other ops."""
         op = self.ops[i]
         k = self.s.stage_of[i]
@@ -396,16 +402,26 @@ class Values:
             return None
         return self.val(i, Step(d), "step")
 
-    def zeros(self, i: int, mode: str = "all") -> str:
-        """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``), shaped from the
-        dims: no value of the forward pass is read for it, so none has to be kept."""
+    def zero_buffer(self, i: int) -> Expr:
+        """The zero-filled gradient buffer of op i over all its stored steps (initial ones
+        too): made like its value when the backward pass reads that value anyway (the layout
+        keeps it), else shaped from the dims, so that nothing is kept for it."""
+        if i in self.kept or self.ops[i].op == "param":
+            return call("np.zeros_like", self.pyname[i])
+        return self.zeros(i, padded=True)
+
+    def zeros(self, i: int, mode: str = "all", padded: bool = False) -> Expr:
+        """A zero gradient of op ``i`` for all steps (or one, ``mode='step'``; ``padded``: and
+        its buffer's initial steps), shaped from the dims: no value of the forward pass is read
+        for it, so none has to be kept."""
         ty = self.ops[i].ty
-        size = [] if ty.shape == "scalar" else [self.dim(ty.rows)] if ty.shape == "vec" else \
-            [self.dim(ty.rows), self.dim(ty.cols)]
+        size = [] if ty.shape == "scalar" else [self.size(ty.rows)] if ty.shape == "vec" else \
+            [self.size(ty.rows), self.size(ty.cols)]
         lead = [self.tsym(ty.axis), self.bsym(ty.axis)] if ty.tk == STEP and mode == "all" else \
             [self.bsym(ty.axis)] if ty.tk != PARAM else []
-        shape = lead + size
-        return f"np.zeros(({', '.join(shape)}{',' if len(shape) == 1 else ''}), dtype)"
+        if padded and self.extra(i) and lead:  # (the initial steps of its buffer too)
+            lead[0] = add(Name(lead[0]), self.extra(i))
+        return call("np.zeros", tuple_of(*lead, *size), "dtype")
 
 
 class Pass:
@@ -417,3 +433,8 @@ class Pass:
         self.s, self.g, self.m, self.ops = v.s, v.g, v.m, v.ops
         self.inline, self.local, self.layout, self.kept = v.inline, v.local, v.layout, v.kept
 
+
+
+def _shifted(x: Expr, k: int) -> Expr:
+    """``x``, ``x + k`` or ``x - -k`` (an index k steps from ``x``)."""
+    return x if k == 0 else Bin("+", x, Num(k)) if k > 0 else Bin("-", x, Num(-k))
