@@ -187,7 +187,7 @@ class _Lowering:
 
     def run(self) -> Graph:
         m = self.m
-        self.late = _late_values(m)
+        self.late = m.cycles.late()  # the values on a recurrence and computed from one
         for name, p in m.params.items():
             self.leaves[name] = self.new("param", [], Ty(p.kind, *(p.shape + (None, None))[:2]),
                                          name, name)
@@ -445,28 +445,10 @@ class _Lowering:
 def is_recurrence(g: nx.DiGraph, component) -> bool:
     """Is a strongly connected component of ``g`` a cycle (more than one node, or one that reads
     itself)?  In a graph whose same-step cycles the check refused, that is a recurrence: every
-    cycle goes through a delay.  The one test of what a recurrence is, for the values here and
-    for the ops in :func:`rnnspec.schedule.schedule`."""
+    cycle goes through a delay.  For the ops in :func:`rnnspec.schedule.schedule` (the values'
+    recurrences are :mod:`rnnspec.recurrences`' ``Model.cycles``)."""
     members = list(component)
     return len(members) > 1 or g.has_edge(members[0], members[0])
-
-
-def _late_values(m: Model) -> set:
-    """Values on a recurrence (a cycle through delays) and everything computed from them."""
-    g = nx.DiGraph()
-    for src, dst, delay in m.references:
-        g.add_edge(src, dst)
-    rec = set()
-    for comp in nx.strongly_connected_components(g):
-        if is_recurrence(g, comp):
-            rec |= comp
-    late, todo = set(rec), list(rec)  # one search from all of them: linear in the graph
-    while todo:
-        for n in g.successors(todo.pop()):
-            if n not in late:
-                late.add(n)
-                todo.append(n)
-    return late
 
 
 def unroll(graph: Graph, T: int) -> nx.DiGraph:
