@@ -1,10 +1,17 @@
-"""rnnspec.recurrences: the cycles of a graph of reads with typed delays."""
+"""rnnspec.recurrences: the cycles of a graph of reads with typed delays, and its two users'
+graphs (the values' references, found by the check; the ops, scheduled into loops)."""
+from pathlib import Path
+
 import pytest
 
 import rnnspec
 from rnnspec import recurrences
+from rnnspec.api import analyze
 from rnnspec.delays import ATTEND, CHOSEN, INIT, SAME, Step
 from rnnspec.recurrences import Recurrence, analyse
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.rnn"))
 
 HEAD = """dim in = 3
 dim hidden = 4
@@ -15,6 +22,12 @@ param W: (hidden, hidden)
 param V: (in, hidden)
 """
 
+DELAY_TWO = HEAD + """state h: hidden = zeros
+h[t] = tanh(U @ x[t] + W @ h[t-2])
+o[t] = softmax(V @ h[t])
+loss = cross_entropy(o[t], y[t])
+"""
+
 BOTH_SIGNS = HEAD + """state a: hidden = zeros
 state b: hidden = zeros
 a[t] = tanh(U @ x[t] + W @ b[t-1])
@@ -22,6 +35,30 @@ b[t] = tanh(W @ a[t+1])
 o[t] = softmax(V @ a[t])
 loss = cross_entropy(o[t], y[t])
 """
+
+
+def test_a_cycle_through_a_delay_of_two_steps_is_a_forward_recurrence():
+    a = analyze(DELAY_TWO, filename="d2.rnn")
+    values = a.model.cycles
+    assert list(values.recurrences.values()) == [Recurrence(("h",), frozenset({1}))]
+    assert values.recurrent == {"h"}
+    assert values.late() == {"h", "o"}  # o is computed from the recurrence
+    assert values.same_step_cycle() is None and values.whole_sequence_cycles() == []
+    # the ops: the recurrence holds h's product with W, the sum and tanh, not U @ x[t]
+    g = a.graph
+    (rec,) = g.cycles.recurrences.values()
+    assert rec.direction == 1
+    names = {g.ops[i].name for i in rec.members} - {None}
+    assert names == {"h"}
+    ops = {g.ops[i].op for i in rec.members}
+    assert ops == {"tanh", "add", "matvec"}
+    projection = next(i for i, op in g.ops.items() if op.op == "matvec" and
+                      g.ops[op.args[1][0]].name == "x")
+    assert projection not in rec.members
+    # the schedule makes it one loop, forward, padded by two initial steps
+    (loop,) = [s for s in a.schedule.stages if s.kind == "loop"]
+    assert loop.direction == 1 and set(rec.members) <= set(loop.ops)
+    assert a.schedule.padding[g.values["h"]] == (2, 0)
 
 
 def test_a_recurrence_with_both_signs_has_no_direction_and_is_refused():
@@ -74,3 +111,19 @@ def test_the_graph_holds_each_read_once_with_its_set_of_delays():
     assert cycles.reads == [("a", "b", SAME), ("a", "b", Step(2))]
     assert recurrences.steps_of([SAME, Step(2), Step(-1), CHOSEN]) == {0, 2, -1}
     assert recurrences.signs_of([SAME, Step(2), Step(3), INIT]) == {1}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_the_ops_recurrences_are_the_loops_and_refine_the_values_recurrences(spec):
+    a = analyze(spec.read_text(encoding="utf-8"), filename=spec.name, base=spec.parent)
+    g, sched = a.graph, a.schedule
+    loops = {k for k, s in enumerate(sched.stages) if s.kind == "loop"}
+    for rec in g.cycles.recurrences.values():  # every recurrence runs in one loop
+        (k,) = {sched.stage_of[i] for i in rec.members}
+        assert k in loops and sched.stages[k].direction == rec.direction
+    on_loop = {k for k in loops if any(sched.stage_of[i] == k for i in g.cycles.recurrent)}
+    assert on_loop == loops  # and every loop holds a recurrence
+    named = {g.ops[i].name for i in g.cycles.recurrent if g.ops[i].name in g.model.values}
+    assert named <= a.model.cycles.recurrent
+    if not a.model.feedbacks:  # the teacher side drops the free side's reads
+        assert named == a.model.cycles.recurrent
