@@ -10,6 +10,9 @@ The ops' arguments are the one store of the edges: ``nx`` is derived from them b
 :func:`edges_of` when a ``Graph`` is made (an edge a -> i carries ``delays``, the set of delays
 op i reads a at), so a pass that rewrites ops builds a new ``Graph`` from them
 (``dataclasses.replace(graph, ops=...)``, see :mod:`rnnspec.fuse`) and never edits edges.
+``cycles`` (:mod:`rnnspec.recurrences`) is ``nx``'s analysis: its recurrences, which
+:mod:`rnnspec.schedule` makes time loops.  Which terms of a sum are hoisted before a loop comes
+from the check's analysis of the values' references (``Model.cycles``).
 
 ``cell_graph`` gives the named-value graph (what ``rnnspec graph`` draws) and :func:`unroll` the
 DAG of ``(name, t)`` nodes for T steps.
@@ -25,6 +28,7 @@ from . import ast
 from .delays import ATTEND, CHOSEN, INIT, SAME, Delay, Init, Step, Whole, is_step
 from .ops import is_loss
 from .check import PARAM, STATIC, STEP, Model, Ty
+from .recurrences import Cycles, analyse
 from .sizes import Size
 
 
@@ -73,9 +77,11 @@ class Graph:
     leaves: Dict[str, int]  # param/input/target name -> op id
     losses: List[int]
     nx: nx.DiGraph = field(init=False, repr=False, compare=False)  # edges_of(ops, starts)
+    cycles: Cycles = field(init=False, repr=False, compare=False)  # nx's recurrences
 
     def __post_init__(self):
-        self.nx = edges_of(self.ops, self.starts())
+        self.cycles = analyse(reads_of(self.ops, self.starts()), self.ops)
+        self.nx = self.cycles.graph
 
     def starts(self) -> List[Tuple[int, int]]:
         """(C, s) op ids for every state s that starts from a value the network computes
@@ -122,21 +128,22 @@ class Graph:
         return g
 
 
+def reads_of(ops: Dict[int, Op], starts=()):
+    """(a, i, delay) for every argument a of every op i (op i reads a at delay), after
+    (C, s, INIT) for every (C, s) of ``starts``."""
+    for a, i in starts:
+        yield a, i, INIT
+    for i, op in ops.items():
+        for a, d in op.args:
+            yield a, i, d
+
+
 def edges_of(ops: Dict[int, Op], starts=()) -> nx.DiGraph:
     """The networkx graph of ``ops``: a node per op (in id order), an edge a -> i carrying
     ``delays`` (the set of delays op i reads a at) for every argument a of op i, and an edge
-    C -> s with ``{INIT}`` for every (C, s) of ``starts``."""
-    g = nx.DiGraph()
-    g.add_nodes_from(ops)
-    for a, i in starts:
-        g.add_edge(a, i, delays={INIT})
-    for i, op in ops.items():
-        for a, d in op.args:
-            if g.has_edge(a, i):
-                g.edges[a, i]["delays"].add(d)
-            else:
-                g.add_edge(a, i, delays={d})
-    return g
+    C -> s with ``{INIT}`` for every (C, s) of ``starts`` (:func:`rnnspec.recurrences.analyse`
+    of :func:`reads_of`)."""
+    return analyse(reads_of(ops, starts), ops).graph
 
 
 def _owner(g: Graph, i: int, seen=None) -> Optional[str]:
@@ -187,7 +194,7 @@ class _Lowering:
 
     def run(self) -> Graph:
         m = self.m
-        self.late = _late_values(m)
+        self.late = m.cycles.late()  # the values on a recurrence and computed from one
         for name, p in m.params.items():
             self.leaves[name] = self.new("param", [], Ty(p.kind, *(p.shape + (None, None))[:2]),
                                          name, name)
@@ -440,33 +447,6 @@ class _Lowering:
             i = self.new("squared_error", [(at(o), SAME), (y, SAME)], Ty("scalar"),
                          f"loss_{pred.name}", **attrs)
         self.losses.append(i)
-
-
-def is_recurrence(g: nx.DiGraph, component) -> bool:
-    """Is a strongly connected component of ``g`` a cycle (more than one node, or one that reads
-    itself)?  In a graph whose same-step cycles the check refused, that is a recurrence: every
-    cycle goes through a delay.  The one test of what a recurrence is, for the values here and
-    for the ops in :func:`rnnspec.schedule.schedule`."""
-    members = list(component)
-    return len(members) > 1 or g.has_edge(members[0], members[0])
-
-
-def _late_values(m: Model) -> set:
-    """Values on a recurrence (a cycle through delays) and everything computed from them."""
-    g = nx.DiGraph()
-    for src, dst, delay in m.references:
-        g.add_edge(src, dst)
-    rec = set()
-    for comp in nx.strongly_connected_components(g):
-        if is_recurrence(g, comp):
-            rec |= comp
-    late, todo = set(rec), list(rec)  # one search from all of them: linear in the graph
-    while todo:
-        for n in g.successors(todo.pop()):
-            if n not in late:
-                late.add(n)
-                todo.append(n)
-    return late
 
 
 def unroll(graph: Graph, T: int) -> nx.DiGraph:

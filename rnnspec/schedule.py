@@ -9,8 +9,9 @@ Out: a ``Schedule``: the computation as a sequence of *stages*, alternating
 * ``loop`` stages -- recurrences computed step by step, each with a direction: +1 (forward in
   time, for ``h[t-d]``) or -1 (backward in time, for ``g[t+d]``).
 
-A recurrence is a strongly connected component of the graph (a cycle must go through a delay).
-Its direction comes from the sign of its delays; both signs in one cycle is an error.  Each
+A recurrence is a strongly connected component of the graph that is a cycle (it must go
+through a delay), as :mod:`rnnspec.recurrences` finds them (``Graph.cycles``).  Its direction
+comes from the sign of its delays; both signs in one cycle is an error.  Each
 recurrence joins the previous loop when that loop runs over the same time axis in the same
 direction (so an LSTM's gates
 and a deep RNN's two layers share one loop), otherwise it opens a new loop (a bidirectional
@@ -29,9 +30,10 @@ from typing import Dict, List, Optional, Set, Tuple
 import networkx as nx
 
 from .ast import Ref, walk
-from .delays import SAME, Delay, Whole, is_step
+from .delays import SAME, Delay, Whole
 from .errors import SpecError, diagnostic_at
-from .graph import Graph, is_recurrence
+from .graph import Graph
+from .recurrences import signs_of, steps_of
 
 
 @dataclass
@@ -60,30 +62,18 @@ class Schedule:
         return self.stages[self.stage_of[i]].kind == "loop"
 
 
-def _steps(data) -> Set[int]:
-    """The steps back of an edge's relative reads (``h[t-d]``: d, ``h[t+d]``: -d, ``h[t]``: 0)."""
-    return {d.steps for d in data["delays"] if is_step(d)}
-
-
 def schedule(graph: Graph) -> Schedule:
     """Split the op graph into all-at-once blocks and time loops, in execution order."""
     g = graph.nx
-    cond = nx.condensation(g)
-    members = cond.graph["mapping"]  # op -> scc id
+    cond = graph.cycles.condensation
+    members = graph.cycles.component  # op -> scc id
     scc_ops: Dict[int, List[int]] = {c: sorted(cond.nodes[c]["members"]) for c in cond.nodes}
-    direction_of_scc: Dict[int, int] = {}
-    for c, ops in scc_ops.items():
-        opset = set(ops)
-        signs = set()
-        for u in ops:
-            for v in g.successors(u):
-                if v in opset:
-                    signs |= {1 if d > 0 else -1 for d in _steps(g.edges[u, v]) if d}
-        if is_recurrence(g, ops):
-            if len(signs) > 1:
-                _mixed_direction_error(graph, ops)
-            axis = next((graph.ops[i].ty.axis for i in ops if graph.ops[i].ty.axis), None)
-            direction_of_scc[c] = (axis, signs.pop() if signs else 1)
+    direction_of_scc: Dict[int, Tuple[Optional[str], int]] = {}
+    for c, rec in graph.cycles.recurrences.items():
+        if not rec.direction:
+            _mixed_direction_error(graph, list(rec.members))
+        axis = next((graph.ops[i].ty.axis for i in rec.members if graph.ops[i].ty.axis), None)
+        direction_of_scc[c] = (axis, rec.direction)
     # positions: block k -> 2k, loop k -> 2k + 1
     topo = list(nx.lexicographical_topological_sort(cond, key=lambda c: min(scc_ops[c])))
     pos: Dict[int, int] = {}
@@ -155,7 +145,7 @@ def _check_later_steps(graph: Graph, stages: List[Stage], stage_of: Dict[int, in
     m = graph.model
     errors = []
     for u, v, data in g.edges(data=True):
-        later = sorted(-d for d in _steps(data) if d < 0)
+        later = sorted(-d for d in steps_of(data["delays"]) if d < 0)
         if not later:
             continue
         stage = stages[stage_of[u]]
@@ -199,7 +189,7 @@ def _against(data, pp: int, loop_dirs) -> bool:
     that a loop containing both ends would not have computed yet: a delay whose sign is not the
     direction of the loop at ``pp`` (a later step of a forward loop), or any delay of an op
     computed in a block (it may be pulled into a loop of either direction)."""
-    signs = {1 if d > 0 else -1 for d in _steps(data) if d}
+    signs = signs_of(data["delays"])
     if not signs:
         return False
     if pp % 2:

@@ -106,11 +106,11 @@ def test_late_values_is_linear_in_a_long_recurrence(monkeypatch):
     # one recurrence through n equations: finding what is computed from it must not search
     # the graph once per equation (10,000 equations took over a minute)
     import networkx as nx
-    from types import SimpleNamespace
-    from rnnspec import graph
+    from rnnspec import recurrences
+    from rnnspec.delays import SAME, Step
     n = 3000
-    refs = [(f"v{i - 1}", f"v{i}", 0) for i in range(1, n)] + [(f"v{n - 1}", "v0", 1)]
-    refs += [(f"v{n - 1}", "out", 0)]
+    refs = [(f"v{i - 1}", f"v{i}", SAME) for i in range(1, n)] + [(f"v{n - 1}", "v0", Step(1))]
+    refs += [(f"v{n - 1}", "out", SAME)]
     work = [0]
     succ, desc = nx.DiGraph.successors, nx.descendants
 
@@ -124,7 +124,7 @@ def test_late_values_is_linear_in_a_long_recurrence(monkeypatch):
         return found
     monkeypatch.setattr(nx.DiGraph, "successors", successors)
     monkeypatch.setattr(nx, "descendants", descendants)
-    late = graph._late_values(SimpleNamespace(references=refs))
+    late = recurrences.analyse(refs).late()
     assert late == {f"v{i}" for i in range(n)} | {"out"}
     assert work[0] <= 2 * (n + 1)
 

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import ast
 from ..delays import Delay
+from ..recurrences import Cycles
 from ..sizes import Size
 
 STEP, STATIC, PARAM = 2, 1, 0  # "time kinds": per step (T, B, n), per sequence (B, n), shared
@@ -152,6 +153,8 @@ class Model:
     references: List[Tuple[str, str, Delay]]  # (source, value, delay), per read in an equation
     warnings: list = field(default_factory=list)
     nested: Dict[str, str] = field(default_factory=dict)  # [w in s]: inner axis w -> outer s
+    # the cycles of the references between values (rnnspec.recurrences), found by the check
+    cycles: Optional[Cycles] = None
 
     @property
     def filename(self) -> str:

@@ -4,13 +4,14 @@ In: the symbol table with every value typed and ``Symbols.references`` (who read
 delay).  Out: errors for states without an equation or with an initial value of the wrong kind
 or size, for cycles within one time step (a value that needs itself, through delay-0 reads), and
 for cycles through a chosen step, a state's initial value or attention (a value needing a whole
-sequence that depends on it); warnings for parameters and inputs that are never used.
+sequence that depends on it); warnings for parameters and inputs that are never used.  The
+cycles of the references between values (:func:`rnnspec.recurrences.analyse`) are found once,
+here, and kept for the graph (``Symbols.cycles``, then ``Model.cycles``).
 """
 from __future__ import annotations
 
-import networkx as nx
-
-from ..delays import ATTEND, INIT, SAME, Delay, is_step
+from ..delays import ATTEND, INIT, Delay
+from ..recurrences import analyse
 from .symbols import Symbols
 
 
@@ -38,26 +39,20 @@ def check_states(sym: Symbols) -> None:
 
 
 def check_cycles(sym: Symbols) -> None:
-    """The first cycle within one time step, else the first through a whole sequence."""
-    same_step = nx.DiGraph()
-    full = nx.DiGraph()  # with the delayed references too
-    picked = []  # (src, dst, kind): dst reads src at a chosen step (src[end]), its init, attend
-    for src, dst, delay in sym.references:
-        if src in sym.values and dst in sym.values:
-            if delay == SAME:
-                same_step.add_edge(src, dst)
-            full.add_edge(src, dst)
-            if not is_step(delay) and (src, dst, delay) not in picked:
-                picked.append((src, dst, delay))
-    for cycle in nx.simple_cycles(same_step):
+    """The first cycle within one time step, else the first through a whole sequence, from
+    the cycles of the references between values (kept for the graph: ``Model.cycles``)."""
+    sym.cycles = cycles = analyse((src, dst, delay) for src, dst, delay in sym.references
+                                  if src in sym.values and dst in sym.values)
+    cycle = cycles.same_step_cycle()
+    if cycle is not None:
         _same_step_cycle(sym, list(cycle))
         return
     # src[end] is known only after the last step: nothing src depends on, even through
-    # delays, can read it
-    for src, dst, kind in picked:
-        if nx.has_path(full, dst, src):
-            _whole_sequence_cycle(sym, src, dst, kind, nx.shortest_path(full, dst, src))
-            return
+    # delays, can read it (nor its initial value, nor attention over it)
+    whole = cycles.whole_sequence_cycles()
+    if whole:
+        src, dst, kind = whole[0]
+        _whole_sequence_cycle(sym, src, dst, kind, cycles.path(dst, src))
 
 
 def _same_step_cycle(sym: Symbols, names) -> None:

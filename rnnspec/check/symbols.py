@@ -64,6 +64,7 @@ class Symbols:
         self.attentions: Dict[ast.Call, Attention] = {}
         self.feedbacks: List[ast.Call] = []
         self.references: List[Tuple[str, str, Delay]] = []
+        self.cycles = None  # the references' rnnspec.recurrences.Cycles (the network checks)
         self.used: set = set()
         self.axis: Optional[str] = None  # the main (first) time axis
         self.axes: List[str] = []
@@ -114,4 +115,4 @@ class Symbols:
         return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
                      self.consts, self.states, self.values, self.losses, self.axes, self.types,
                      self.connections, self.attentions, self.feedbacks, self.references,
-                     self.rep.warnings, dict(self.nested))
+                     self.rep.warnings, dict(self.nested), self.cycles)
