@@ -95,6 +95,7 @@ CARRIED = {
     "torch_lstm": (None, "sum"), "torch_gru": (None, "sum"), "stacked_lstm": (None, "sum"),
     "stacked_lstm_lib": (None, "sum"), "stacked_gru": (None, "sum"),
     "one_to_many": (None, "sum"), "h0_from_input": (None, "sum"), "many_to_one": (None, "last"),
+    "adding": (None, "last"),
     # teacher mode reads onehot(y[t-1]): a target, not a state, so a piece's first step would
     # read the start class; running free, the fed-back output is a state and carries
     "teacher_forcing": ("free", "sum"), "generate": ("free", "sum"),
