@@ -259,3 +259,19 @@ def test_an_error_header_shows_a_hostile_file_name_escaped(label):
     from rnnspec.pytext import shown
     assert head.startswith(shown(name) + ":1:1:")
     assert shown(name) != name  # each of these names holds a character shown as an escape
+
+
+def test_docstring_read_back_parses_only_the_head():
+    """codegen's last check: the module's docstring reads back as the text it was made from;
+    it parses only the head (up to the first line of three quotes alone), and a docstring that
+    outside text ended early (an unescaped quote run) is caught."""
+    import pytest
+    from rnnspec.codegen import _verify_docstring
+    doc = "Forward pass for a.rnn.\n\n    x = 1"
+    good = '# generated\n"""Forward pass for a.rnn.\n\n    x = 1\n"""\nimport numpy as np\n'
+    _verify_docstring(good, doc)
+    early = '# generated\n"""Forward pass for a.rnn.\n"""\nx = 1\n"""\n"""\nimport numpy\n'
+    with pytest.raises(AssertionError, match="does not read back its docstring"):
+        _verify_docstring(early, "Forward pass for a.rnn.\n\"\"\"\nx = 1\n\"\"\"")
+    with pytest.raises(AssertionError, match="does not read back its docstring"):
+        _verify_docstring(good.replace("x = 1", "x = 1\x07"), doc + "\x07")

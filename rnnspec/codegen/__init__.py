@@ -41,8 +41,11 @@ __all__ = ["generate_code", "RUNTIME", "RUNTIME_BANNER", "LOSS_AND_GRAD", "CHECK
 
 def _verify_docstring(text: str, doc: str) -> None:
     """The module's text must hold ``doc`` as its docstring, read back exactly: outside text
-    (file names, imports, the spec) went in only through :func:`rnnspec.pytext.escape`."""
-    tree = pyast.parse(text)
+    (file names, imports, the spec) went in only through :func:`rnnspec.pytext.escape`.  Only
+    the head up to the first line of three double quotes alone is parsed (the namer parsed the
+    whole module already): a docstring that ended early ends there, and reads back short."""
+    end = text.find('\n"""\n')
+    tree = pyast.parse(text if end < 0 else text[:end + 4])
     if pyast.get_docstring(tree, clean=False) != doc + "\n" or \
             not text.replace("\n", "").replace("\t", "").isprintable():
         raise AssertionError("bug in rnnspec: the generated module does not read back its "
