@@ -9,10 +9,12 @@ Out: :func:`train` returns a :class:`TrainResult`: the trained parameters, the o
 step and the states carried between chunks), ``history.npz``/``history.csv``, ``config.json``,
 ``vocab.json`` for a text and ``curves.png`` when matplotlib is installed.
 
-Losses per token: a generated module's loss is a sum over sequences and steps.  Each step's
-loss is divided by the number of (step, sequence) pairs it counts -- each sequence's steps
-(``T * B``, or ``sum(lengths)`` in a padded batch) when a target is given per step, the number
-of sequences B when every target is one per sequence -- and the gradient likewise: the
+Losses per token: a generated module's loss is a sum over sequences (and, unless the spec says
+``mean``, over steps).  It is divided by the number of (step, sequence) pairs it counts, from the
+module's LOSSES table -- each sequence's steps (``T * B``, or ``sum(lengths)`` in a padded
+batch) for a per-step sum, the chosen steps times B for a sum at chosen steps, the number of
+sequences B for a ``mean`` over each sequence's steps or a loss per sequence (a spec that mixes
+them is divided by the first that applies, in that order) -- and the gradient likewise: the
 optimizer follows the gradient of the per-token mean, so the learning rate does not depend on
 B or T.  The module still computes the sum; the loss logged is ``sum / count``.
 
@@ -183,9 +185,16 @@ class Plan:
 
     def count(self, u: Unit) -> int:
         """The (step, sequence) pairs the unit's loss counts (see the module's docstring)."""
-        if not self.per_step:
-            return u.B
-        return int(np.sum(u.lengths)) if u.lengths is not None else u.T * u.B
+        terms = getattr(self.module, "LOSSES", None)
+        if terms is None:  # (a module compiled before LOSSES: from its targets)
+            terms = [{"per": "step" if self.per_step else "sequence", "reduce": "sum",
+                      "steps": None}]
+        summed = [t for t in terms if t["per"] == "step" and t["reduce"] == "sum"]
+        if any(t["steps"] is None for t in summed):
+            return int(np.sum(u.lengths)) if u.lengths is not None else u.T * u.B
+        if summed:  # (a sum over chosen steps: that many per sequence)
+            return max(t["steps"] for t in summed) * u.B
+        return u.B  # (means over each sequence's steps, or one term per sequence)
 
     def valid_units(self) -> Iterator[Unit]:
         if self.text:

@@ -197,3 +197,29 @@ def test_cli_refuses_run_directories(capsys, tmp_path):
         err = capsys.readouterr().err
         assert phrase in err and "Traceback" not in err, (args, err)
     assert not (tmp_path / "new").exists()  # (refused before any work)
+
+
+@pytest.mark.parametrize("spec, per", [("linear.rnn", "B"), ("elman.rnn", "T*B")])
+def test_per_token_loss_follows_the_modules_losses_table(spec, per, tmp_path):
+    """A `mean` loss (linear.rnn: the mean over each sequence's steps) is divided by the
+    sequences only; a per-step sum (elman.rnn) by steps times sequences (LOSSES)."""
+    from rnnspec.data import load_npz
+    mod = compile_file(SPECS / spec)
+    T, N, B = 6, 8, 4
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for n, info in mod.INPUTS.items():
+        arrays[n] = rng.standard_normal((T, N, mod._size(info["size"], mod.DIMS)))
+    for n, info in mod.TARGETS.items():
+        size = mod._size(info["size"], mod.DIMS)
+        arrays[n] = rng.integers(0, size, (T, N)) if info["type"] == "class" else \
+            rng.standard_normal((T, N, size))
+    np.savez(tmp_path / "d.npz", **arrays)
+    data = load_npz(tmp_path / "d.npz", mod, valid_fraction=0.5, seed=0)
+    seen = []
+    train(SPECS / spec, data, optimizer="sgd", lr=1e-3, batch=B, steps=1, seed=1, log=quiet,
+          callback=seen.append)
+    p = mod.init_params(None, seed=1)
+    first = next(iter(data[0].batches(B, seed=1, epoch=0)))
+    loss, _ = mod.loss_and_grad(p, first.inputs_for(mod), first.targets)
+    assert seen[0].loss == pytest.approx(loss / (B if per == "B" else T * B), rel=1e-12)

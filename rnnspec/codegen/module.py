@@ -118,7 +118,8 @@ class ModuleWriter(Pass):
                                                         "step back"))
 
     def names(self, em: Emitter) -> None:
-        """PARAMS, INITS, INPUTS, TARGETS, STATES, OUTPUTS: the spec's names and sizes."""
+        """PARAMS, INITS, INPUTS, TARGETS, STATES, OUTPUTS, LOSSES: the spec's names and
+        sizes."""
         m = self.m
         em(table("PARAMS", {name: tuple(s.text() for s in p.shape)
                             for name, p in m.params.items()}, lines=True))
@@ -144,6 +145,11 @@ class ModuleWriter(Pass):
                 self.g.values[name]].ty.tk != PARAM else "shared"  # shared: no batch axis
             outputs[name] = {"size": v.size.text(), "kind": kind, **self.axis_meta(v)}
         em(table("OUTPUTS", outputs, lines=True))
+        em(table("LOSSES", [{"kind": loss.func, "reduce": loss.reduce,
+                             "per": "step" if loss.pred.index is not None else "sequence",
+                             "steps": len(loss.steps) if loss.steps else None}
+                            for loss in m.losses],
+                 "sum or mean over a sequence's steps, per step or sequence"))
 
     def docstring(self, checkpoint: Optional[int], rtrl: bool = False) -> str:
         """The module docstring's text (unescaped): the file name, the spec and the files it
