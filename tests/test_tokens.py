@@ -138,3 +138,49 @@ def test_char_lm_generated_rtrl_equals_bptt():
     np.testing.assert_allclose(loss, want_loss, rtol=1e-12)
     for k in want["params"]:
         np.testing.assert_allclose(grads["params"][k], want["params"][k], rtol=1e-9, atol=1e-12)
+
+
+def test_char_lm_against_torch_embedding_and_lstm():
+    """specs/char_lm.rnn is nn.Embedding then nn.LSTM (gates i, f, g, o = our g, f, c, q) then a
+    linear softmax layer: the same summed cross-entropy and gradients, E_x's included."""
+    torch = pytest.importorskip("torch", reason="torch is the test-only oracle")
+    mod = rnnspec.compile_file(SPECS / "char_lm.rnn")
+    params, inputs, targets, _, _ = random_problem(mod, T=6, batch=3, seed=5)
+    inputs["x"][:, 0] = 2  # a character repeated at every step of a sequence
+    loss, grads = mod.loss_and_grad(params, inputs, targets)
+    t = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    emb = torch.nn.Embedding(7, 4).double()
+    lstm = torch.nn.LSTM(4, 6).double()
+    with torch.no_grad():
+        emb.weight.copy_(t["E_x"])
+    order = ("g", "f", "c", "q")
+    lstm.weight_ih_l0 = torch.nn.Parameter(torch.cat([t[f"W_{k}_e"] for k in order]))
+    lstm.weight_hh_l0 = torch.nn.Parameter(torch.cat([t[f"W_{k}_h"] for k in order]))
+    lstm.bias_ih_l0 = torch.nn.Parameter(torch.cat([t[f"b_{k}"] for k in order]))
+    lstm.bias_hh_l0 = torch.nn.Parameter(torch.zeros(24, dtype=torch.float64))
+    h, _ = lstm(emb(torch.tensor(inputs["x"])))
+    logits = h @ t["W_o_h"].T + t["b_o"]
+    want = torch.nn.functional.cross_entropy(logits.reshape(-1, 7),
+                                             torch.tensor(targets["y"]).reshape(-1),
+                                             reduction="sum")
+    want.backward()
+    np.testing.assert_allclose(loss, want.item(), rtol=1e-12)
+    np.testing.assert_allclose(grads["params"]["E_x"], emb.weight.grad.numpy(), rtol=1e-10,
+                               atol=1e-13)
+    for j, k in enumerate(order):
+        rows = slice(6 * j, 6 * j + 6)
+        np.testing.assert_allclose(grads["params"][f"W_{k}_e"],
+                                   lstm.weight_ih_l0.grad[rows].numpy(), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(grads["params"][f"b_{k}"],
+                                   lstm.bias_ih_l0.grad[rows].numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(grads["params"]["W_o_h"], t["W_o_h"].grad.numpy(), rtol=1e-10)
+
+
+def test_check_summary_shows_the_class_input_and_the_embedding_it_creates(capsys):
+    from rnnspec.cli import main
+    assert main(["check", str(SPECS / "char_lm.rnn")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.split("\n") if line[:1].isalpha()}
+    assert "input" in rows["x"] and "class(vocab=7)" in rows["x"]
+    assert " 28 " in rows["e"]  # E_x: vocab x emb = 7 x 4
+    assert "normal(0.1)" in rows["E_x"]

@@ -1,13 +1,15 @@
-"""Elaboration: the calls that create parameters -- ``affine``/``gate`` and ``attend``.
+"""Elaboration: the calls that create parameters -- ``affine``/``gate``, ``attend`` and ``embed``.
 
 In: the call, its :class:`.context.Context` (a connection without ``size=`` takes the size
 expected of it; the prefix of created names is the equation's value unless ``name=``).  Out: its
 type, the parameters it creates in ``Symbols.params`` (``auto=True``, in a fixed order: for a
 connection ``W_<prefix>_<source>`` per source then ``b_<prefix>``; for attention ``Wa_``, ``va_``,
-``Wp_``, ``vp_`` as its score and window need), and its record (:class:`~.model.Connection` in
-``Symbols.connections``, :class:`~.model.Attention` in ``Symbols.attentions``).  Reported here:
-unknown options and bad option values, sources that are not vectors, sizes that cannot be told or
-disagree, created names already taken, and attention over what is not a whole sequence.
+``Wp_``, ``vp_`` as its score and window need; for an embedding ``E_<input>``), and its record
+(:class:`~.model.Connection` in ``Symbols.connections``, :class:`~.model.Attention` in
+``Symbols.attentions``, the matrix's name in ``Symbols.embeds``).  Reported here: unknown options
+and bad option values, sources that are not vectors, sizes that cannot be told or disagree,
+created names already taken, attention over what is not a whole sequence, and an embedding of
+what is not a class input at the step being computed.
 """
 from __future__ import annotations
 
