@@ -115,6 +115,7 @@ class InputDecl(Node):
     axis: Optional[str]  # None: a static (per-sequence) input
     size: SizeExpr
     within: Optional[str] = None  # [w in s]: the outer axis s of a nested axis w
+    kind: str = "real"  # 'real' (vectors) or 'class' (class indices, read by embed/onehot)
 
 
 @dataclass(frozen=True)

@@ -202,7 +202,10 @@ def random_problem(mod, dims=None, T=5, batch=3, seed=0, lengths=None):
     params = {k: v + rng.normal(0.0, 0.1, v.shape) for k, v in params.items()}
     inputs = {}
     for n, info in mod.INPUTS.items():
-        inputs[n] = rng.normal(0.0, 1.0, lead_of(info) + (size(info["size"]),))
+        if info.get("type") == "class":  # class indices: no gradient, not checked
+            inputs[n] = rng.integers(0, size(info["size"]), lead_of(info))
+        else:
+            inputs[n] = rng.normal(0.0, 1.0, lead_of(info) + (size(info["size"]),))
     targets = {}
     for n, info in mod.TARGETS.items():
         lead = lead_of(info)
@@ -401,7 +404,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     sizes = _sizes(mod, dims, T, batch, seed)
     name = getattr(mod, "__name__", "spec")
     groups = {"params": params, "inputs": inputs, "state0": state0}
-    arrays = [(g, n) for g, d in groups.items() for n in d]
+    arrays = [(g, n) for g, d in groups.items() for n in d  # (class inputs have no gradient)
+              if g != "inputs" or mod.INPUTS[n].get("type") != "class"]
     cap = plan_work([groups[g][n].size if not directional else directions
                      for g, n in arrays], evaluation_cost(mod, T), max_work)
     mode_text = "directional" if directional else "every entry" if cap is None else \

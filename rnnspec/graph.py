@@ -271,6 +271,15 @@ class _Lowering:
                     r = teach.args[0]
                     start = (m.targets[r.name].decl.start or 0, -r.index.offset, src.name)
                 return self.new("choose", [free], ty, f"{self.owner}_chosen", start=start), SAME
+            if e.func == "embed":  # the rows of E picked by the class input's indices
+                r = e.args[0]
+                E = self.leaves[m.embeds[e]]
+                return self.new("embed", [(E, SAME), (self.leaves[r.name], SAME)], ty,
+                                f"{r.name}_embedded"), SAME
+            if e.func == "onehot" and e.args[0].name in m.inputs:  # of a class input
+                r = e.args[0]
+                return self.new("onehot", [(self.leaves[r.name], SAME)], ty, f"{r.name}_onehot",
+                                delay=0, start=0), SAME
             if e.func == "onehot":
                 r = e.args[0]
                 tgt = m.targets[r.name]

@@ -211,7 +211,9 @@ def _shape(s: Schedule, i: int, step: bool = False) -> str:
     ty = op.ty
     size = [] if ty.shape == "scalar" else [ty.rows.text()] if ty.shape == "vec" else \
         [ty.rows.text(), ty.cols.text()]
-    if op.op == "target" and m.targets[op.name].kind == "class":
+    classes = op.op == "target" and m.targets[op.name].kind == "class" or \
+        op.op == "input" and m.inputs[op.name].kind == "class"
+    if classes:
         size = []  # class indices
     lead = [] if ty.tk == PARAM else ["B" + (f"_{ty.axis}" if ty.axis in m.nested else "")]
     if ty.tk == STEP and not step:
@@ -219,7 +221,7 @@ def _shape(s: Schedule, i: int, step: bool = False) -> str:
         extra = sum(s.padding.get(i, (0, 0)))
         lead.insert(0, f"{T} + {extra}" if extra else T)
     text = f"({', '.join(lead + size)})"
-    return text + (f", classes of {ty.rows.text()}" if op.op == "target" and not size else "")
+    return text + (f", classes of {ty.rows.text()}" if classes else "")
 
 
 def _label(s: Schedule, i: int) -> str:

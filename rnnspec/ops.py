@@ -299,6 +299,14 @@ register("onehot",
          lambda i, g, out, args, **_: ZERO,
          lambda d, out, args, **_: ZERO,
          no_grad={0}, helpers=("_onehot",))
+# embed(x[t], n): the rows E[x] of the (V, n) embedding matrix picked by class indices x (T, B)
+# (or (B,) in a step); E's gradient adds g into the rows used, a row as often as it is picked
+# (np.add.at); the indices get no gradient and have no tangent.
+register("embed",
+         lambda E, x, **_: subscript(E, x),
+         lambda i, g, out, args, **_: call("_embed_grad", g, args[1], args[0]) if i == 0 else ZERO,
+         lambda d, out, args, **_: subscript(d[0], Slice(None, None), args[1]),
+         needs_args={0, 1}, reads_own={0}, reduced={0}, no_grad={1}, helpers=("_embed_grad",))
 register("choose",
          lambda p, start=(), **_: call("_choose", p, "rng", "greedy", *start),
          lambda i, g, out, args, **_: ZERO,

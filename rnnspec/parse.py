@@ -85,7 +85,8 @@ class _ToAst(Transformer):
     def input_decl(self, meta, items):
         name, *rest = items
         axis, within = rest[0][1:] if len(rest) == 2 else (None, None)
-        return ast.InputDecl(str(name), axis, rest[-1], within, **_pos(meta))
+        kind, size = rest[-1]
+        return ast.InputDecl(str(name), axis, size, within, kind, **_pos(meta))
 
     def target_decl(self, meta, items):
         name, *rest = items

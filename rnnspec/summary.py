@@ -23,12 +23,11 @@ def summary(a) -> str:
     directions = {n: (d, axis) for n, d, axis in state_directions(a.schedule)}
     owned = _params_by_value(m)
     rows: List[Row] = []
-    for n, info in m.inputs.items():
-        rows.append((n, "input", _size(info.size, m), _steps(info.seq, info.decl), "",
-                     _line(m, info.decl)))
-    for n, info in m.targets.items():
-        size = f"class({_size(info.size, m)})" if info.kind == "class" else _size(info.size, m)
-        rows.append((n, "target", size, _steps(info.seq, info.decl), "", _line(m, info.decl)))
+    for kind, infos in (("input", m.inputs), ("target", m.targets)):
+        for n, info in infos.items():
+            size = f"class({_size(info.size, m)})" if info.kind == "class" else \
+                _size(info.size, m)
+            rows.append((n, kind, size, _steps(info.seq, info.decl), "", _line(m, info.decl)))
     for n, info in m.values.items():
         kind = "value"
         if n in m.states:
@@ -67,9 +66,10 @@ def _param_rows(m) -> List[Row]:
 
 
 def _params_by_value(m) -> Dict[str, List[str]]:
-    """value -> the parameters its equation creates (connections, attention)."""
+    """value -> the parameters its equation creates (connections, attention, embeddings)."""
     calls = {id(c): [w for w, _ in conn.weights] + ([conn.bias] if conn.bias else [])
              for c, conn in m.connections.items()}
+    calls.update({id(c): [E] for c, E in m.embeds.items()})
     for c, att in m.attentions.items():
         calls[id(c)] = list(att.params.values())
     out: Dict[str, List[str]] = {}

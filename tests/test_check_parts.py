@@ -33,7 +33,7 @@ def test_builtin_table_is_the_functions_and_the_loss_ops():
     assert set(LOSS_FUNCS) == {name for name, rule in RULES.items() if rule.loss}
     # the order the hints list them in
     assert FUNCTIONS == ("tanh", "sigmoid", "relu", "identity", "exp", "log", "softmax",
-                         "concat", "affine", "gate", "attend", "feedback", "onehot")
+                         "concat", "affine", "gate", "attend", "feedback", "onehot", "embed")
 
 
 def test_every_function_documented_or_used_is_in_the_table():
@@ -79,7 +79,8 @@ def test_the_table_dispatches_by_name(monkeypatch):
                 "softmax": functions.softmax, "concat": functions.concat,
                 "affine": elaborate.connection, "gate": elaborate.connection,
                 "attend": elaborate.attention, "feedback": functions.feedback,
-                "onehot": functions.onehot, "cross_entropy": functions.loss_outside_loss,
+                "onehot": functions.onehot, "embed": elaborate.embedding,
+                "cross_entropy": functions.loss_outside_loss,
                 "squared_error": functions.loss_outside_loss}
     assert set(BUILTINS) == set(expected)
     for name, typer in expected.items():

@@ -15,7 +15,7 @@ from conftest import ROOT, SPECS
 
 ACCEPTED = ["deep", "elman", "gru", "h0_from_input", "jordan", "leaky", "linear", "lstm",
             "lstm_peephole", "one_to_many", "stacked_gru", "stacked_lstm", "stacked_lstm_lib",
-            "torch_gru", "torch_lstm"]
+            "torch_gru", "torch_lstm", "char_lm"]
 REJECTED = {  # spec -> (line, a phrase of the message)
     "skip": (15, "`h[t-3]` is read 3 steps back"),
     "bidirectional": (31, "`g[t+1]` runs a recurrence backward in time"),

@@ -95,7 +95,7 @@ CARRIED = {
     "torch_lstm": (None, "sum"), "torch_gru": (None, "sum"), "stacked_lstm": (None, "sum"),
     "stacked_lstm_lib": (None, "sum"), "stacked_gru": (None, "sum"),
     "one_to_many": (None, "sum"), "h0_from_input": (None, "sum"), "many_to_one": (None, "last"),
-    "adding": (None, "last"),
+    "adding": (None, "last"), "char_lm": (None, "sum"),
     # teacher mode reads onehot(y[t-1]): a target, not a state, so a piece's first step would
     # read the start class; running free, the fed-back output is a state and carries
     "teacher_forcing": ("free", "sum"), "generate": ("free", "sum"),
@@ -197,6 +197,9 @@ def _split(mod, how, params, inputs, targets, state0, up, T, L, k, padded):
         np.testing.assert_allclose(grads["params"][p], g_a["params"][p] + g_b["params"][p],
                                    atol=1e-10, err_msg=p)
     for n, info in mod.INPUTS.items():
+        if info.get("type") == "class":  # indices: no gradient
+            assert n not in grads["inputs"] and n not in g_a["inputs"]
+            continue
         g = grads["inputs"][n]
         if info["kind"] == "sequence":
             np.testing.assert_allclose(g[:k], g_a["inputs"][n], atol=1e-10)

@@ -17,7 +17,7 @@ from rnnspec.gradcheck import random_problem
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 FOLLOWED = ["elman", "jordan", "lstm", "gru", "lstm_peephole", "leaky", "skip", "deep",
             "stacked_lstm", "stacked_gru", "stacked_lstm_lib", "many_to_one", "one_to_many",
-            "h0_from_input", "linear"]
+            "h0_from_input", "linear", "char_lm"]
 REFUSED = {"bidirectional": (31, "runs a recurrence backward in time"),
            "bigru": (22, "runs a recurrence backward in time"),
            "encdec": (17, "second time axis"),

@@ -74,6 +74,8 @@ CASES = [
      {}, [0, 1]),
     ("squared_error", lambda rng: [rng.normal(size=(2, B, N)), rng.normal(size=(2, B, N))],
      {}, [0]),
+    # embed(x[t], n): rows of E (5, N) picked by indices (2, B) that repeat (np.add.at)
+    ("embed", lambda rng: [rng.normal(size=(5, N)), np.array([[0, 3, 0], [3, 3, 1]])], {}, [0]),
     ("squared_error", lambda rng: [rng.normal(size=(2, B, N)), rng.normal(size=(2, B, N))],
      {"w": "w"}, [0]),
 ]
@@ -167,6 +169,28 @@ def test_cross_entropy_rules_from_the_logits():
     np.testing.assert_allclose(fwd, numeric, rtol=1e-7)
     np.testing.assert_allclose((back * v).sum(), 2.0 * fwd, rtol=1e-10)  # <g, J v> = <J^T g, v>
     assert r.backward(2, E.Name("g"), None, nodes, w=None) is E.ZERO  # no gradient into y
+
+
+def test_embedding_gradient_adds_every_use_of_a_row():
+    """A row picked k times gets the sum of its k gradient rows (np.add.at, where E[x] += g
+    would keep only one); rows never picked get zero; the indices get no gradient."""
+    r = ops.rule("embed")
+    E_ = np.arange(12.0).reshape(4, 3)
+    x = np.array([[2, 0], [2, 2]])  # row 2 three times, row 0 once, rows 1 and 3 never
+    g = np.arange(1.0, 13.0).reshape(2, 2, 3)
+    nodes = [E.Name("E"), E.Name("x")]
+    env = _env(E=E_, x=x, g=g)
+    np.testing.assert_array_equal(_eval(r.forward(*nodes), env), E_[[[2, 0], [2, 2]]])
+    dE = _eval(r.backward(0, E.Name("g"), None, nodes), env)
+    want = np.zeros((4, 3))
+    want[2] = [1 + 7 + 10, 2 + 8 + 11, 3 + 9 + 12]  # g[0, 0] + g[1, 0] + g[1, 1]
+    want[0] = [4, 5, 6]  # g[0, 1]
+    np.testing.assert_array_equal(dE, want)
+    assert r.backward(1, E.Name("g"), None, nodes) is E.ZERO
+    # forward mode: the tangent of E (directions first) gathers the same rows; x has none
+    env["dE"] = np.stack([np.ones((4, 3)), np.eye(4, 3)])
+    d = _eval(r.tangent([E.Name("dE"), E.ZERO], None, nodes), env)
+    np.testing.assert_array_equal(d, env["dE"][:, x])
 
 
 def test_rules_with_no_gradient_give_the_symbolic_zero():

@@ -669,11 +669,11 @@ BAD = [
     # feedback and onehot
     case("onehot-of-an-input",
          FB + "fb[t] = feedback(onehot(x[t-1]), o[t-1])\n",
-         11, 25, "onehot() turns class targets into vectors, but `x[t-1]` is not a target",
+         11, 25, "onehot() turns class inputs and targets into vectors, but `x[t-1]` is neither",
          "target y[t]: class(K)"),
     case("onehot-of-an-expression",
          FB + "fb[t] = feedback(onehot(y[t-1] + 1), o[t-1])\n",
-         11, 25, "`y[t-1] + 1` is not a target", "onehot(y[t-1])"),
+         11, 25, "`y[t-1] + 1` is neither", "onehot(y[t-1])"),
     case("onehot-without-start-class",
          FB.replace("class(out) = 0", "class(out)") + "fb[t] = feedback(onehot(y[t-1]), o[t-1])\n",
          11, 25, "'y[t-1]' reads before the first step, but target 'y' has no start value",

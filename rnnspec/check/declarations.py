@@ -174,8 +174,12 @@ def declare_input(sym: Symbols, st: ast.InputDecl) -> None:
     if st.axis:
         use_axis(sym, st.axis, st, st.within)
     sz = size(sym, st.size)
+    if st.kind == "class" and not st.axis:
+        sym.rep.error(st, f"class input '{st.name}' needs a time axis: class indices are "
+                      f"read one per step", f"input {st.name}[t]: class(V)")
+        return
     if sym.declare(st.name, st, "sequence input" if st.axis else "static input") and sz:
-        sym.inputs[st.name] = InputInfo(st.name, st.axis is not None, sz, st)
+        sym.inputs[st.name] = InputInfo(st.name, st.axis is not None, sz, st, st.kind)
 
 
 def declare_target(sym: Symbols, st: ast.TargetDecl) -> None:

@@ -1,13 +1,15 @@
-"""Elaboration: the calls that create parameters -- ``affine``/``gate`` and ``attend``.
+"""Elaboration: the calls that create parameters -- ``affine``/``gate``, ``attend`` and ``embed``.
 
 In: the call, its :class:`.context.Context` (a connection without ``size=`` takes the size
 expected of it; the prefix of created names is the equation's value unless ``name=``).  Out: its
 type, the parameters it creates in ``Symbols.params`` (``auto=True``, in a fixed order: for a
 connection ``W_<prefix>_<source>`` per source then ``b_<prefix>``; for attention ``Wa_``, ``va_``,
-``Wp_``, ``vp_`` as its score and window need), and its record (:class:`~.model.Connection` in
-``Symbols.connections``, :class:`~.model.Attention` in ``Symbols.attentions``).  Reported here:
-unknown options and bad option values, sources that are not vectors, sizes that cannot be told or
-disagree, created names already taken, and attention over what is not a whole sequence.
+``Wp_``, ``vp_`` as its score and window need; for an embedding ``E_<input>``), and its record
+(:class:`~.model.Connection` in ``Symbols.connections``, :class:`~.model.Attention` in
+``Symbols.attentions``, the matrix's name in ``Symbols.embeds``).  Reported here: unknown options
+and bad option values, sources that are not vectors, sizes that cannot be told or disagree,
+created names already taken, attention over what is not a whole sequence, and an embedding of
+what is not a class input at the step being computed.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import List, Optional, Tuple
 
 from .. import ast
 from ..ast import unparse
-from ..delays import ATTEND
+from ..delays import ATTEND, SAME
 from ..sizes import Size
 from . import expressions, references, values
 from .context import Context
@@ -72,6 +74,52 @@ def _connection(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
     return sym.note(c, ctx.ty("vec", size, None, max(t.tk for t in tys)))
 
 
+def embedding(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
+    """``embed(x[t], n)``: the rows of a created (V, n) matrix ``E_<x>`` (``name=``: ``E_<name>``)
+    picked by the class input x's indices."""
+    try:
+        return _embedding(sym, c, ctx)
+    except Refused:
+        return None
+
+
+def _embedding(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
+    opts = _options(sym, c, ("size", "name", "init"))
+    if not c.args or len(c.args) > 2 or (len(c.args) == 2) == ("size" in opts):
+        raise sym.refuse(c, "embed() takes a class input and the size of its vectors",
+                         "embed(x[t], 16) or embed(x[t], size=hidden)")
+    r = c.args[0]
+    inp = sym.inputs.get(r.name) if isinstance(r, ast.Ref) else None
+    if inp is None or inp.kind != "class":
+        raise sym.refuse(r, f"embed() picks rows by class indices, but `{unparse(r)}` is not "
+                         f"a class input", "declare input x[t]: class(V) and write embed(x[t], 16)")
+    size = expr_size(sym, c.args[1], "") if len(c.args) == 2 else kw_size(sym, opts["size"])
+    if size is None:
+        raise Refused
+    if ctx.expected is not None and size != ctx.expected:
+        raise sym.refuse(c, f"embed() gives vectors of size {size} but '{ctx.owner}' has size "
+                         f"{ctx.expected}", "make the sizes agree")
+    class_step(sym, r, ctx, "embed", inp.axis)
+    prefix = _option(sym, opts, "name", None, _plain_name, "emb") or r.name
+    init, init_arg = _option(sym, opts, "init", ("normal", 0.1), _init_option)
+    pname = f"E_{prefix}"
+    if not sym.create_param(c, pname, (inp.size, size), init, init_arg, maker="embedding"):
+        return None
+    sym.used.add(r.name)
+    sym.embeds[c] = pname
+    return sym.note(c, ctx.ty("vec", size, None, STEP))
+
+
+def class_step(sym: Symbols, r: ast.Ref, ctx: Context, func: str, axis: str) -> None:
+    """A class input is read at the step being computed (``x[t]``), on its own axis."""
+    ix = r.index
+    if not ctx.seq or ix is None or ix.kind != "rel" or ix.offset != 0 or ix.var != axis or \
+            ctx.axis != axis:
+        raise sym.refuse(r, f"{func}() reads a class input at the step being computed, "
+                         f"such as {r.name}[{axis}]", f"{func}({r.name}[{axis}])")
+    sym.references.append((r.name, ctx.owner, SAME))
+
+
 def _options(sym: Symbols, c: ast.Call, allowed: Tuple[str, ...]) -> dict:
     """The keyword arguments of ``c`` by name (refused: one not in ``allowed``)."""
     opts = {}
@@ -91,6 +139,12 @@ def _option(sym: Symbols, opts: dict, name: str, default, parse, *args):
 
 def kw_size(sym: Symbols, kw: ast.KwArg) -> Optional[Size]:
     """The size written as ``size=...`` (a dimension, an integer, sums and multiples)."""
+    return expr_size(sym, kw.value, "size=")
+
+
+def expr_size(sym: Symbols, value: ast.Node, what: str) -> Optional[Size]:
+    """The size an expression writes (``what`` precedes it in the message), or None
+    (reported)."""
     def conv(e) -> Optional[Size]:
         if isinstance(e, ast.Num) and float(e.value).is_integer() and e.value >= 1:
             return Size((), int(e.value))
@@ -106,10 +160,10 @@ def kw_size(sym: Symbols, kw: ast.KwArg) -> Optional[Size]:
             if d and float(k).is_integer() and k >= 1:
                 return Size(((e.right.name, int(k)),), 0)
         return None
-    size = conv(kw.value)
+    size = conv(value)
     if size is None:
-        sym.rep.error(kw.value, f"size={unparse(kw.value)} is not a size",
-                      "write a dimension name such as size=hidden, or in + hidden")
+        sym.rep.error(value, f"{what}{unparse(value)} is not a size",
+                      f"write a dimension name such as {what}hidden, or in + hidden")
     return size
 
 

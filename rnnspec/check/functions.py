@@ -18,7 +18,7 @@ from ..sizes import Size
 from . import elaborate, expressions
 from .context import Context
 from .model import STEP, Ty
-from .symbols import Symbols, suggest
+from .symbols import Refused, Symbols, suggest
 
 UNARY_FUNCS = ("tanh", "sigmoid", "relu", "identity", "exp", "log")
 LOSS_FUNCS = tuple(sorted(n for n, r in RULES.items() if r.loss))  # the loss ops of ops.py
@@ -129,14 +129,24 @@ def feedback(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
 
 
 def onehot(sym: Symbols, c: ast.Call, ctx: Context) -> Optional[Ty]:
-    """onehot(y[t-d]): class targets as vectors, on the teacher side of feedback()."""
+    """onehot(y[t-d]): class targets as vectors, on the teacher side of feedback(); onehot(x[t])
+    of a class input anywhere."""
     if c.kwargs or len(c.args) != 1:
         sym.rep.error(c, "onehot() takes one class target", "onehot(y[t-1])")
         return None
     r = c.args[0]
+    inp = sym.inputs.get(r.name) if isinstance(r, ast.Ref) else None
+    if inp is not None and inp.kind == "class":  # onehot(x[t]) of a class input
+        try:
+            elaborate.class_step(sym, r, ctx, "onehot", inp.axis)
+        except Refused:
+            return None
+        sym.used.add(r.name)
+        return sym.note(c, ctx.ty("vec", inp.size, None, STEP))
     if not (isinstance(r, ast.Ref) and r.name in sym.targets):
-        sym.rep.error(r, f"onehot() turns class targets into vectors, but `{unparse(r)}` is "
-                      f"not a target", "onehot(y[t-1]) with target y[t]: class(K)")
+        sym.rep.error(r, f"onehot() turns class inputs and targets into vectors, but "
+                      f"`{unparse(r)}` is neither", "onehot(y[t-1]) of target y[t]: class(K), "
+                      "onehot(x[t]) of input x[t]: class(K)")
         return None
     tgt = sym.targets[r.name]
     if not ctx.teacher:
@@ -167,7 +177,7 @@ BUILTINS: Dict[str, Typer] = {
     "softmax": softmax, "concat": concat,
     "affine": elaborate.connection, "gate": elaborate.connection,
     "attend": elaborate.attention,
-    "feedback": feedback, "onehot": onehot,
+    "feedback": feedback, "onehot": onehot, "embed": elaborate.embedding,
     **{name: loss_outside_loss for name in LOSS_FUNCS},
 }
 FUNCTIONS = tuple(name for name in BUILTINS if name not in LOSS_FUNCS)  # in the order of hints

@@ -51,6 +51,7 @@ class InputInfo(_Declared):
     seq: bool
     size: Size
     decl: ast.InputDecl
+    kind: str = "real"  # 'real' | 'class' (class indices, read only by embed() and onehot())
 
 
 @dataclass
@@ -155,6 +156,8 @@ class Model:
     nested: Dict[str, str] = field(default_factory=dict)  # [w in s]: inner axis w -> outer s
     # the cycles of the references between values (rnnspec.recurrences), found by the check
     cycles: Optional[Cycles] = None
+    # embed(x[t], n) calls -> the name of the (V, n) embedding matrix each creates
+    embeds: Dict[ast.Call, str] = field(default_factory=dict)
 
     @property
     def filename(self) -> str:

@@ -40,6 +40,11 @@ def type_ref(sym: Symbols, r: ast.Ref, ctx: Context) -> Optional[Ty]:
         return Ty(p.kind, *(p.shape + (None, None))[:2], tk=PARAM)
     if name in sym.inputs:
         inp = sym.inputs[name]
+        if inp.kind == "class":
+            sym.rep.error(r, f"'{name}' is a class input (indices, not a vector): read it "
+                          f"through embed() or onehot()",
+                          f"embed({name}[{inp.axis}], 16) or onehot({name}[{inp.axis}])")
+            return None
         if not inp.seq:
             if ix is not None:
                 sym.rep.error(ix, f"'{name}' is a static input: it has no time index",

@@ -60,6 +60,7 @@ class Symbols:
         self.losses: List[LossInfo] = []
         self.types: Dict[ast.Node, Ty] = {}
         self.connections: Dict[ast.Call, Connection] = {}
+        self.embeds: Dict[ast.Call, str] = {}  # embed(x[t], n) -> its embedding matrix's name
         self.open_prefixes: set = set()  # automatic prefixes taken by connections being checked
         self.attentions: Dict[ast.Call, Attention] = {}
         self.feedbacks: List[ast.Call] = []
@@ -115,4 +116,4 @@ class Symbols:
         return Model(self.spec, self.dims, self.axis, self.inputs, self.targets, self.params,
                      self.consts, self.states, self.values, self.losses, self.axes, self.types,
                      self.connections, self.attentions, self.feedbacks, self.references,
-                     self.rep.warnings, dict(self.nested), self.cycles)
+                     self.rep.warnings, dict(self.nested), self.cycles, dict(self.embeds))

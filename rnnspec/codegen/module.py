@@ -128,7 +128,8 @@ class ModuleWriter(Pass):
         for name, infos in (("INPUTS", m.inputs), ("TARGETS", m.targets)):
             em(table(name, {n: {"size": info.size.text(),
                                 "kind": "sequence" if info.seq else "static",
-                                **({"type": info.kind} if name == "TARGETS" else {}),
+                                **({"type": info.kind} if name == "TARGETS" or info.kind == "class"
+                                   else {}),
                                 **self.axis_meta(info)} for n, info in infos.items()},
                      lines=True))
         states = {}

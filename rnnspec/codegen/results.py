@@ -55,14 +55,14 @@ class Results(Pass):
             i = self.g.values[name]
             if self.v.axis_of(i) in self.m.nested:
                 em(assign(_key(name), self.v.state_layout(_key(name), name)))
-        for i in self.v.leaf_ids("input"):
+        for i in self.v.graded_leaf_ids("input"):
             leaf_grads[i] = self.v.unflat(leaf_grads[i], self.v.axis_of(i))
         self.returned(em, leaf_grads)
 
     def leaf_grads(self) -> Dict[int, Expr]:
         """The gradient of each parameter and input (a zero one when it gets none)."""
         leaf_grads = {}
-        for i in self.v.leaf_ids("param") + self.v.leaf_ids("input"):
+        for i in self.v.leaf_ids("param") + self.v.graded_leaf_ids("input"):
             g = self.adj.grad.get(i)
             name = self.v.pyname[i]
             if g is not None and not g.cond:
@@ -77,7 +77,7 @@ class Results(Pass):
         """The return statement: one line per gradient, each a name (a slice of a stacked
         product's gradient gets its own line first)."""
         unpacked = False
-        for i in self.v.leaf_ids("param") + self.v.leaf_ids("input"):
+        for i in self.v.leaf_ids("param") + self.v.graded_leaf_ids("input"):
             if _is_name(leaf_grads[i]) or i in self.adj.bufname:
                 continue
             if not unpacked:
@@ -88,7 +88,7 @@ class Results(Pass):
         self.state_grads(em)
         items = []
         for key, kind in (("params", "param"), ("inputs", "input")):
-            ids = self.v.leaf_ids(kind)
+            ids = self.v.graded_leaf_ids(kind)
             items.append((key, dict_of([(self.ops[i].name, leaf_grads[i]) for i in ids],
                                        lines=bool(ids))))
         items.append(("state0", "d_state0"))

@@ -265,6 +265,12 @@ class Values:
     def leaf_ids(self, kind: str) -> List[int]:
         return [i for i in self.s.order if self.ops[i].op == kind]
 
+    def graded_leaf_ids(self, kind: str) -> List[int]:
+        """The leaves of ``kind`` that have a gradient: not class inputs (indices), which
+        backward's 'inputs' leaves out."""
+        return [i for i in self.leaf_ids(kind) if kind != "input" or
+                self.m.inputs[self.ops[i].name].kind != "class"]
+
     def dims_line(self) -> Stmt:
         """``T, B, dtype = dims['T'], dims['B'], dims['dtype']`` (and the other axes')."""
         names = ["T" + self.sfx(a) for a in (self.m.axes or [self.main])] + ["B"] + [

@@ -126,7 +126,8 @@ def backward(params, cache, d_outputs=None, xi=None, truncate=None, state_grads=
     inputs, targets = cache["inputs"], cache["targets"]
     d_params, d_inputs = None, {}
     for n, v in inputs.items():
-        d_inputs[n] = np.zeros_like(v)
+        if INPUTS[n].get("type") != "class":  # (class indices have no gradient)
+            d_inputs[n] = np.zeros_like(v)
     d_final = up["final"]
     d_states = {}
     segments = _segments(dims["T"])

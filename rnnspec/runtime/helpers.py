@@ -17,6 +17,15 @@ def _onehot(y, k, delay, start, dtype):
     return np.eye(k, dtype=dtype)[y]
 
 
+# ---- helper: _embed_grad
+def _embed_grad(g, x, E):
+    """The gradient of the rows E[x]: g (..., n) added into the row of each index in x (...),
+    a row picked k times gets the sum of its k rows of g (np.add.at, not E[x] += g)."""
+    dE = np.zeros_like(E)
+    np.add.at(dE, x, g)
+    return dE
+
+
 # ---- helper: _choose
 def _choose(p, rng, greedy, start=None, steps=None):
     """A class per row of the distributions p (B, k), as one-hot vectors: the most likely one

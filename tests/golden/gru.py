@@ -648,8 +648,9 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     entries, params, inputs, targets, state0 = _converted(params, inputs, targets, state0, dtype)
     dims = _bind_dims(entries, T, B)
     _bind_lengths(lengths, dims)
+    _check_classes("inputs", inputs, INPUTS, dims)
     if targets is not None:
-        _check_classes(targets, dims)
+        _check_classes("targets", targets, TARGETS, dims)
     _nested_as_batch(inputs, targets)
     _initial_states(params, inputs, state0, dims, dtype)
     dims["dtype"] = dtype
@@ -701,6 +702,10 @@ def _converted(params, inputs, targets, state0, dtype):
         entries.append((f"params[{n!r}]", a, shape))
     conv_inputs = {}
     for n, info in INPUTS.items():
+        if info.get("type") == "class":  # class indices (T, B)
+            conv_inputs[n] = a = _class_indices(f"inputs[{n!r}]", inputs[n])
+            entries.append((f"inputs[{n!r}]", a, _lead(info)))
+            continue
         a = np.asarray(inputs[n], dtype=dtype)
         conv_inputs[n] = a
         entries.append((f"inputs[{n!r}]", a, _lead(info) + (info["size"],)))
@@ -725,7 +730,8 @@ def _converted(params, inputs, targets, state0, dtype):
 
 
 def _class_indices(label, a):
-    """A class target as integers; refused unless its values are whole numbers."""
+    """Class indices (of a target or an input) as integers; refused unless its values are
+    whole numbers."""
     a = np.asarray(a)
     if a.size and not np.issubdtype(a.dtype, np.integer):
         if not np.all(np.mod(a, 1) == 0):
@@ -861,14 +867,15 @@ def _check_lengths(axis, n, label, dims):
                          f"does (it reads step {MIN_T[key]} or end - {MIN_T[key] - 1})")
 
 
-def _check_classes(targets, dims):
-    """Refuse class targets outside 0..k-1."""
-    for n, info in TARGETS.items():
-        a = targets[n]
-        if info["type"] == "class" and a.size:
+def _check_classes(what, arrays, table, dims):
+    """Refuse class inputs or targets (``what``, ``arrays`` by the names of ``table``)
+    outside 0..k-1."""
+    for n, info in table.items():
+        a = arrays[n]
+        if info.get("type") == "class" and a.size:
             k = _size(info["size"], dims)
             if a.min() < 0 or a.max() >= k:
-                raise ValueError(f"targets[{n!r}] holds class indices outside 0..{k - 1}")
+                raise ValueError(f"{what}[{n!r}] holds class indices outside 0..{k - 1}")
 
 
 def _nested_as_batch(inputs, targets):
