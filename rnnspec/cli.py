@@ -33,7 +33,8 @@ EXAMPLES = {
                  "  rnnspec gradcheck specs/gru.rnn --random-truncation 0.7",
     "sample": "example:\n  rnnspec sample specs/generate.rnn --params trained.npz --T 20 "
               "--seed-class 0 --end 4\n  rnnspec sample specs/teacher_forcing.rnn --inputs x.npz "
-              "--sample --seed 3",
+              "--sample --seed 3\n  rnnspec sample specs/char_lm.rnn --run char_lm-run --T 300 "
+              "--prime 'Shall I' --sample --temperature 0.8",
     "plan": "example:\n  rnnspec plan specs/lstm.rnn\n  rnnspec plan specs/lstm.rnn -o lstm.plan",
     "grad": "example:\n  rnnspec grad specs/lstm.rnn --truncate 2,5 --clip-norm 0.5\n"
             "  rnnspec grad specs/gru.rnn --rtrl\n"
@@ -247,6 +248,14 @@ def _other_commands(cmd) -> None:
                     help="the class fed at the first step (the initial value of the fed-back "
                          "state, one-hot)")
     sm.add_argument("--end", type=count_arg, metavar="K", help="stop a sequence at this class")
+    sm.add_argument("--run", metavar="RUN_DIR",
+                    help="a language model's training run (rnnspec train ... --data text:FILE): "
+                         "its params.npz and vocab.json; the text is generated one token at a "
+                         "time, each fed back as the class input")
+    sm.add_argument("--prime", default="", metavar="TEXT",
+                    help="with --run: the text fed first (default: one random token)")
+    sm.add_argument("--temperature", type=positive_float, default=1.0,
+                    help="with --run and --sample: below 1 sharper, above 1 flatter (1.0)")
     _grad_command(cmd)
     _train_command(cmd)
     fl = cmd("flow", "show the gradient vanish or explode: its norm at every step, the step "
@@ -620,11 +629,38 @@ def _load_npz(path: str, what: str) -> dict:
         raise UsageError(f"--{what} {path}: not a NumPy .npz file ({exc})") from None
 
 
+def _sample_text(args, path, a) -> int:
+    """rnnspec sample SPEC --run RUN_DIR: text from a trained language model."""
+    from pathlib import Path as _Path
+    from .data import Vocab
+    from .sampling import sample_text
+    run = _Path(args.run)
+    vocab_file = run / "vocab.json"
+    if not vocab_file.is_file():
+        raise UsageError(f"--run {shown(args.run)}: no vocab.json there (a run of rnnspec train "
+                         f"on text:FILE has one)")
+    try:
+        vocab = Vocab.load(vocab_file)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{shown(str(vocab_file))}: {exc}") from None
+    params = _load_npz(args.params or str(run / "params.npz"), "params")
+    mod = load_module(render(a), path.stem)
+    try:
+        text = sample_text(mod, params, vocab, args.T, prime=args.prime, seed=args.seed,
+                           temperature=args.temperature, greedy=not args.sample)
+    except ValueError as exc:
+        raise UsageError(f"{shown(path)}: {exc}") from None
+    _say(text)
+    return 0
+
+
 def cmd_sample(args) -> int:
     import numpy as np
     path, text, dims = _load(args)
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
+    if args.run is not None:
+        return _sample_text(args, path, a)
     if not a.model.feedbacks:
         raise SpecError.at(f"{path.name} has no feedback(...): there is nothing to feed back "
                            f"when generating", a.model.source, str(path), 1, 1,

@@ -616,10 +616,11 @@ TASK_SIZES = {"adding": 2000, "copy": 2000, "xor": 2000, "parity": 2000}  # defa
 def load_data(text: str, module, seed: int = 0, valid_fraction: float = 0.1):
     """The command line's ``--data``: ``task:NAME[,key=value...]`` (a task of
     :mod:`rnnspec.data` with n = 2000 sequences unless ``n=`` says, split with ``seed``),
-    ``text:FILE`` (characters; ``text:FILE,level=word`` for whitespace tokens) or
+    ``text:FILE`` (characters; ``text:FILE,level=word`` for whitespace tokens; ``text:sonnets``
+    the bundled text unless a file of that name exists) or
     ``FILE.npz`` (arrays keyed by ``module``'s inputs and targets, split with ``seed``).
     Names follow the spec's one input and one target.  A ValueError says what is wrong."""
-    from .data import load_npz, task
+    from .data import BUNDLED, bundled_text, load_npz, task
     kind, colon, rest = text.partition(":")
     if kind == "task" and colon:
         name, *items = rest.split(",")
@@ -637,6 +638,9 @@ def load_data(text: str, module, seed: int = 0, valid_fraction: float = 0.1):
         level = _options(text, items, str).pop("level", "char")
         x, y = _io_names(module, "a text").values()
         try:
+            if path in BUNDLED and not os.path.exists(path):  # (text:sonnets: the bundled text)
+                return TextData(bundled_text(path), level=level, valid_fraction=valid_fraction,
+                                input_name=x, target_name=y, name=path)
             return TextData.from_file(path, level=level, valid_fraction=valid_fraction,
                                       input_name=x, target_name=y)
         except OSError as exc:

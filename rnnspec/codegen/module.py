@@ -146,7 +146,8 @@ class ModuleWriter(Pass):
                 self.g.values[name]].ty.tk != PARAM else "shared"  # shared: no batch axis
             outputs[name] = {"size": v.size.text(), "kind": kind, **self.axis_meta(v)}
         em(table("OUTPUTS", outputs, lines=True))
-        em(table("LOSSES", [{"kind": loss.func, "reduce": loss.reduce,
+        em(table("LOSSES", [{"kind": loss.func, "pred": loss.pred.name,
+                             "target": loss.target.name, "reduce": loss.reduce,
                              "per": "step" if loss.pred.index is not None else "sequence",
                              "steps": len(loss.steps) if loss.steps else None}
                             for loss in m.losses],

@@ -87,7 +87,7 @@ OUTPUTS = {
     'h': {'size': 'hidden', 'kind': 'sequence', 'axis': 't'},
     'o': {'size': 'out', 'kind': 'sequence', 'axis': 't'},
 }
-LOSSES = [{'kind': 'cross_entropy', 'reduce': 'sum', 'per': 'step', 'steps': None}]  # sum or mean over a sequence's steps, per step or sequence
+LOSSES = [{'kind': 'cross_entropy', 'pred': 'o', 'target': 'y', 'reduce': 'sum', 'per': 'step', 'steps': None}]  # sum or mean over a sequence's steps, per step or sequence
 MIN_T = {'T': 1}
 TRUNCATE = None  # why backward's xi= and truncate= are refused (None: they are not)
 
