@@ -66,9 +66,10 @@ def _gate_shapes(hidden, cols):
     return (hidden, cols), (hidden, hidden), (hidden,), (hidden,)
 
 
-def torch_layout(module) -> TorchLayout:
+def torch_layout(module, others: bool = False) -> TorchLayout:
     """Recognize a module's torch family and layers from its PARAMS; ValueError, naming what
-    is missing or extra, for a module that does not follow torch's names."""
+    is missing or extra, for a module that does not follow torch's names (``others``: params
+    outside the recurrent layers, such as an output layer, are allowed)."""
     params = module.PARAMS
     found = {family: [n for n in params if (m := _NAME.match(n)) and m.group(1) in gates]
              for family, gates in FAMILIES.items()}
@@ -84,7 +85,7 @@ def torch_layout(module) -> TorchLayout:
     layout = TorchLayout(family, FAMILIES[family], *_units(module, found[family]))
     wanted = [n for _, names in layout.keys for n in names]
     missing = [n for n in wanted if n not in params]
-    extra = [n for n in params if n not in wanted]
+    extra = [] if others else [n for n in params if n not in wanted]
     if missing or extra:
         raise ValueError(
             f"{_label(module)} does not follow nn.{family}'s layout ({layout.num_layers} "
@@ -127,35 +128,46 @@ def _check_declared_shapes(module, layout):
                         f"W_h{first}: torch's {kind} stacks one shape for every gate")
 
 
-def to_torch_state_dict(module, params) -> Dict[str, np.ndarray]:
+def to_torch_state_dict(module, params, others: bool = False):
     """The module's params -> torch.nn.LSTM/GRU's state_dict, as NumPy arrays (new copies).
 
     Load it with ``rnn.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})`` into
-    ``torch.nn.LSTM(in, hidden, num_layers, bidirectional=...)`` (nn.GRU for a GRU spec)."""
-    layout = torch_layout(module)
-    _check_keys("params", params, [n for _, names in layout.keys for n in names])
+    ``torch.nn.LSTM(in, hidden, num_layers, bidirectional=...)`` (nn.GRU for a GRU spec).  With
+    ``others=True`` (a trained model with an output layer or a loss head beside the recurrent
+    layers) it returns ``(state_dict, the other params)``."""
+    layout = torch_layout(module, others)
+    wanted = [n for _, names in layout.keys for n in names]
+    rest = {n: np.array(v, copy=True) for n, v in params.items() if n not in wanted}
+    _check_keys("params", {n: v for n, v in params.items() if n in wanted} if others
+                else params, wanted)
     arrays = {k: np.asarray(v) for k, v in params.items()}
     hh, ih = layout.keys[1][1][0], layout.keys[0][1][0]
     hidden, n_in = _dims("params", arrays, hh, ih)
     _check_shapes("params", arrays, layout.shapes(hidden, n_in),
                   f"hidden = {hidden} and in = {n_in} from {hh} and {ih}")
-    return {key: np.concatenate([arrays[n] for n in names], axis=0)
-            for key, names in layout.keys}
+    sd = {key: np.concatenate([arrays[n] for n in names], axis=0) for key, names in layout.keys}
+    return (sd, rest) if others else sd
 
 
-def from_torch_state_dict(module, state_dict) -> Dict[str, np.ndarray]:
+def from_torch_state_dict(module, state_dict, others=None) -> Dict[str, np.ndarray]:
     """torch.nn.LSTM/GRU's state_dict (NumPy arrays or torch tensors) -> the module's params,
-    NumPy arrays (copies) keyed by the spec's names, in the tensors' dtype."""
-    layout = torch_layout(module)
+    NumPy arrays (copies) keyed by the spec's names, in the tensors' dtype; ``others``: the
+    params outside the recurrent layers (what ``to_torch_state_dict(..., others=True)`` gave
+    back), put in as they are."""
+    layout = torch_layout(module, others is not None)
     _check_keys("state_dict", state_dict, [key for key, _ in layout.keys])
     arrays = {k: _numpy(v) for k, v in state_dict.items()}
     hh, ih = layout.keys[1][0], layout.keys[0][0]
     hidden, n_in = _dims("state_dict", arrays, hh, ih)
     _check_shapes("state_dict", arrays, layout.shapes(hidden, n_in),
                   f"hidden = {hidden} and in = {n_in} from {hh} and {ih}")
-    params = {}
+    params = {n: np.array(_numpy(v), copy=True) for n, v in (others or {}).items()}
     for key, names in layout.keys:
         params.update(zip(names, (c.copy() for c in np.split(arrays[key], len(names)))))
+    missing = [name for name in module.PARAMS if name not in params]
+    if missing:
+        raise ValueError(f"others: missing param(s) {', '.join(missing)} (the params outside "
+                         f"the recurrent layers)")
     return {name: params[name] for name in module.PARAMS}
 
 

@@ -260,3 +260,36 @@ def test_rnnspec_does_not_import_torch():
     code = ("import sys, rnnspec, rnnspec.torch_weights; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_a_model_trained_by_rnnspec_train_loads_into_torch(tmp_path):
+    """torch_lstm.rnn's cell with an output layer and a loss, trained by rnnspec.train (Adam,
+    20 steps): its LSTM params go to nn.LSTM (others=True keeps the output layer apart), which
+    gives the trained module's h to 1e-12; and they come back bit for bit."""
+    from rnnspec.data import load_npz
+    from rnnspec.train import train
+    text = (SPECS / "torch_lstm.rnn").read_text()
+    text += "\ndim out = 3\ntarget y[t]: class(out)\np[t]: out = softmax(affine(h[t], " \
+            "name=head))\nloss = cross_entropy(p[t], y[t])\n"
+    spec = tmp_path / "trained_lstm.rnn"
+    spec.write_text(text)
+    mod = rnnspec.compile_file(spec)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 64, 3))
+    np.savez(tmp_path / "d.npz", x=x, y=(x.sum(axis=-1) > 0).astype(int) + (x[..., 0] > 1))
+    data = load_npz(tmp_path / "d.npz", mod, valid_fraction=0.25, seed=0)
+    r = train(spec, data, lr=0.05, steps=20, batch=16, seed=0, log=lambda line: None)
+    assert not np.array_equal(r.params["W_hi"], mod.init_params(None, seed=0)["W_hi"])
+    sd, head = rnnspec.to_torch_state_dict(mod, r.params, others=True)
+    assert set(head) == {"W_head_h", "b_head"}
+    lstm = torch.nn.LSTM(3, 5, dtype=torch.float64)
+    lstm.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})
+    out, _ = mod.forward(r.params, {"x": x[:, :4]})
+    h, _ = lstm(torch.from_numpy(x[:, :4]))
+    np.testing.assert_allclose(h.detach().numpy(), out["h"], **TOL)
+    back = rnnspec.from_torch_state_dict(mod, lstm.state_dict(), others=head)
+    assert all(np.array_equal(back[n], r.params[n]) for n in r.params)
+    with pytest.raises(ValueError, match="param\\(s\\) with no place in its state_dict"):
+        rnnspec.to_torch_state_dict(mod, r.params)
+    with pytest.raises(ValueError, match="others: missing param\\(s\\) W_head_h, b_head"):
+        rnnspec.from_torch_state_dict(mod, lstm.state_dict(), others={})
