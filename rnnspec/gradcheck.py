@@ -384,10 +384,8 @@ def gradcheck(spec: Union[str, Path, types.ModuleType], dims: Optional[Dict[str,
     numeric values, and says when the step rather than the gradients is the likely cause (the
     error shrinks with the step, or every array fails); values that are not finite (NaN, inf)
     are reported as such, with the first array they appear in, not as a mismatch.
-
-    ``truncate=k`` or ``(k1, k2)`` checks ``backward(..., truncate=(k1, k2))`` against the
-    objective it computes exactly (:func:`truncated_objective`: chunks, or windows, of the
-    run from held states)."""
+    ``truncate=k`` or ``(k1, k2)``: ``backward(..., truncate=(k1, k2))`` against the objective
+    it computes exactly (:func:`truncated_objective`)."""
     _check_options(T, batch, directions, eps, rtol, atol, seed)
     mod = _module_for(spec, dims)
     T = per_axis(mod, T)

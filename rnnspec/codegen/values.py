@@ -39,8 +39,7 @@ class Values:
         self.m = sched.graph.model
         self.ops = self.g.ops
         self.filename = filename
-        self.helpers: set = set()
-        self.dims_used: set = set()
+        self.helpers, self.dims_used = set(), set()  # (runtime helpers, dims the code reads)
         self.pyname: Dict[int, str] = {}
         self.tag = next(_TAGS)  # this namer's placeholders: MARK<tag>_<k>MARK (see fresh)
         self.bases: List[str] = []  # the k-th name asked of fresh() was for bases[k]
