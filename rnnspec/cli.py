@@ -155,7 +155,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="also generate rtrl(params, inputs, targets, ...): the loss gradient "
                         "computed forward in time (real-time recurrent learning), memory "
                         "independent of T")
-    cmd("check", "validate a spec and print its parameter table")
+    cmd("check", "validate a spec and print its summary: every value, state and loss term, "
+               "the parameters, the totals")
     g = cmd("gradcheck", "compare analytic gradients with central differences")
     g.add_argument("--T", type=positive_int,
                    help="sequence length (default: 5, or 2 more than the fewest steps the spec "

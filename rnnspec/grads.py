@@ -14,6 +14,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from .clip import clip_grads
+from .surrogate import _batch_of
 
 
 @dataclass
@@ -78,7 +79,7 @@ def gradient(mod, params, inputs, targets, T: int, state0=None, lengths=None, tr
             (truncate, truncate) if np.ndim(truncate) == 0 else tuple(truncate)
         xi = None
         if random_truncation is not None:
-            B = len(lengths) if lengths is not None else _batch(mod, inputs, targets)
+            B = _batch_of(mod, inputs, targets, None, lengths)
             xi = draw(T, random_truncation, seed, B=B)
         loss, g = mod.loss_and_grad(params, inputs, targets, state0, T, lengths, xi=xi,
                                     truncate=ks)
@@ -100,15 +101,6 @@ def _method(ks: Optional[Tuple[int, int]], pi: Optional[float], seed) -> str:
     if pi is not None:
         parts.append(f"randomized truncation (pi = {pi:g}, seed {seed})")
     return " and ".join(parts) or "full BPTT"
-
-
-def _batch(mod, inputs, targets) -> int:
-    for table, arrays in ((mod.INPUTS, inputs), (mod.TARGETS, targets)):
-        for n, v in (arrays or {}).items():
-            kind = table[n]["kind"]
-            if kind != "shared":
-                return np.shape(v)[1 if kind == "sequence" else 0]
-    raise ValueError("no batched input or target to take the batch size from")
 
 
 def split_data(mod, arrays: dict) -> Tuple[dict, dict, Optional[np.ndarray], int]:

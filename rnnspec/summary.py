@@ -57,12 +57,17 @@ def _param_rows(m) -> List[Row]:
     rows = []
     for name, p in m.params.items():
         shape = "×".join(s.text() for s in p.shape) or "scalar"
-        count = 1
-        for s in p.shape:
-            count *= s.evaluate(m.dims)
         init = p.init + (f"({p.init_arg:g})" if p.init_arg is not None else "")
-        rows.append((name, shape, str(count), init, "auto" if p.auto else ""))
+        rows.append((name, shape, str(_entries(m, name)), init, "auto" if p.auto else ""))
     return rows
+
+
+def _entries(m, name: str) -> int:
+    """The number of entries of parameter ``name`` at the model's dims."""
+    count = 1
+    for s in m.params[name].shape:
+        count *= s.evaluate(m.dims)
+    return count
 
 
 def _params_by_value(m) -> Dict[str, List[str]]:
@@ -80,13 +85,7 @@ def _params_by_value(m) -> Dict[str, List[str]]:
 
 
 def _count(names: Sequence[str], m) -> str:
-    total = 0
-    for n in names:
-        count = 1
-        for s in m.params[n].shape:
-            count *= s.evaluate(m.dims)
-        total += count
-    return str(total) if names else ""
+    return str(sum(_entries(m, n) for n in names)) if names else ""
 
 
 def _size(size, m) -> str:
