@@ -476,15 +476,10 @@ class NoChunkedObjective(ValueError):
 
 
 def _truncate_pair(truncate) -> Tuple[int, int]:
-    """truncate=k or (k1, k2) as (k1, k2), checked (a ValueError otherwise)."""
-    pair = (truncate, truncate) if not isinstance(truncate, (tuple, list)) else tuple(truncate)
-    if len(pair) != 2 or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or
-                             k < 1 for k in pair):
-        raise ValueError(f"truncate must be a positive number of steps k or (k1, k2), got "
-                         f"{truncate!r}")
-    if pair[1] < pair[0]:
-        raise ValueError(f"truncate=({pair[0]}, {pair[1]}): k2 must be at least k1")
-    return int(pair[0]), int(pair[1])
+    """truncate=k or (k1, k2) as (k1, k2), checked as backward checks it (a ValueError)."""
+    from .runtime.truncation import _truncate_steps
+    return _truncate_steps(truncate if isinstance(truncate, (tuple, list))
+                           else (truncate, truncate))
 
 
 def truncated_objective(mod, params, inputs, targets, state0, T, lengths, mode, upstream, k):
@@ -674,15 +669,19 @@ def compile_check(mod, dims=None) -> GradcheckReport:
     """The automatic check of ``rnnspec compile``: float64, batch 2, seed 0, every time axis at
     2 more steps than the spec needs (at least 4), work bounded by :data:`COMPILE_WORK`
     (``dims``: the small dims the module was generated with)."""
-    steps = {axis: max(4, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
-    return gradcheck(mod, dims, T=steps, batch=2, seed=0, max_work=COMPILE_WORK)
+    return gradcheck(mod, dims, T=_compile_steps(mod), batch=2, seed=0, max_work=COMPILE_WORK)
+
+
+def _compile_steps(mod) -> Dict[str, int]:
+    """compile's steps: every time axis 2 more than the spec needs, at least 4."""
+    return {axis: max(4, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
 
 
 def rtrl_agreement(mod) -> float:
     """The largest difference, relative to each array's largest entry, between the generated
     ``rtrl`` of ``mod`` (compiled with ``rtrl=True``) and its BPTT (``loss_and_grad``), on
     compile_check's problem with a padded batch (what ``rnnspec compile --rtrl`` reports)."""
-    steps = {axis: max(4, mod.MIN_T[key] + 2) for axis, key in mod.AXES.items()}
+    steps = _compile_steps(mod)
     T = next(iter(steps.values()))
     params, inputs, targets, state0, _ = random_problem(mod, None, steps, 2, 0, [T, T - 1])
     loss, grads = mod.rtrl(params, inputs, targets, state0, [T, T - 1])

@@ -157,7 +157,8 @@ class Plan:
         if static:
             raise ValueError(f"truncate= gives every chunk its own loss; the target "
                              f"{static[0]!r} is one per sequence: train without truncation")
-        T = self.train.arrays[self.train.inputs[0]].shape[0]
+        T = next(self.train.arrays[n].shape[0] for n in self.train.inputs + self.train.targets
+                 if self.train.fields[n].kind == "sequence")  # (not a per-sequence input's N)
         return -(-T // self.truncate)
 
     def units(self, epoch: int) -> Iterator[Unit]:
@@ -171,9 +172,11 @@ class Plan:
                 yield self._unit(b, True)
                 continue
             T = next(iter(b.targets.values())).shape[0]
+            seq = {n for n, info in self.module.INPUTS.items() if info["kind"] == "sequence"}
             for i, start in enumerate(range(0, T, self.truncate)):
                 cut = slice(start, start + self.truncate)
-                yield Unit({n: a[cut] for n, a in b.inputs_for(self.module).items()},
+                yield Unit({n: a[cut] if n in seq else a  # (a per-sequence input: whole)
+                            for n, a in b.inputs_for(self.module).items()},
                            {n: a[cut] for n, a in b.targets.items()}, None,
                            len(range(T)[cut]), b.size, i == 0)
 
@@ -199,6 +202,8 @@ class Plan:
     def valid_units(self) -> Iterator[Unit]:
         if self.text:
             ids = self.valid.valid
+            if len(ids) < 2:  # (no validation part: validation_loss is NaN)
+                return
             B = max(1, min(self.batch, (len(ids) - 1) // self.k))
             for i, b in enumerate(self.valid.chunks(B, self.k, part="valid")):
                 yield self._unit(b, i == 0)

@@ -223,3 +223,11 @@ def test_per_token_loss_follows_the_modules_losses_table(spec, per, tmp_path):
     first = next(iter(data[0].batches(B, seed=1, epoch=0)))
     loss, _ = mod.loss_and_grad(p, first.inputs_for(mod), first.targets)
     assert seen[0].loss == pytest.approx(loss / (B if per == "B" else T * B), rel=1e-12)
+
+
+def test_a_text_without_validation_part_trains(lm, tmp_path):
+    """valid_fraction=0: nothing to validate (NaN), not a crash at the first validation."""
+    data = TextData(TEXT, valid_fraction=0.0)
+    r = train(lm, data, lr=0.01, truncate=5, batch=3, steps=4, eval_every=2, seed=0,
+              log=quiet)
+    assert r.step == 4 and np.isnan(r.history.valid_loss).all()
