@@ -18,6 +18,7 @@ from typing import Dict, Optional
 from .check import Model, check
 from .checkpoint import check_segmentable, checkpoint_steps
 from .codegen import generate_code
+from .codegen.backends import check_backend
 from .codegen.rtrl import rtrl_refusal
 from .compose import SpecFileError, expand_blocks, read_spec_file
 from .fuse import fuse_products
@@ -53,16 +54,19 @@ def _scheduled(model: Model, mode: str):
 
 
 def generate(text: str, dims: Optional[Dict[str, int]] = None, filename: str = "spec.rnn",
-             base=None, checkpoint: Optional[int] = None, rtrl: bool = False) -> str:
+             base=None, checkpoint: Optional[int] = None, rtrl: bool = False,
+             backend: str = "numpy") -> str:
     """The generated module's source text for spec ``text`` (imports relative to ``base``, see
     :func:`analyze`).  ``checkpoint=k``: a module that stores the states every k steps and
     recomputes the rest in backward (see :mod:`rnnspec.checkpoint`; a SpecError for a spec that
     cannot be segmented exactly).  ``rtrl=True``: the module also has ``rtrl(params, inputs,
     targets, state0=None, lengths=None, per_step=False)``, the loss gradient forward in time
-    (see :mod:`rnnspec.codegen.rtrl`; a SpecError for a spec it cannot follow)."""
+    (see :mod:`rnnspec.codegen.rtrl`; a SpecError for a spec it cannot follow).  ``backend``:
+    one of :data:`rnnspec.codegen.backends.BACKENDS` (see there)."""
+    check_backend(backend)  # a bad option is refused before the work of analyzing
     if checkpoint is not None:
-        checkpoint_steps(checkpoint)  # a bad k is refused before the work of analyzing
-    return render(analyze(text, dims, filename, base), checkpoint, rtrl)
+        checkpoint_steps(checkpoint)
+    return render(analyze(text, dims, filename, base), checkpoint, rtrl, backend)
 
 
 def _rtrl_schedule(a: Analysis) -> Schedule:
@@ -76,21 +80,24 @@ def _rtrl_schedule(a: Analysis) -> Schedule:
     return sched
 
 
-def render(a: Analysis, checkpoint: Optional[int] = None, rtrl: bool = False) -> str:
+def render(a: Analysis, checkpoint: Optional[int] = None, rtrl: bool = False,
+           backend: str = "numpy") -> str:
     """The generated module's source text for an analysis (see :func:`analyze`); with
-    ``checkpoint=k``, checkpointed in segments of k steps; with ``rtrl``, with ``rtrl``."""
+    ``checkpoint=k``, checkpointed in segments of k steps; with ``rtrl``, with ``rtrl``; for
+    ``backend`` (see :mod:`rnnspec.codegen.backends`)."""
+    check_backend(backend)
+    name = Path(a.model.filename).name
     unfused = _rtrl_schedule(a) if rtrl else None
     if checkpoint is not None:
         k = checkpoint_steps(checkpoint)
         check_segmentable(a)
-        return generate_code(a.schedule, Path(a.model.filename).name, checkpoint=k,
-                             rtrl=unfused)
+        return generate_code(a.schedule, name, checkpoint=k, rtrl=unfused, backend=backend)
     if unfused is not None:
-        return generate_code(a.schedule, Path(a.model.filename).name, rtrl=unfused)
+        return generate_code(a.schedule, name, rtrl=unfused, backend=backend)
     variants = None
     if a.model.feedbacks:  # teacher forcing, free-running and generation: three schedules
         variants = {mode: _scheduled(a.model, mode)[1] for mode in ("free", "sample")}
-    return generate_code(a.schedule, Path(a.model.filename).name, variants)
+    return generate_code(a.schedule, name, variants, backend=backend)
 
 
 def load_module(source: str, name: str = "spec", filename: Optional[str] = None
@@ -114,22 +121,23 @@ def _module_name(name: str) -> str:
 
 
 def compile_source(text: str, dims: Optional[Dict[str, int]] = None, name: str = "spec",
-                   base=None, checkpoint: Optional[int] = None, rtrl: bool = False
-                   ) -> types.ModuleType:
+                   base=None, checkpoint: Optional[int] = None, rtrl: bool = False,
+                   backend: str = "numpy") -> types.ModuleType:
     """Compile spec ``text`` and return the generated module, imported.  Its imports are
-    relative to ``base`` (default: the current directory); ``checkpoint``, ``rtrl``: see
-    :func:`generate`."""
-    source = generate(text, dims, f"{name}.rnn", base, checkpoint, rtrl)
+    relative to ``base`` (default: the current directory); ``checkpoint``, ``rtrl``,
+    ``backend``: see :func:`generate`."""
+    source = generate(text, dims, f"{name}.rnn", base, checkpoint, rtrl, backend)
     return load_module(source, _module_name(name))
 
 
 def compile_file(path, dims: Optional[Dict[str, int]] = None,
-                 checkpoint: Optional[int] = None, rtrl: bool = False) -> types.ModuleType:
+                 checkpoint: Optional[int] = None, rtrl: bool = False,
+                 backend: str = "numpy") -> types.ModuleType:
     """Compile the spec file at ``path`` and return the generated module, imported
-    (``checkpoint``, ``rtrl``: see :func:`generate`)."""
+    (``checkpoint``, ``rtrl``, ``backend``: see :func:`generate`)."""
     path = Path(path)
     text = read_spec(path)
-    source = generate(text, dims, str(path), checkpoint=checkpoint, rtrl=rtrl)
+    source = generate(text, dims, str(path), checkpoint=checkpoint, rtrl=rtrl, backend=backend)
     return load_module(source, _module_name(path.stem))
 
 

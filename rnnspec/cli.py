@@ -19,6 +19,7 @@ from typing import Dict, List, Optional
 from . import __version__
 from .api import analyze, generate, load_module, read_spec, render
 from .checkpoint import checkpoint_steps
+from .codegen.backends import BACKENDS
 from .errors import SpecError
 from .graph import to_dot, unroll
 
@@ -155,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also generate rtrl(params, inputs, targets, ...): the loss gradient "
                         "computed forward in time (real-time recurrent learning), memory "
                         "independent of T")
+    _backend_option(c)
     cmd("check", "validate a spec and print its summary: every value, state and loss term, "
                "the parameters, the totals")
     g = cmd("gradcheck", "compare analytic gradients with central differences")
@@ -173,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--atol", type=tolerance_arg, default=1e-8, help="absolute tolerance (1e-8)")
     g.add_argument("--checkpoint", type=checkpoint_arg, metavar="K",
                    help="check the module checkpointed every K steps")
+    _backend_option(g)
     g.add_argument("--truncate", type=truncate_arg, metavar="K|K1,K2",
                    help="check backward(..., truncate=(K, K)), truncated BPTT, against the "
                         "objective it computes exactly: the run in chunks of K steps, each "
@@ -215,6 +218,15 @@ def _grad_command(cmd) -> None:
                     help="with --clip-norm: a random direction of norm V instead (004 3.4)")
     gr.add_argument("-o", "--output", metavar="GRADS.npz",
                     help="save the (clipped) parameter gradients, keyed like the parameters")
+    _backend_option(gr)
+
+
+def _backend_option(parser) -> None:
+    """--backend NAME: what runs the generated module's arrays (rnnspec.codegen.backends)."""
+    parser.add_argument("--backend", choices=BACKENDS, default="numpy",
+                        help="generate the module for: numpy (default), numba (compiled time "
+                             "loops; pip install \"rnnspec[numba]\") or array-api (NumPy, CuPy "
+                             "or torch arrays; pip install \"rnnspec[array-api]\")")
 
 
 def _clip_options(parser, what: str) -> None:
@@ -496,11 +508,11 @@ def cmd_compile(args) -> int:
     out = output_path(args.output, path, default=path.stem + ".py")
     a = analyze(text, dims, str(path), cli=True)
     _warn(a)
-    source = render(a, args.checkpoint, args.rtrl)
+    source = render(a, args.checkpoint, args.rtrl, args.backend)
     if not args.no_gradcheck:
         small = compile_dims(a.model.dims)
         mod = load_module(generate(text, small, str(path), checkpoint=args.checkpoint,
-                                   rtrl=args.rtrl), path.stem)
+                                   rtrl=args.rtrl, backend=args.backend), path.stem)
         try:
             report = compile_check(mod, small)
         except CheckTooLarge as exc:
@@ -548,7 +560,7 @@ def cmd_gradcheck(args) -> int:
     if args.truncate is not None or args.random_truncation is not None:
         check_truncatable(a.schedule)  # (a positioned error before any work)
     dims = {k: a.model.dims[k] for k in dims}  # checked and converted to int
-    mod = load_module(render(a, args.checkpoint), path.stem)
+    mod = load_module(render(a, args.checkpoint, backend=args.backend), path.stem)
     need = max(mod.MIN_T.values(), default=1)
     if args.T is not None and args.T < need:
         raise UsageError(f"--T {args.T} is too short: {shown(path.name)} reads a step that needs "
@@ -712,7 +724,7 @@ def cmd_grad(args) -> int:
     if args.truncate is not None or args.random_truncation is not None:
         check_truncatable(a.schedule)  # (a positioned error before any work)
     dims = {k: a.model.dims[k] for k in dims}
-    mod = load_module(render(a, rtrl=args.rtrl), path.stem)
+    mod = load_module(render(a, rtrl=args.rtrl, backend=args.backend), path.stem)
     params = _load_npz(args.params, "params") if args.params else \
         mod.init_params(dims, seed=args.seed)
     try:

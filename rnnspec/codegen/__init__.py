@@ -30,6 +30,7 @@ import ast as pyast
 from typing import Dict, Optional
 
 from ..schedule import Schedule
+from .backends import check_backend
 from .module import (CHECKPOINT_API, FEEDBACK_API, LOSS_AND_GRAD, RUNTIME, RUNTIME_BANNER,
                      SWEEPS, TANGENTS, TRUNCATION, ModuleWriter)
 from .names import _name_placeholders
@@ -54,14 +55,17 @@ def _verify_docstring(text: str, doc: str) -> None:
 
 def generate_code(sched: Schedule, filename: str = "spec.rnn",
                   variants: Optional[Dict[str, Schedule]] = None,
-                  checkpoint: Optional[int] = None, rtrl: Optional[Schedule] = None) -> str:
+                  checkpoint: Optional[int] = None, rtrl: Optional[Schedule] = None,
+                  backend: str = "numpy") -> str:
     """Render the module for ``sched``; ``filename`` goes into the header.  For a spec with
     ``feedback(...)``, ``sched`` is the teacher-forcing schedule and ``variants`` maps 'free'
     and 'sample' to the free-running and generation schedules.  With ``checkpoint=k`` (a spec
     that :func:`rnnspec.checkpoint.check_segmentable` accepts), forward and backward run in
     segments of k steps (see rnnspec/runtime/checkpoint.py).  ``rtrl``: the schedule without
     fused products that the module's ``rtrl`` follows (see :mod:`.rtrl`; refused specs are
-    refused before, by :func:`rtrl.rtrl_refusal`)."""
+    refused before, by :func:`rtrl.rtrl_refusal`).  ``backend``: see :mod:`.backends`."""
+    if check_backend(backend) != "numpy":
+        raise NotImplementedError(f"the {backend} backend is not built yet")
     extra = [Values(rtrl, filename)] if rtrl is not None else []
     if checkpoint:
         coders = [Values(sched, filename, segmented=True)]
