@@ -14,8 +14,8 @@ from .expr import (ATOM, COMPARE, COND, NOT, PRODUCT, SUM, UNARY, Attr, Bin, Cal
                    Ellipsis_, Expr, IfElse, Index, Invert, List_, Lit, Name, Neg, Not, Num, Slice,
                    Tuple_, Zero)
 from .pytext import comment, escape
-from .stmt import (Assign, Blank, Comment, Def, Do, Docstring, For, If, Import, Pass, Stmt,
-                   Verbatim)
+from .stmt import (Assign, Blank, Comment, Def, Do, Docstring, For, FromImport, If, Import, Pass,
+                   Stmt, Verbatim)
 
 INDENT = "    "
 
@@ -159,7 +159,10 @@ def _lines(s: Stmt) -> List[str]:
     if isinstance(s, Pass):
         return ["pass"]
     if isinstance(s, Import):
-        return [f"import {s.module} as {s.alias}"]
+        return [f"import {s.module} as {s.alias}" + _note(s.note)]
+    if isinstance(s, FromImport):
+        names = [n if isinstance(n, str) else f"{n[0]} as {n[1]}" for n in s.names]
+        return [f"from {s.module} import {', '.join(names)}" + _note(s.note)]
     if isinstance(s, Verbatim):
         return s.text.split("\n")
     raise TypeError(f"not a statement node: {s!r}")

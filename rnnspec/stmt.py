@@ -83,9 +83,19 @@ def raises(value) -> Do:
 
 @dataclass(frozen=True)
 class Import(Stmt):
-    """``import module as alias``."""
+    """``import module as alias`` (with a comment ``note``)."""
     module: str
     alias: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class FromImport(Stmt):
+    """``from module import name, name as alias`` (a name is text or (name, alias)), with a
+    comment ``note``."""
+    module: str
+    names: Tuple[object, ...]
+    note: str = ""
 
 
 @dataclass(frozen=True)

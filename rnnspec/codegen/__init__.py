@@ -35,6 +35,7 @@ from .module import (CHECKPOINT_API, FEEDBACK_API, LOSS_AND_GRAD, RUNTIME, RUNTI
                      SWEEPS, TANGENTS, TRUNCATION, ModuleWriter)
 from .names import _name_placeholders
 from .values import Values
+from .xp import XP_RUNTIME, xp_refusal
 
 __all__ = ["generate_code", "RUNTIME", "RUNTIME_BANNER", "LOSS_AND_GRAD", "CHECKPOINT_API",
            "FEEDBACK_API", "TRUNCATION", "SWEEPS", "TANGENTS"]
@@ -64,8 +65,10 @@ def generate_code(sched: Schedule, filename: str = "spec.rnn",
     segments of k steps (see rnnspec/runtime/checkpoint.py).  ``rtrl``: the schedule without
     fused products that the module's ``rtrl`` follows (see :mod:`.rtrl`; refused specs are
     refused before, by :func:`rtrl.rtrl_refusal`).  ``backend``: see :mod:`.backends`."""
-    if check_backend(backend) != "numpy":
+    if check_backend(backend) not in ("numpy", "array-api"):
         raise NotImplementedError(f"the {backend} backend is not built yet")
+    if backend == "array-api":
+        return _array_api_code(sched, filename, variants, checkpoint, rtrl)
     extra = [Values(rtrl, filename)] if rtrl is not None else []
     if checkpoint:
         coders = [Values(sched, filename, segmented=True)]
@@ -80,4 +83,22 @@ def generate_code(sched: Schedule, filename: str = "spec.rnn",
     coders += extra
     text = _name_placeholders(text, coders)
     _verify_docstring(text, ModuleWriter(coders[0]).docstring(checkpoint, bool(extra)))
+    return text
+
+
+def _array_api_code(sched: Schedule, filename: str, variants, checkpoint, rtrl) -> str:
+    """The module for ``backend="array-api"`` (see :mod:`.xp`): a positioned SpecError for
+    what it cannot generate yet."""
+    err = xp_refusal(sched, filename, checkpoint, rtrl is not None or None)
+    if err is not None or variants:
+        raise err or AssertionError("bug in rnnspec: feedback variants reached the array-api "
+                                    "backend")
+    coders = [Values(sched, filename)]
+    writer = ModuleWriter(coders[0])
+    text = writer.module(backend="array-api")
+    missing = sorted(h for h in coders[0].helpers if h not in XP_RUNTIME)
+    if missing:
+        raise AssertionError(f"bug in rnnspec: no array-API version of {missing}")
+    text = _name_placeholders(text, coders)
+    _verify_docstring(text, writer.docstring(None))
     return text

@@ -16,12 +16,13 @@ from ..check import PARAM
 from ..ops import HELPERS, is_loss
 from ..expr import Lit, dict_of
 from ..runtime import helper_texts
-from ..stmt import BLANK, Comment, Docstring, Import, Verbatim, assign
+from ..stmt import BLANK, Comment, Docstring, FromImport, Import, Verbatim, assign
 from .text import Emitter
 from .adjoint import Adjoint
 from .forward import Forward
 from .rtrl import Rtrl
 from .values import Pass, Values
+from .xp import HEADER, NUMPY_NOTE, runtime_parts, to_array_api
 
 # The runtime of generated modules, real code in rnnspec/runtime/ (each copied verbatim): the
 # validation runtime (_validate, _upstream), loss_and_grad and init_params, the segment driver of
@@ -63,9 +64,12 @@ class ModuleWriter(Pass):
 
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["Values"]] = None,
-               checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None) -> str:
+               checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None,
+               backend: str = "numpy") -> str:
         """The module's text; ``rtrl``: the Values of the unfused schedule that the generated
-        ``rtrl`` (:mod:`.rtrl`) follows."""
+        ``rtrl`` (:mod:`.rtrl`) follows; ``backend`` 'array-api': forward and backward
+        rewritten by :func:`.xp.to_array_api`, with the array-API runtime (no variants,
+        checkpoint or rtrl: refused before, :func:`.xp.xp_refusal`)."""
         bwd = [Adjoint(self.v).backward()]  # (first: the names it makes come first)
         fwd = [Forward(self.v).forward()]
         if rtrl is not None:
@@ -80,21 +84,33 @@ class ModuleWriter(Pass):
         em(Comment(f"generated from {self.v.filename} by rnnspec {__version__} -- do not edit; "
                    f"edit the spec and recompile"))
         em(Docstring(tuple(self.docstring(checkpoint, rtrl is not None).split("\n"))))  # checked at the end
-        em(Import("numpy", "np"))
+        xp = backend == "array-api"
+        if xp:
+            em(Comment(HEADER))
+            em(FromImport("array_api_compat", ("array_namespace", ("device", "_device"),
+                                                     "is_array_api_obj")))
+        em(Import("numpy", "np", NUMPY_NOTE if xp else ""))
         em(BLANK)
         self.tables(em, checkpoint, variants)
+        if xp:
+            fwd, bwd = [to_array_api(s) for s in fwd], [to_array_api(s) for s in bwd]
         em.extend([BLANK, BLANK] + fwd + [BLANK, BLANK] + bwd + [BLANK, BLANK])
         em(Comment(RUNTIME_BANNER[2:]))  # after the network's code: a reader meets it first
         em.extend([BLANK, BLANK])
-        runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
-            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] \
-            + ([TANGENTS] if rtrl is not None else []) + [TRUNCATION] \
-            + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME]
+        runtime = runtime_parts(RUNTIME, LOSS_AND_GRAD, self.v.helpers) if xp \
+            else self.numpy_runtime(variants, checkpoint, rtrl)
         for part in runtime:
             em.extend([Verbatim(part.strip("\n")), BLANK, BLANK])
         text = em.text()
         text = re.sub(r"\n{3,}(?=\S)", "\n\n\n", text)
         return text.rstrip() + "\n"
+
+    def numpy_runtime(self, variants, checkpoint, rtrl) -> list:
+        """The runtime groups a NumPy module copies."""
+        return ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
+            + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] \
+            + ([TANGENTS] if rtrl is not None else []) + [TRUNCATION] \
+            + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME]
 
     def tables(self, em: Emitter, checkpoint: Optional[int], variants) -> None:
         """DIMS, AXES, NESTED, the spec's names and sizes, MIN_T, TRUNCATE (CHECKPOINT,
