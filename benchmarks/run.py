@@ -135,11 +135,16 @@ def numba_source(model, dims):
 
 
 def numba_unsupported():
-    """None when this rnnspec generates (and can import) a numba module, else why not."""
+    """None when this rnnspec generates a numba module that imports and runs (elman at B, T =
+    2, 3), else why not."""
+    step = "rnnspec.api.generate(..., backend='numba')"
     try:
-        rnnspec.load_module(numba_source("elman", None), "elman_numba_probe")
+        mod = rnnspec.load_module(numba_source("elman", None), "elman_numba_probe")
+        step = "the numba module's loss_and_grad"
+        x, y = problem(2, 3, mod.DIMS["m"], mod.DIMS["m"], np.float64)
+        mod.loss_and_grad(mod.init_params(), {"x": x}, {"y": y})
     except Exception as e:  # TypeError while generate has no backend=; ImportError without numba
-        return (f"rnnspec.api.generate(..., backend='numba') failed: {type(e).__name__}: "
+        return (f"{step} failed: {type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''}")
     return None
 
