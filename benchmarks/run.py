@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark the generated forward + BPTT code against hand-written NumPy and PyTorch.
+"""Benchmark the generated forward + BPTT code against hand-written NumPy, PyTorch and JAX.
 
     python benchmarks/run.py                 # the full run (all four sizes), ~15 min on 2 cores
     python benchmarks/run.py --quick         # smoke run: the two small sizes, few repeats
     python benchmarks/run.py --sizes 1,2 --models lstm --dtypes float32 --out /tmp/bench
+    python benchmarks/run.py --sizes 1 --impls generated,expert,jax,torch
+    python benchmarks/run.py --backend-only --sizes 1,2   # generated vs numba vs jax only
 
 For elman.rnn, lstm.rnn and gru.rnn at each size (B, T, I, H, K) and in float32 and float64,
 it times loss + all gradients of
@@ -11,10 +13,15 @@ it times loss + all gradients of
   expert     benchmarks/ref_expert.py, hand-written batched NumPy (fused, preallocated),
   naive      benchmarks/ref_naive.py, per-step per-cell NumPy in the style of the source texts,
   torch      benchmarks/ref_torch.py, PyTorch CPU autograd (when torch is importable),
+  jax        benchmarks/ref_jax.py, jax.jit(jax.value_and_grad(loss)) over lax.scan (when jax is
+             importable; a benchmark-only dependency),
+  numba      the module rnnspec generates with backend="numba" (when rnnspec has that backend),
 interleaved round-robin after one warm-up each, and reports medians, ratios, the fraction of
-NumPy's matrix-multiply throughput measured in the same run, and the size of the forward cache.
-Before timing, the expert and naive references (and torch where it computes the same function)
-are checked against the generated module in float64 at a small size.  See benchmarks/README.md.
+NumPy's matrix-multiply throughput measured in the same run, the size of the forward cache, and
+the first call of each implementation (for jax and numba: the JIT compile, first call minus the
+median).  --impls chooses the columns.  Before timing, every implementation (torch where it
+computes the same function) is checked against the generated module in float64 at a small size.
+See benchmarks/README.md.
 """
 import os
 import sys
@@ -44,6 +51,7 @@ import numpy as np  # noqa: E402
 import rnnspec  # noqa: E402
 from ref_expert import EXPERT  # noqa: E402
 from ref_naive import NAIVE  # noqa: E402
+import ref_jax  # noqa: E402
 import ref_torch  # noqa: E402
 
 SIZES = [(1, 50, 10, 32, 10), (32, 100, 64, 128, 64), (32, 100, 256, 256, 256),
@@ -52,7 +60,9 @@ REPEATS = [31, 15, 7, 5]         # per size, full run
 QUICK_SIZES, QUICK_REPEATS = [0, 1], 3
 MODELS = ["elman", "lstm", "gru"]
 DTYPES = {"float32": np.float32, "float64": np.float64}
-IMPLS = ["generated", "expert", "naive", "torch"]
+IMPLS = ["generated", "expert", "naive", "torch", "jax", "numba"]
+BACKEND_IMPLS = ["generated", "numba", "jax"]   # --backend-only
+JIT_IMPLS = ["jax", "numba"]     # their first call compiles: reported separately
 GATES = {"elman": 1, "lstm": 4, "gru": 3}
 CHECK_SIZE = (3, 6, 4, 5, 4)     # B, T, I, H, K of the float64 equality check
 
@@ -117,6 +127,45 @@ class Expert:
         return array_bytes(cache)
 
 
+def numba_source(model, dims):
+    """The module rnnspec generates from the spec with backend="numba"."""
+    path = spec_path(model)
+    return rnnspec.api.generate(path.read_text(encoding="utf-8"), dims, str(path),
+                                backend="numba")
+
+
+def numba_unsupported():
+    """None when this rnnspec generates a numba module that imports and runs (elman at B, T =
+    2, 3), else why not."""
+    step = "rnnspec.api.generate(..., backend='numba')"
+    try:
+        mod = rnnspec.load_module(numba_source("elman", None), "elman_numba_probe")
+        step = "the numba module's loss_and_grad"
+        x, y = problem(2, 3, mod.DIMS["m"], mod.DIMS["m"], np.float64)
+        mod.loss_and_grad(mod.init_params(), {"x": x}, {"y": y})
+    except Exception as e:  # TypeError while generate has no backend=; ImportError without numba
+        return (f"{step} failed: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}")
+    return None
+
+
+def impl_notes(wanted, no_torch):
+    """{column: why it is skipped} for the wanted columns that cannot run here."""
+    notes = {}
+    if "torch" in wanted:
+        if ref_torch.torch is None:
+            notes["torch"] = f"torch is not importable ({ref_torch.IMPORT_ERROR})"
+        elif no_torch:
+            notes["torch"] = "--no-torch"
+    if "jax" in wanted and ref_jax.jax is None:
+        notes["jax"] = f"jax is not importable ({ref_jax.IMPORT_ERROR})"
+    if "numba" in wanted:
+        reason = numba_unsupported()
+        if reason:
+            notes["numba"] = reason
+    return notes
+
+
 def array_bytes(obj):
     """Bytes of the distinct buffers of all arrays in a (nested) container; views count once."""
     seen = {}
@@ -137,11 +186,23 @@ def array_bytes(obj):
     return sum(seen.values())
 
 
-def make_impls(model, mod, params, with_torch):
-    impls = {"generated": Generated(mod, params), "expert": Expert(model, params),
-             "naive": NAIVE[model](params)}
-    if with_torch:
-        impls["torch"] = ref_torch.TorchModel(model, params)
+def make_impls(model, mod, params, names, dims, setup_s=None):
+    """{name: implementation} for the columns ``names`` (in that order), all with ``params``;
+    the numba module is generated and imported here with ``dims`` (``setup_s``: a dict that
+    receives each one's construction time, which for numba includes any compile at import)."""
+    make = {"generated": lambda: Generated(mod, params),
+            "expert": lambda: Expert(model, params),
+            "naive": lambda: NAIVE[model](params),
+            "torch": lambda: ref_torch.TorchModel(model, params),
+            "jax": lambda: ref_jax.JaxModel(model, params),  # its calls block until done
+            "numba": lambda: Generated(rnnspec.load_module(numba_source(model, dims),
+                                                           f"{model}_numba"), params)}
+    impls = {}
+    for name in names:
+        t0 = time.perf_counter()
+        impls[name] = make[name]()
+        if setup_s is not None:
+            setup_s[name] = time.perf_counter() - t0
     return impls
 
 
@@ -188,9 +249,9 @@ def compare(ref_loss, ref_grads, loss, grads, rtol=1e-7, atol=1e-10):
     return worst, bad
 
 
-def run_checks(with_torch, models):
-    """float64 at a small size: expert and naive (and torch where it is the same function)
-    must give the generated module's loss and gradients."""
+def run_checks(names, models):
+    """float64 at a small size: every implementation in ``names`` (torch where it is the same
+    function) must give the generated module's loss and gradients."""
     B, T, I, H, K = CHECK_SIZE
     results, fatal = [], []
     for model in models:
@@ -199,7 +260,7 @@ def run_checks(with_torch, models):
         params = mod.init_params(dims, seed=1, dtype=np.float64)
         x, y = problem(B, T, I, K, np.float64, seed=1)
         ref_loss, ref_grads = mod.loss_and_grad(params, {"x": x}, {"y": y})
-        impls = make_impls(model, mod, params, with_torch)
+        impls = make_impls(model, mod, params, names, dims)
         for name, impl in impls.items():
             if name == "generated":
                 continue
@@ -213,6 +274,8 @@ def run_checks(with_torch, models):
                 grads = impl.spec_grads(grads)
             elif name == "torch":
                 grads = impl.spec_grads(*args)
+            elif name == "jax":
+                loss, grads = impl.spec_result((loss, grads))
             worst, bad = compare(ref_loss, ref_grads, loss, grads)
             results.append({"model": model, "impl": name, "ok": not bad, "max_rel_err": worst,
                             "mismatches": bad})
@@ -252,8 +315,11 @@ def machine_info():
             "python": platform.python_version(), "numpy": np.__version__, "blas": blas}
 
 
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+
+
 def blas_threads(usable):
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in THREAD_VARS[:3]:
         if os.environ.get(var, "").isdigit():
             return int(os.environ[var])
     return usable
@@ -328,7 +394,7 @@ def time_compile():
 # --------------------------------------------------------------------------------------------
 # timing
 
-def time_case(model, size, dtype_name, repeats, with_torch, log):
+def time_case(model, size, dtype_name, repeats, names, log):
     B, T, I, H, K = size
     dims = spec_dims(model, I, H, K)
     dtype = DTYPES[dtype_name]
@@ -338,12 +404,17 @@ def time_case(model, size, dtype_name, repeats, with_torch, log):
     mod = rnnspec.load_module(source, model)
     params = bench_params(mod, dims, dtype)
     x, y = problem(B, T, I, K, dtype)
-    impls = make_impls(model, mod, params, with_torch)
+    setup = {}
+    impls = make_impls(model, mod, params, names, dims, setup)
     args = {name: impl.prepare(x, y) for name, impl in impls.items()}
     notes = []
     times = {name: [] for name in impls}
-    for name, impl in impls.items():  # warm-up
+    first = {}
+    for name, impl in impls.items():  # warm-up; for jax and numba the JIT compile
+        gc.collect()
+        t0 = time.perf_counter()
         loss, grads = impl.loss_and_grad(*args[name])
+        first[name] = time.perf_counter() - t0
         if name == "generated":
             wrong = sorted(f"{g}.{n}" for g in ("params", "inputs", "state0")
                            for n, a in grads[g].items() if np.asarray(a).dtype != dtype)
@@ -360,14 +431,16 @@ def time_case(model, size, dtype_name, repeats, with_torch, log):
             times[name].append(time.perf_counter() - t0)
             gc.enable()
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    cache = {"generated": impls["generated"].cache_bytes(*args["generated"]),
-             "expert": impls["expert"].cache_bytes(*args["expert"])}
+    cache = {n: impls[n].cache_bytes(*args[n]) for n in ("generated", "expert") if n in impls}
     del impls, args
     gc.collect()
     flops = model_flops(model, B, T, I, H, K)
     ratios = {f"generated/{n}": med["generated"] / med[n] for n in med if n != "generated"}
+    if "numba" in med and "jax" in med:  # issue 13: numba vs jax.jit at small B
+        ratios["numba/jax"] = med["numba"] / med["jax"]
     case = {"model": model, "dtype": dtype_name, "B": B, "T": T, "I": I, "H": H, "K": K,
             "dims": dims, "repeats": repeats, "median_s": med, "times_s": times,
+            "first_call_s": first, "setup_s": setup,
             "ratios": ratios, "flops": flops,
             "gflops": {n: flops / t / 1e9 for n, t in med.items()},
             "cache_bytes": cache, "notes": notes,
@@ -398,36 +471,20 @@ def markdown(res):
              f"- machine: {m['cpu']}, {m['logical_cpus']} logical CPUs "
              f"({m['usable_cpus']} usable), {m['platform']}",
              f"- Python {m['python']}, NumPy {m['numpy']} ({m['blas']}, {res['threads']} "
-             f"threads), torch {res['torch_version'] or 'not installed'}"
+             f"threads), torch {res['torch_version'] or 'not used'}"
              + (f" (set_num_threads({res['threads']}))" if res["torch_version"] else ""),
              f"- command: `{res['command']}`"
              + (f" (run with GLIBC_TUNABLES={res['glibc_tunables']}: freed memory stays in the "
                 f"process, no first-touch page faults; see benchmarks/README.md)"
                 if res["glibc_tunables"] else " (system malloc)"),
              ""]
-    if res["torch_note"]:
-        lines += [f"- torch skipped: {res['torch_note']}", ""]
-    lines += ["Forward + backward (loss and all gradients, including those of x and the initial "
-              "states); median milliseconds of the repeats (after one warm-up). `% mm` is the "
-              "model's matrix-product FLOP rate as a fraction of the NumPy matmul throughput "
-              "measured in this run for the size's (T·B×H)·(H×H) product in the dtype. "
-              "`cache MB`: the arrays of the forward cache (params excluded).", "",
-              "| model | dtype | B, T, I, H, K | reps | generated ms | expert ms | naive ms | "
-              "torch ms | gen/expert | gen/naive | gen/torch | gen % mm | expert % mm | "
-              "gen cache MB | expert cache MB |",
-              "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
-    for c in res["cases"]:
-        med, r = c["median_s"], c["ratios"]
-        mm = res["matmul"][f"{c['B']},{c['T']},{c['H']},{c['dtype']}"]["gflops"]
-        pct = {n: 100 * c["gflops"][n] / mm for n in ("generated", "expert")}
-        lines.append(
-            f"| {c['model']} | {c['dtype']} | {c['B']}, {c['T']}, {c['I']}, {c['H']}, "
-            f"{c['K']} | {c['repeats']} | {fmt_ms(med['generated'])} | {fmt_ms(med['expert'])} "
-            f"| {fmt_ms(med['naive'])} | {fmt_ms(med.get('torch'))} | "
-            f"{fmt_ratio(r['generated/expert'])} | {fmt_ratio(r['generated/naive'])} | "
-            f"{fmt_ratio(r.get('generated/torch'))} | {pct['generated']:.0f}% | "
-            f"{pct['expert']:.0f}% | {c['cache_bytes']['generated'] / 2**20:.1f} | "
-            f"{c['cache_bytes']['expert'] / 2**20:.1f} |")
+    if res.get("jax_version"):
+        lines[-1:-1] = [f"- jax {res['jax_version']} (XLA CPU, its own thread pool)"]
+    skipped_impls = res["impl_notes"] if "impl_notes" in res else (
+        {"torch": res["torch_note"]} if res["torch_note"] else {})
+    if skipped_impls:
+        lines += [f"- {n} skipped: {why}" for n, why in skipped_impls.items()] + [""]
+    lines += medians_table(res) + jit_table(res)
     spread = {}
     for c in res["cases"]:
         for n, ts in c["times_s"].items():
@@ -444,15 +501,17 @@ def markdown(res):
     for key, v in res["matmul"].items():
         lines.append(f"| {v['product']} | {v['dtype']} | {v['gflops']:.1f} |")
     c = res["compile"]
-    lines += ["", "Compile pipeline (specs/lstm.rnn):", "",
-              f"- `rnnspec.generate` (parse + check + graph + schedule + codegen): "
-              f"{1e3 * c['generate_median_s']:.1f} ms median "
-              f"(first call {1e3 * c['generate_first_s']:.1f} ms)",
-              f"- automatic gradient check of `rnnspec compile` (`gradcheck(mod, "
-              f"{c['gradcheck_dims']}, T=4, batch=2)`): {1e3 * c['gradcheck_median_s']:.0f} ms "
-              f"median ({1e3 * c['gradcheck_with_small_compile_median_s']:.0f} ms with "
-              f"compiling the small module; {'passed' if c['gradcheck_ok'] else 'FAILED'})",
-              "", f"Equality checks before timing (float64, B, T, I, H, K = "
+    if c:  # (not measured with --backend-only)
+        lines += ["", "Compile pipeline (specs/lstm.rnn):", "",
+                  f"- `rnnspec.generate` (parse + check + graph + schedule + codegen): "
+                  f"{1e3 * c['generate_median_s']:.1f} ms median "
+                  f"(first call {1e3 * c['generate_first_s']:.1f} ms)",
+                  f"- automatic gradient check of `rnnspec compile` (`gradcheck(mod, "
+                  f"{c['gradcheck_dims']}, T=4, batch=2)`): "
+                  f"{1e3 * c['gradcheck_median_s']:.0f} ms median "
+                  f"({1e3 * c['gradcheck_with_small_compile_median_s']:.0f} ms with compiling "
+                  f"the small module; {'passed' if c['gradcheck_ok'] else 'FAILED'})"]
+    lines += ["", f"Equality checks before timing (float64, B, T, I, H, K = "
               f"{', '.join(map(str, CHECK_SIZE))}; rtol 1e-7):", ""]
     for ch in res["checks"]:
         if ch["ok"] is None:
@@ -466,6 +525,69 @@ def markdown(res):
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def medians_table(res):
+    """The main table: median ms per column, generated/column ratios, % mm, cache sizes."""
+    cols = res.get("impls", IMPLS[:4])  # the columns that ran (before --impls: these four)
+    others = [n for n in cols if n != "generated"]
+    mm_cols = [n for n in ("generated", "expert") if n in cols]
+    extra = [k for k in ("numba/jax",) if any(k in c["ratios"] for c in res["cases"])]
+    lines = ["Forward + backward (loss and all gradients, including those of x and the initial "
+             "states); median milliseconds of the repeats (after one warm-up). `% mm` is the "
+             "model's matrix-product FLOP rate as a fraction of the NumPy matmul throughput "
+             "measured in this run for the size's (T·B×H)·(H×H) product in the dtype. "
+             "`cache MB`: the arrays of the forward cache (params excluded).", "",
+             "| model | dtype | B, T, I, H, K | reps | "
+             + "".join(f"{n} ms | " for n in cols)
+             + "".join(f"gen/{n} | " for n in others) + "".join(f"{k} | " for k in extra)
+             + "".join(f"{n[:3] if n == 'generated' else n} % mm | " for n in mm_cols)
+             + "".join(f"{n[:3] if n == 'generated' else n} cache MB | " for n in mm_cols)
+             .rstrip(),
+             "|---|---|---|--:|" + "--:|" * (len(cols) + len(others) + len(extra)
+                                              + 2 * len(mm_cols))]
+    for c in res["cases"]:
+        med, r = c["median_s"], c["ratios"]
+        mm = res["matmul"][f"{c['B']},{c['T']},{c['H']},{c['dtype']}"]["gflops"]
+        lines.append(
+            f"| {c['model']} | {c['dtype']} | {c['B']}, {c['T']}, {c['I']}, {c['H']}, "
+            f"{c['K']} | {c['repeats']} | "
+            + "".join(f"{fmt_ms(med.get(n))} | " for n in cols)
+            + "".join(f"{fmt_ratio(r.get(f'generated/{n}'))} | " for n in others)
+            + "".join(f"{fmt_ratio(r.get(k))} | " for k in extra)
+            + "".join(f"{100 * c['gflops'][n] / mm:.0f}% | " if n in med else "— | "
+                      for n in mm_cols)
+            + "".join(f"{c['cache_bytes'][n] / 2**20:.1f} | " if n in c["cache_bytes"]
+                      else "— | " for n in mm_cols).rstrip())
+    return lines
+
+
+def jit_table(res):
+    """First call and JIT compile (first call minus the median) of the jax and numba columns."""
+    cols = [n for n in JIT_IMPLS if any(n in c.get("first_call_s", {}) for c in res["cases"])]
+    if not cols:
+        return []
+    numba = "numba" in cols
+    lines = ["", "JIT compile, not in the medians above: the first call of each case (the "
+             "warm-up: tracing and XLA compilation for jax, numba's compilation of the "
+             "generated module's functions for numba) and the compile time estimated as first "
+             "call minus the median call, milliseconds."
+             + (" `numba setup`: generating and importing the numba module (with any compile "
+                "done at import)." if numba else ""), "",
+             ("| model | dtype | B, T, I, H, K | "
+              + "".join(f"{n} first call ms | {n} compile ms | " for n in cols)
+              + ("numba setup ms |" if numba else "")).rstrip(),
+             "|---|---|---|" + "--:|--:|" * len(cols) + ("--:|" if numba else "")]
+    for c in res["cases"]:
+        first, med = c.get("first_call_s", {}), c["median_s"]
+        setup = c.get("setup_s", {}).get("numba")
+        lines.append((
+            f"| {c['model']} | {c['dtype']} | {c['B']}, {c['T']}, {c['I']}, {c['H']}, "
+            f"{c['K']} | "
+            + "".join(f"{fmt_ms(first[n])} | {fmt_ms(first[n] - med[n])} | " if n in first
+                      else "— | — | " for n in cols)
+            + (f"{fmt_ms(setup)} |" if numba else "")).rstrip())
+    return lines
 
 
 def parse_sizes(text):
@@ -501,6 +623,14 @@ def main(argv=None):
     ap.add_argument("--dtypes", default="float32,float64", help="default: float32,float64")
     ap.add_argument("--repeats", type=int, help="timed repeats per case (default: "
                     f"{', '.join(map(str, REPEATS))} by size; --quick: {QUICK_REPEATS})")
+    ap.add_argument("--impls", help="comma-separated columns among " + ",".join(IMPLS)
+                    + " (default: all; generated, the reference of the checks and ratios, is "
+                    "always included; a column whose package or backend is missing is skipped "
+                    "with the reason printed)")
+    ap.add_argument("--backend-only", action="store_true",
+                    help="the backends only: columns " + ",".join(BACKEND_IMPLS) + " (unless "
+                    "--impls), no compile-pipeline timing, no peak matmul; results default to "
+                    "benchmarks/results/backends")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--system-malloc", action="store_true",
                     help="do not re-run with GLIBC_TUNABLES keeping freed memory in the process")
@@ -522,13 +652,20 @@ def main(argv=None):
     for d in dtypes:
         if d not in DTYPES:
             ap.error(f"unknown dtype {d!r}; choose from {list(DTYPES)}")
+    wanted = [n.strip() for n in (args.impls or ",".join(
+        BACKEND_IMPLS if args.backend_only else IMPLS)).split(",") if n.strip()]
+    for n in wanted:
+        if n not in IMPLS:
+            ap.error(f"unknown implementation {n!r}; choose from {IMPLS}")
+    wanted = [n for n in IMPLS if n in wanted or n == "generated"]
     if args.sizes is None:
         args.sizes = QUICK_SIZES if args.quick else list(range(len(SIZES)))
     sizes = [(SIZES[s], QUICK_REPEATS if args.quick else REPEATS[s]) if isinstance(s, int)
              else (s, QUICK_REPEATS if args.quick else 3) for s in args.sizes]
     if args.repeats:
         sizes = [(s, args.repeats) for s, _ in sizes]
-    out = args.out or (HERE / "results" / ("quick" if args.quick else ""))
+    out = args.out or (HERE / "results" / ("quick" if args.quick else
+                                           "backends" if args.backend_only else ""))
 
     def log(msg):
         print(msg, flush=True)
@@ -536,21 +673,23 @@ def main(argv=None):
     started = time.perf_counter()
     machine = machine_info()
     threads = blas_threads(machine["usable_cpus"])
-    torch_note = None
-    with_torch = ref_torch.torch is not None and not args.no_torch
-    if ref_torch.torch is None:
-        torch_note = f"torch is not importable ({ref_torch.IMPORT_ERROR})"
-    elif args.no_torch:
-        torch_note = "--no-torch"
+    notes = impl_notes(wanted, args.no_torch)
+    names = [n for n in wanted if n not in notes]
+    with_torch = "torch" in names
+    torch_note = notes.get("torch")
     if with_torch:
         ref_torch.torch.set_num_threads(threads)
     log(f"machine: {machine['cpu']}, {machine['usable_cpus']} CPUs; numpy {np.__version__} "
         f"({machine['blas']}); torch "
-        f"{ref_torch.torch.__version__ if ref_torch.torch else 'not installed'}; "
-        f"{threads} threads")
+        f"{ref_torch.torch.__version__ if ref_torch.torch else 'not installed'}; jax "
+        f"{ref_jax.jax.__version__ if ref_jax.jax else 'not installed'}; {threads} threads")
+    for n, why in notes.items():
+        log(f"{n} column skipped: {why}")
+    log(f"columns: {', '.join(names)}")
 
-    log("checking expert, naive and torch against the generated modules (float64) ...")
-    checks, fatal = run_checks(with_torch, models)
+    log(f"checking {', '.join(n for n in names if n != 'generated') or 'nothing'} against the "
+        f"generated modules (float64) ...")
+    checks, fatal = run_checks(names, models)
     for ch in checks:
         state = ch["note"] if ch["ok"] is None else ("ok" if ch["ok"] else "MISMATCH")
         log(f"  {ch['impl']:6s} {ch['model']:5s} {state}"
@@ -566,13 +705,14 @@ def main(argv=None):
     for m, src in sources.items():  # the code that was measured, for reading the results
         (out / "generated" / f"{m}.py").write_text(src, encoding="utf-8")
 
-    log("compile pipeline (specs/lstm.rnn) ...")
-    comp = time_compile()
-    log(f"  rnnspec.generate: {1e3 * comp['generate_median_s']:.1f} ms median "
-        f"(first call {1e3 * comp['generate_first_s']:.1f} ms)")
-    log(f"  gradcheck of `rnnspec compile` ({comp['gradcheck_dims']}, T=4, batch=2): "
-        f"{1e3 * comp['gradcheck_median_s']:.0f} ms median "
-        f"({'passed' if comp['gradcheck_ok'] else 'FAILED'})")
+    comp = None if args.backend_only else time_compile()
+    if comp:
+        log("compile pipeline (specs/lstm.rnn):")
+        log(f"  rnnspec.generate: {1e3 * comp['generate_median_s']:.1f} ms median "
+            f"(first call {1e3 * comp['generate_first_s']:.1f} ms)")
+        log(f"  gradcheck of `rnnspec compile` ({comp['gradcheck_dims']}, T=4, batch=2): "
+            f"{1e3 * comp['gradcheck_median_s']:.0f} ms median "
+            f"({'passed' if comp['gradcheck_ok'] else 'FAILED'})")
 
     matmul, cases, skipped = {}, [], []
     for size, repeats in sizes:
@@ -590,8 +730,8 @@ def main(argv=None):
                 skipped.append(f"{model} skipped at {size}: elman.rnn needs I == K")
                 continue
             for dtype_name in dtypes:
-                cases.append(time_case(model, size, dtype_name, repeats, with_torch, log))
-    for dtype_name in dtypes:  # the machine's peak, for reference
+                cases.append(time_case(model, size, dtype_name, repeats, names, log))
+    for dtype_name in ([] if args.backend_only else dtypes):  # the machine's peak
         key = f"peak,{dtype_name}"
         matmul[key] = {"product": "(2048×2048)·(2048×2048)", "dtype": dtype_name,
                        "gflops": matmul_gflops(2048, 2048, 2048, DTYPES[dtype_name], samples=3,
@@ -602,11 +742,14 @@ def main(argv=None):
         skipped.append(f"the generated code of {', '.join(changed)} changed during the run "
                        f"(rnnspec was edited); generated/ holds the version from the start")
     res = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-           "command": "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) < 2
-                                                    else " " + " ".join(argv or sys.argv[1:])),
+           "command": "".join(f"{v}={os.environ[v]} " for v in THREAD_VARS if v in os.environ)
+           + "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) < 2
+                                           else " " + " ".join(argv or sys.argv[1:])),
            "machine": machine, "threads": threads,
            "torch_version": ref_torch.torch.__version__ if with_torch else None,
            "torch_note": torch_note, "rnnspec_version": rnnspec.__version__,
+           "jax_version": ref_jax.jax.__version__ if "jax" in names else None,
+           "impls": names, "impls_wanted": wanted, "impl_notes": notes,
            "glibc_tunables": os.environ.get("GLIBC_TUNABLES"),
            "generated_sha1": {m: hashlib.sha1(src.encode()).hexdigest()
                               for m, src in sources.items()},
