@@ -45,7 +45,8 @@ EXAMPLES = {
     "train": "example:\n  rnnspec train specs/adding.rnn --data task:adding,T=20 --steps 600 "
              "--lr 0.01 --out adding-run\n  rnnspec train specs/adding.rnn --resume adding-run "
              "--steps 1000\n  rnnspec train lm.rnn --data text:poems.txt --truncate 50 "
-             "--clip-norm 1",
+             "--clip-norm 1\n  rnnspec train lm.rnn --data text:poems.txt --workers 2\n"
+             "  rnnspec train lm.rnn --data text:poems.txt --dask tcp://HOST:8786",
     "graph": "example:\n  rnnspec graph specs/elman.rnn -o elman.dot\n"
              "  rnnspec graph specs/elman.rnn --unroll 4 -o elman4.dot && dot -Tpng elman4.dot",
 }
@@ -813,10 +814,21 @@ def _train_command(cmd) -> None:
                          "most 100 steps)")
     tr.add_argument("--quiet", action="store_true",
                     help="no progress bar: a plain line at each validation")
+    where = tr.add_mutually_exclusive_group()
+    where.add_argument("--dask", metavar="ADDRESS",
+                       help="split every batch across the workers of the Dask scheduler at "
+                            "ADDRESS (tcp://HOST:8786), the gradients summed here (needs "
+                            "pip install \"rnnspec[dask]\" here and on the workers)")
+    where.add_argument("--workers", type=positive_int, metavar="N",
+                       help="the same on a local Dask cluster of N worker processes")
+    tr.add_argument("--dask-timeout", type=positive_float, metavar="SECONDS",
+                    help="wait this long for the scheduler and a worker (default 10)")
 
 
 def cmd_train(args) -> int:
+    from .cluster import ClusterError, ConnectError
     from .train import TrainingDiverged, load_data, train
+    cluster = _cluster_options(args)
     path, text, dims = _load(args)
     run, saved = _run_dir(args, path)
     s = saved.get("settings", {})
@@ -843,10 +855,12 @@ def cmd_train(args) -> int:
         result = train(path, data, dims=dims, steps=args.steps, epochs=args.epochs,
                        out=None if args.resume else run, resume=args.resume,
                        eval_every=args.eval_every, quiet=args.quiet, command=args.argv,
-                       data_name=data_text, log=_say, **settings)
-    except TrainingDiverged as exc:
+                       data_name=data_text, log=_say, **cluster, **settings)
+    except (TrainingDiverged, ClusterError) as exc:
         print(f"rnnspec train: {exc}", file=sys.stderr)
         return 1
+    except ConnectError as exc:  # (not the spec's: no cluster)
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"{shown(path)}: {exc}") from None
     h = result.history
@@ -854,6 +868,22 @@ def cmd_train(args) -> int:
     _say(f"{result.step} steps: loss {h.loss[-1]:.4f} per token" +
          (f", validation {valid[-1]:.4f}" if valid else "") + f"; the run is in {run}")
     return 0
+
+
+def _cluster_options(args) -> dict:
+    """train()'s dask=, workers=, dask_timeout= from --dask, --workers, --dask-timeout; a
+    UsageError, before any work, when the package distributed is missing."""
+    if args.dask is None and args.workers is None:
+        if args.dask_timeout is not None:
+            raise UsageError("--dask-timeout goes with --dask ADDRESS or --workers N")
+        return {}
+    from .cluster import require
+    try:
+        require()
+    except ImportError as exc:
+        raise UsageError(f"--{'dask' if args.dask is not None else 'workers'}: {exc}") from None
+    return {"dask": args.dask, "workers": args.workers,
+            "dask_timeout": args.dask_timeout or 10.0}
 
 
 def _run_dir(args, spec: Path):

@@ -27,10 +27,18 @@ steps (default 50), the states reset at the start of each epoch.  Step s lies in
 steps_per_epoch``; the epoch's batch order is drawn from ``(seed, epoch)``, so a run resumed at
 step s sees exactly the batches it would have seen (and, saved in ``carry.npz``, the carried
 states): resuming gives the same parameters and history, bit for bit, as a run never stopped.
+
+On a Dask cluster (``dask=ADDRESS`` or ``workers=N``, :mod:`rnnspec.cluster`): each step's
+batch is split across the workers, which return their shards' sums; the client adds them and
+divides by the whole unit's count, then clips, steps the optimizer, validates and logs exactly
+as above (the single-process step up to rounding).  States carried between chunks stay on the
+workers; a checkpoint gathers them into ``carry.npz``, so a run can be resumed on a cluster or
+in one process, either way.
 """
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -323,7 +331,8 @@ def _save(run: Path, config: dict, st: _State, plot: bool = True) -> None:
     _write(run / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
     _write(run / "params.npz", _npz(st.params))
     _write(run / "optimizer.npz", _npz(st.opt.state_dict()))
-    carry = {f"state/{n}": a for n, a in (st.carry or {}).items()}
+    held = st.carry if st.carry is None or isinstance(st.carry, dict) else st.carry.gather()
+    carry = {f"state/{n}": a for n, a in (held or {}).items()}
     _write(run / "carry.npz", _npz({"step": np.int64(st.step),
                                      "carried": np.bool_(st.carry is not None), **carry}))
     _write(run / "history.npz", _npz(st.history.arrays()))
@@ -423,15 +432,18 @@ class StepInfo:
     loss: float  # per token
     norm: float  # the gradient norm before clipping
     state0: Optional[dict]  # the states the step started from (None: the spec's initial)
-    final: dict  # the states after its last step (carried into the next chunk)
+    final: dict  # the states after its last step (carried into the next chunk); on a Dask
+    # cluster both are cluster.HeldStates (their .gather() fetches them), or None when not kept
     grads: dict  # the per-token gradients, before clipping
     params: dict  # the parameters after the update
 
 
 def _loop(mod, plan: Plan, st: _State, total: int, s: dict, eval_every: int,
-          progress: Progress, checkpoint: Callable, callback) -> None:
-    """Steps from ``st.step`` to ``total`` (``st`` updated in place); a checkpoint after each
-    validation; TrainingDiverged at the first non-finite loss, gradient or parameter."""
+          progress: Progress, checkpoint: Callable, callback, step: Callable) -> None:
+    """Steps from ``st.step`` to ``total`` (``st`` updated in place), each unit's loss and
+    gradients from ``step(params, unit, state0, count)`` (train_step's, or a cluster's); a
+    checkpoint after each validation; TrainingDiverged at the first non-finite loss, gradient
+    or parameter."""
     while st.step < total:
         epoch, skip = divmod(st.step, plan.per_epoch)
         for i, u in enumerate(plan.units(epoch)):
@@ -441,7 +453,7 @@ def _loop(mod, plan: Plan, st: _State, total: int, s: dict, eval_every: int,
                 break
             state0 = None if u.reset else st.carry
             with np.errstate(over="ignore", invalid="ignore"):  # (a NaN stops the run below)
-                loss, grads, final = train_step(mod, st.params, u, state0, plan.count(u))
+                loss, grads, final = step(st.params, u, state0, plan.count(u))
             clip = {"norm": s["clip_norm"]} if s["clip_norm"] is not None else \
                 {"value": s["clip_value"]} if s["clip_value"] is not None else None
             with np.errstate(over="ignore", invalid="ignore"):
@@ -515,7 +527,8 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
           epochs: Optional[int] = None, seed: int = 0, out=None, resume=None,
           eval_every: Optional[int] = None, quiet: bool = False,
           log: Optional[Callable[[str], None]] = None, callback=None,
-          command: Optional[List[str]] = None, data_name: Optional[str] = None) -> TrainResult:
+          command: Optional[List[str]] = None, data_name: Optional[str] = None,
+          dask=None, workers: Optional[int] = None, dask_timeout: float = 10.0) -> TrainResult:
     """Train the spec (a ``.rnn`` path, compiled with ``dims`` and the dimensions the data
     fixes) or generated module on ``data`` (a Dataset, a (train, validation) pair, a TextData).
 
@@ -527,7 +540,11 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
     steps apart).  ``out``: a new run directory; ``resume``: a run directory to continue (its
     settings must be these: a ValueError names the one that differs).  ``log`` prints the
     progress lines (default: standard output); ``callback(StepInfo)`` is called after each
-    step.  TrainingDiverged on a NaN or inf (the last good parameters saved with ``out``)."""
+    step.  TrainingDiverged on a NaN or inf (the last good parameters saved with ``out``).
+    ``dask``: a Dask scheduler's address (or a ``distributed.Client``), ``workers``: a local
+    Dask cluster of that many worker processes -- each batch split across the workers (see
+    :mod:`rnnspec.cluster`; a ValueError when the scheduler is not reached within
+    ``dask_timeout`` seconds)."""
     s = _settings(optimizer, lr, optimizer_options, clip_norm, clip_value, truncate, batch,
                   seed, dims)
     if steps is not None and epochs is not None:
@@ -539,11 +556,30 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
             raise ValueError("a resumed run continues in its own directory: give no out=")
     elif out is not None:
         run = check_run_dir(out)
+    cluster = None
+    if dask is not None or workers is not None:
+        from .cluster import connect
+        cluster = connect(dask, workers, dask_timeout)
+    try:
+        mod, plan, st, total, eval_every, config = _start(
+            spec_or_module, data, s, run, resume, steps, epochs, eval_every, command,
+            data_name)
+        return _run(mod, plan, st, total, s, eval_every, run, config, quiet, log, callback,
+                    cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def _start(spec_or_module, data, s: dict, run: Optional[Path], resume, steps, epochs,
+           eval_every, command, data_name):
+    """The module, the plan, the state to start from (new, or the resumed run's), the total
+    steps, the validation interval and the config of a run (see :func:`train`)."""
     mod, text, hash_key, used_dims = _module_for(spec_or_module, s["dims"], data)
     s["dims"] = used_dims
     data.check(mod) if isinstance(data, TextData) else \
         (data[0] if isinstance(data, tuple) else data).check(mod)
-    plan = Plan(mod, data, batch, truncate, seed)
+    plan = Plan(mod, data, s["batch"], s["truncate"], s["seed"])
     total = steps if steps is not None else (epochs or 1) * plan.per_epoch
     eval_every = eval_every or min(plan.per_epoch, 100)
     config = {"format": RUN_FORMAT, "command": command, "settings": s, "eval_every": eval_every,
@@ -558,14 +594,14 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
         st = _resume(run, config, hash_key)
         eval_every = config["eval_every"]
     else:
-        params = mod.init_params(used_dims, seed=seed)
-        st = _State(params, make_optimizer(optimizer, **s["optimizer_options"]), History(),
-                    0, None)
+        params = mod.init_params(used_dims, seed=s["seed"])
+        st = _State(params, make_optimizer(s["optimizer"], **s["optimizer_options"]),
+                    History(), 0, None)
         if run is not None:
             run.mkdir(exist_ok=True)
             if isinstance(data, TextData):
                 data.vocab.save(run / "vocab.json")
-    return _run(mod, plan, st, total, s, eval_every, run, config, quiet, log, callback)
+    return mod, plan, st, total, eval_every, config
 
 
 def _resume(run: Path, config: dict, hash_key: str) -> _State:
@@ -589,15 +625,21 @@ def _resume(run: Path, config: dict, hash_key: str) -> _State:
 
 
 def _run(mod, plan, st: _State, total, s, eval_every, run, config, quiet, log,
-         callback) -> TrainResult:
+         callback, cluster=None) -> TrainResult:
     log = log or (lambda line: print(line, flush=True))
     progress = Progress(st.step, total, eval_every, quiet, log)
+    step, parallel = functools.partial(train_step, mod), None
+    if cluster is not None:  # (each step split across its workers; the carried states kept there)
+        parallel = cluster.data_parallel(mod, keep=plan.text or plan.truncate is not None)
+        step, config["cluster"] = parallel.step, cluster.describe()
 
     def checkpoint(plot=False):
         if run is not None:
             _save(run, config, st, plot)
     try:
-        _loop(mod, plan, st, total, s, eval_every, progress, checkpoint, callback)
+        _loop(mod, plan, st, total, s, eval_every, progress, checkpoint, callback, step)
+        progress.close()
+        checkpoint(plot=True)
     except TrainingDiverged as exc:
         progress.close()
         config["stopped"] = f"diverged at step {exc.step}: {exc}"
@@ -610,8 +652,9 @@ def _run(mod, plan, st: _State, total, s, eval_every, run, config, quiet, log,
         progress.close()
         checkpoint()  # (the last completed step: --resume continues from it)
         raise
-    progress.close()
-    checkpoint(plot=True)
+    finally:
+        if parallel is not None:  # (after the last checkpoint gathered their states)
+            parallel.close()
     return TrainResult(st.params, st.opt, st.history, st.step, run, mod)
 
 
