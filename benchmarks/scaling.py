@@ -72,7 +72,9 @@ def main(argv=None) -> None:
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--steps", type=int, help="timed steps (default: the case's)")
     args = ap.parse_args(argv)
-    from distributed import Client, LocalCluster
+    import distributed
+    from distributed import Client
+    from rnnspec.cluster import local_cluster  # (as rnnspec train --workers N starts it)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.case or list(CASES):
@@ -82,8 +84,7 @@ def main(argv=None) -> None:
             data = _data(spec, dims, T, B, Path(tmp))
             rates = {"1 process": _rate(spec, dims, data, B, steps)}
             for n in (1, 2):
-                with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0") as cluster, \
+                with local_cluster(distributed, n) as cluster, \
                         Client(cluster, set_as_default=False) as client:
                     rates[f"{n} worker{'s' * (n > 1)}"] = _rate(spec, dims, data, B, steps,
                                                               dask=client)

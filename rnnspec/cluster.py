@@ -310,6 +310,22 @@ class Cluster:
         self.close()
 
 
+def local_cluster(distributed, workers: int):
+    """A LocalCluster of ``workers`` processes of one thread, whose allocator is left as
+    glibc's default.  Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, and setting it
+    at all turns off glibc's adaptive mmap threshold: every array over 128 KB is then mapped
+    and unmapped afresh, and on a virtual machine the first touch of fresh pages costs ~2-3 ms
+    a MB (see benchmarks/steady_malloc.py).  Measured with benchmarks/scaling.py, an LSTM step
+    of 256 hidden units and 256 sequences ran ~1.7x slower on a worker than in the client."""
+    import dask
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        return distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                        processes=True, dashboard_address=":0",
+                                        silence_logs=logging.ERROR)
+
+
 def connect(address=None, workers: Optional[int] = None, timeout: float = 10.0) -> Cluster:
     """A :class:`Cluster` on the Dask scheduler at ``address`` (``tcp://HOST:8786``; a
     ``distributed.Client`` is used as it is), or on a local cluster of ``workers`` worker
@@ -330,9 +346,7 @@ def connect(address=None, workers: Optional[int] = None, timeout: float = 10.0) 
             raise ConnectError(f"cannot reach the Dask scheduler at {shown} ({exc})") from None
         owned = [client]
     else:
-        local = distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                         processes=True, dashboard_address=":0",
-                                         silence_logs=logging.ERROR)
+        local = local_cluster(distributed, workers)
         client = distributed.Client(local, set_as_default=False)
         owned, shown = [client, local], "local"
     try:
