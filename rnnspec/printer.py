@@ -149,7 +149,8 @@ def _lines(s: Stmt) -> List[str]:
     if isinstance(s, Def):
         params = [p if isinstance(p, str) else f"{p[0]}={show(p[1])}" for p in s.params]
         doc = show_stmt(Docstring(s.doc)) if s.doc else []
-        return [f"def {s.name}({', '.join(params)}):"] + show_body((), doc) + show_body(s.body)
+        return [f"@{show(d)}" for d in s.decorators] + \
+            [f"def {s.name}({', '.join(params)}):"] + show_body((), doc) + show_body(s.body)
     if isinstance(s, Docstring):
         return ['"""' + escape(s.lines[0])] + [escape(line) for line in s.lines[1:]] + ['"""']
     if isinstance(s, Comment):
@@ -159,7 +160,7 @@ def _lines(s: Stmt) -> List[str]:
     if isinstance(s, Pass):
         return ["pass"]
     if isinstance(s, Import):
-        return [f"import {s.module} as {s.alias}"]
+        return [f"import {s.module}" + (f" as {s.alias}" if s.alias != s.module else "")]
     if isinstance(s, Verbatim):
         return s.text.split("\n")
     raise TypeError(f"not a statement node: {s!r}")

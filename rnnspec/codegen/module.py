@@ -20,6 +20,8 @@ from ..stmt import BLANK, Comment, Docstring, Import, Verbatim, assign
 from .text import Emitter
 from .adjoint import Adjoint
 from .forward import Forward
+from .backends import lift_refusal
+from .lift import Unliftable, lift_module
 from .rtrl import Rtrl
 from .values import Pass, Values
 
@@ -47,6 +49,9 @@ SWEEPS = helper_texts("sweeps.py")["sweeps"]
 TANGENTS = helper_texts("tangents.py")["tangents"]  # the forward-mode helpers of rtrl
 
 
+NUMBA = helper_texts("numba.py")["numba"]  # the numba backend's helpers (lifted loops call them)
+
+
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
@@ -63,9 +68,11 @@ class ModuleWriter(Pass):
 
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["Values"]] = None,
-               checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None) -> str:
+               checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None,
+               backend: str = "numpy") -> str:
         """The module's text; ``rtrl``: the Values of the unfused schedule that the generated
-        ``rtrl`` (:mod:`.rtrl`) follows."""
+        ``rtrl`` (:mod:`.rtrl`) follows; ``backend`` 'numba': the time loops lifted into
+        numba-compiled functions (:mod:`.lift`), placed after backward."""
         bwd = [Adjoint(self.v).backward()]  # (first: the names it makes come first)
         fwd = [Forward(self.v).forward()]
         if rtrl is not None:
@@ -76,11 +83,18 @@ class ModuleWriter(Pass):
                 bwd += [BLANK, BLANK, Adjoint(v).backward()]
             fwd += [BLANK, BLANK, Forward(v).forward()]
             self.v.helpers |= v.helpers
+        if backend == "numba":
+            try:
+                fwd, bwd = lift_module(fwd, bwd)
+            except Unliftable as err:
+                raise lift_refusal(self.m, self.v.filename, err) from None
         em = Emitter()
         em(Comment(f"generated from {self.v.filename} by rnnspec {__version__} -- do not edit; "
                    f"edit the spec and recompile"))
         em(Docstring(tuple(self.docstring(checkpoint, rtrl is not None).split("\n"))))  # checked at the end
         em(Import("numpy", "np"))
+        if backend == "numba":
+            em(Import("numba", "numba"))
         em(BLANK)
         self.tables(em, checkpoint, variants)
         em.extend([BLANK, BLANK] + fwd + [BLANK, BLANK] + bwd + [BLANK, BLANK])
@@ -89,7 +103,8 @@ class ModuleWriter(Pass):
         runtime = ([FEEDBACK_API] if variants else []) + ([CHECKPOINT_API] if checkpoint else []) \
             + [LOSS_AND_GRAD] + [HELPERS[h] for h in sorted(self.v.helpers)] \
             + ([TANGENTS] if rtrl is not None else []) + [TRUNCATION] \
-            + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME]
+            + ([SWEEPS] if self.v.sweeps else []) + [RUNTIME] \
+            + ([NUMBA] if backend == "numba" else [])
         for part in runtime:
             em.extend([Verbatim(part.strip("\n")), BLANK, BLANK])
         text = em.text()
