@@ -108,10 +108,12 @@ def test_same_as_numpy(name):
     p, i, tg, s0, up = random_problem(ref, T=5, batch=3, lengths=lengths)
     fwd_kw = {"lengths": lengths} if lengths is not None else {}
     bwd_kw = {"xi": np.linspace(0.2, 1.0, 5)} if ref.TRUNCATE is None else {}
-    outs = [m.forward(p, i, tg, s0, **fwd_kw) for m in (ref, mod)]
-    assert_same(outs[0][0], outs[1][0], "outputs")
-    grads = [m.backward(p, c, up, **bwd_kw) for m, (_, c) in zip((ref, mod), outs)]
-    assert_same(grads[0], grads[1], "grads")
+    for batch_limit in (mod.NUMBA_BATCH, 0):  # (0: every batch runs the NumPy loops)
+        mod.NUMBA_BATCH = batch_limit
+        outs = [m.forward(p, i, tg, s0, **fwd_kw) for m in (ref, mod)]
+        assert_same(outs[0][0], outs[1][0], "outputs")
+        grads = [m.backward(p, c, up, **bwd_kw) for m, (_, c) in zip((ref, mod), outs)]
+        assert_same(grads[0], grads[1], "grads")
 
 
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru", "bidirectional"])
@@ -146,6 +148,7 @@ def test_module_imports_numpy_and_numba_only_and_is_deterministic():
     imports = [line for line in text.split("\n") if line.startswith(("import ", "from "))]
     assert imports == ["import numpy as np", "import numba"]
     assert "@numba.njit(cache=True)\ndef _forward_loop_1(" in text
+    assert "\nNUMBA_BATCH = 16  #" in text and "    if B <= NUMBA_BATCH:" in text
     assert "@numba.njit(cache=True)\ndef _backward_loop_1(" in text
     assert "for t in range(T - 1, -1, -1):" in text and "reversed(" not in \
         text.split("# ---- runtime")[0]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Dict, List, Tuple
 
-from ..expr import Attr, Call, Expr, List_, Name, Num, Tuple_, call, parts, sub
+from ..expr import Attr, Call, Expr, List_, Name, Num, Tuple_, call, compare, parts, sub
 from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, returns
 
 # what a lifted loop may call (the numba runtime's helpers are named here by their numba names)
@@ -59,8 +59,11 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
         doc = (f"The time loop of {fn.name}, compiled by numba.",)
         lifted.append(Def(name, tuple(params), doc, (loop, *ret), (JIT,)))
         invoke = call(name, *params)
-        body.append(assign(Tuple_(tuple(Name(n) for n in returned), bare=True), invoke)
-                    if returned else Do(invoke))
+        compiled = assign(Tuple_(tuple(Name(n) for n in returned), bare=True), invoke) \
+            if returned else Do(invoke)
+        body.append(If(compare("B", "<=", "NUMBA_BATCH"), (compiled,),
+                       "a small batch: the loop compiled by numba",
+                       (s,), "a large one: NumPy's calls (bound by the products)"))
     nones = [assign(n, None, note="bound below only in some cases (an argument of a "
                     "compiled loop)") for n in maybe]
     return Def(fn.name, fn.params, fn.doc, tuple(nones + body), fn.decorators), lifted

@@ -52,6 +52,9 @@ TANGENTS = helper_texts("tangents.py")["tangents"]  # the forward-mode helpers o
 NUMBA = helper_texts("numba.py")["numba"]  # the numba backend's helpers (lifted loops call them)
 
 
+NUMBA_BATCH = 16  # (measured: benchmarks/numba_small.py; at B = 32 NumPy's loop is as fast)
+
+
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
@@ -65,6 +68,8 @@ def table(name: str, value, note: str = "", lines: bool = False):
 
 class ModuleWriter(Pass):
     """The text of one generated module."""
+
+    numba = False  # (module(backend='numba'): the NUMBA_BATCH table, the lifted loops)
 
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["Values"]] = None,
@@ -83,7 +88,8 @@ class ModuleWriter(Pass):
                 bwd += [BLANK, BLANK, Adjoint(v).backward()]
             fwd += [BLANK, BLANK, Forward(v).forward()]
             self.v.helpers |= v.helpers
-        if backend == "numba":
+        self.numba = backend == "numba"
+        if self.numba:
             try:
                 fwd, bwd = lift_module(fwd, bwd)
             except Unliftable as err:
@@ -125,6 +131,9 @@ class ModuleWriter(Pass):
         refused = self.v.truncation
         em(table("TRUNCATE", None if refused is None else str(refused),
                  "why backward's xi= and truncate= are refused (None: they are not)"))
+        if self.numba:
+            em(table("NUMBA_BATCH", NUMBA_BATCH, "batches up to this size run the time loops "
+                                                 "compiled by numba, larger ones NumPy's"))
         if checkpoint:
             em(table("CHECKPOINT", checkpoint, "steps per segment (forward stores the states "
                                                "every CHECKPOINT steps)"))
