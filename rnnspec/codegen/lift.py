@@ -24,7 +24,8 @@ from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, retur
 CALLS = {"np.tanh", "np.exp", "np.add", "np.multiply", "np.subtract", "np.where",
          "np.negative", "np.concatenate", "_nb_sigmoid", "range"}
 KWARGS = {"out", "axis"}  # (out= passed by position; axis= as it is)
-WHAT = {"_softmax": "softmax", "_attention": "attention", "_choose": "a choice of the next input"}  # (how an Unliftable names a call)
+# how an Unliftable names a call
+WHAT = {"_softmax": "softmax", "_attention": "attention", "_choose": "a choice of the next input"}
 RENAMED = {"_sigmoid": "_nb_sigmoid"}  # a NumPy runtime helper -> its numba form
 JIT = call("numba.njit", cache=True)
 GLOBALS = {"np", "numba", "range"} | set(RENAMED.values())
@@ -49,6 +50,8 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
     maybe: List[str] = []  # names bound only under an if that a loop reads: None before
     for k, s in enumerate(fn.body):
         if not isinstance(s, For):
+            if _holds_loop(s):
+                raise Unliftable("a time loop under a condition")
             body.append(s)
             continue
         name = f"_{fn.name}_loop_{len(lifted) + 1}"
@@ -67,6 +70,13 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
     nones = [assign(n, None, note="bound below only in some cases (an argument of a "
                     "compiled loop)") for n in maybe]
     return Def(fn.name, fn.params, fn.doc, tuple(nones + body), fn.decorators), lifted
+
+
+def _holds_loop(s: Stmt) -> bool:
+    """Is there a ``for`` inside statement ``s`` (an ``if``'s bodies)?"""
+    if isinstance(s, For):
+        return True
+    return isinstance(s, If) and any(_holds_loop(b) for b in s.body + s.orelse)
 
 
 def lift_module(fwd: List[Stmt], bwd: List[Stmt]) -> Tuple[List[Stmt], List[Stmt]]:
