@@ -8,7 +8,9 @@ error raises :class:`SpecError`; nothing else escapes for bad spec text.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import linecache
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -102,8 +104,12 @@ def render(a: Analysis, checkpoint: Optional[int] = None, rtrl: bool = False,
 
 def load_module(source: str, name: str = "spec", filename: Optional[str] = None
                 ) -> types.ModuleType:
-    """Import generated ``source`` as module ``name`` (registered in linecache and sys.modules)."""
+    """Import generated ``source`` as module ``name`` (registered in linecache and sys.modules).
+    A module of the numba backend is imported from a file (numba's ``cache=True`` needs one):
+    see :func:`_numba_file`."""
     digest = hashlib.sha1(source.encode()).hexdigest()[:10]
+    if NUMBA_IMPORT in source.split("\n\n\n", 1)[0]:
+        return _import_file(_numba_file(source, name, digest), f"rnnspec_generated.{name}_{digest}")
     filename = filename or f"<rnnspec {name} {digest}>"
     module = types.ModuleType(name)
     module.__file__ = filename
@@ -112,6 +118,41 @@ def load_module(source: str, name: str = "spec", filename: Optional[str] = None
     code = compile(source, filename, "exec")
     exec(code, module.__dict__)
     sys.modules.setdefault(f"rnnspec_generated.{name}_{digest}", module)
+    return module
+
+
+NUMBA_IMPORT = "\nimport numba\n"  # in the header of a numba backend's module
+
+
+def cache_dir() -> Path:
+    """Where rnnspec keeps the files of compiled numba modules (and numba its compiled loops,
+    in their __pycache__): $RNNSPEC_CACHE_DIR, else $XDG_CACHE_HOME/rnnspec, else
+    ~/.cache/rnnspec."""
+    if os.environ.get("RNNSPEC_CACHE_DIR"):
+        return Path(os.environ["RNNSPEC_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnspec"
+
+
+def _numba_file(source: str, name: str, digest: str) -> Path:
+    """The file holding ``source`` in :func:`cache_dir`, named by its name and the digest of its
+    text (written once, atomically: a second process imports the same file, and numba finds
+    the loops it compiled for it)."""
+    folder = cache_dir() / "numba"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}_{digest}.py"
+    if not path.is_file() or path.read_text(encoding="utf-8") != source:
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(source, encoding="utf-8")
+        os.replace(tmp, path)
+    return path
+
+
+def _import_file(path: Path, modname: str) -> types.ModuleType:
+    """Import the Python file ``path`` as ``modname`` (registered in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(modname, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    spec.loader.exec_module(module)
     return module
 
 

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 from . import __version__
 from .api import analyze, generate, load_module, read_spec, render
 from .checkpoint import checkpoint_steps
-from .codegen.backends import BACKENDS
+from .codegen.backends import BACKENDS, BackendUnavailable
 from .errors import SpecError
 from .graph import to_dot, unroll
 
@@ -308,7 +308,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if n > 1:
             print(f"{n} errors", file=sys.stderr)
         return 2
-    except UsageError as exc:
+    except (UsageError, BackendUnavailable) as exc:
         print(f"rnnspec {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted

@@ -149,7 +149,8 @@ def _lines(s: Stmt) -> List[str]:
     if isinstance(s, Def):
         params = [p if isinstance(p, str) else f"{p[0]}={show(p[1])}" for p in s.params]
         doc = show_stmt(Docstring(s.doc)) if s.doc else []
-        return [f"def {s.name}({', '.join(params)}):"] + show_body((), doc) + show_body(s.body)
+        return [f"@{show(d)}" for d in s.decorators] + \
+            [f"def {s.name}({', '.join(params)}):"] + show_body((), doc) + show_body(s.body)
     if isinstance(s, Docstring):
         return ['"""' + escape(s.lines[0])] + [escape(line) for line in s.lines[1:]] + ['"""']
     if isinstance(s, Comment):
@@ -159,7 +160,8 @@ def _lines(s: Stmt) -> List[str]:
     if isinstance(s, Pass):
         return ["pass"]
     if isinstance(s, Import):
-        return [f"import {s.module} as {s.alias}" + _note(s.note)]
+        return [f"import {s.module}" + (f" as {s.alias}" if s.alias != s.module else "")
+                + _note(s.note)]
     if isinstance(s, FromImport):
         names = [n if isinstance(n, str) else f"{n[0]} as {n[1]}" for n in s.names]
         return [f"from {s.module} import {', '.join(names)}" + _note(s.note)]

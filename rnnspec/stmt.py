@@ -9,7 +9,7 @@ comments (``Comment``, ``note``), which the printer writes as comments.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Tuple
 
 from .expr import Expr, node
@@ -57,6 +57,7 @@ class Def(Stmt):
     params: Tuple[object, ...]
     doc: Tuple[str, ...]
     body: Tuple[Stmt, ...]
+    decorators: Tuple[Expr, ...] = ()  # ``@numba.njit(cache=True)`` (the numba backend)
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,10 @@ class FromImport(Stmt):
 
 @dataclass(frozen=True)
 class Comment(Stmt):
-    """A comment line (its text escaped: it may hold outside text)."""
+    """A comment line (its text escaped: it may hold outside text); ``origin``: the spec
+    statement that the code below it comes from (not printed; a pass's positioned errors)."""
     text: str
+    origin: object = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import ast as pyast
 from typing import Dict, Optional
 
 from ..schedule import Schedule
-from .backends import check_backend
+from .backends import check_backend, numba_refusal
 from .module import (CHECKPOINT_API, FEEDBACK_API, LOSS_AND_GRAD, RUNTIME, RUNTIME_BANNER,
                      SWEEPS, TANGENTS, TRUNCATION, ModuleWriter)
 from .names import _name_placeholders
@@ -65,17 +65,18 @@ def generate_code(sched: Schedule, filename: str = "spec.rnn",
     segments of k steps (see rnnspec/runtime/checkpoint.py).  ``rtrl``: the schedule without
     fused products that the module's ``rtrl`` follows (see :mod:`.rtrl`; refused specs are
     refused before, by :func:`rtrl.rtrl_refusal`).  ``backend``: see :mod:`.backends`."""
-    if check_backend(backend) not in ("numpy", "array-api"):
-        raise NotImplementedError(f"the {backend} backend is not built yet")
+    check_backend(backend)
     if backend == "array-api":
         return _array_api_code(sched, filename, variants, checkpoint, rtrl)
+    if backend == "numba":  # (what it cannot compile yet: refused, positioned)
+        numba_refusal(sched, filename, variants, checkpoint, rtrl)
     extra = [Values(rtrl, filename)] if rtrl is not None else []
     if checkpoint:
         coders = [Values(sched, filename, segmented=True)]
         text = ModuleWriter(coders[0]).module(checkpoint=checkpoint, rtrl=(extra or [None])[0])
     elif not variants:
         coders = [Values(sched, filename)]
-        text = ModuleWriter(coders[0]).module(rtrl=(extra or [None])[0])
+        text = ModuleWriter(coders[0]).module(rtrl=(extra or [None])[0], backend=backend)
     else:
         coders = [Values(sched, filename, "teacher")]
         coders += [Values(s, filename, mode) for mode, s in variants.items()]

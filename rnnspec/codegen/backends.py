@@ -12,7 +12,14 @@ same module (the same tables, functions and results); they differ in what runs t
 """
 from __future__ import annotations
 
+import importlib.util
+
 BACKENDS = ("numpy", "numba", "array-api")
+EXTRAS = {"numba": "numba"}  # backend -> the package it needs (its extra has the same name)
+
+
+class BackendUnavailable(ImportError):
+    """A backend whose package is not installed (the message says how to install it)."""
 
 
 def check_backend(backend: str) -> str:
@@ -20,4 +27,40 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: choose one of " +
                          ", ".join(BACKENDS))
+    package = EXTRAS.get(backend)
+    if package and importlib.util.find_spec(package) is None:
+        raise BackendUnavailable(f"the {backend} backend needs {package}, which is not "
+                                 f'installed: pip install "rnnspec[{backend}]"')
     return backend
+
+
+NUMBA_HINT = "use the default numpy backend (--backend numpy) for this spec"
+
+
+def numba_refusal(sched, filename: str, variants=None, checkpoint=None, rtrl=None) -> None:
+    """Raise the positioned SpecError naming why the numba backend cannot compile this module
+    yet: feedback (its training and generation variants), checkpointing, rtrl.  (What a time
+    loop holds that numba's form has no rule for is refused by :mod:`.lift`, at its statement.)"""
+    from ..errors import Reporter
+    m = sched.graph.model
+    rep = Reporter(m.source, filename)
+    what = "the numba backend cannot compile this yet"
+    for node in m.feedbacks[:1] if variants else ():
+        rep.error(node, f"{what}: feedback(...) (the free-running and generation variants)",
+                  NUMBA_HINT)
+    if checkpoint:
+        rep.error(m.spec, f"{what}: a checkpointed module (checkpoint={checkpoint})", NUMBA_HINT)
+    if rtrl is not None:
+        rep.error(m.spec, f"{what}: rtrl (compile --rtrl)", NUMBA_HINT)
+    rep.raise_if_errors()
+
+
+def lift_refusal(model, filename: str, err) -> Exception:
+    """The positioned SpecError for :class:`.lift.Unliftable` ``err``: what a time loop holds
+    that the numba backend has no form for, at the spec statement it comes from."""
+    from ..errors import Reporter
+    rep = Reporter(model.source, filename)
+    rep.error(err.origin if err.origin is not None else model.spec,
+              f"the numba backend cannot compile this statement's time loop yet: it needs "
+              f"{err} at every step", NUMBA_HINT)
+    return rep.error_or_none()

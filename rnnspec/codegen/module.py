@@ -20,6 +20,8 @@ from ..stmt import BLANK, Comment, Docstring, FromImport, Import, Verbatim, assi
 from .text import Emitter
 from .adjoint import Adjoint
 from .forward import Forward
+from .backends import lift_refusal
+from .lift import Unliftable, lift_module
 from .rtrl import Rtrl
 from .values import Pass, Values
 from .xp import HEADER, NUMPY_NOTE, runtime_parts, to_array_api
@@ -48,6 +50,12 @@ SWEEPS = helper_texts("sweeps.py")["sweeps"]
 TANGENTS = helper_texts("tangents.py")["tangents"]  # the forward-mode helpers of rtrl
 
 
+NUMBA = helper_texts("numba.py")["numba"]  # the numba backend's helpers (lifted loops call them)
+
+
+NUMBA_BATCH = 16  # (measured: benchmarks/numba_small.py; at B = 32 NumPy's loop is as fast)
+
+
 RUNTIME_BANNER = "# ---- runtime: rnnspec's helpers, the same in every module that uses them ----"
 
 
@@ -62,6 +70,8 @@ def table(name: str, value, note: str = "", lines: bool = False):
 class ModuleWriter(Pass):
     """The text of one generated module."""
 
+    numba = False  # (module(backend='numba'): the NUMBA_BATCH table, the lifted loops)
+
     # ----- module ----------------------------------------------------------------------------
     def module(self, variants: Optional[List["Values"]] = None,
                checkpoint: Optional[int] = None, rtrl: Optional["Values"] = None,
@@ -69,7 +79,8 @@ class ModuleWriter(Pass):
         """The module's text; ``rtrl``: the Values of the unfused schedule that the generated
         ``rtrl`` (:mod:`.rtrl`) follows; ``backend`` 'array-api': forward and backward
         rewritten by :func:`.xp.to_array_api`, with the array-API runtime (no variants,
-        checkpoint or rtrl: refused before, :func:`.xp.xp_refusal`)."""
+        checkpoint or rtrl: refused before, :func:`.xp.xp_refusal`); 'numba': the time loops
+        lifted into numba-compiled functions (:mod:`.lift`), placed after backward."""
         bwd = [Adjoint(self.v).backward()]  # (first: the names it makes come first)
         fwd = [Forward(self.v).forward()]
         if rtrl is not None:
@@ -80,6 +91,12 @@ class ModuleWriter(Pass):
                 bwd += [BLANK, BLANK, Adjoint(v).backward()]
             fwd += [BLANK, BLANK, Forward(v).forward()]
             self.v.helpers |= v.helpers
+        self.numba = backend == "numba"
+        if self.numba:
+            try:
+                fwd, bwd = lift_module(fwd, bwd)
+            except Unliftable as err:
+                raise lift_refusal(self.m, self.v.filename, err) from None
         em = Emitter()
         em(Comment(f"generated from {self.v.filename} by rnnspec {__version__} -- do not edit; "
                    f"edit the spec and recompile"))
@@ -90,6 +107,8 @@ class ModuleWriter(Pass):
             em(FromImport("array_api_compat", ("array_namespace", ("device", "_device"),
                                                      "is_array_api_obj")))
         em(Import("numpy", "np", NUMPY_NOTE if xp else ""))
+        if backend == "numba":
+            em(Import("numba", "numba"))
         em(BLANK)
         self.tables(em, checkpoint, variants)
         if xp:
@@ -98,7 +117,8 @@ class ModuleWriter(Pass):
         em(Comment(RUNTIME_BANNER[2:]))  # after the network's code: a reader meets it first
         em.extend([BLANK, BLANK])
         runtime = runtime_parts(RUNTIME, LOSS_AND_GRAD, self.v.helpers) if xp \
-            else self.numpy_runtime(variants, checkpoint, rtrl)
+            else self.numpy_runtime(variants, checkpoint, rtrl) + \
+            ([NUMBA] if backend == "numba" else [])
         for part in runtime:
             em.extend([Verbatim(part.strip("\n")), BLANK, BLANK])
         text = em.text()
@@ -126,6 +146,9 @@ class ModuleWriter(Pass):
         refused = self.v.truncation
         em(table("TRUNCATE", None if refused is None else str(refused),
                  "why backward's xi= and truncate= are refused (None: they are not)"))
+        if self.numba:
+            em(table("NUMBA_BATCH", NUMBA_BATCH, "batches up to this size run the time loops "
+                                                 "compiled by numba, larger ones NumPy's"))
         if checkpoint:
             em(table("CHECKPOINT", checkpoint, "steps per segment (forward stores the states "
                                                "every CHECKPOINT steps)"))

@@ -91,5 +91,6 @@ def spec_comment(em: Emitter, stmt, last: list, note: str = "") -> None:
     if stmt is None or stmt is last[0]:
         return
     last[0] = stmt
-    em(Comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]"))
+    em(Comment(f"{stmt_text(stmt)}" + (f"  ({note})" if note else "") + f"  [{_where(stmt)}]",
+               stmt.stmts[0] if isinstance(stmt, Fused) else stmt))
 

@@ -1,0 +1,211 @@
+"""The numba backend (issue 13): generate(..., backend="numba") lifts the time loops into
+numba-compiled functions; every spec in specs/ either gives the NumPy module's outputs and
+gradients to 1e-12 (float64) and passes gradcheck, or is refused at a position.
+
+numba compiles each loop once per argument types (seconds each): the tests call every module
+with two sets of types (no padding, no xi, every upstream gradient given; padded, with xi), in
+a session-wide NUMBA_CACHE_DIR, float32 only for elman, lstm and gru."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rnnspec
+from rnnspec.errors import SpecError
+from rnnspec.gradcheck import gradcheck, random_problem
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
+                                reason='numba is not installed (pip install "rnnspec[numba]")')
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.rnn"))
+# what the backend refuses, and why (the set is asserted: it cannot silently grow)
+REFUSED = {
+    "attention_concat": "attention", "attention_cosine": "attention",
+    "attention_dot": "attention", "attention_general": "attention",
+    "attention_local": "attention", "attention_scaled": "attention",
+    "h0_from_input": "softmax", "jordan": "softmax", "one_to_many": "softmax",
+    "generate": "feedback", "teacher_forcing": "feedback",
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def numba_cache(tmp_path_factory):
+    """One cache directory for the session's modules and numba's compiled loops (set before
+    numba is first imported: generated modules import it)."""
+    tmp = tmp_path_factory.mktemp("numba-cache")
+    old = {k: os.environ.get(k) for k in ("NUMBA_CACHE_DIR", "RNNSPEC_CACHE_DIR")}
+    os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba")
+    os.environ["RNNSPEC_CACHE_DIR"] = str(tmp / "rnnspec")
+    yield tmp
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def generated(name, backend, dims=None):
+    path = ROOT / "specs" / f"{name}.rnn"
+    return rnnspec.generate(path.read_text(encoding="utf-8"), dims, str(path),
+                            base=path.parent, backend=backend)
+
+
+def modules(name, dims=None):
+    return (rnnspec.load_module(generated(name, "numpy", dims), name),
+            rnnspec.load_module(generated(name, "numba", dims), name))
+
+
+def assert_same(a, b, where="", tol=1e-12):
+    """Nested dicts of arrays equal to ``tol`` (relative to each array's largest entry)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}/{k}", tol)
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype, (where, a.shape, b.shape, a.dtype, b.dtype)
+    scale = max(1.0, float(np.abs(a).max(initial=0.0)))
+    assert np.abs(a - b).max(initial=0.0) <= tol * scale, where
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refusals_are_positioned(name):
+    with pytest.raises(SpecError) as info:
+        generated(name, "numba")
+    text = str(info.value)
+    assert f"{name}.rnn:" in text and "^" in text and "hint: use the default numpy backend" \
+        in text and "the numba backend cannot compile" in text
+    assert REFUSED[name] in text
+
+
+def test_refused_set():
+    """Exactly REFUSED is refused (a spec that starts failing is a test failure)."""
+    refused = set()
+    for name in SPECS:
+        try:
+            generated(name, "numba")
+        except SpecError:
+            refused.add(name)
+    assert refused == set(REFUSED)
+
+
+SUPPORTED = [n for n in SPECS if n not in REFUSED]
+
+
+@pytest.mark.parametrize("name", SUPPORTED)
+def test_same_as_numpy(name):
+    """Forward outputs (final states, loss) and every gradient (params, inputs, state0) equal
+    the NumPy module's, in a padded batch (where the spec has one time axis), with xi (where
+    the spec allows it) and every upstream gradient given: every branch of the lifted loops
+    in one set of argument types (numba compiles each loop once for it)."""
+    ref, mod = modules(name)
+    lengths = np.array([5, 2, 4]) if len(ref.AXES) == 1 else None
+    p, i, tg, s0, up = random_problem(ref, T=5, batch=3, lengths=lengths)
+    fwd_kw = {"lengths": lengths} if lengths is not None else {}
+    bwd_kw = {"xi": np.linspace(0.2, 1.0, 5)} if ref.TRUNCATE is None else {}
+    for batch_limit in (mod.NUMBA_BATCH, 0):  # (0: every batch runs the NumPy loops)
+        mod.NUMBA_BATCH = batch_limit
+        outs = [m.forward(p, i, tg, s0, **fwd_kw) for m in (ref, mod)]
+        assert_same(outs[0][0], outs[1][0], "outputs")
+        grads = [m.backward(p, c, up, **bwd_kw) for m, (_, c) in zip((ref, mod), outs)]
+        assert_same(grads[0], grads[1], "grads")
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "bidirectional"])
+def test_gradcheck(name):
+    """gradcheck of the numba module (its loops given None for the mask and xi: the other
+    set of argument types), and the same gradients as the NumPy module there too."""
+    ref, mod = modules(name)
+    report = gradcheck(mod)
+    assert report.ok, report.table()
+    p, i, tg, s0, up = random_problem(ref, T=5, batch=3, seed=1)
+    runs = [m.backward(p, m.forward(p, i, tg, s0)[1], up) for m in (ref, mod)]
+    assert_same(runs[0], runs[1], "grads")
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
+def test_float32_stays_float32(name):
+    ref, mod = modules(name)
+    params, inputs, targets, _, _ = random_problem(ref, T=4, batch=2)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    i32 = {k: v.astype(np.float32) for k, v in inputs.items()}
+    loss, grads = mod.loss_and_grad(p32, i32, targets)
+    ref_loss, ref_grads = ref.loss_and_grad(p32, i32, targets)
+    for group in grads.values():
+        assert all(np.asarray(g).dtype == np.float32 for g in group.values())
+    assert_same(ref_grads, grads, "float32", tol=1e-4)
+    assert abs(float(loss) - float(ref_loss)) <= 1e-4 * abs(float(ref_loss))
+
+
+def test_module_imports_numpy_and_numba_only_and_is_deterministic():
+    text = generated("lstm", "numba")
+    assert text == generated("lstm", "numba")
+    imports = [line for line in text.split("\n") if line.startswith(("import ", "from "))]
+    assert imports == ["import numpy as np", "import numba"]
+    assert "@numba.njit(cache=True)\ndef _forward_loop_1(" in text
+    assert "\nNUMBA_BATCH = 16  #" in text and "    if B <= NUMBA_BATCH:" in text
+    assert "@numba.njit(cache=True)\ndef _backward_loop_1(" in text
+    lifted = text.split("def _backward_loop_1(")[1].split("\n\n\n")[0]
+    assert "for t in range(T - 1, -1, -1):" in lifted and "reversed(" not in lifted
+    assert "_nb_sigmoid(" in text.split("def _forward_loop_1(")[1].split("\n\n\n")[0]
+
+
+def test_cli_compile_and_gradcheck(tmp_path, numba_cache):
+    out = tmp_path / "lstm_nb.py"
+    env = dict(os.environ)
+    run = [sys.executable, "-m", "rnnspec"]
+    r = subprocess.run(run + ["compile", str(ROOT / "specs" / "elman.rnn"), "--backend", "numba",
+                              "-o", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "gradcheck ok" in r.stderr and out.read_text().startswith("# generated from")
+    r = subprocess.run(run + ["gradcheck", str(ROOT / "specs" / "elman.rnn"), "--backend",
+                              "numba"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr + r.stdout
+    r = subprocess.run(run + ["compile", str(ROOT / "specs" / "jordan.rnn"), "--backend", "numba",
+                              "-o", str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "jordan.rnn:24:1: error: the numba backend cannot compile" in r.stderr
+
+
+def test_written_module_caches_next_to_it(tmp_path):
+    """`rnnspec compile -o x.py --backend numba` + `import x`: numba's cache goes to x.py's
+    __pycache__ (unless NUMBA_CACHE_DIR says otherwise), so a second import compiles nothing."""
+    (tmp_path / "elman_nb.py").write_text(generated("elman", "numba"), encoding="utf-8")
+    code = ("import numpy as np, elman_nb as m\n"
+            "p = m.init_params()\n"
+            "m.loss_and_grad(p, {'x': np.ones((3, 2, 3))}, {'y': np.zeros((3, 2), int)})\n"
+            "import numba\n"
+            "print(sum(len(f.stats.cache_hits) for f in (m._forward_loop_1, m._backward_loop_1)))")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    hits = [subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
+                           capture_output=True, text=True).stdout.strip() for _ in range(2)]
+    assert hits == ["0", "2"]
+    assert list((tmp_path / "__pycache__").glob("elman_nb._forward_loop_1*.nbi"))
+
+
+def test_without_numba_a_clear_error(tmp_path):
+    """numba hidden from the import system: the API raises BackendUnavailable (an ImportError)
+    naming the extra, and the CLI exits 2 without a traceback."""
+    hide = ("import importlib.util, sys\n"
+            "find = importlib.util.find_spec\n"
+            "importlib.util.find_spec = lambda n, *a: None if n == 'numba' else find(n, *a)\n")
+    code = hide + ("import rnnspec\n"
+                   "try:\n"
+                   "    rnnspec.generate(open(sys.argv[1]).read(), backend='numba')\n"
+                   "except ImportError as e:\n"
+                   "    print(type(e).__name__, e)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT / "specs" / "elman.rnn")],
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.startswith("BackendUnavailable the numba backend needs numba") and \
+        'pip install "rnnspec[numba]"' in r.stdout
+    cli = hide + "from rnnspec.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    r = subprocess.run([sys.executable, "-c", cli, "compile", str(ROOT / "specs" / "elman.rnn"),
+                        "--backend", "numba", "-o", str(tmp_path / "x.py")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert 'pip install "rnnspec[numba]"' in r.stderr
