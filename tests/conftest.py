@@ -1,9 +1,31 @@
+import os
 from pathlib import Path
 
 import pytest
 
+# The numba backend's tests check what the compiled loops compute, not how fast: LLVM's
+# optimizer off (read by numba when it is imported) cuts their JIT time ~5x (347 s -> 71 s for
+# the 12 lstm/gru/elman-like specs on 2 cores).  The benchmarks run with numba's default.
+os.environ.setdefault("NUMBA_OPT", "0")
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def backend_caches(tmp_path_factory):
+    """The tests' numba modules and numba's compiled loops in a directory of the session (not
+    the user's ~/.cache/rnnspec); set before a test first imports numba, which reads it then."""
+    tmp = tmp_path_factory.mktemp("backend-caches")
+    old = {k: os.environ.get(k) for k in ("NUMBA_CACHE_DIR", "RNNSPEC_CACHE_DIR")}
+    os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba")
+    os.environ["RNNSPEC_CACHE_DIR"] = str(tmp / "rnnspec")
+    yield tmp
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def pytest_addoption(parser):

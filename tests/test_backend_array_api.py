@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import backends
 import rnnspec
 from rnnspec.errors import SpecError
 from rnnspec.gradcheck import gradcheck, random_problem
@@ -20,13 +21,7 @@ pytest.importorskip("array_api_compat", reason="array-api-compat is not installe
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ALL = sorted(p.stem for p in SPECS.glob("*.rnn"))
-REFUSED = {  # spec -> what the refusal names (attention, embeddings, onehot/feedback, [w in s])
-    **{s: "_attention" for s in ("attention_concat", "attention_cosine", "attention_dot",
-                                 "attention_general", "attention_local", "attention_scaled",
-                                 "self_attention")},
-    "char_lm": "_embed_grad", "generate": "_onehot", "teacher_forcing": "_onehot",
-    "hierarchical": "steps inside steps",
-}
+REFUSED = backends.REFUSED["array-api"]  # spec -> what the refusal names (asserted)
 
 
 def _compile(stem, backend):

@@ -1,6 +1,7 @@
 """The numba backend (issue 13): generate(..., backend="numba") lifts the time loops into
 numba-compiled functions; every spec in specs/ either gives the NumPy module's outputs and
-gradients to 1e-12 (float64) and passes gradcheck, or is refused at a position.
+gradients to 1e-12 (float64), or is refused at a position (its gradcheck, padded batches
+too: tests/test_specs.py's test_gradcheck_on_every_backend).
 
 numba compiles each loop once per argument types (seconds each): the tests call every module
 with two sets of types (no padding, no xi, every upstream gradient given; padded, with xi), in
@@ -14,39 +15,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import backends
 import rnnspec
 from rnnspec.errors import SpecError
-from rnnspec.gradcheck import gradcheck, random_problem
+from rnnspec.gradcheck import random_problem
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("numba") is None,
                                 reason='numba is not installed (pip install "rnnspec[numba]")')
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(p.stem for p in (ROOT / "specs").glob("*.rnn"))
-# what the backend refuses, and why (the set is asserted: it cannot silently grow)
-REFUSED = {
-    "attention_concat": "attention", "attention_cosine": "attention",
-    "attention_dot": "attention", "attention_general": "attention",
-    "attention_local": "attention", "attention_scaled": "attention",
-    "h0_from_input": "softmax", "jordan": "softmax", "one_to_many": "softmax",
-    "generate": "feedback", "teacher_forcing": "feedback",
-}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def numba_cache(tmp_path_factory):
-    """One cache directory for the session's modules and numba's compiled loops (set before
-    numba is first imported: generated modules import it)."""
-    tmp = tmp_path_factory.mktemp("numba-cache")
-    old = {k: os.environ.get(k) for k in ("NUMBA_CACHE_DIR", "RNNSPEC_CACHE_DIR")}
-    os.environ["NUMBA_CACHE_DIR"] = str(tmp / "numba")
-    os.environ["RNNSPEC_CACHE_DIR"] = str(tmp / "rnnspec")
-    yield tmp
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+REFUSED = backends.REFUSED["numba"]  # what the backend refuses, and why (asserted)
 
 
 def generated(name, backend, dims=None):
@@ -116,18 +95,6 @@ def test_same_as_numpy(name):
         assert_same(grads[0], grads[1], "grads")
 
 
-@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "bidirectional"])
-def test_gradcheck(name):
-    """gradcheck of the numba module (its loops given None for the mask and xi: the other
-    set of argument types), and the same gradients as the NumPy module there too."""
-    ref, mod = modules(name)
-    report = gradcheck(mod)
-    assert report.ok, report.table()
-    p, i, tg, s0, up = random_problem(ref, T=5, batch=3, seed=1)
-    runs = [m.backward(p, m.forward(p, i, tg, s0)[1], up) for m in (ref, mod)]
-    assert_same(runs[0], runs[1], "grads")
-
-
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
 def test_float32_stays_float32(name):
     ref, mod = modules(name)
@@ -155,7 +122,7 @@ def test_module_imports_numpy_and_numba_only_and_is_deterministic():
     assert "_nb_sigmoid(" in text.split("def _forward_loop_1(")[1].split("\n\n\n")[0]
 
 
-def test_cli_compile_and_gradcheck(tmp_path, numba_cache):
+def test_cli_compile_and_gradcheck(tmp_path, backend_caches):
     out = tmp_path / "lstm_nb.py"
     env = dict(os.environ)
     run = [sys.executable, "-m", "rnnspec"]

@@ -1,9 +1,12 @@
 """Every spec in specs/ compiles and passes the numerical gradient check (float64, central
-differences, fixed seeds), at T = 1, a typical T, and a long T."""
+differences, fixed seeds), at T = 1, a typical T, and a long T; on every other backend
+(tests/backends.py) it passes the same check, padded batch included, or is refused at a
+position for a reason that backend gives (the refused sets are asserted)."""
 import numpy as np
 import pytest
 
 import rnnspec
+import backends
 from conftest import spec_paths
 
 SPECS = spec_paths()
@@ -16,6 +19,19 @@ def test_gradcheck_every_entry(path, T, batch, seed):
     report = rnnspec.gradcheck(path, T=T, batch=batch, seed=seed)
     assert report.ok, report.table()
     assert all(r.checked > 0 for r in report.rows)
+
+
+@pytest.mark.parametrize("backend", backends.params())
+@pytest.mark.parametrize("path", SPECS, ids=IDS)
+def test_gradcheck_on_every_backend(path, backend):
+    mod = backends.compile_or_refused(path, backend)
+    if mod is None:
+        return  # (refused at a position, for the reason REFUSED gives: checked)
+    report = rnnspec.gradcheck(mod, T=6, batch=3, seed=1)
+    assert report.ok, report.table()
+    if len(mod.AXES) == 1:  # a padded batch: the masked branches of the loops
+        report = rnnspec.gradcheck(mod, T=6, batch=3, seed=2, lengths=np.array([6, 2, 4]))
+        assert report.ok, report.table()
 
 
 @pytest.mark.parametrize("path", SPECS, ids=IDS)

@@ -43,7 +43,7 @@ def numba_refusal(sched, filename: str, variants=None, checkpoint=None, rtrl=Non
     loop holds that numba's form has no rule for is refused by :mod:`.lift`, at its statement.)"""
     from ..errors import Reporter
     m = sched.graph.model
-    rep = Reporter(m.source, filename)
+    rep = Reporter(m.source, m.filename)  # (the spec's path as given, like every error)
     what = "the numba backend cannot compile this yet"
     for node in m.feedbacks[:1] if variants else ():
         rep.error(node, f"{what}: feedback(...) (the free-running and generation variants)",
@@ -59,7 +59,7 @@ def lift_refusal(model, filename: str, err) -> Exception:
     """The positioned SpecError for :class:`.lift.Unliftable` ``err``: what a time loop holds
     that the numba backend has no form for, at the spec statement it comes from."""
     from ..errors import Reporter
-    rep = Reporter(model.source, filename)
+    rep = Reporter(model.source, model.filename)  # (the path as given)
     rep.error(err.origin if err.origin is not None else model.spec,
               f"the numba backend cannot compile this statement's time loop yet: it needs "
               f"{err} at every step", NUMBA_HINT)

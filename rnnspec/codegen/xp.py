@@ -61,7 +61,7 @@ def xp_refusal(sched, filename: str, checkpoint=None, rtrl=None) -> Optional[Spe
     onehot), feedback, steps inside steps, ``checkpoint=`` and ``rtrl=``."""
     g = sched.graph
     m = g.model
-    rep = Reporter(m.source, filename or m.filename, once_per_place=True)
+    rep = Reporter(m.source, m.filename, once_per_place=True)  # (the path as given)
     for i in sorted(g.ops):
         op = g.ops[i]
         try:
