@@ -796,6 +796,7 @@ def _train_command(cmd) -> None:
                     help="(default adam)")
     tr.add_argument("--lr", type=positive_float, help="learning rate (default 0.001)")
     _clip_options(tr, "the per-token gradients")
+    _backend_option(tr)
     tr.add_argument("--truncate", type=positive_int, metavar="K",
                     help="stateful truncated BPTT: chunks of K steps, the final states carried "
                          "into the next chunk, gradients cut between chunks (a text: default 50)")
@@ -855,12 +856,15 @@ def cmd_train(args) -> int:
         result = train(path, data, dims=dims, steps=args.steps, epochs=args.epochs,
                        out=None if args.resume else run, resume=args.resume,
                        eval_every=args.eval_every, quiet=args.quiet, command=args.argv,
-                       data_name=data_text, log=_say, **cluster, **settings)
+                       data_name=data_text, log=_say, backend=args.backend, **cluster,
+                       **settings)
     except (TrainingDiverged, ClusterError) as exc:
         print(f"rnnspec train: {exc}", file=sys.stderr)
         return 1
     except ConnectError as exc:  # (not the spec's: no cluster)
         raise UsageError(str(exc)) from None
+    except SpecError:
+        raise  # (positioned already: --backend's refusal of the spec)
     except ValueError as exc:
         raise UsageError(f"{shown(path)}: {exc}") from None
     h = result.history

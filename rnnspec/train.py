@@ -494,9 +494,11 @@ def _settings(optimizer, lr, optimizer_options, clip_norm, clip_value, truncate,
             "dims": {k: int(v) for k, v in (dims or {}).items()}}
 
 
-def _module_for(spec, dims: dict, data) -> Tuple[object, str, str, dict]:
+def _module_for(spec, dims: dict, data, backend: str = "numpy"
+                ) -> Tuple[object, str, str, dict]:
     """(module, what to hash, hash key, dims): a spec file compiled with ``dims`` and the
-    dimensions the data fixes (a size that is one dimension not in ``dims``), or a module."""
+    dimensions the data fixes (a size that is one dimension not in ``dims``), for ``backend``,
+    or a module."""
     from .api import analyze, load_module, read_spec, render
     if not isinstance(spec, (str, os.PathLike)):
         text = "".join(linecache.getlines(getattr(spec, "__file__", "") or ""))
@@ -504,7 +506,7 @@ def _module_for(spec, dims: dict, data) -> Tuple[object, str, str, dict]:
     path = Path(spec)
     text = read_spec(path)
     a = analyze(text, dims, str(path))
-    mod = load_module(render(a), path.stem)
+    mod = load_module(render(a), path.stem)  # (its tables: which dimensions the data fixes)
     fields = data.fields() if isinstance(data, TextData) else \
         (data[0] if isinstance(data, tuple) else data).fields
     fixed = {}
@@ -516,7 +518,8 @@ def _module_for(spec, dims: dict, data) -> Tuple[object, str, str, dict]:
                 fixed[size] = fields[n].size
     if fixed:
         a = analyze(text, {**dims, **fixed}, str(path))
-        mod = load_module(render(a), path.stem)
+    if fixed or backend != "numpy":
+        mod = load_module(render(a, backend=backend), path.stem)
     return mod, text, "spec_sha256", {k: a.model.dims[k] for k in {**dims, **fixed}}
 
 
@@ -528,7 +531,8 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
           eval_every: Optional[int] = None, quiet: bool = False,
           log: Optional[Callable[[str], None]] = None, callback=None,
           command: Optional[List[str]] = None, data_name: Optional[str] = None,
-          dask=None, workers: Optional[int] = None, dask_timeout: float = 10.0) -> TrainResult:
+          dask=None, workers: Optional[int] = None, dask_timeout: float = 10.0,
+          backend: str = "numpy") -> TrainResult:
     """Train the spec (a ``.rnn`` path, compiled with ``dims`` and the dimensions the data
     fixes) or generated module on ``data`` (a Dataset, a (train, validation) pair, a TextData).
 
@@ -544,7 +548,8 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
     ``dask``: a Dask scheduler's address (or a ``distributed.Client``), ``workers``: a local
     Dask cluster of that many worker processes -- each batch split across the workers (see
     :mod:`rnnspec.cluster`; a ValueError when the scheduler is not reached within
-    ``dask_timeout`` seconds)."""
+    ``dask_timeout`` seconds).  ``backend``: the spec compiled for it (see
+    :mod:`rnnspec.codegen.backends`; "numba": the small-batch steps compiled)."""
     s = _settings(optimizer, lr, optimizer_options, clip_norm, clip_value, truncate, batch,
                   seed, dims)
     if steps is not None and epochs is not None:
@@ -563,7 +568,7 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
     try:
         mod, plan, st, total, eval_every, config = _start(
             spec_or_module, data, s, run, resume, steps, epochs, eval_every, command,
-            data_name)
+            data_name, backend)
         return _run(mod, plan, st, total, s, eval_every, run, config, quiet, log, callback,
                     cluster)
     finally:
@@ -572,10 +577,10 @@ def train(spec_or_module, data, *, dims: Optional[dict] = None, optimizer: str =
 
 
 def _start(spec_or_module, data, s: dict, run: Optional[Path], resume, steps, epochs,
-           eval_every, command, data_name):
+           eval_every, command, data_name, backend: str = "numpy"):
     """The module, the plan, the state to start from (new, or the resumed run's), the total
     steps, the validation interval and the config of a run (see :func:`train`)."""
-    mod, text, hash_key, used_dims = _module_for(spec_or_module, s["dims"], data)
+    mod, text, hash_key, used_dims = _module_for(spec_or_module, s["dims"], data, backend)
     s["dims"] = used_dims
     data.check(mod) if isinstance(data, TextData) else \
         (data[0] if isinstance(data, tuple) else data).check(mod)

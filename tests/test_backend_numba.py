@@ -176,3 +176,17 @@ def test_without_numba_a_clear_error(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert 'pip install "rnnspec[numba]"' in r.stderr
+
+
+def test_training_on_the_numba_backend_follows_the_numpy_one():
+    """rnnspec.train.train(..., backend="numba") (rnnspec train --backend numba): 10 steps on
+    the adding problem, batches of 4 (the compiled loops), give the NumPy backend's
+    parameters to 1e-10."""
+    from rnnspec.data import adding_problem
+    from rnnspec.train import train
+    data = adding_problem(40, T=12, seed=0)
+    runs = [train(ROOT / "specs" / "adding.rnn", data, lr=0.01, steps=10, batch=4, seed=0,
+                  log=lambda s: None, backend=b) for b in ("numpy", "numba")]
+    assert runs[1].module.NUMBA_BATCH >= 4 and "_forward_loop_1" in vars(runs[1].module)
+    assert_same(runs[0].params, runs[1].params, "params", tol=1e-10)
+    assert len(runs[1].history.loss) == 10
