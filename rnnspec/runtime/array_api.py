@@ -212,46 +212,23 @@ def _loss_weights(dims, axis=None, steps=None, mean=False):
 
 
 def _upstream(d_outputs, cache):
-    """Validate the upstream gradients given to backward()."""
-    if d_outputs is None:
-        return {"final": {}}
-    if not isinstance(d_outputs, dict):
-        raise ValueError(f"d_outputs must be a dict, got {type(d_outputs).__name__}")
+    """Validate the upstream gradients given to backward() (names: _upstream_entries)."""
     dims = cache["dims"]
-    xp, up = dims["xp"], {"final": {}}
-    for n, g in d_outputs.items():
-        if n == "loss":
-            if not cache["has_loss"]:
-                raise ValueError("d_outputs['loss'] given, but forward computed no loss "
-                                 "(call it with targets)")
-            up[n] = float(g)
+    xp = dims["xp"]
+    up, entries = _upstream_entries(d_outputs, cache)
+    for kind, label, name, a, lead, size in entries:
+        a = _as(xp, label, a, dims["dtype"], dims["device"])
+        shape = tuple(_size(k, dims) for k in lead) + (_size(size, dims),)
+        if tuple(a.shape) != shape:
+            raise ValueError(f"{label} has shape {tuple(a.shape)}, expected "
+                             f"{_shape_text(lead + (size,), dims)}")
+        if kind == "final":
+            up["final"][name] = a
             continue
-        if n == "final":
-            items = [(f"d_outputs['final'][{s!r}]", s, gs, _state_lead(STATES[s]),
-                      STATES[s]["size"]) for s, gs in dict(g).items() if s in STATES or
-                     _unknown(f"d_outputs['final'] has unknown state {s!r}")]
-        elif n in OUTPUTS:
-            items = [(f"d_outputs[{n!r}]", n, g, _lead(OUTPUTS[n]), OUTPUTS[n]["size"])]
-        else:
-            raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
-                             f"{list(OUTPUTS) + ['final', 'loss']}")
-        for label, name, a, lead, size in items:
-            a = _as(xp, label, a, dims["dtype"], dims["device"])
-            shape = tuple(_size(k, dims) for k in lead) + (_size(size, dims),)
-            if tuple(a.shape) != shape:
-                raise ValueError(f"{label} has shape {tuple(a.shape)}, expected "
-                                 f"{_shape_text(lead + (size,), dims)}")
-            if n == "final":
-                up["final"][name] = a
-                continue
-            mask = _step_mask(dims, OUTPUTS[n]["axis"]) if OUTPUTS[n]["kind"] == "sequence" \
-                else None
-            up[n] = a if mask is None else xp.where(mask, a, xp.zeros_like(a))  # past its end: none
+        mask = _step_mask(dims, OUTPUTS[name]["axis"]) if OUTPUTS[name]["kind"] == "sequence" \
+            else None
+        up[name] = a if mask is None else xp.where(mask, a, xp.zeros_like(a))  # past its end: none
     return up
-
-
-def _unknown(message):
-    raise ValueError(message)
 
 
 def _pick(a, rows):

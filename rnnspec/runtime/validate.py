@@ -407,14 +407,15 @@ def _loss_weights(dims, axis=None, steps=None, mean=False):
     return w
 
 
-def _upstream(d_outputs, cache):
-    """Validate the upstream gradients given to backward()."""
+def _upstream_entries(d_outputs, cache):
+    """The upstream gradients given to backward(), checked by name: (up, entries), up holding
+    'final': {} and the loss's scale, entries (kind, label, name, array, lead, size) the arrays
+    still to be checked, kind 'final' for a state's, 'output' for a named value's."""
     if d_outputs is None:
-        return {"final": {}}
+        return {"final": {}}, []
     if not isinstance(d_outputs, dict):
         raise ValueError(f"d_outputs must be a dict, got {type(d_outputs).__name__}")
-    dims = cache["dims"]
-    up = {"final": {}}
+    up, entries = {"final": {}}, []
     for n, g in d_outputs.items():
         if n == "loss":
             if not cache["has_loss"]:
@@ -425,30 +426,36 @@ def _upstream(d_outputs, cache):
             for s, gs in dict(g).items():
                 if s not in STATES:
                     raise ValueError(f"d_outputs['final'] has unknown state {s!r}")
-                gs = np.asarray(gs, dtype=dims["dtype"])
-                lead = _state_lead(STATES[s])
-                shape = tuple(_size(k, dims) for k in lead) + (_size(STATES[s]["size"], dims),)
-                if gs.shape != shape:
-                    raise ValueError(f"d_outputs['final'][{s!r}] has shape {gs.shape}, "
-                                     f"expected {_shape_text(lead + (STATES[s]['size'],), dims)}")
-                up["final"][s] = _flat_nested(gs, len(lead) - 1) if STATES[s].get("within") \
-                    else gs
+                entries.append(("final", f"d_outputs['final'][{s!r}]", s, gs,
+                                _state_lead(STATES[s]), STATES[s]["size"]))
         elif n in OUTPUTS:
-            info = OUTPUTS[n]
-            g = np.asarray(g, dtype=dims["dtype"])
-            lead = _lead(info)
-            shape = tuple(dims[k] for k in lead) + (_size(info["size"], dims),)
-            if g.shape != shape:
-                raise ValueError(f"d_outputs[{n!r}] has shape {g.shape}, expected "
-                                 f"{_shape_text(lead + (info['size'],), dims)}")
-            if info.get("within"):
-                g = _flat_nested(g, 2)
-            if info["kind"] == "sequence":
-                mask = _step_mask(dims, info["axis"])
-                if mask is not None:
-                    g = g * mask  # steps past a sequence's end get no gradient
-            up[n] = g
+            entries.append(("output", f"d_outputs[{n!r}]", n, g, _lead(OUTPUTS[n]),
+                            OUTPUTS[n]["size"]))
         else:
             raise ValueError(f"d_outputs has unknown name {n!r}; expected one of "
                              f"{list(OUTPUTS) + ['final', 'loss']}")
+    return up, entries
+
+
+def _upstream(d_outputs, cache):
+    """Validate the upstream gradients given to backward() (names: _upstream_entries)."""
+    dims = cache["dims"]
+    up, entries = _upstream_entries(d_outputs, cache)
+    for kind, label, name, g, lead, size in entries:
+        g = np.asarray(g, dtype=dims["dtype"])
+        shape = tuple(_size(k, dims) for k in lead) + (_size(size, dims),)
+        if g.shape != shape:
+            raise ValueError(f"{label} has shape {g.shape}, expected "
+                             f"{_shape_text(lead + (size,), dims)}")
+        info = STATES[name] if kind == "final" else OUTPUTS[name]
+        if info.get("within"):
+            g = _flat_nested(g, len(lead) - 1 if kind == "final" else 2)
+        if kind == "final":
+            up["final"][name] = g
+            continue
+        if info["kind"] == "sequence":
+            mask = _step_mask(dims, info["axis"])
+            if mask is not None:
+                g = g * mask  # steps past a sequence's end get no gradient
+        up[name] = g
     return up
