@@ -45,7 +45,7 @@ HINT = "compile it with --backend numpy"
 SHARED = ("_TERMS", "_SHAPES_SEEN", "_terms", "_size", "_solve_dims", "_time_major",
           "_shape_text", "_check_names", "_refuse_missing", "_bind_dims",
           "_check_shapes", "_check_steps", "_lead", "_state_lead", "_batch",
-          "_upstream_entries")
+          "_upstream_entries", "_steps_given")
 HEADER = ("array-api backend: the namespace (xp), dtype and device are the parameters'. "
           "Values of a shared gate buffer are views written through the buffer (basic slices share "
           "memory in NumPy, CuPy, torch, array-api-strict)")

@@ -41,20 +41,6 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
     return params, inputs, targets, state0, dims
 
 
-def _steps_given(T, B):
-    """The dims that the arguments T (steps of the main axis, or {axis: steps}) and B bind."""
-    dims = {} if B is None else {"B": int(B)}
-    for axis, n in (T if isinstance(T, dict) else {next(iter(AXES)): T}).items():
-        if n is None:
-            continue
-        if axis not in AXES:
-            raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
-        if isinstance(n, bool) or not hasattr(n, "__index__") or n < 1:
-            raise ValueError(f"T must be a positive integer, got {n!r}")
-        dims[AXES[axis]] = int(n)
-    return dims
-
-
 def _float_type(xp, params):
     """The dtype of the run: the parameters' (float32 or float64), float64 for any other."""
     dtype = xp.result_type(*params.values()) if params else xp.float64

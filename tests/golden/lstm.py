@@ -807,7 +807,7 @@ def _steps_given(T, B):
             continue
         if axis not in AXES:
             raise ValueError(f"T has unknown time axis {axis!r}; the axes are {list(AXES)}")
-        if not isinstance(n, (int, np.integer)) or n < 1:
+        if isinstance(n, bool) or not hasattr(n, "__index__") or n < 1:
             raise ValueError(f"T must be a positive integer, got {n!r}")
         dims[AXES[axis]] = int(n)
     return dims
