@@ -44,8 +44,7 @@ def clip_grads(grads: dict, value: Optional[float] = None, norm: Optional[float]
         kind = np.asarray(g).dtype
         if not np.issubdtype(kind, np.number) or np.issubdtype(kind, np.complexfloating):
             raise ValueError(f"clip_grads: {_path_text(path)} is not an array of real numbers")
-    total = float(np.sqrt(sum(float(np.sum(np.square(np.asarray(g, dtype=np.float64))))
-                              for _, g in leaves)))
+    total = _total(leaves)
     if error_if_nonfinite and not np.isfinite(total):
         path, g = next((path, g) for path, g in leaves if not np.isfinite(g).all())
         kind = "NaN" if np.isnan(g).any() else "inf"
@@ -65,6 +64,17 @@ def clip_grads(grads: dict, value: Optional[float] = None, norm: Optional[float]
     size = float(np.sqrt(sum(float(np.sum(s * s)) for s in steps.values())))
     return _rebuild(grads, lambda path, g: (steps[path] * (norm / size)).astype(
         np.result_type(np.asarray(g).dtype, np.float32))), total
+
+
+def global_norm(grads: dict) -> float:
+    """The norm of all the arrays of ``grads`` (a nested dict) taken together, in float64: what
+    ``clip_grads(..., norm=)`` compares with its threshold (and returns)."""
+    return _total(_leaves(grads))
+
+
+def _total(leaves) -> float:
+    return float(np.sqrt(sum(float(np.sum(np.square(np.asarray(g, dtype=np.float64))))
+                             for _, g in leaves)))
 
 
 def _leaves(tree, path=()) -> Iterator[Tuple[tuple, np.ndarray]]:

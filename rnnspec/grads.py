@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .clip import clip_grads
+from .clip import clip_grads, global_norm
 from .surrogate import _batch_of
 
 
@@ -40,17 +40,13 @@ class GradReport:
             lines.append(line + (f"  {after:>12.4g}" if self.clip else ""))
         total = f"global norm {self.norm:.6g}"
         if self.clip:
-            total += f" before clipping {self.clip}; after: {_global(self.clipped):.6g}"
+            total += f" before clipping {self.clip}; after: {global_norm(self.clipped):.6g}"
         lines.append(total)
         return "\n".join(lines)
 
 
 def _norm(g) -> float:
     return float(np.sqrt(np.sum(np.square(np.asarray(g, dtype=np.float64)))))
-
-
-def _global(grads: dict) -> float:
-    return float(np.sqrt(sum(_norm(g) ** 2 for g in grads.values())))
 
 
 def gradient(mod, params, inputs, targets, T: int, state0=None, lengths=None, truncate=None,
@@ -92,7 +88,7 @@ def gradient(mod, params, inputs, targets, T: int, state0=None, lengths=None, tr
         clip = (f"by value {clip_value:g}" if clip_value is not None else
                 f"{'to a random step of' if clip_random else 'by'} norm {clip_norm:g}")
     else:
-        clipped, norm = grads, _global(grads)
+        clipped, norm = grads, global_norm(grads)
     return GradReport(method, float(loss), grads, norm, clipped, clip)
 
 

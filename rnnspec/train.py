@@ -54,7 +54,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from . import __version__
-from .clip import clip_grads
+from .clip import clip_grads, global_norm
 from .data import Dataset, TextData
 from .optim import Optimizer, load_optimizer, make_optimizer
 
@@ -457,8 +457,7 @@ def _loop(mod, plan: Plan, st: _State, total: int, s: dict, eval_every: int,
             clip = {"norm": s["clip_norm"]} if s["clip_norm"] is not None else \
                 {"value": s["clip_value"]} if s["clip_value"] is not None else None
             with np.errstate(over="ignore", invalid="ignore"):
-                clipped, norm = clip_grads(grads, **clip) if clip else \
-                    (grads, float(np.sqrt(sum(float(np.sum(g * g)) for g in grads.values()))))
+                clipped, norm = clip_grads(grads, **clip) if clip else (grads, global_norm(grads))
             new = st.opt.step(st.params, clipped) if math.isfinite(norm) and \
                 math.isfinite(loss) else {}
             bad = _nonfinite(st.step + 1, loss, grads, new)
