@@ -108,7 +108,7 @@ def load_module(source: str, name: str = "spec", filename: Optional[str] = None
     A module of the numba backend is imported from a file (numba's ``cache=True`` needs one):
     see :func:`_numba_file`."""
     digest = hashlib.sha1(source.encode()).hexdigest()[:10]
-    if NUMBA_IMPORT in source.split("\n\n\n", 1)[0]:
+    if NUMBA_IMPORT in source:
         return _import_file(_numba_file(source, name, digest), f"rnnspec_generated.{name}_{digest}")
     filename = filename or f"<rnnspec {name} {digest}>"
     module = types.ModuleType(name)
@@ -121,7 +121,9 @@ def load_module(source: str, name: str = "spec", filename: Optional[str] = None
     return module
 
 
-NUMBA_IMPORT = "\nimport numba\n"  # in the header of a numba backend's module
+# in the header of a numba backend's module, and nowhere else: at column 0 (the docstring
+# indents the spec's lines; its blank lines do not end the header)
+NUMBA_IMPORT = "\nimport numba\n"
 
 
 def cache_dir() -> Path:

@@ -114,12 +114,99 @@ def test_module_imports_numpy_and_numba_only_and_is_deterministic():
     assert text == generated("lstm", "numba")
     imports = [line for line in text.split("\n") if line.startswith(("import ", "from "))]
     assert imports == ["import numpy as np", "import numba"]
-    assert "@numba.njit(cache=True)\ndef _forward_loop_1(" in text
+    jit = "@numba.njit(cache=True, error_model='numpy')\n"
+    assert jit + "def _forward_loop_1(" in text
     assert "\nNUMBA_BATCH = 16  #" in text and "    if B <= NUMBA_BATCH:" in text
-    assert "@numba.njit(cache=True)\ndef _backward_loop_1(" in text
+    assert jit + "def _backward_loop_1(" in text
     lifted = text.split("def _backward_loop_1(")[1].split("\n\n\n")[0]
     assert "for t in range(T - 1, -1, -1):" in lifted and "reversed(" not in lifted
-    assert "_nb_sigmoid(" in text.split("def _forward_loop_1(")[1].split("\n\n\n")[0]
+    loop = text.split("def _forward_loop_1(")[1].split("\n\n\n")[0]
+    assert "_nb_sigmoid(" in loop and "_nb_tanh(" in loop and "np.tanh(" not in loop
+    assert "o = _nb_softmax(a_o)" in text and "_nb_cross_entropy_grad(o, y," in text
+
+
+# ---- the numba runtime's exp, tanh, sigmoid and loss helpers against NumPy's ----------------
+def _arguments():
+    """A grid over every range of exp and tanh: tiny, around the switch of tanh's two forms
+    (0.625), where exp's result turns subnormal, overflows, and inf, -inf, NaN, -0.0."""
+    rng = np.random.default_rng(0)
+    scales = (1e-300, 1e-8, 1e-3, 0.1, 0.6, 1.0, 3.0, 10.0, 30.0, 300.0, 800.0)
+    grid = [rng.standard_normal(4000) * s for s in scales]
+    grid.append(np.linspace(-750.0, 715.0, 20001))
+    grid.append(np.array([0.0, -0.0, 0.625, -0.625, np.nextafter(0.625, 0), 22.0, -22.0,
+                          709.78, 709.79, 710.0, -708.4, -745.1, -746.0, -800.0, np.inf,
+                          -np.inf, np.nan]))
+    return np.concatenate(grid)
+
+
+def _close_in_ulps(got, ref, ulps):
+    """got equals ref within ``ulps`` units in the last place where ref is a normal number, and
+    exactly (inf, NaN, 0) elsewhere; a subnormal ref to its absolute spacing."""
+    fin = np.finfo(ref.dtype)
+    normal = np.isfinite(ref) & (np.abs(ref) >= fin.tiny)
+    rel = np.abs(got[normal] - ref[normal]) / np.abs(ref[normal])
+    assert rel.max(initial=0) <= ulps * fin.eps, float(rel.max()) / fin.eps
+    sub = np.isfinite(ref) & ~normal
+    assert np.all(np.abs(got[sub] - ref[sub]) <= ulps * fin.smallest_subnormal), "subnormal"
+    special = ~np.isfinite(ref)
+    assert np.array_equal(got[special], ref[special], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exp_tanh_sigmoid_kernels_match_numpy(dtype):
+    from rnnspec.runtime import numba as nb
+    x = _arguments().astype(dtype)
+    with np.errstate(over="ignore"):
+        refs = {"exp": np.exp(x), "tanh": np.tanh(x),
+                "sigmoid": (1 / (1 + np.exp(np.minimum(-x.astype(np.float64), 709.0))))
+                .astype(dtype)}
+    for name, ulps in (("exp", 2), ("tanh", 2), ("sigmoid", 3)):
+        kernel = getattr(nb, f"_nb_{name}")
+        out = np.empty_like(x)
+        assert kernel(x, out) is out and out.dtype == dtype
+        _close_in_ulps(out, refs[name], ulps)  # (float32: NumPy rounds in float32, we once)
+        # a step's strided slice (the gates' sum) into a row of a 3-D buffer, as in a loop
+        wide = np.zeros((3, 2, 10), dtype)
+        wide[..., :7] = x[:42].reshape(3, 2, 7)
+        into = np.full((3, 2, 7), -1, dtype)
+        kernel(wide[..., :7], into)
+        _close_in_ulps(into.ravel(), refs[name][:42], ulps)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loss_helpers_match_numpy(dtype):
+    from rnnspec.runtime import numba as nb
+    ref = rnnspec.load_module(generated("lstm", "numpy"), "lstm")
+    rng = np.random.default_rng(1)
+    z = (rng.standard_normal((6, 3, 5)) * 20).astype(dtype)
+    z[0, 0] = [900.0, -900.0, 0.0, 1.0, 2.0]  # p[y] = 0 in a row: log-sum-exp's branch
+    z[1, 1, 2] = np.nan
+    y = rng.integers(0, 5, (6, 3))
+    y[0, 0] = 1
+    w = rng.random((6, 3)).astype(dtype)
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    with np.errstate(invalid="ignore"):
+        p = ref._softmax(z)
+        got = nb._nb_softmax(z)
+        assert got.dtype == dtype and np.array_equal(np.isnan(got), np.isnan(p))
+        np.testing.assert_allclose(got, p, rtol=tol, atol=0)
+        fine = np.ones((6, 3), bool)
+        fine[1, 1] = False  # (the row with a NaN: a NaN loss in both)
+        for weights in (None, w):
+            for probs in (None, p):
+                a = nb._nb_cross_entropy(z, y, weights, probs)
+                assert np.isnan(a) and np.isnan(ref._cross_entropy(z, y, weights, probs))
+                a = nb._nb_cross_entropy(z[:, :1], y[:, :1], None if weights is None else
+                                         weights[:, :1], None if probs is None else
+                                         probs[:, :1])
+                b = ref._cross_entropy(z[:, :1], y[:, :1], None if weights is None else
+                                       weights[:, :1], None if probs is None else probs[:, :1])
+                assert abs(a - b) <= tol * abs(b)
+            for scale in (1.0, 0.25):
+                a = nb._nb_cross_entropy_grad(p, y, weights, scale)
+                b = ref._cross_entropy_grad(p, y, weights, scale)
+                assert a.dtype == dtype
+                np.testing.assert_allclose(a[fine], b[fine], rtol=tol, atol=tol)
 
 
 def test_cli_compile_and_gradcheck(tmp_path, backend_caches):
@@ -139,6 +226,20 @@ def test_cli_compile_and_gradcheck(tmp_path, backend_caches):
     assert "jordan.rnn:24:1: error: the numba backend cannot compile" in r.stderr
 
 
+def test_a_spec_with_blank_lines_is_imported_from_a_file(backend_caches):
+    """load_module tells a numba module by its header's `import numba`, also when the spec in
+    its docstring has two blank lines in a row (which once hid the header): numba can cache
+    only what it imports from a file."""
+    text = (ROOT / "specs" / "elman.rnn").read_text(encoding="utf-8")
+    text = text.replace("\n\n", "\n\n\n\n")
+    source = rnnspec.generate(text, None, "spaced.rnn", backend="numba")
+    assert "\n\n\n" in source.split("import numba")[0]  # (the blank lines, in the docstring)
+    mod = rnnspec.load_module(source, "spaced")
+    assert Path(mod.__file__).parent == Path(os.environ["RNNSPEC_CACHE_DIR"]) / "numba"
+    plain = rnnspec.load_module(rnnspec.generate(text, None, "spaced.rnn"), "spaced")
+    assert plain.__file__.startswith("<rnnspec spaced ")  # (NumPy's: no file)
+
+
 def test_written_module_caches_next_to_it(tmp_path):
     """`rnnspec compile -o x.py --backend numba` + `import x`: numba's cache goes to x.py's
     __pycache__ (unless NUMBA_CACHE_DIR says otherwise), so a second import compiles nothing."""
@@ -149,6 +250,9 @@ def test_written_module_caches_next_to_it(tmp_path):
             "import numba\n"
             "print(sum(len(f.stats.cache_hits) for f in (m._forward_loop_1, m._backward_loop_1)))")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    # (the tests' NUMBA_OPT=0 keeps numba from caching a function that calls another compiled
+    # function, as the loops call the runtime's _nb_tanh; users' default, 3, caches them)
+    env["NUMBA_OPT"] = "1"
     hits = [subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
                            capture_output=True, text=True).stdout.strip() for _ in range(2)]
     assert hits == ["0", "2"]

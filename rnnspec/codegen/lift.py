@@ -5,8 +5,10 @@ In: the :class:`rnnspec.stmt.Def` nodes of forward and backward (NumPy statement
 :mod:`.forward` and :mod:`.adjoint` build them).  Out: the same functions, each loop replaced by
 a call (``_backward_loop_1(T, mask, xi, d_h, ...)``, assigning back the names the loop rebinds
 that are read after it), and the lifted functions.  Inside a lifted loop a ufunc's ``out=`` is
-passed by position (numba's form), ``_sigmoid`` is :func:`_nb_sigmoid` of the numba runtime
-(rnnspec/runtime/numba.py) and ``reversed(range(T))`` is ``range(T - 1, -1, -1)``; numba
+passed by position (numba's form), ``_sigmoid``, ``np.tanh`` and ``np.exp`` are
+:func:`_nb_sigmoid`, :func:`_nb_tanh` and :func:`_nb_exp` of the numba runtime
+(rnnspec/runtime/numba.py: element loops that vectorize, where numba's own call the C library
+element by element), divisions follow NumPy's error model, and ``reversed(range(T))`` is ``range(T - 1, -1, -1)``; numba
 prunes the ``if mask is None`` branches of the arguments given as None.  What else a loop may
 call is :data:`CALLS`: :func:`numba_refusal` refuses, positioned, the specs whose loops would
 need more (checked again here: a loop that slips through is a bug, not a numba error at run
@@ -17,17 +19,22 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Dict, List, Tuple
 
-from ..expr import Attr, Call, Expr, List_, Name, Num, Tuple_, call, compare, parts, sub
+from ..expr import Attr, Call, Expr, List_, Name, Num, Tuple_, call, compare, lit, parts, sub
 from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, returns
 
 # what a lifted loop may call (the numba runtime's helpers are named here by their numba names)
-CALLS = {"np.tanh", "np.exp", "np.add", "np.multiply", "np.subtract", "np.where",
-         "np.negative", "np.concatenate", "_nb_sigmoid", "range"}
+CALLS = {"np.add", "np.multiply", "np.subtract", "np.where", "np.negative", "np.concatenate",
+         "np.empty_like", "_nb_sigmoid", "_nb_tanh", "_nb_exp", "range"}
 KWARGS = {"out", "axis"}  # (out= passed by position; axis= as it is)
 # how an Unliftable names a call
 WHAT = {"_softmax": "softmax", "_attention": "attention", "_choose": "a choice of the next input"}
-RENAMED = {"_sigmoid": "_nb_sigmoid"}  # a NumPy runtime helper -> its numba form
-JIT = call("numba.njit", cache=True)
+# a NumPy function or runtime helper -> its numba form (rnnspec/runtime/numba.py: element loops
+# that LLVM vectorizes; given no out=, they write into a new array)
+RENAMED = {"_sigmoid": "_nb_sigmoid", "np.tanh": "_nb_tanh", "np.exp": "_nb_exp"}
+# the loss helpers that forward and backward call outside their loops -> their compiled forms
+COMPILED_HELPERS = {"_softmax": "_nb_softmax", "_cross_entropy": "_nb_cross_entropy",
+                    "_cross_entropy_grad": "_nb_cross_entropy_grad"}
+JIT = call("numba.njit", cache=True, error_model=lit("numpy"))  # (x / 0: inf, as in NumPy)
 GLOBALS = {"np", "numba", "range"} | set(RENAMED.values())
 
 
@@ -52,7 +59,7 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
         if not isinstance(s, For):
             if _holds_loop(s):
                 raise Unliftable("a time loop under a condition")
-            body.append(s)
+            body.append(_helpers_compiled(s))
             continue
         name = f"_{fn.name}_loop_{len(lifted) + 1}"
         loop = _numba_stmt(s)
@@ -70,6 +77,19 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
     nones = [assign(n, None, note="bound below only in some cases (an argument of a "
                     "compiled loop)") for n in maybe]
     return Def(fn.name, fn.params, fn.doc, tuple(nones + body), fn.decorators), lifted
+
+
+def _helpers_compiled(x):
+    """Statement or expression ``x`` with the calls of :data:`COMPILED_HELPERS` renamed (their
+    arguments alike, positional in both forms)."""
+    if isinstance(x, Call) and isinstance(x.func, Name) and x.func.id in COMPILED_HELPERS:
+        x = Call(Name(COMPILED_HELPERS[x.func.id]), x.args, x.kwargs)
+    if isinstance(x, tuple):
+        return tuple(_helpers_compiled(item) for item in x)
+    if not is_dataclass(x) or isinstance(x, type):
+        return x
+    return type(x)(**{f.name: _helpers_compiled(getattr(x, f.name)) for f in fields(x)
+                      if f.init})
 
 
 def _holds_loop(s: Stmt) -> bool:
@@ -143,6 +163,8 @@ def _numba_expr(e: Expr) -> Expr:
         args = tuple(_numba_expr(Tuple_(a.items) if isinstance(a, List_) else a)
                      for a in e.args)  # (np.concatenate's list: a tuple in numba)
         args += tuple(_numba_expr(v) for k, v in e.kwargs if k == "out")
+        if func in RENAMED.values() and len(args) == 1:  # (no out=: a new array)
+            args += (call("np.empty_like", args[0]),)
         return Call(Name(func), args, tuple((k, _numba_expr(v)) for k, v in e.kwargs
                                             if k != "out"))
     if isinstance(e, Attr):

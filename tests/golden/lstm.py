@@ -698,6 +698,11 @@ def _validate(params, inputs, targets, state0, T, lengths=None, B=None):
 def _check_names(params, inputs, targets, state0):
     """Refuse arguments that are not dicts (targets and state0 may be None), then missing
     params and inputs, unknown names, and missing targets (when targets are given)."""
+    if type(params) is dict and type(inputs) is dict and params.keys() == PARAMS.keys() and \
+            inputs.keys() == INPUTS.keys() and (targets is None or type(targets) is dict and
+                                                targets.keys() == TARGETS.keys()) and \
+            (state0 is None or type(state0) is dict and state0.keys() <= STATES.keys()):
+        return  # (the usual call, every name right, in a few set comparisons)
     given = (("params", params, PARAMS), ("inputs", inputs, INPUTS),
              ("targets", targets, TARGETS), ("state0", state0, STATES))
     for k, (what, d, _) in enumerate(given):
@@ -722,6 +727,11 @@ def _refuse_missing(what, d, known):
 
 def _float_type(params):
     """The dtype of the run: the parameters' (float32 or float64), float64 for any other."""
+    dtypes = {getattr(p, "dtype", None) for p in params.values()}
+    if len(dtypes) == 1:  # (the usual call: arrays of one float type)
+        dtype = dtypes.pop()
+        if dtype is not None and dtype in (np.float32, np.float64):
+            return dtype
     floats = [np.asarray(p) for p in params.values()]
     dtype = np.result_type(*floats) if floats else np.dtype(np.float64)
     if dtype not in (np.float32, np.float64):
@@ -771,7 +781,7 @@ def _class_indices(label, a):
     """Class indices (of a target or an input) as integers; refused unless its values are
     whole numbers."""
     a = np.asarray(a)
-    if a.size and not np.issubdtype(a.dtype, np.integer):
+    if a.size and a.dtype.kind not in "iu":  # (not a signed or unsigned integer type)
         if not np.all(np.mod(a, 1) == 0):
             raise ValueError(f"{label} must hold integer class indices")
         a = a.astype(np.int64)
