@@ -122,7 +122,8 @@ def test_module_imports_numpy_and_numba_only_and_is_deterministic():
     assert "for t in range(T - 1, -1, -1):" in lifted and "reversed(" not in lifted
     loop = text.split("def _forward_loop_1(")[1].split("\n\n\n")[0]
     assert "_nb_sigmoid(" in loop and "_nb_tanh(" in loop and "np.tanh(" not in loop
-    assert "o = _nb_softmax(a_o)" in text and "_nb_cross_entropy_grad(o, y," in text
+    assert "o = (_nb_softmax if B <= NUMBA_BATCH else _softmax)(a_o)" in text
+    assert "(_nb_cross_entropy_grad if B <= NUMBA_BATCH else _cross_entropy_grad)(o, y," in text
 
 
 # ---- the numba runtime's exp, tanh, sigmoid and loss helpers against NumPy's ----------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Dict, List, Tuple
 
-from ..expr import Attr, Call, Expr, List_, Name, Num, Tuple_, call, compare, lit, parts, sub
+from ..expr import Attr, Call, Expr, IfElse, List_, Name, Num, Tuple_, call, compare, lit, parts, sub
 from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, returns
 
 # what a lifted loop may call (the numba runtime's helpers are named here by their numba names)
@@ -80,10 +80,13 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
 
 
 def _helpers_compiled(x):
-    """Statement or expression ``x`` with the calls of :data:`COMPILED_HELPERS` renamed (their
-    arguments alike, positional in both forms)."""
+    """Statement or expression ``x`` with each call of :data:`COMPILED_HELPERS` made to the
+    compiled form for a small batch, ``(_nb_softmax if B <= NUMBA_BATCH else _softmax)(a)``
+    (the arguments alike, positional in both): a large batch runs the NumPy backend's code."""
     if isinstance(x, Call) and isinstance(x.func, Name) and x.func.id in COMPILED_HELPERS:
-        x = Call(Name(COMPILED_HELPERS[x.func.id]), x.args, x.kwargs)
+        chosen = IfElse(Name(COMPILED_HELPERS[x.func.id]), compare("B", "<=", "NUMBA_BATCH"),
+                        x.func)
+        x = Call(chosen, x.args, x.kwargs)
     if isinstance(x, tuple):
         return tuple(_helpers_compiled(item) for item in x)
     if not is_dataclass(x) or isinstance(x, type):
