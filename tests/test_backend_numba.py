@@ -87,12 +87,13 @@ def test_same_as_numpy(name):
     p, i, tg, s0, up = random_problem(ref, T=5, batch=3, lengths=lengths)
     fwd_kw = {"lengths": lengths} if lengths is not None else {}
     bwd_kw = {"xi": np.linspace(0.2, 1.0, 5)} if ref.TRUNCATE is None else {}
-    for batch_limit in (mod.NUMBA_BATCH, 0):  # (0: every batch runs the NumPy loops)
+    for batch_limit in (mod.NUMBA_BATCH, 0):  # (0: every batch runs the NumPy backend's code)
         mod.NUMBA_BATCH = batch_limit
+        tol = 1e-12 if batch_limit else 0.0  # (above NUMBA_BATCH: the same bits)
         outs = [m.forward(p, i, tg, s0, **fwd_kw) for m in (ref, mod)]
-        assert_same(outs[0][0], outs[1][0], "outputs")
+        assert_same(outs[0][0], outs[1][0], "outputs", tol)
         grads = [m.backward(p, c, up, **bwd_kw) for m, (_, c) in zip((ref, mod), outs)]
-        assert_same(grads[0], grads[1], "grads")
+        assert_same(grads[0], grads[1], "grads", tol)
 
 
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru"])
@@ -295,3 +296,21 @@ def test_training_on_the_numba_backend_follows_the_numpy_one():
     assert runs[1].module.NUMBA_BATCH >= 4 and "_forward_loop_1" in vars(runs[1].module)
     assert_same(runs[0].params, runs[1].params, "params", tol=1e-10)
     assert len(runs[1].history.loss) == 10
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_small_matmul_matches_blas(dtype):
+    """_nb_matmul: the element loop (up to 4 rows or a small product) and BLAS (more) both
+    give a @ w, for a step's rows and for a strided row slice."""
+    from rnnspec.runtime import numba as nb
+    rng = np.random.default_rng(2)
+    for rows, k, n in ((1, 5, 7), (2, 32, 96), (4, 32, 128), (8, 128, 512), (3, 1, 1)):
+        a = rng.standard_normal((rows, k)).astype(dtype)
+        w = np.ascontiguousarray(rng.standard_normal((n, k)).astype(dtype).T)
+        got = nb._nb_matmul(a, w)
+        assert got.dtype == dtype and got.shape == (rows, n)
+        np.testing.assert_allclose(got, a @ w, rtol=1e-12 if dtype == np.float64 else 1e-4,
+                                   atol=1e-12 if dtype == np.float64 else 1e-4)
+    wide = rng.standard_normal((2, 9)).astype(dtype)
+    w = rng.standard_normal((5, 3)).astype(dtype)
+    np.testing.assert_allclose(nb._nb_matmul(wide[:, 2:7], w), wide[:, 2:7] @ w, rtol=1e-4)

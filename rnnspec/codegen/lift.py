@@ -8,7 +8,9 @@ that are read after it), and the lifted functions.  Inside a lifted loop a ufunc
 passed by position (numba's form), ``_sigmoid``, ``np.tanh`` and ``np.exp`` are
 :func:`_nb_sigmoid`, :func:`_nb_tanh` and :func:`_nb_exp` of the numba runtime
 (rnnspec/runtime/numba.py: element loops that vectorize, where numba's own call the C library
-element by element), divisions follow NumPy's error model, and ``reversed(range(T))`` is ``range(T - 1, -1, -1)``; numba
+element by element), a matrix product ``a @ W`` is :func:`_nb_matmul` (an element loop for a
+few rows, where a BLAS call costs more than the product; ``W.T`` copied C-ordered once, before
+the loop), divisions follow NumPy's error model, and ``reversed(range(T))`` is ``range(T - 1, -1, -1)``; numba
 prunes the ``if mask is None`` branches of the arguments given as None.  What else a loop may
 call is :data:`CALLS`: :func:`numba_refusal` refuses, positioned, the specs whose loops would
 need more (checked again here: a loop that slips through is a bug, not a numba error at run
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Dict, List, Tuple
 
-from ..expr import Attr, Call, Expr, IfElse, List_, Name, Num, Tuple_, call, compare, lit, parts, sub
+from ..expr import Attr, Bin, Call, Expr, IfElse, List_, Name, Num, Tuple_, call, compare, lit, parts, sub
 from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, returns
 
 # what a lifted loop may call (the numba runtime's helpers are named here by their numba names)
@@ -64,10 +66,11 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
         name = f"_{fn.name}_loop_{len(lifted) + 1}"
         loop = _numba_stmt(s)
         params, returned = _interface(loop, fn.body[k + 1:])
+        loop, transposed = _products(loop)
         maybe += [n for n in params if n not in unconditional and n not in maybe]
         ret = [returns(Tuple_(tuple(Name(n) for n in returned)))] if returned else []
         doc = (f"The time loop of {fn.name}, compiled by numba.",)
-        lifted.append(Def(name, tuple(params), doc, (loop, *ret), (JIT,)))
+        lifted.append(Def(name, tuple(params), doc, (*transposed, loop, *ret), (JIT,)))
         invoke = call(name, *params)
         compiled = assign(Tuple_(tuple(Name(n) for n in returned), bare=True), invoke) \
             if returned else Do(invoke)
@@ -93,6 +96,30 @@ def _helpers_compiled(x):
         return x
     return type(x)(**{f.name: _helpers_compiled(getattr(x, f.name)) for f in fields(x)
                       if f.init})
+
+
+def _products(loop: For) -> Tuple[For, List[Stmt]]:
+    """The loop with each matrix product ``a @ W`` as :func:`_nb_matmul` of the numba runtime
+    (``a @ W.T``: of a C-ordered copy of W.T made once, before the loop), and those copies."""
+    copies: Dict[str, str] = {}
+
+    def rewrite(x):
+        if isinstance(x, Bin) and x.op == "@":
+            right = rewrite(x.right)
+            if isinstance(right, Attr) and right.attr == "T" and isinstance(right.value, Name):
+                held = copies.setdefault(right.value.id, f"_transposed_{len(copies) + 1}")
+                right = Name(held)
+            return call("_nb_matmul", rewrite(x.left), right)
+        if isinstance(x, tuple):
+            return tuple(rewrite(item) for item in x)
+        if not is_dataclass(x) or isinstance(x, type):
+            return x
+        return type(x)(**{f.name: rewrite(getattr(x, f.name)) for f in fields(x) if f.init})
+    loop = rewrite(loop)
+    made = [assign(held, call("np.ascontiguousarray", Attr(Name(w), "T")),
+                   note="W.T's rows, contiguous: the products' loops read them in order")
+            for w, held in copies.items()]
+    return loop, made
 
 
 def _holds_loop(s: Stmt) -> bool:
