@@ -10,8 +10,9 @@ passed by position (numba's form), ``_sigmoid``, ``np.tanh`` and ``np.exp`` are
 (rnnspec/runtime/numba.py: element loops that vectorize, where numba's own call the C library
 element by element), a matrix product ``a @ W`` is :func:`_nb_matmul` (an element loop for a
 few rows, where a BLAS call costs more than the product; ``W.T`` copied C-ordered once, before
-the loop), divisions follow NumPy's error model, and ``reversed(range(T))`` is ``range(T - 1, -1, -1)``; numba
-prunes the ``if mask is None`` branches of the arguments given as None.  What else a loop may
+the loop), divisions follow NumPy's error model, and ``reversed(range(T))`` is
+``range(T - 1, -1, -1)``; numba prunes the ``if mask is None`` branches of the arguments given
+as None.  What else a loop may
 call is :data:`CALLS`: :func:`numba_refusal` refuses, positioned, the specs whose loops would
 need more (checked again here: a loop that slips through is a bug, not a numba error at run
 time).
@@ -21,7 +22,8 @@ from __future__ import annotations
 from dataclasses import fields, is_dataclass
 from typing import Dict, List, Tuple
 
-from ..expr import Attr, Bin, Call, Expr, IfElse, List_, Name, Num, Tuple_, call, compare, lit, parts, sub
+from ..expr import (Attr, Bin, Call, Expr, IfElse, List_, Name, Num, Tuple_, call, compare, lit,
+                    parts, sub)
 from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, returns
 
 # what a lifted loop may call (the numba runtime's helpers are named here by their numba names)
@@ -82,20 +84,28 @@ def lift_loops(fn: Def) -> Tuple[Def, List[Def]]:
     return Def(fn.name, fn.params, fn.doc, tuple(nones + body), fn.decorators), lifted
 
 
-def _helpers_compiled(x):
-    """Statement or expression ``x`` with each call of :data:`COMPILED_HELPERS` made to the
-    compiled form for a small batch, ``(_nb_softmax if B <= NUMBA_BATCH else _softmax)(a)``
-    (the arguments alike, positional in both): a large batch runs the NumPy backend's code."""
-    if isinstance(x, Call) and isinstance(x.func, Name) and x.func.id in COMPILED_HELPERS:
-        chosen = IfElse(Name(COMPILED_HELPERS[x.func.id]), compare("B", "<=", "NUMBA_BATCH"),
-                        x.func)
-        x = Call(chosen, x.args, x.kwargs)
+def _rewritten(x, node_fn):
+    """Node ``x`` (a statement, an expression, or a tuple of them) with ``node_fn`` applied to
+    every node, children first (``node_fn`` returns the node or its replacement)."""
     if isinstance(x, tuple):
-        return tuple(_helpers_compiled(item) for item in x)
-    if not is_dataclass(x) or isinstance(x, type):
+        return tuple(_rewritten(item, node_fn) for item in x)
+    if is_dataclass(x) and not isinstance(x, type):
+        x = type(x)(**{f.name: _rewritten(getattr(x, f.name), node_fn) for f in fields(x)
+                       if f.init})
+    return node_fn(x)
+
+
+def _helpers_compiled(s: Stmt) -> Stmt:
+    """Statement ``s`` with each call of :data:`COMPILED_HELPERS` made to the compiled form for
+    a small batch, ``(_nb_softmax if B <= NUMBA_BATCH else _softmax)(a)`` (the arguments alike,
+    positional in both): a large batch runs the NumPy backend's code."""
+    def choose(x):
+        if isinstance(x, Call) and isinstance(x.func, Name) and x.func.id in COMPILED_HELPERS:
+            small = compare("B", "<=", "NUMBA_BATCH")
+            return Call(IfElse(Name(COMPILED_HELPERS[x.func.id]), small, x.func), x.args,
+                        x.kwargs)
         return x
-    return type(x)(**{f.name: _helpers_compiled(getattr(x, f.name)) for f in fields(x)
-                      if f.init})
+    return _rewritten(s, choose)
 
 
 def _products(loop: For) -> Tuple[For, List[Stmt]]:
@@ -103,19 +113,14 @@ def _products(loop: For) -> Tuple[For, List[Stmt]]:
     (``a @ W.T``: of a C-ordered copy of W.T made once, before the loop), and those copies."""
     copies: Dict[str, str] = {}
 
-    def rewrite(x):
-        if isinstance(x, Bin) and x.op == "@":
-            right = rewrite(x.right)
-            if isinstance(right, Attr) and right.attr == "T" and isinstance(right.value, Name):
-                held = copies.setdefault(right.value.id, f"_transposed_{len(copies) + 1}")
-                right = Name(held)
-            return call("_nb_matmul", rewrite(x.left), right)
-        if isinstance(x, tuple):
-            return tuple(rewrite(item) for item in x)
-        if not is_dataclass(x) or isinstance(x, type):
+    def product(x):
+        if not (isinstance(x, Bin) and x.op == "@"):
             return x
-        return type(x)(**{f.name: rewrite(getattr(x, f.name)) for f in fields(x) if f.init})
-    loop = rewrite(loop)
+        right = x.right
+        if isinstance(right, Attr) and right.attr == "T" and isinstance(right.value, Name):
+            right = Name(copies.setdefault(right.value.id, f"_transposed_{len(copies) + 1}"))
+        return call("_nb_matmul", x.left, right)
+    loop = _rewritten(loop, product)
     made = [assign(held, call("np.ascontiguousarray", Attr(Name(w), "T")),
                    note="W.T's rows, contiguous: the products' loops read them in order")
             for w, held in copies.items()]
