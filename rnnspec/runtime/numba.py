@@ -192,7 +192,7 @@ def _nb_matmul(a, w):
     for d in a.shape[:-1]:
         rows *= d
     if rows > 4 and rows * w.shape[0] * w.shape[1] > 65536:
-        return a @ w
+        return np.ascontiguousarray(a) @ w  # (a strided a: numba warns, BLAS copies)
     out = np.zeros(a.shape[:-1] + (w.shape[1],), a.dtype)  # (a and w: the run's dtype)
     for k in range(w.shape[0]):
         wk = w[k]
