@@ -28,7 +28,7 @@ from ..stmt import BLANK, Assign, Comment, Def, Do, For, If, Stmt, assign, retur
 
 # what a lifted loop may call (the numba runtime's helpers are named here by their numba names)
 CALLS = {"np.add", "np.multiply", "np.subtract", "np.where", "np.negative", "np.concatenate",
-         "np.empty_like", "_nb_sigmoid", "_nb_tanh", "_nb_exp", "range"}
+         "_nb_sigmoid", "_nb_tanh", "_nb_exp", "range"}
 KWARGS = {"out", "axis"}  # (out= passed by position; axis= as it is)
 # how an Unliftable names a call
 WHAT = {"_softmax": "softmax", "_attention": "attention", "_choose": "a choice of the next input"}
